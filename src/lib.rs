@@ -1,0 +1,49 @@
+//! # baobab
+//!
+//! Erlang/OTP's way of building fault-tolerant software, inside one Rust process: a fixed pool
+//! of scheduler threads runs many lightweight processes, each with its own mailbox; processes
+//! link and monitor each other, trap exits, and exit with reasons that propagate as OTP
+//! defines.
+//!
+//! ```
+//! use baobab::{ExitReason, Message, Runtime};
+//!
+//! let rt = Runtime::new();
+//! let reason = rt.block_on(|mut ctx: baobab::Ctx<()>| async move {
+//!     ctx.trap_exit(true);
+//!     ctx.spawn_link(|_ctx: baobab::Ctx<()>| async move {
+//!         let crash = true;
+//!         if crash { panic!("worker crashed") }
+//!     }).unwrap();
+//!     match ctx.recv().await {
+//!         Message::Exit(signal) => signal.reason,
+//!         _ => unreachable!(),
+//!     }
+//! });
+//! assert_eq!(reason.unwrap(), ExitReason::Panic("worker crashed".into()));
+//! ```
+//!
+//! The layers, bottom up: [`runtime`](Runtime) (schedulers, run queues, reductions, the
+//! blocking pool, clock and timers), the registry, signals ([`ExitReason`], links,
+//! monitors), processes ([`Pid`], [`Ctx`], [`Behaviour`], mailboxes) and `server`
+//! (gen_server-style calls). See `docs/architecture.md` and `docs/semantics.md`.
+
+#![warn(missing_docs)]
+
+pub(crate) mod loom;
+pub(crate) mod process;
+pub mod registry;
+pub(crate) mod runtime;
+pub mod server;
+pub(crate) mod signal;
+
+pub use process::{
+    Addr, Behaviour, BehaviourKind, BodyKind, Ctx, Handled, IntoProcess, MAX_PROCESSES,
+    MailboxConfig, Message, Overflow, Pid, ProcessCode, ProcessInfo, Ref, SendError, SpawnError,
+    SpawnOptions, Spawned, Status,
+};
+pub use registry::RegistryError;
+pub use runtime::{
+    Builder, Clock, ExitWatch, Handle, ManualClock, Runtime, RuntimeStats, TimerRef,
+};
+pub use signal::{Down, ExitReason, ExitSignal, MonitorRef};

@@ -1,0 +1,137 @@
+//! The heap record of one process, shared by the table, the run queues and its wakers.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use super::mailbox::{Envelope, Mailbox, Pushed};
+use super::pid::Pid;
+use super::state::ProcessState;
+use super::task::Runnable;
+use crate::loom::lock;
+use crate::loom::sync::Mutex;
+use crate::runtime::Shared;
+use crate::signal::rules::{self, Action, SignalKind};
+use crate::signal::state::SignalState;
+use crate::signal::{Down, ExitReason, ExitSignal, MonitorRef};
+
+pub(crate) struct ProcessCell {
+    pub(crate) pid: Pid,
+    pub(crate) parent: Pid,
+    pub(crate) state: ProcessState,
+    pub(crate) mailbox: Mailbox,
+    pub(crate) signals: Mutex<SignalState>,
+    /// Set (after `pending_exit`) when the process must die at its next scheduling point: the
+    /// runner checks this flag without taking the signal lock.
+    pub(crate) exit_pending: AtomicBool,
+    /// The process's code. Only the thread that won `transition_to_running` locks it.
+    pub(crate) task: Mutex<Option<Pin<Box<dyn Runnable>>>>,
+    pub(crate) reductions: AtomicU64,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl ProcessCell {
+    pub(crate) fn new(pid: Pid, parent: Pid, mailbox: Mailbox, shared: Arc<Shared>) -> Self {
+        ProcessCell {
+            pid,
+            parent,
+            state: ProcessState::new_queued(),
+            mailbox,
+            signals: Mutex::new(SignalState::default()),
+            exit_pending: AtomicBool::new(false),
+            task: Mutex::new(None),
+            reductions: AtomicU64::new(0),
+            shared,
+        }
+    }
+
+    /// Asks for the process to run; queues it unless it is queued or running already.
+    pub(crate) fn schedule(self: &Arc<Self>) {
+        if self.state.transition_to_queued() {
+            self.shared.scheduler.schedule(Arc::clone(self));
+        }
+    }
+
+    /// Delivers a user message and wakes the process.
+    pub(crate) fn push_user(self: &Arc<Self>, envelope: Envelope) -> Pushed {
+        let pushed = self.mailbox.push_user(envelope);
+        if pushed == Pushed::Queued {
+            self.schedule();
+        }
+        pushed
+    }
+
+    /// Delivers a system message (a reply) and wakes the process. Dropped if it has exited.
+    pub(crate) fn push_system(self: &Arc<Self>, envelope: Envelope) {
+        if self.state.status() == super::state::Status::Exiting {
+            return;
+        }
+        self.mailbox.push_system(envelope);
+        self.schedule();
+    }
+
+    /// An exit signal arrives. For `SignalKind::Link` it only counts if the link still exists
+    /// (an unlink that won the race means no signal); the link is consumed either way.
+    pub(crate) fn signal_exit(self: &Arc<Self>, from: Pid, reason: &ExitReason, kind: SignalKind) {
+        let mut signals = lock(&self.signals);
+        if signals.exited || (kind == SignalKind::Link && !signals.remove_link(from)) {
+            return;
+        }
+        match rules::on_exit_signal(kind, reason, from, self.pid, signals.trap_exit) {
+            Action::Ignore => {}
+            Action::Deliver => {
+                self.mailbox.push_system(Envelope::Exit(ExitSignal {
+                    from,
+                    reason: reason.clone(),
+                }));
+                drop(signals);
+                self.schedule();
+            }
+            Action::Die(reason) => {
+                if signals.set_pending_exit(reason) {
+                    self.exit_pending.store(true, Ordering::Release);
+                    drop(signals);
+                    self.schedule();
+                }
+            }
+        }
+    }
+
+    /// A monitor this process holds fired. Ignored if it was demonitored meanwhile.
+    pub(crate) fn signal_down(
+        self: &Arc<Self>,
+        reference: MonitorRef,
+        pid: Pid,
+        reason: &ExitReason,
+    ) {
+        let mut signals = lock(&self.signals);
+        if signals.exited || signals.remove_monitor(reference).is_none() {
+            return;
+        }
+        self.mailbox.push_system(Envelope::Down(Down {
+            reference,
+            pid,
+            reason: reason.clone(),
+        }));
+        drop(signals);
+        self.schedule();
+    }
+
+    /// Takes the reason this process must die with, if one arrived.
+    pub(crate) fn take_pending_exit(&self) -> Option<ExitReason> {
+        if !self.exit_pending.load(Ordering::Acquire) {
+            return None;
+        }
+        lock(&self.signals).pending_exit.clone()
+    }
+
+    pub(crate) fn add_reductions(&self, n: u64) {
+        self.reductions.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl futures_task::ArcWake for ProcessCell {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        arc_self.schedule();
+    }
+}

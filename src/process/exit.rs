@@ -1,0 +1,53 @@
+//! A process's exit: after its last poll, tell everyone who must know.
+//!
+//! Order: mark the signal record exited (from here on a link or monitor attempt sees `noproc`),
+//! free the table slot (sends are dropped), release the name, then signal links, fire
+//! monitors and drop the monitors this process held.
+
+use std::sync::Arc;
+
+use tracing::trace;
+
+use super::cell::ProcessCell;
+use crate::loom::lock;
+use crate::signal::ExitReason;
+use crate::signal::rules::SignalKind;
+use crate::signal::state::Watcher;
+
+pub(crate) fn exit_process(cell: &Arc<ProcessCell>, reason: ExitReason) {
+    let shared = &cell.shared;
+    let pid = cell.pid;
+    trace!(%pid, %reason, "process exit");
+    let relations = lock(&cell.signals).take_for_exit();
+    shared.table.remove(pid);
+    cell.mailbox.clear();
+    if let Some(relations) = relations {
+        if let Some(name) = &relations.name {
+            shared.registry.release(name, pid);
+        }
+        for link in relations.links {
+            if let Some(other) = shared.table.get(link) {
+                other.signal_exit(pid, &reason, SignalKind::Link);
+            }
+        }
+        for watcher in relations.watchers {
+            match watcher {
+                Watcher::Process {
+                    reference,
+                    pid: watcher,
+                } => {
+                    if let Some(other) = shared.table.get(watcher) {
+                        other.signal_down(reference, pid, &reason);
+                    }
+                }
+                Watcher::Hook(hook) => hook(pid, &reason),
+            }
+        }
+        for (reference, target) in relations.monitors {
+            if let Some(other) = shared.table.get(target) {
+                lock(&other.signals).remove_watcher(reference);
+            }
+        }
+    }
+    shared.stats.exited();
+}

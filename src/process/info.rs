@@ -1,0 +1,67 @@
+//! Introspection: a snapshot of each live process.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::cell::ProcessCell;
+use super::pid::Pid;
+use super::state::Status;
+use crate::loom::lock;
+use crate::signal::MonitorRef;
+
+/// What one live process looked like when the snapshot was taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// Its pid.
+    pub pid: Pid,
+    /// Who spawned it ([`Pid::EXTERNAL`] if code outside the runtime did).
+    pub parent: Pid,
+    /// Its registered name.
+    pub name: Option<String>,
+    /// Waiting, runnable, running or exiting.
+    pub status: Status,
+    /// Messages in its mailbox.
+    pub mailbox_len: usize,
+    /// User messages its bounded mailbox dropped.
+    pub mailbox_dropped: usize,
+    /// Reductions (messages handled) so far.
+    pub reductions: u64,
+    /// Linked processes.
+    pub links: Vec<Pid>,
+    /// Monitors it holds: reference and monitored process.
+    pub monitors: Vec<(MonitorRef, Pid)>,
+    /// Processes monitoring it.
+    pub monitored_by: Vec<Pid>,
+    /// Whether it traps exits.
+    pub trap_exit: bool,
+}
+
+impl ProcessInfo {
+    pub(crate) fn of(cell: &Arc<ProcessCell>) -> ProcessInfo {
+        let signals = lock(&cell.signals);
+        let relations = signals.relations();
+        ProcessInfo {
+            pid: cell.pid,
+            parent: cell.parent,
+            name: relations.and_then(|r| r.name.as_deref().map(str::to_owned)),
+            status: cell.state.status(),
+            mailbox_len: cell.mailbox.len(),
+            mailbox_dropped: cell.mailbox.dropped(),
+            reductions: cell.reductions.load(Ordering::Relaxed),
+            links: relations.map(|r| r.links.clone()).unwrap_or_default(),
+            monitors: relations.map(|r| r.monitors.clone()).unwrap_or_default(),
+            monitored_by: relations
+                .map(|r| {
+                    r.watchers
+                        .iter()
+                        .filter_map(|w| match w {
+                            crate::signal::state::Watcher::Process { pid, .. } => Some(*pid),
+                            crate::signal::state::Watcher::Hook(_) => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            trap_exit: signals.trap_exit,
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Loom models of the process protocols: the state word with the mailbox (no lost wake-up, a
+//! process queued and run at most once at a time), and links racing with exits.
+
+use std::collections::VecDeque;
+
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::thread;
+
+use super::mailbox::{Envelope, Mailbox};
+use super::pid::Pid;
+use super::state::ProcessState;
+use crate::loom::lock;
+use crate::loom::sync::Mutex;
+use crate::signal::ExitReason;
+use crate::signal::state::SignalState;
+
+/// A process as the model sees it: its state, its mailbox, and a run queue of capacity one
+/// (a queue holding it twice would be the bug we look for).
+struct Model {
+    state: ProcessState,
+    mailbox: Mailbox,
+    queued: AtomicUsize,
+}
+
+impl Model {
+    fn new() -> Self {
+        let state = ProcessState::new_queued();
+        // Start idle: run once with nothing in the mailbox.
+        assert!(state.transition_to_running());
+        assert!(!state.transition_to_idle());
+        Model {
+            state,
+            mailbox: Mailbox::unbounded(),
+            queued: AtomicUsize::new(0),
+        }
+    }
+
+    fn send(&self, n: u32) {
+        self.mailbox.push_user(Envelope::User(Box::new(n)));
+        if self.state.transition_to_queued() {
+            let before = self.queued.fetch_add(1, Ordering::SeqCst);
+            assert_eq!(before, 0, "a process sits in a run queue at most once");
+        }
+    }
+
+    /// One run if queued: drain everything, then go idle (or requeue if woken meanwhile).
+    /// Returns the messages received.
+    fn run_once(&self, local: &mut VecDeque<Envelope>) -> usize {
+        if self.queued.load(Ordering::SeqCst) == 0 {
+            return 0;
+        }
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        assert!(self.state.transition_to_running());
+        let mut received = 0;
+        loop {
+            while local.pop_front().is_some() {
+                self.mailbox.consumed(1);
+                received += 1;
+            }
+            if self.mailbox.drain_into(local) == 0 {
+                break;
+            }
+        }
+        if self.state.transition_to_idle() {
+            let before = self.queued.fetch_add(1, Ordering::SeqCst);
+            assert_eq!(before, 0);
+        }
+        received
+    }
+}
+
+#[test]
+fn loom_no_lost_wakeup_between_send_and_idle() {
+    loom::model(|| {
+        let model = Arc::new(Model::new());
+        let senders: Vec<_> = (0..2)
+            .map(|n| {
+                let model = Arc::clone(&model);
+                thread::spawn(move || model.send(n))
+            })
+            .collect();
+        let mut local = VecDeque::new();
+        let mut received = model.run_once(&mut local);
+        for sender in senders {
+            sender.join().unwrap();
+        }
+        // Every message sent is either received or its process is queued to receive it.
+        while model.queued.load(Ordering::SeqCst) > 0 {
+            received += model.run_once(&mut local);
+        }
+        assert_eq!(received, 2, "a message was left with its process idle");
+        assert_eq!(model.mailbox.len(), 0);
+    });
+}
+
+#[test]
+fn loom_wake_while_running_requeues_exactly_once() {
+    loom::model(|| {
+        let state = Arc::new(ProcessState::new_queued());
+        assert!(state.transition_to_running());
+        let wakers: Vec<_> = (0..2)
+            .map(|_| {
+                let state = Arc::clone(&state);
+                thread::spawn(move || state.transition_to_queued())
+            })
+            .collect();
+        let requeue = state.transition_to_idle();
+        let pushed_by_wakers = wakers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .filter(|pushed| *pushed)
+            .count();
+        // Exactly one party queues the process: the runner (woken while running) or one
+        // waker (woke it after it went idle).
+        assert_eq!(usize::from(requeue) + pushed_by_wakers, 1);
+    });
+}
+
+/// Two processes' signal records, linked the way `Shared::link` does it (both locks, lower pid
+/// first), racing with the exit of the second (`take_for_exit`, then signalling what it took).
+#[test]
+fn loom_link_racing_with_exit_is_seen_or_refused() {
+    loom::model(|| {
+        let a = Arc::new(Mutex::new(SignalState::default()));
+        let b = Arc::new(Mutex::new(SignalState::default()));
+        let (pa, pb) = (Pid::new(1, 0), Pid::new(2, 0));
+        let signalled = Arc::new(AtomicUsize::new(0));
+
+        let exiting = {
+            let (a, b, signalled) = (Arc::clone(&a), Arc::clone(&b), Arc::clone(&signalled));
+            thread::spawn(move || {
+                let relations = lock(&b).take_for_exit();
+                for link in relations.map(|r| r.links.clone()).unwrap_or_default() {
+                    assert_eq!(link, pa);
+                    let mut a = lock(&a);
+                    if a.remove_link(pb) {
+                        a.set_pending_exit(ExitReason::error("b died"));
+                        signalled.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        };
+        let linked = {
+            let mut first = lock(&a);
+            let mut second = lock(&b);
+            if first.exited || second.exited {
+                false
+            } else {
+                first.add_link(pb);
+                second.add_link(pa);
+                true
+            }
+        };
+        exiting.join().unwrap();
+        let a = lock(&a);
+        if linked {
+            assert_eq!(
+                signalled.load(Ordering::SeqCst),
+                1,
+                "a link made before the exit is signalled"
+            );
+            assert!(a.pending_exit.is_some());
+        } else {
+            assert_eq!(signalled.load(Ordering::SeqCst), 0);
+        }
+        assert!(
+            a.relations().is_none_or(|r| r.links.is_empty()),
+            "no stale link remains"
+        );
+    });
+}

@@ -1,0 +1,246 @@
+//! A process's mailbox: a locked inbox that senders push to, drained in batches by its owner.
+//!
+//! Senders lock the inbox, push, unlock, then wake the process (see `state.rs` for why the push
+//! must come first). The owner moves the whole inbox into a private queue in one lock and
+//! works on that queue without locking, which is also where selective receive scans: a
+//! predicate never runs under our lock. `len` counts both queues, for bounded mailboxes and
+//! introspection.
+
+use std::any::Any;
+use std::collections::VecDeque;
+
+use crate::loom::lock;
+use crate::loom::sync::Mutex;
+use crate::loom::sync::atomic::{AtomicUsize, Ordering};
+use crate::process::pid::Ref;
+use crate::signal::{Down, ExitSignal};
+
+/// What a mailbox holds: user messages and the system messages every process understands.
+pub(crate) enum Envelope {
+    /// A user message, typed by the sender's `Addr<M>`.
+    User(Box<dyn Any + Send>),
+    /// A trapped exit signal.
+    Exit(ExitSignal),
+    /// A monitor fired.
+    Down(Down),
+    /// A reply to a call; dropped unless a call with that reference is waiting for it.
+    Reply {
+        reference: Ref,
+        value: Box<dyn Any + Send>,
+    },
+}
+
+impl std::fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Envelope::User(_) => f.write_str("User(..)"),
+            Envelope::Exit(signal) => write!(f, "Exit({signal:?})"),
+            Envelope::Down(down) => write!(f, "Down({down:?})"),
+            Envelope::Reply { reference, .. } => write!(f, "Reply({reference:?})"),
+        }
+    }
+}
+
+/// What a bounded mailbox does with a user message that does not fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    /// The send fails with [`SendError::MailboxFull`](crate::SendError::MailboxFull).
+    Reject,
+    /// The message is dropped and counted in the mailbox's `dropped` figure; the send succeeds.
+    DropNewest,
+}
+
+/// The result of pushing a user message.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    Queued,
+    Dropped,
+    Rejected,
+}
+
+struct Bound {
+    capacity: usize,
+    overflow: Overflow,
+    dropped: AtomicUsize,
+}
+
+pub(crate) struct Mailbox {
+    inbox: Mutex<VecDeque<Envelope>>,
+    len: AtomicUsize,
+    bound: Option<Box<Bound>>,
+}
+
+impl Mailbox {
+    pub(crate) fn unbounded() -> Self {
+        Mailbox {
+            inbox: Mutex::new(VecDeque::new()),
+            len: AtomicUsize::new(0),
+            bound: None,
+        }
+    }
+
+    pub(crate) fn bounded(capacity: usize, overflow: Overflow) -> Self {
+        Mailbox {
+            bound: Some(Box::new(Bound {
+                capacity,
+                overflow,
+                dropped: AtomicUsize::new(0),
+            })),
+            ..Mailbox::unbounded()
+        }
+    }
+
+    /// Pushes a user message, applying the bound. System messages never go through here.
+    pub(crate) fn push_user(&self, envelope: Envelope) -> Pushed {
+        if let Some(bound) = &self.bound {
+            // A reservation: only a successful push keeps the slot.
+            if self.len.fetch_add(1, Ordering::AcqRel) >= bound.capacity {
+                self.len.fetch_sub(1, Ordering::AcqRel);
+                return match bound.overflow {
+                    Overflow::Reject => Pushed::Rejected,
+                    Overflow::DropNewest => {
+                        bound.dropped.fetch_add(1, Ordering::Relaxed);
+                        Pushed::Dropped
+                    }
+                };
+            }
+            lock(&self.inbox).push_back(envelope);
+            return Pushed::Queued;
+        }
+        self.push_system(envelope);
+        Pushed::Queued
+    }
+
+    /// Pushes a system message: signals are never refused or dropped by a bound.
+    pub(crate) fn push_system(&self, envelope: Envelope) {
+        self.len.fetch_add(1, Ordering::AcqRel);
+        lock(&self.inbox).push_back(envelope);
+    }
+
+    /// Moves everything in the inbox to the back of `queue`; returns how many moved.
+    pub(crate) fn drain_into(&self, queue: &mut VecDeque<Envelope>) -> usize {
+        let mut inbox = lock(&self.inbox);
+        let moved = inbox.len();
+        if queue.is_empty() {
+            std::mem::swap(&mut *inbox, queue);
+        } else {
+            queue.append(&mut inbox);
+        }
+        moved
+    }
+
+    /// The owner took `n` messages out of its private queue (received or discarded).
+    pub(crate) fn consumed(&self, n: usize) {
+        self.len.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// Removes from the inbox every envelope `remove` selects; returns how many went.
+    pub(crate) fn remove_where(&self, mut remove: impl FnMut(&Envelope) -> bool) -> usize {
+        let removed: Vec<Envelope> = {
+            let mut inbox = lock(&self.inbox);
+            let mut removed = Vec::new();
+            let mut kept = VecDeque::with_capacity(inbox.len());
+            for envelope in inbox.drain(..) {
+                if remove(&envelope) {
+                    removed.push(envelope);
+                } else {
+                    kept.push_back(envelope);
+                }
+            }
+            *inbox = kept;
+            removed
+        };
+        self.consumed(removed.len());
+        removed.len()
+    }
+
+    /// Empties the inbox; the messages are dropped after the lock is released, since a user
+    /// message's `Drop` may do anything.
+    pub(crate) fn clear(&self) {
+        let taken = std::mem::take(&mut *lock(&self.inbox));
+        self.consumed(taken.len());
+        drop(taken);
+    }
+
+    /// Messages waiting, in the inbox and the owner's private queue.
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire)
+    }
+
+    /// User messages a `DropNewest` bound has dropped.
+    pub(crate) fn dropped(&self) -> usize {
+        self.bound
+            .as_ref()
+            .map_or(0, |bound| bound.dropped.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn user(n: u32) -> Envelope {
+        Envelope::User(Box::new(n))
+    }
+
+    fn value(envelope: &Envelope) -> u32 {
+        match envelope {
+            Envelope::User(any) => *any.downcast_ref::<u32>().unwrap(),
+            other => panic!("not a user message: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn drain_keeps_fifo_order_across_batches() {
+        let mailbox = Mailbox::unbounded();
+        let mut local = VecDeque::new();
+        mailbox.push_user(user(1));
+        mailbox.push_user(user(2));
+        assert_eq!(mailbox.drain_into(&mut local), 2);
+        mailbox.push_user(user(3));
+        assert_eq!(mailbox.drain_into(&mut local), 1);
+        let order: Vec<u32> = local.iter().map(value).collect();
+        assert_eq!(order, [1, 2, 3]);
+        assert_eq!(mailbox.len(), 3);
+        mailbox.consumed(3);
+        assert_eq!(mailbox.len(), 0);
+    }
+
+    #[test]
+    fn reject_bound_refuses_user_messages_but_not_signals() {
+        let mailbox = Mailbox::bounded(1, Overflow::Reject);
+        assert_eq!(mailbox.push_user(user(1)), Pushed::Queued);
+        assert_eq!(mailbox.push_user(user(2)), Pushed::Rejected);
+        mailbox.push_system(Envelope::Exit(ExitSignal {
+            from: crate::Pid::EXTERNAL,
+            reason: crate::ExitReason::Shutdown,
+        }));
+        assert_eq!(mailbox.len(), 2);
+    }
+
+    #[test]
+    fn drop_newest_bound_counts_what_it_drops() {
+        let mailbox = Mailbox::bounded(2, Overflow::DropNewest);
+        for n in 0..5 {
+            mailbox.push_user(user(n));
+        }
+        assert_eq!(mailbox.len(), 2);
+        assert_eq!(mailbox.dropped(), 3);
+        let mut local = VecDeque::new();
+        mailbox.drain_into(&mut local);
+        assert_eq!(local.iter().map(value).collect::<Vec<_>>(), [0, 1]);
+    }
+
+    #[test]
+    fn remove_where_keeps_the_rest_in_order() {
+        let mailbox = Mailbox::unbounded();
+        for n in 0..6 {
+            mailbox.push_user(user(n));
+        }
+        assert_eq!(mailbox.remove_where(|e| value(e) % 2 == 0), 3);
+        let mut local = VecDeque::new();
+        mailbox.drain_into(&mut local);
+        assert_eq!(local.iter().map(value).collect::<Vec<_>>(), [1, 3, 5]);
+        assert_eq!(mailbox.len(), 3);
+    }
+}

@@ -1,0 +1,32 @@
+//! Processes: pids, the process table, mailboxes, the state word, `Ctx`, receiving and the
+//! two ways to write a process (an `async` body or a [`Behaviour`]).
+
+pub(crate) mod addr;
+pub(crate) mod behaviour;
+pub(crate) mod cell;
+pub(crate) mod context;
+pub(crate) mod exit;
+pub(crate) mod info;
+pub(crate) mod mailbox;
+pub(crate) mod ops;
+pub(crate) mod pid;
+pub(crate) mod receive;
+pub(crate) mod spawn;
+pub(crate) mod state;
+pub(crate) mod table;
+pub(crate) mod task;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
+
+pub use addr::{Addr, SendError, SpawnError};
+pub use behaviour::{Behaviour, BehaviourKind, Handled};
+pub use context::Ctx;
+pub use info::ProcessInfo;
+pub use mailbox::Overflow;
+pub use pid::{Pid, Ref};
+pub use receive::Message;
+pub use spawn::{MailboxConfig, SpawnOptions, Spawned};
+pub use state::Status;
+pub use table::MAX_PROCESSES;
+pub use task::{BodyKind, IntoProcess, ProcessCode};

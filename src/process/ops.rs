@@ -1,0 +1,133 @@
+//! The operations between processes, shared by `Ctx` (inside) and `Handle` (outside):
+//! send, exit, link, unlink, monitor, demonitor.
+//!
+//! Link and unlink take both processes' signal locks, lower pid first, so a link races
+//! cleanly with either side's exit: it lands before the exit (which then signals it) or sees
+//! `exited` (and the caller gets `noproc`).
+
+use std::sync::Arc;
+
+use super::addr::SendError;
+use super::cell::ProcessCell;
+use super::mailbox::{Envelope, Pushed};
+use super::pid::Pid;
+use crate::loom::lock;
+use crate::runtime::Shared;
+use crate::signal::rules::SignalKind;
+use crate::signal::state::Watcher;
+use crate::signal::{ExitReason, MonitorRef};
+
+impl Shared {
+    /// Sends an envelope. Dead pids drop it (counted); a full `Reject` mailbox is an error.
+    pub(crate) fn send(&self, to: Pid, envelope: Envelope) -> Result<(), SendError> {
+        let Some(cell) = self.table.get(to) else {
+            self.stats.dropped();
+            return Ok(());
+        };
+        match cell.push_user(envelope) {
+            Pushed::Queued => {
+                self.stats.sent();
+                Ok(())
+            }
+            Pushed::Dropped => {
+                self.stats.dropped();
+                Ok(())
+            }
+            Pushed::Rejected => Err(SendError::MailboxFull(to)),
+        }
+    }
+
+    /// `exit(target, reason)` sent by `from`.
+    pub(crate) fn exit(&self, from: Pid, target: Pid, reason: ExitReason) {
+        if let Some(cell) = self.table.get(target) {
+            cell.signal_exit(from, &reason, SignalKind::Exit);
+        }
+    }
+
+    /// Stops `target` with `reason` whatever its trap_exit (runtime shutdown).
+    pub(crate) fn force_exit(&self, target: &Arc<ProcessCell>, reason: ExitReason) {
+        target.signal_exit(Pid::EXTERNAL, &reason, SignalKind::Forced);
+    }
+
+    /// Links `me` and `other`. Returns `false` if `other` is dead.
+    pub(crate) fn link(&self, me: &Arc<ProcessCell>, other: Pid) -> bool {
+        if other == me.pid {
+            return true;
+        }
+        let Some(them) = self.table.get(other) else {
+            return false;
+        };
+        let (first, second) = if me.pid < other {
+            (me, &them)
+        } else {
+            (&them, me)
+        };
+        let mut a = lock(&first.signals);
+        let mut b = lock(&second.signals);
+        if a.exited || b.exited {
+            return false;
+        }
+        a.add_link(second.pid);
+        b.add_link(first.pid);
+        true
+    }
+
+    pub(crate) fn unlink(&self, me: &Arc<ProcessCell>, other: Pid) {
+        lock(&me.signals).remove_link(other);
+        if let Some(them) = self.table.get(other) {
+            lock(&them.signals).remove_link(me.pid);
+        }
+    }
+
+    /// `me` monitors `target`. The monitor is recorded on `me`'s side first, so an exit of
+    /// `target` that races with this call always finds it and sends the `Down`.
+    pub(crate) fn monitor(&self, me: &Arc<ProcessCell>, target: Pid) -> MonitorRef {
+        let reference = MonitorRef(self.refs.next());
+        lock(&me.signals)
+            .relations_mut()
+            .monitors
+            .push((reference, target));
+        let watching = self.table.get(target).is_some_and(|them| {
+            let mut signals = lock(&them.signals);
+            if signals.exited {
+                return false;
+            }
+            signals.relations_mut().watchers.push(Watcher::Process {
+                reference,
+                pid: me.pid,
+            });
+            true
+        });
+        if !watching {
+            me.signal_down(reference, target, &ExitReason::NoProc);
+        }
+        reference
+    }
+
+    /// Returns whether the monitor was active.
+    pub(crate) fn demonitor(&self, me: &Arc<ProcessCell>, reference: MonitorRef) -> bool {
+        let Some(target) = lock(&me.signals).remove_monitor(reference) else {
+            return false;
+        };
+        if let Some(them) = self.table.get(target) {
+            lock(&them.signals).remove_watcher(reference);
+        }
+        true
+    }
+
+    /// Calls `hook` once with `target`'s exit reason (at once with `noproc` if it is dead).
+    pub(crate) fn watch(&self, target: Pid, hook: crate::signal::state::ExitHook) {
+        let hook = match self.table.get(target) {
+            Some(them) => {
+                let mut signals = lock(&them.signals);
+                if !signals.exited {
+                    signals.relations_mut().watchers.push(Watcher::Hook(hook));
+                    return;
+                }
+                hook
+            }
+            None => hook,
+        };
+        hook(target, &ExitReason::NoProc);
+    }
+}

@@ -1,0 +1,225 @@
+//! Receiving: plain, selective and with a timeout, without blocking a scheduler thread.
+//!
+//! A receive scans the process's private queue from the front, taking the first message its
+//! predicate selects; skipped messages stay where they are, in order. When nothing matches it
+//! moves the inbox into the private queue (one lock) and goes on scanning; when the inbox was
+//! empty it returns `Pending` and the process sleeps until a sender wakes it. A receive with a
+//! timeout also sets a timer that only wakes the process: the timeout is decided by comparing
+//! the clock with the deadline, so a stale timer can never end a later receive. Replies to
+//! calls nobody waits for any more are dropped here; they never reach user code.
+
+use std::future::poll_fn;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use super::context::Ctx;
+use super::mailbox::Envelope;
+use crate::runtime::coop;
+use crate::runtime::timer::TimerRef;
+use crate::signal::{Down, ExitSignal};
+
+/// What a process receives: a user message, or one of the system messages every process
+/// understands whatever its message type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message<M> {
+    /// A message sent to this process's `Addr<M>`.
+    User(M),
+    /// A trapped exit signal (only while trapping exits).
+    Exit(ExitSignal),
+    /// A monitor fired.
+    Down(Down),
+}
+
+impl<M> Message<M> {
+    /// The user message, if this is one.
+    pub fn user(self) -> Option<M> {
+        match self {
+            Message::User(message) => Some(message),
+            _ => None,
+        }
+    }
+}
+
+/// What a scan does with one envelope.
+pub(crate) enum Select {
+    Take,
+    Skip,
+    Discard,
+}
+
+/// Cancels a receive's wake-up timer when the receive ends or is dropped.
+struct TimerGuard<'a> {
+    timers: &'a crate::runtime::timer::Timers,
+    timer: Option<TimerRef>,
+}
+
+impl Drop for TimerGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(timer) = self.timer.take() {
+            self.timers.cancel(timer);
+        }
+    }
+}
+
+impl<M: Send + 'static> Ctx<M> {
+    /// How a plain receive sees an envelope: user messages of type `M` and signals are taken,
+    /// replies nobody waits for are dropped.
+    fn select_message(envelope: &Envelope) -> Option<Message<&M>> {
+        match envelope {
+            Envelope::User(any) => any.downcast_ref::<M>().map(Message::User),
+            Envelope::Exit(signal) => Some(Message::Exit(signal.clone())),
+            Envelope::Down(down) => Some(Message::Down(down.clone())),
+            Envelope::Reply { .. } => None,
+        }
+    }
+
+    fn into_message(envelope: Envelope) -> Message<M> {
+        match envelope {
+            Envelope::User(any) => Message::User(*any.downcast::<M>().expect("selected as M")),
+            Envelope::Exit(signal) => Message::Exit(signal),
+            Envelope::Down(down) => Message::Down(down),
+            Envelope::Reply { .. } => unreachable!("replies are never selected as messages"),
+        }
+    }
+
+    fn is_orphan(&self, envelope: &Envelope) -> bool {
+        match envelope {
+            Envelope::Reply { reference, .. } => !self.calls.contains(reference),
+            Envelope::User(any) => !any.is::<M>(),
+            _ => false,
+        }
+    }
+
+    /// One poll of a receive: the first envelope `select` takes, `Ready(None)` at the deadline.
+    pub(crate) fn poll_take(
+        &mut self,
+        cx: &mut Context<'_>,
+        select: &mut dyn FnMut(&Self, &Envelope) -> Select,
+        deadline: Option<Duration>,
+        timer: &mut Option<TimerRef>,
+    ) -> Poll<Option<Envelope>> {
+        if !coop::has_budget() {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let mut scanned = 0;
+        loop {
+            let mut index = scanned;
+            while index < self.local.len() {
+                match select(self, &self.local[index]) {
+                    Select::Take => {
+                        let envelope = self.local.remove(index).expect("index in bounds");
+                        self.cell.mailbox.consumed(1);
+                        coop::consume();
+                        return Poll::Ready(Some(envelope));
+                    }
+                    Select::Discard => {
+                        self.local.remove(index);
+                        self.cell.mailbox.consumed(1);
+                    }
+                    Select::Skip => index += 1,
+                }
+            }
+            scanned = index;
+            if self.cell.mailbox.drain_into(&mut self.local) == 0 {
+                break;
+            }
+        }
+        if let Some(deadline) = deadline {
+            let shared = &self.cell.shared;
+            if shared.clock.now() >= deadline {
+                return Poll::Ready(None);
+            }
+            if timer.is_none() {
+                *timer = Some(shared.timers.wake_at(deadline, &self.cell));
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Waits for the first envelope `select` takes, until `deadline` if given.
+    pub(crate) async fn take(
+        &mut self,
+        deadline: Option<Duration>,
+        mut select: impl FnMut(&Self, &Envelope) -> Select,
+    ) -> Option<Envelope> {
+        let shared = std::sync::Arc::clone(&self.cell.shared);
+        let mut guard = TimerGuard {
+            timers: &shared.timers,
+            timer: None,
+        };
+        poll_fn(|cx| self.poll_take(cx, &mut select, deadline, &mut guard.timer)).await
+    }
+
+    async fn recv_where(
+        &mut self,
+        deadline: Option<Duration>,
+        mut predicate: impl FnMut(&Message<&M>) -> bool,
+    ) -> Option<Message<M>> {
+        self.take(deadline, |ctx, envelope| {
+            match Self::select_message(envelope) {
+                Some(message) if predicate(&message) => Select::Take,
+                Some(_) => Select::Skip,
+                None if ctx.is_orphan(envelope) => Select::Discard,
+                None => Select::Skip,
+            }
+        })
+        .await
+        .map(Self::into_message)
+    }
+
+    /// Receives the next message, user or system, in arrival order.
+    pub async fn recv(&mut self) -> Message<M> {
+        self.recv_where(None, |_| true)
+            .await
+            .expect("no deadline, so a message")
+    }
+
+    /// Receives the next message, or `None` when `timeout` passes first.
+    pub async fn recv_timeout(&mut self, timeout: Duration) -> Option<Message<M>> {
+        let deadline = self.now() + timeout;
+        self.recv_where(Some(deadline), |_| true).await
+    }
+
+    /// Selective receive: the first message `predicate` accepts; the ones it skips stay in the
+    /// mailbox, in order, for later receives.
+    pub async fn recv_matching(
+        &mut self,
+        predicate: impl FnMut(&Message<&M>) -> bool,
+    ) -> Message<M> {
+        self.recv_where(None, predicate)
+            .await
+            .expect("no deadline, so a message")
+    }
+
+    /// Selective receive with a timeout.
+    pub async fn recv_matching_timeout(
+        &mut self,
+        predicate: impl FnMut(&Message<&M>) -> bool,
+        timeout: Duration,
+    ) -> Option<Message<M>> {
+        let deadline = self.now() + timeout;
+        self.recv_where(Some(deadline), predicate).await
+    }
+
+    /// Sleeps for `duration` on the runtime's clock; messages wait in the mailbox meanwhile.
+    pub async fn sleep(&mut self, duration: Duration) {
+        let deadline = self.now() + duration;
+        self.take(Some(deadline), |_, _| Select::Skip).await;
+    }
+
+    /// Gives the scheduler thread to other processes, then goes on.
+    pub async fn yield_now(&mut self) {
+        let mut yielded = false;
+        poll_fn(|cx| {
+            if yielded {
+                Poll::Ready(())
+            } else {
+                yielded = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+}

@@ -1,0 +1,222 @@
+//! `Handle`: the runtime as seen from outside any process (a test, `main`, another thread).
+
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::time::Duration;
+
+use super::{RuntimeStats, Shared, TimerRef};
+use crate::process::addr::{Addr, SendError, SpawnError};
+use crate::process::context::Ctx;
+use crate::process::info::ProcessInfo;
+use crate::process::mailbox::Envelope;
+use crate::process::pid::Pid;
+use crate::process::spawn::{SpawnOptions, Spawned, spawn_process};
+use crate::process::task::IntoProcess;
+use crate::registry::RegistryError;
+use crate::signal::ExitReason;
+
+/// A cloneable handle on a runtime. Signals it sends come from [`Pid::EXTERNAL`].
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
+            .field("live", &self.shared.table.live())
+            .finish()
+    }
+}
+
+/// Waits, from outside the runtime, for one process to exit. See [`Handle::watch`].
+#[derive(Debug)]
+pub struct ExitWatch {
+    pid: Pid,
+    exits: mpsc::Receiver<ExitReason>,
+}
+
+impl ExitWatch {
+    /// The watched process.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Blocks until the process exits; its reason.
+    pub fn wait(self) -> ExitReason {
+        self.exits.recv().unwrap_or(ExitReason::NoProc)
+    }
+
+    /// Blocks until the process exits or `timeout` passes (real time, not the runtime clock).
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<ExitReason> {
+        self.exits.recv_timeout(timeout).ok()
+    }
+}
+
+impl Handle {
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Self {
+        Handle { shared }
+    }
+
+    /// Spawns a process (an `async` body or a [`Behaviour`](crate::Behaviour)) with no parent.
+    pub fn spawn<M: Send + 'static, K>(
+        &self,
+        process: impl IntoProcess<M, K>,
+    ) -> Result<Addr<M>, SpawnError> {
+        self.spawn_with(process, SpawnOptions::new())
+            .map(|spawned| spawned.addr)
+    }
+
+    /// Spawns with options; `link` and `monitor` need a parent process and are ignored here.
+    pub fn spawn_with<M: Send + 'static, K>(
+        &self,
+        process: impl IntoProcess<M, K>,
+        options: SpawnOptions,
+    ) -> Result<Spawned<M>, SpawnError> {
+        spawn_process(&self.shared, None, process, options)
+    }
+
+    /// Sends a message. A send to a dead process is dropped and counted, not an error.
+    pub fn send<M: Send + 'static>(&self, to: &Addr<M>, message: M) -> Result<(), SendError> {
+        self.shared
+            .send(to.pid(), Envelope::User(Box::new(message)))
+    }
+
+    /// Sends to the process registered under `name`, which must receive `M`.
+    pub fn send_named<M: Send + 'static>(&self, name: &str, message: M) -> Result<(), SendError> {
+        let addr = self
+            .whereis::<M>(name)
+            .ok_or_else(|| SendError::NoName(name.to_owned()))?;
+        self.send(&addr, message)
+    }
+
+    /// Sends an exit signal to `target`, from [`Pid::EXTERNAL`].
+    pub fn exit(&self, target: Pid, reason: ExitReason) {
+        self.shared.exit(Pid::EXTERNAL, target, reason);
+    }
+
+    /// Whether `pid` is alive.
+    pub fn is_alive(&self, pid: Pid) -> bool {
+        self.shared.table.get(pid).is_some()
+    }
+
+    /// Registers `addr`'s process under `name`.
+    pub fn register<M: Send + 'static>(
+        &self,
+        name: &str,
+        addr: &Addr<M>,
+    ) -> Result<(), RegistryError> {
+        let cell = self
+            .shared
+            .table
+            .get(addr.pid())
+            .ok_or(RegistryError::NoProc(addr.pid()))?;
+        self.shared
+            .registry
+            .register(name, &cell, std::any::TypeId::of::<M>())
+    }
+
+    /// The process registered under `name`, if it receives messages of type `M`.
+    pub fn whereis<M: Send + 'static>(&self, name: &str) -> Option<Addr<M>> {
+        self.shared.registry.whereis::<M>(name)
+    }
+
+    /// The pid registered under `name`, whatever its message type.
+    pub fn whereis_pid(&self, name: &str) -> Option<Pid> {
+        self.shared.registry.whereis_pid(name)
+    }
+
+    /// How many names are registered.
+    pub fn registered_names(&self) -> usize {
+        self.shared.registry.len()
+    }
+
+    /// A snapshot of every live process.
+    pub fn snapshot(&self) -> Vec<ProcessInfo> {
+        self.shared
+            .table
+            .cells()
+            .iter()
+            .map(ProcessInfo::of)
+            .collect()
+    }
+
+    /// A snapshot of one process, if alive.
+    pub fn process_info(&self, pid: Pid) -> Option<ProcessInfo> {
+        self.shared
+            .table
+            .get(pid)
+            .map(|cell| ProcessInfo::of(&cell))
+    }
+
+    /// The runtime's counters.
+    pub fn stats(&self) -> RuntimeStats {
+        self.shared.stats.read(self.shared.table.live())
+    }
+
+    /// Timers set and not yet fired or cancelled.
+    pub fn pending_timers(&self) -> usize {
+        self.shared.timers.pending()
+    }
+
+    /// The runtime clock's time.
+    pub fn now(&self) -> Duration {
+        self.shared.clock.now()
+    }
+
+    /// Sends `message` to `to` after `delay` on the runtime's clock.
+    pub fn send_after<M: Send + 'static>(
+        &self,
+        to: &Addr<M>,
+        message: M,
+        delay: Duration,
+    ) -> TimerRef {
+        self.shared.send_after(to.pid(), message, delay)
+    }
+
+    /// Cancels a timer; `true` if it had not fired yet.
+    pub fn cancel_timer(&self, timer: TimerRef) -> bool {
+        self.shared.timers.cancel(timer)
+    }
+
+    /// Tells of `pid`'s exit: the returned watch yields its reason (`noproc` if it is dead).
+    pub fn watch(&self, pid: Pid) -> ExitWatch {
+        let (tx, exits) = mpsc::channel();
+        self.shared.watch(
+            pid,
+            Box::new(move |_, reason| {
+                let _ = tx.send(reason.clone());
+            }),
+        );
+        ExitWatch { pid, exits }
+    }
+
+    /// Runs `body` as a process and blocks the calling thread until it ends: `Ok` with the
+    /// value it returned, or `Err` with its exit reason if it exited otherwise (killed, a
+    /// panic, [`Ctx::stop`]).
+    ///
+    /// # Panics
+    /// On a scheduler thread, where blocking would stall the runtime.
+    pub fn block_on<M, F, Fut, T>(&self, body: F) -> Result<T, ExitReason>
+    where
+        M: Send + 'static,
+        F: FnOnce(Ctx<M>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        assert!(
+            !super::scheduler::on_scheduler_thread(),
+            "block_on called on a scheduler thread"
+        );
+        let slot: Arc<Mutex<Option<T>>> = Arc::default();
+        let filled = Arc::clone(&slot);
+        let addr = self
+            .spawn(move |ctx: Ctx<M>| async move {
+                let value = body(ctx).await;
+                *filled.lock().unwrap_or_else(PoisonError::into_inner) = Some(value);
+            })
+            .map_err(|_| ExitReason::Shutdown)?;
+        let reason = self.watch(addr.pid()).wait();
+        let value = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+        value.ok_or(reason)
+    }
+}

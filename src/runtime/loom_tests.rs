@@ -1,0 +1,39 @@
+//! Loom model of the park protocol: a push of work while the only idle thread goes to sleep
+//! never leaves that work unclaimed with the thread parked.
+
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::thread;
+
+use super::park::Sleepers;
+
+#[test]
+fn loom_work_pushed_while_a_thread_parks_is_never_stranded() {
+    loom::model(|| {
+        let sleepers = Arc::new(Sleepers::new());
+        let work = Arc::new(AtomicUsize::new(0));
+
+        let worker = {
+            let (sleepers, work) = (Arc::clone(&sleepers), Arc::clone(&work));
+            thread::spawn(move || {
+                // The worker loop: look for work, sleep when there is none, until it took one.
+                loop {
+                    if work
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok()
+                    {
+                        return;
+                    }
+                    sleepers.sleep(|| work.load(Ordering::SeqCst) > 0);
+                }
+            })
+        };
+        // The producer: make work visible, then wake a sleeper.
+        work.fetch_add(1, Ordering::SeqCst);
+        sleepers.notify_one();
+        // If the protocol lost the wake-up, the worker parks forever and loom reports a
+        // deadlock here.
+        worker.join().unwrap();
+        assert_eq!(work.load(Ordering::SeqCst), 0);
+    });
+}

@@ -1,0 +1,295 @@
+//! The runtime: a fixed pool of scheduler threads with run queues and stealing, a blocking
+//! pool, a clock with its timers, and the process table they all share.
+
+pub(crate) mod blocking;
+pub(crate) mod clock;
+pub(crate) mod coop;
+pub(crate) mod handle;
+pub(crate) mod park;
+pub(crate) mod scheduler;
+pub(crate) mod stats;
+pub(crate) mod timer;
+pub(crate) mod worker;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tracing::{debug, warn};
+
+pub use clock::{Clock, ManualClock};
+pub use handle::{ExitWatch, Handle};
+pub use stats::RuntimeStats;
+pub use timer::TimerRef;
+
+use crate::process::pid::RefSource;
+use crate::process::table::ProcessTable;
+use crate::registry::Registry;
+use crate::signal::ExitReason;
+use blocking::BlockingPool;
+use scheduler::Scheduler;
+use stats::Stats;
+use timer::Timers;
+
+static NEXT_RUNTIME: AtomicUsize = AtomicUsize::new(1);
+
+/// What every thread of one runtime shares.
+pub(crate) struct Shared {
+    pub(crate) table: ProcessTable,
+    pub(crate) scheduler: Scheduler,
+    pub(crate) timers: Timers,
+    pub(crate) clock: Clock,
+    pub(crate) blocking: Arc<BlockingPool>,
+    pub(crate) registry: Registry,
+    pub(crate) refs: RefSource,
+    pub(crate) stats: Stats,
+    pub(crate) budget: u32,
+    stopping: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+}
+
+/// Builds a [`Runtime`].
+///
+/// ```
+/// use baobab::Runtime;
+/// let rt = Runtime::builder().threads(2).budget(500).blocking_threads(16).build();
+/// assert_eq!(rt.threads(), 2);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    threads: usize,
+    budget: u32,
+    blocking_threads: usize,
+    clock: Clock,
+    seed: Option<u64>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            budget: 2000,
+            blocking_threads: 64,
+            clock: Clock::system(),
+            seed: None,
+        }
+    }
+}
+
+impl Builder {
+    /// Scheduler threads (default: the available cores; at least 1).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
+    /// Reductions (messages) a process may handle per slice before it yields (default 2000,
+    /// the BEAM's figure; at least 1).
+    pub fn budget(mut self, budget: u32) -> Self {
+        self.budget = budget.max(1);
+        self
+    }
+
+    /// The most threads the blocking pool grows to (default 64).
+    pub fn blocking_threads(mut self, threads: usize) -> Self {
+        self.blocking_threads = threads.max(1);
+        self
+    }
+
+    /// The clock for timers and timeouts (default: the system clock).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Deterministic scheduling: one scheduler thread that picks the next process among the
+    /// runnable ones with a generator seeded by `seed`. With a manual clock and no blocking
+    /// work, the same seed replays the same interleaving.
+    pub fn deterministic(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self.threads = 1;
+        self
+    }
+
+    /// Starts the runtime's threads.
+    pub fn build(self) -> Runtime {
+        let id = NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed);
+        let (scheduler, locals) = match self.seed {
+            Some(seed) => (Scheduler::seeded(id, seed), vec![]),
+            None => {
+                let (scheduler, locals) = Scheduler::stealing(id, self.threads);
+                (scheduler, locals.into_iter().map(Some).collect())
+            }
+        };
+        let locals = if locals.is_empty() {
+            vec![None]
+        } else {
+            locals
+        };
+        let shared = Arc::new(Shared {
+            table: ProcessTable::new(),
+            scheduler,
+            timers: Timers::default(),
+            clock: self.clock.clone(),
+            blocking: BlockingPool::new(self.blocking_threads),
+            registry: Registry::default(),
+            refs: RefSource::default(),
+            stats: Stats::new(id, self.threads),
+            budget: self.budget,
+            stopping: AtomicBool::new(false),
+        });
+        self.clock.attach(&shared);
+        let threads = locals
+            .into_iter()
+            .enumerate()
+            .map(|(index, queue)| {
+                let shared = Arc::clone(&shared);
+                std::thread::Builder::new()
+                    .name(format!("baobab-scheduler-{index}"))
+                    .spawn(move || worker::run_worker(shared, index, queue))
+                    .expect("start a scheduler thread")
+            })
+            .collect();
+        let timer_thread = (!self.clock.is_manual()).then(|| {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("baobab-timer".into())
+                .spawn(move || timer::run_timer_thread(shared))
+                .expect("start the timer thread")
+        });
+        Runtime {
+            handle: Handle::from_shared(shared),
+            threads,
+            timer_thread,
+        }
+    }
+}
+
+/// A running baobab runtime. Dropping it shuts it down.
+///
+/// ```
+/// use baobab::{ExitReason, Message, Runtime};
+///
+/// let rt = Runtime::new();
+/// // A process that traps exits sees its linked child crash as a message.
+/// let seen = rt.block_on(|mut ctx: baobab::Ctx<()>| async move {
+///     ctx.trap_exit(true);
+///     let child = ctx.spawn_link(|_ctx: baobab::Ctx<()>| async move {
+///         ExitReason::error("boom")
+///     }).unwrap();
+///     match ctx.recv().await {
+///         Message::Exit(signal) => (signal.from == child.pid(), signal.reason),
+///         other => panic!("unexpected {other:?}"),
+///     }
+/// });
+/// assert_eq!(seen.unwrap(), (true, ExitReason::error("boom")));
+/// ```
+pub struct Runtime {
+    handle: Handle,
+    threads: Vec<JoinHandle<()>>,
+    timer_thread: Option<JoinHandle<()>>,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime::new()
+    }
+}
+
+impl Runtime {
+    /// A runtime with the default settings.
+    pub fn new() -> Self {
+        Builder::default().build()
+    }
+
+    /// A builder for the settings.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// A cloneable handle for spawning, sending and introspection from anywhere.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// The number of scheduler threads.
+    pub fn threads(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Runs `body` as a process and blocks the calling thread until it ends: `Ok` with its
+    /// value, or `Err` with its exit reason if it was killed or panicked. See
+    /// [`Handle::block_on`].
+    pub fn block_on<M, F, Fut, T>(&self, body: F) -> Result<T, ExitReason>
+    where
+        M: Send + 'static,
+        F: FnOnce(crate::Ctx<M>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.handle.block_on(body)
+    }
+
+    /// Stops every process with reason `shutdown` (trap_exit notwithstanding; behaviours'
+    /// `terminate` runs), then stops and joins the scheduler and timer threads. Work still
+    /// running on the blocking pool is abandoned. Must not be called from inside the runtime.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if self.threads.is_empty() {
+            return;
+        }
+        let shared = Arc::clone(&self.handle.shared);
+        assert!(
+            scheduler::current_index(shared.scheduler.id()).is_none(),
+            "Runtime::shutdown called from one of its own scheduler threads"
+        );
+        shared.stopping.store(true, Ordering::Release);
+        let mut rounds = 0u32;
+        while shared.table.live() > 0 {
+            for cell in shared.table.cells() {
+                shared.force_exit(&cell, ExitReason::Shutdown);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+            rounds += 1;
+            if rounds % 5000 == 0 {
+                warn!(
+                    live = shared.table.live(),
+                    "runtime shutdown waits for processes to exit"
+                );
+            }
+        }
+        shared.scheduler.stop();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        shared.timers.stop();
+        if let Some(thread) = self.timer_thread.take() {
+            let _ = thread.join();
+        }
+        shared.blocking.stop();
+        shared.scheduler.drain();
+        debug!("runtime stopped");
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if !std::thread::panicking()
+            || scheduler::current_index(self.handle.shared.scheduler.id()).is_none()
+        {
+            self.stop();
+        }
+    }
+}

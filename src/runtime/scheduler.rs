@@ -1,0 +1,248 @@
+//! Run queues and the choice of the next process.
+//!
+//! `next_task` is the one seam where the next process is chosen. The default is work
+//! stealing: a FIFO local queue per scheduler thread, a global injector for pushes from
+//! outside the runtime, and stealing between threads. The seeded mode keeps one queue and
+//! picks a pseudo-random runnable process from it with a seeded generator: on one thread with
+//! the manual clock, a seed replays the same interleaving.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+
+use super::park::Sleepers;
+use crate::process::cell::ProcessCell;
+
+pub(crate) type Task = Arc<ProcessCell>;
+
+/// A scheduler thread's own state, in a thread-local.
+struct Local {
+    scheduler: usize,
+    index: usize,
+    queue: Option<Worker<Task>>,
+    tick: u32,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Local>> = const { RefCell::new(None) };
+}
+
+/// The index of the calling scheduler thread, if it belongs to scheduler `id`.
+pub(crate) fn current_index(id: usize) -> Option<usize> {
+    CURRENT.with(|c| {
+        c.try_borrow()
+            .ok()?
+            .as_ref()
+            .filter(|l| l.scheduler == id)
+            .map(|l| l.index)
+    })
+}
+
+/// Whether the calling thread is a scheduler thread of any runtime.
+pub(crate) fn on_scheduler_thread() -> bool {
+    CURRENT.with(|c| c.try_borrow().map(|l| l.is_some()).unwrap_or(true))
+}
+
+enum Queues {
+    Stealing {
+        injector: Injector<Task>,
+        stealers: Vec<Stealer<Task>>,
+    },
+    Seeded(std::sync::Mutex<Seeded>),
+}
+
+struct Seeded {
+    runnable: Vec<Task>,
+    state: u64,
+}
+
+impl Seeded {
+    /// xorshift64*: small, fast and the same everywhere.
+    fn next(&mut self) -> u64 {
+        let mut x = self.state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.state = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+pub(crate) struct Scheduler {
+    id: usize,
+    queues: Queues,
+    pub(crate) sleepers: Sleepers,
+    stop: AtomicBool,
+}
+
+impl Scheduler {
+    /// A work-stealing scheduler; returns the local queues for the threads to take.
+    pub(crate) fn stealing(id: usize, threads: usize) -> (Scheduler, Vec<Worker<Task>>) {
+        let locals: Vec<Worker<Task>> = (0..threads).map(|_| Worker::new_fifo()).collect();
+        let stealers = locals.iter().map(Worker::stealer).collect();
+        let scheduler = Scheduler {
+            id,
+            queues: Queues::Stealing {
+                injector: Injector::new(),
+                stealers,
+            },
+            sleepers: Sleepers::new(),
+            stop: AtomicBool::new(false),
+        };
+        (scheduler, locals)
+    }
+
+    /// One queue, a seeded choice.
+    pub(crate) fn seeded(id: usize, seed: u64) -> Scheduler {
+        Scheduler {
+            id,
+            queues: Queues::Seeded(std::sync::Mutex::new(Seeded {
+                runnable: Vec::new(),
+                state: seed.max(1),
+            })),
+            sleepers: Sleepers::new(),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn id(&self) -> usize {
+        self.id
+    }
+
+    /// Makes a scheduler thread of the calling thread.
+    pub(crate) fn enter(&self, index: usize, queue: Option<Worker<Task>>) {
+        CURRENT.with(|c| {
+            *c.borrow_mut() = Some(Local {
+                scheduler: self.id,
+                index,
+                queue,
+                tick: 0,
+            });
+        });
+    }
+
+    pub(crate) fn leave(&self) {
+        CURRENT.with(|c| c.borrow_mut().take());
+    }
+
+    /// Queues a process that won `transition_to_queued` (or was just spawned).
+    pub(crate) fn schedule(&self, task: Task) {
+        match &self.queues {
+            Queues::Seeded(seeded) => {
+                lock_std(seeded).runnable.push(task);
+                self.sleepers.notify_one();
+            }
+            Queues::Stealing { injector, .. } => {
+                let mut task = Some(task);
+                let surplus = CURRENT.with(|c| {
+                    let mut current = c.try_borrow_mut().ok()?;
+                    let local = current.as_mut().filter(|l| l.scheduler == self.id)?;
+                    let queue = local.queue.as_ref()?;
+                    let had_work = !queue.is_empty();
+                    queue.push(task.take().expect("pushed once"));
+                    Some(had_work)
+                });
+                match (task, surplus) {
+                    // Pushed locally: this thread runs it next unless it already has work, in
+                    // which case a sleeping thread may as well come and steal.
+                    (None, Some(true)) => self.sleepers.notify_one(),
+                    (None, _) => {}
+                    (Some(task), _) => {
+                        injector.push(task);
+                        self.sleepers.notify_one();
+                    }
+                }
+            }
+        }
+    }
+
+    /// The seam: which process the calling scheduler thread runs next.
+    pub(crate) fn next_task(&self) -> Option<Task> {
+        match &self.queues {
+            Queues::Seeded(seeded) => {
+                let mut seeded = lock_std(seeded);
+                if seeded.runnable.is_empty() {
+                    return None;
+                }
+                let at = (seeded.next() % seeded.runnable.len() as u64) as usize;
+                Some(seeded.runnable.swap_remove(at))
+            }
+            Queues::Stealing { injector, stealers } => CURRENT.with(|c| {
+                let mut current = c.borrow_mut();
+                let local = current.as_mut()?;
+                let queue = local.queue.as_ref()?;
+                local.tick = local.tick.wrapping_add(1);
+                // Now and then look at the injector first, so pushes from outside never starve.
+                if local.tick % 61 == 0
+                    && let Some(task) = steal_into(queue, injector)
+                {
+                    return Some(task);
+                }
+                queue
+                    .pop()
+                    .or_else(|| steal_into(queue, injector))
+                    .or_else(|| {
+                        let n = stealers.len();
+                        (1..n)
+                            .map(|k| &stealers[(local.index + k) % n])
+                            .find_map(|s| steal_from(queue, s))
+                    })
+            }),
+        }
+    }
+
+    /// Whether any queue holds work (for the park protocol).
+    pub(crate) fn has_work(&self) -> bool {
+        match &self.queues {
+            Queues::Seeded(seeded) => !lock_std(seeded).runnable.is_empty(),
+            Queues::Stealing { injector, stealers } => {
+                !injector.is_empty() || stealers.iter().any(|s| !s.is_empty())
+            }
+        }
+    }
+
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.sleepers.notify_all();
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Drops whatever is still queued (after the threads have stopped).
+    pub(crate) fn drain(&self) {
+        match &self.queues {
+            Queues::Seeded(seeded) => lock_std(seeded).runnable.clear(),
+            Queues::Stealing { injector, .. } => while !injector.steal().is_empty() {},
+        }
+    }
+}
+
+fn lock_std<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn steal_into(queue: &Worker<Task>, injector: &Injector<Task>) -> Option<Task> {
+    loop {
+        match injector.steal_batch_and_pop(queue) {
+            Steal::Success(task) => return Some(task),
+            Steal::Empty => return None,
+            Steal::Retry => continue,
+        }
+    }
+}
+
+fn steal_from(queue: &Worker<Task>, stealer: &Stealer<Task>) -> Option<Task> {
+    loop {
+        match stealer.steal_batch_and_pop(queue) {
+            Steal::Success(task) => return Some(task),
+            Steal::Empty => return None,
+            Steal::Retry => continue,
+        }
+    }
+}

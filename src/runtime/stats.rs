@@ -1,0 +1,84 @@
+//! Runtime counters, kept per scheduler thread (no shared cache line on the send path) and
+//! summed when read.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crossbeam_utils::CachePadded;
+
+use super::scheduler::current_index;
+
+#[derive(Default)]
+struct Counters {
+    spawned: AtomicU64,
+    exited: AtomicU64,
+    sent: AtomicU64,
+    dropped: AtomicU64,
+}
+
+pub(crate) struct Stats {
+    scheduler: usize,
+    /// One per scheduler thread, then one for every other thread.
+    slots: Box<[CachePadded<Counters>]>,
+}
+
+/// The runtime's counters, summed over its threads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeStats {
+    /// Processes spawned since the runtime started.
+    pub spawned: u64,
+    /// Processes that exited.
+    pub exited: u64,
+    /// Processes alive now.
+    pub live: u64,
+    /// User messages delivered to a mailbox.
+    pub messages_sent: u64,
+    /// User messages dropped: sent to a dead pid, or over a `DropNewest` bound.
+    pub messages_dropped: u64,
+}
+
+impl Stats {
+    pub(crate) fn new(scheduler: usize, threads: usize) -> Self {
+        Stats {
+            scheduler,
+            slots: (0..=threads).map(|_| CachePadded::default()).collect(),
+        }
+    }
+
+    fn slot(&self) -> &Counters {
+        let last = self.slots.len() - 1;
+        let index = current_index(self.scheduler).map_or(last, |i| i.min(last));
+        &self.slots[index]
+    }
+
+    pub(crate) fn spawned(&self) {
+        self.slot().spawned.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn exited(&self) {
+        self.slot().exited.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn sent(&self) {
+        self.slot().sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn dropped(&self) {
+        self.slot().dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn read(&self, live: usize) -> RuntimeStats {
+        let sum = |f: fn(&Counters) -> &AtomicU64| {
+            self.slots
+                .iter()
+                .map(|c| f(c).load(Ordering::Relaxed))
+                .sum()
+        };
+        RuntimeStats {
+            spawned: sum(|c| &c.spawned),
+            exited: sum(|c| &c.exited),
+            live: live as u64,
+            messages_sent: sum(|c| &c.sent),
+            messages_dropped: sum(|c| &c.dropped),
+        }
+    }
+}
