@@ -47,3 +47,8 @@ pub use runtime::{
     Builder, Clock, ExitWatch, Handle, ManualClock, Runtime, RuntimeStats, TimerRef,
 };
 pub use signal::{Down, ExitReason, ExitSignal, MonitorRef};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -192,7 +192,7 @@ impl Handle {
 }
 
 /// The messages a [`Server`] receives.
-pub enum ServerMsg<S: Server + ?Sized> {
+pub enum ServerMsg<S: Server> {
     /// A call, with where its reply goes.
     Call(S::Call, ReplyTo<S::Reply>),
     /// A cast.

@@ -47,7 +47,7 @@ pub(crate) fn on_scheduler_thread() -> bool {
 
 enum Queues {
     Stealing {
-        injector: Injector<Task>,
+        injector: Box<Injector<Task>>,
         stealers: Vec<Stealer<Task>>,
     },
     Seeded(std::sync::Mutex<Seeded>),
@@ -85,7 +85,7 @@ impl Scheduler {
         let scheduler = Scheduler {
             id,
             queues: Queues::Stealing {
-                injector: Injector::new(),
+                injector: Box::new(Injector::new()),
                 stealers,
             },
             sleepers: Sleepers::new(),
