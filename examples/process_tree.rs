@@ -24,7 +24,13 @@ async fn worker(index: usize, mut ctx: Ctx<Job>) -> ExitReason {
         match ctx.recv().await {
             Message::User(Job::Sum(numbers, reply_to)) => {
                 let total = numbers.iter().sum();
-                let _ = ctx.send(&reply_to, RootMsg::Sum { worker: index, total });
+                let _ = ctx.send(
+                    &reply_to,
+                    RootMsg::Sum {
+                        worker: index,
+                        total,
+                    },
+                );
             }
             Message::User(Job::Crash) => panic!("worker {index} was told to crash"),
             Message::Exit(signal) => return signal.reason,
@@ -43,7 +49,11 @@ fn main() {
     let report = rt.block_on(|mut ctx: Ctx<RootMsg>| async move {
         ctx.trap_exit(true);
         let mut workers: Vec<Addr<Job>> = (0..3).map(|i| spawn_worker(&ctx, i)).collect();
-        println!("root {} started workers {:?}", ctx.pid(), workers.iter().map(|w| w.pid()).collect::<Vec<_>>());
+        println!(
+            "root {} started workers {:?}",
+            ctx.pid(),
+            workers.iter().map(|w| w.pid()).collect::<Vec<_>>()
+        );
 
         // A watcher that is only monitored, not linked: its end is a Down, not an exit signal.
         let (watcher, _monitor) = ctx
@@ -73,7 +83,8 @@ fn main() {
                     if let Some(index) = index {
                         workers[index] = spawn_worker(&ctx, index);
                         println!("root restarted worker {index} as {}", workers[index].pid());
-                        ctx.send(&workers[index], Job::Sum(vec![1, 2, 3], me)).unwrap();
+                        ctx.send(&workers[index], Job::Sum(vec![1, 2, 3], me))
+                            .unwrap();
                         restarts += 1;
                     }
                 }

@@ -125,8 +125,11 @@ impl ProcessCell {
         lock(&self.signals).pending_exit.clone()
     }
 
+    /// Only the thread running the process calls this (see `state.rs`), so a load and a
+    /// store suffice.
     pub(crate) fn add_reductions(&self, n: u64) {
-        self.reductions.fetch_add(n, Ordering::Relaxed);
+        let total = self.reductions.load(Ordering::Relaxed) + n;
+        self.reductions.store(total, Ordering::Relaxed);
     }
 }
 

@@ -171,7 +171,9 @@ impl<M: Send + 'static> Ctx<M> {
     /// Returns whether the monitor was still active.
     pub fn demonitor(&mut self, reference: MonitorRef, flush: bool) -> bool {
         let active = self.shared().demonitor(&self.cell, reference);
-        if flush {
+        // A `Down` is queued only by taking the monitor off this process's record, under the
+        // same lock `demonitor` took it off with: if it was still active, none is queued.
+        if flush && !active {
             let is_it = |e: &Envelope| matches!(e, Envelope::Down(d) if d.reference == reference);
             let before = self.local.len();
             self.local.retain(|e| !is_it(e));

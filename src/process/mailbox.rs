@@ -117,8 +117,16 @@ impl Mailbox {
         lock(&self.inbox).push_back(envelope);
     }
 
-    /// Moves everything in the inbox to the back of `queue`; returns how many moved.
+    /// Moves everything in the inbox to the back of `queue` (the owner's private queue);
+    /// returns how many moved.
+    ///
+    /// `len` counts both queues, so when it equals the private queue's length the inbox is
+    /// empty and the lock is skipped. A push that this check misses has not yet called
+    /// `transition_to_queued`, which will then see the process running and make it run again.
     pub(crate) fn drain_into(&self, queue: &mut VecDeque<Envelope>) -> usize {
+        if self.len.load(Ordering::Acquire) == queue.len() {
+            return 0;
+        }
         let mut inbox = lock(&self.inbox);
         let moved = inbox.len();
         if queue.is_empty() {
@@ -138,6 +146,9 @@ impl Mailbox {
     pub(crate) fn remove_where(&self, mut remove: impl FnMut(&Envelope) -> bool) -> usize {
         let removed: Vec<Envelope> = {
             let mut inbox = lock(&self.inbox);
+            if !inbox.iter().any(&mut remove) {
+                return 0;
+            }
             let mut removed = Vec::new();
             let mut kept = VecDeque::with_capacity(inbox.len());
             for envelope in inbox.drain(..) {

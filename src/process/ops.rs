@@ -20,11 +20,11 @@ use crate::signal::{ExitReason, MonitorRef};
 impl Shared {
     /// Sends an envelope. Dead pids drop it (counted); a full `Reject` mailbox is an error.
     pub(crate) fn send(&self, to: Pid, envelope: Envelope) -> Result<(), SendError> {
-        let Some(cell) = self.table.get(to) else {
+        let Some(pushed) = self.table.with(to, |cell| cell.push_user(envelope)) else {
             self.stats.dropped();
             return Ok(());
         };
-        match cell.push_user(envelope) {
+        match pushed {
             Pushed::Queued => {
                 self.stats.sent();
                 Ok(())

@@ -97,6 +97,17 @@ impl ProcessTable {
         slot.cell.clone()
     }
 
+    /// Runs `f` on the live process behind `pid` while its slot is locked, which keeps the
+    /// process from being freed meanwhile without touching its reference count. `f` must be
+    /// short and must not touch the table.
+    pub(crate) fn with<T>(&self, pid: Pid, f: impl FnOnce(&Arc<ProcessCell>) -> T) -> Option<T> {
+        let slot = lock_slot(self.slot(pid.index())?);
+        if slot.generation != pid.generation() {
+            return None;
+        }
+        slot.cell.as_ref().map(f)
+    }
+
     /// Empties `pid`'s slot and moves its generation on. Returns whether it was there.
     pub(crate) fn remove(&self, pid: Pid) -> bool {
         let Some(slot) = self.slot(pid.index()) else {

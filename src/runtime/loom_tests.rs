@@ -24,7 +24,9 @@ fn loom_work_pushed_while_a_thread_parks_is_never_stranded() {
                     {
                         return;
                     }
-                    sleepers.sleep(|| work.load(Ordering::SeqCst) > 0);
+                    if sleepers.sleep(|| work.load(Ordering::SeqCst) > 0) {
+                        sleepers.stop_searching();
+                    }
                 }
             })
         };
@@ -33,6 +35,52 @@ fn loom_work_pushed_while_a_thread_parks_is_never_stranded() {
         sleepers.notify_one();
         // If the protocol lost the wake-up, the worker parks forever and loom reports a
         // deadlock here.
+        worker.join().unwrap();
+        assert_eq!(work.load(Ordering::SeqCst), 0);
+    });
+}
+
+/// Two producers push while the only worker sleeps and searches: the "no wake while someone
+/// searches" rule must not strand the second push.
+#[test]
+fn loom_push_while_a_thread_searches_is_still_taken() {
+    loom::model(|| {
+        let sleepers = Arc::new(Sleepers::new());
+        let work = Arc::new(AtomicUsize::new(0));
+        let worker = {
+            let (sleepers, work) = (Arc::clone(&sleepers), Arc::clone(&work));
+            thread::spawn(move || {
+                let mut taken = 0;
+                let mut searching = false;
+                while taken < 2 {
+                    let found = work
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
+                    if searching {
+                        searching = false;
+                        sleepers.stop_searching();
+                    }
+                    if found {
+                        taken += 1;
+                    } else {
+                        searching = sleepers.sleep(|| work.load(Ordering::SeqCst) > 0);
+                    }
+                }
+                if searching {
+                    sleepers.stop_searching();
+                }
+            })
+        };
+        let producer = {
+            let (sleepers, work) = (Arc::clone(&sleepers), Arc::clone(&work));
+            thread::spawn(move || {
+                work.fetch_add(1, Ordering::SeqCst);
+                sleepers.notify_one();
+            })
+        };
+        work.fetch_add(1, Ordering::SeqCst);
+        sleepers.notify_one();
+        producer.join().unwrap();
         worker.join().unwrap();
         assert_eq!(work.load(Ordering::SeqCst), 0);
     });

@@ -2,11 +2,19 @@
 //!
 //! A thread with nothing to run registers itself as a sleeper, then looks for work once more,
 //! then parks. Whoever makes work (pushes a process to a queue) then checks for sleepers and
-//! unparks one. The two sides are a Dekker pair: the sleeper writes `count` then reads the
-//! queues; the waker writes a queue then reads `count`, each with a `SeqCst` fence between, so
-//! at least one of them sees the other's write: either the sleeper finds the work, or the
-//! waker finds the sleeper. `unpark` before `park` is not lost (the token is kept). The loom
-//! model in `runtime/loom_tests.rs` checks that no push is left with every thread asleep.
+//! unparks one. The two sides are a Dekker pair: the sleeper writes `sleeping` then reads the
+//! queues; the waker writes a queue then reads `sleeping`, each with a `SeqCst` fence between,
+//! so at least one of them sees the other's write: either the sleeper finds the work, or the
+//! waker finds the sleeper. `unpark` before `park` is not lost (the token is kept).
+//!
+//! A thread woken this way is *searching* until it finds work or gives up. While any thread
+//! searches, `notify_one` wakes nobody else: the searcher will find the new work or, when it
+//! stops searching, look at the queues once more before it parks (the same Dekker pair, on
+//! `searching`). This keeps a thread that spawns or sends in a burst from paying a futex wake
+//! per message.
+//!
+//! The loom model in `runtime/loom_tests.rs` checks that no push is left with every thread
+//! asleep.
 
 use crate::loom::lock;
 use crate::loom::sync::Mutex;
@@ -16,7 +24,8 @@ use crate::loom::thread::{self, Thread};
 #[derive(Default)]
 pub(crate) struct Sleepers {
     idle: Mutex<Vec<Thread>>,
-    count: AtomicUsize,
+    sleeping: AtomicUsize,
+    searching: AtomicUsize,
 }
 
 impl Sleepers {
@@ -25,36 +34,52 @@ impl Sleepers {
     }
 
     /// Parks the calling thread unless `has_work` finds something after it registered.
-    pub(crate) fn sleep(&self, has_work: impl Fn() -> bool) {
+    /// Returns `true` if `notify_one` woke it: it is then searching, and must call
+    /// [`Sleepers::stop_searching`] once it found work or before it sleeps again.
+    pub(crate) fn sleep(&self, has_work: impl Fn() -> bool) -> bool {
         let me = thread::current();
         lock(&self.idle).push(me.clone());
-        self.count.fetch_add(1, Ordering::SeqCst);
+        self.sleeping.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         if !has_work() {
             thread::park();
         }
-        self.unregister(&me);
+        !self.unregister(&me)
     }
 
-    fn unregister(&self, me: &Thread) {
+    /// Takes the calling thread off the idle list if it is still there (it was not woken by
+    /// `notify_one`). Returns whether it was there.
+    fn unregister(&self, me: &Thread) -> bool {
         let mut idle = lock(&self.idle);
-        if let Some(at) = idle.iter().position(|t| t.id() == me.id()) {
-            idle.swap_remove(at);
-            self.count.fetch_sub(1, Ordering::SeqCst);
+        match idle.iter().position(|t| t.id() == me.id()) {
+            Some(at) => {
+                idle.swap_remove(at);
+                self.sleeping.fetch_sub(1, Ordering::SeqCst);
+                true
+            }
+            None => false,
         }
     }
 
-    /// Wakes one sleeping thread, if any. Call after making work visible.
+    /// A woken thread found work, or gives up looking.
+    pub(crate) fn stop_searching(&self) {
+        self.searching.fetch_sub(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Wakes one sleeping thread, unless one is already searching or none sleeps. Call after
+    /// making work visible.
     pub(crate) fn notify_one(&self) {
         fence(Ordering::SeqCst);
-        if self.count.load(Ordering::SeqCst) == 0 {
+        if self.searching.load(Ordering::SeqCst) > 0 || self.sleeping.load(Ordering::SeqCst) == 0 {
             return;
         }
         let woken = {
             let mut idle = lock(&self.idle);
             let woken = idle.pop();
             if woken.is_some() {
-                self.count.fetch_sub(1, Ordering::SeqCst);
+                self.sleeping.fetch_sub(1, Ordering::SeqCst);
+                self.searching.fetch_add(1, Ordering::SeqCst);
             }
             woken
         };
@@ -63,10 +88,11 @@ impl Sleepers {
         }
     }
 
-    /// Wakes every sleeping thread (shutdown).
+    /// Wakes every sleeping thread (shutdown). Each counts as searching, as after `notify_one`.
     pub(crate) fn notify_all(&self) {
         let all = std::mem::take(&mut *lock(&self.idle));
-        self.count.fetch_sub(all.len(), Ordering::SeqCst);
+        self.sleeping.fetch_sub(all.len(), Ordering::SeqCst);
+        self.searching.fetch_add(all.len(), Ordering::SeqCst);
         for thread in all {
             thread.unpark();
         }

@@ -44,26 +44,34 @@ impl Stats {
         }
     }
 
-    fn slot(&self) -> &Counters {
-        let last = self.slots.len() - 1;
-        let index = current_index(self.scheduler).map_or(last, |i| i.min(last));
-        &self.slots[index]
+    /// Adds one to a counter. A scheduler thread is the only writer of its own slot, so it
+    /// needs no read-modify-write; every other thread shares the last slot and does.
+    fn bump(&self, counter: fn(&Counters) -> &AtomicU64) {
+        match current_index(self.scheduler) {
+            Some(index) if index + 1 < self.slots.len() => {
+                let counter = counter(&self.slots[index]);
+                counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            }
+            _ => {
+                counter(&self.slots[self.slots.len() - 1]).fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     pub(crate) fn spawned(&self) {
-        self.slot().spawned.fetch_add(1, Ordering::Relaxed);
+        self.bump(|c| &c.spawned);
     }
 
     pub(crate) fn exited(&self) {
-        self.slot().exited.fetch_add(1, Ordering::Relaxed);
+        self.bump(|c| &c.exited);
     }
 
     pub(crate) fn sent(&self) {
-        self.slot().sent.fetch_add(1, Ordering::Relaxed);
+        self.bump(|c| &c.sent);
     }
 
     pub(crate) fn dropped(&self) {
-        self.slot().dropped.fetch_add(1, Ordering::Relaxed);
+        self.bump(|c| &c.dropped);
     }
 
     pub(crate) fn read(&self, live: usize) -> RuntimeStats {

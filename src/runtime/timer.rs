@@ -7,8 +7,7 @@
 //! manual clock timers fire inside `ManualClock::advance`.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BinaryHeap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -19,25 +18,53 @@ use crate::process::pid::Pid;
 
 /// A timer, to cancel it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct TimerRef(u64);
+pub struct TimerRef {
+    index: u32,
+    generation: u32,
+}
 
 pub(crate) enum TimerAction {
     Send { to: Pid, envelope: Envelope },
     Wake(Weak<ProcessCell>),
 }
 
+/// One slot of the timer slab: the live timer in it, if any, and the slot's generation (a
+/// `TimerRef` of an older generation finds nothing).
+#[derive(Default)]
+struct Slot {
+    generation: u32,
+    timer: Option<(Duration, TimerAction)>,
+}
+
 #[derive(Default)]
 struct TimerState {
-    heap: BinaryHeap<Reverse<(Duration, u64)>>,
-    actions: HashMap<u64, (Duration, TimerAction)>,
+    /// Deadlines in order, with the slot and generation they are for. Cancelled timers stay
+    /// here until due (or the next rebuild) and are skipped.
+    heap: BinaryHeap<Reverse<(Duration, u32, u32)>>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    live: usize,
     stopped: bool,
+}
+
+impl TimerState {
+    fn take(&mut self, index: u32, generation: u32) -> Option<(Duration, TimerAction)> {
+        let slot = self.slots.get_mut(index as usize)?;
+        if slot.generation != generation {
+            return None;
+        }
+        let timer = slot.timer.take()?;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(index);
+        self.live -= 1;
+        Some(timer)
+    }
 }
 
 #[derive(Default)]
 pub(crate) struct Timers {
     state: Mutex<TimerState>,
     changed: Condvar,
-    next_id: AtomicU64,
 }
 
 impl Timers {
@@ -46,20 +73,33 @@ impl Timers {
     }
 
     pub(crate) fn insert(&self, at: Duration, action: TimerAction) -> TimerRef {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock();
+        let index = match state.free.pop() {
+            Some(index) => index,
+            None => {
+                state.slots.push(Slot::default());
+                (state.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut state.slots[index as usize];
+        slot.timer = Some((at, action));
+        let generation = slot.generation;
+        state.live += 1;
         let earliest = state
             .heap
             .peek()
-            .is_none_or(|Reverse((first, _))| at < *first);
-        state.heap.push(Reverse((at, id)));
-        state.actions.insert(id, (at, action));
+            .is_none_or(|Reverse((first, _, _))| at < *first);
+        state.heap.push(Reverse((at, index, generation)));
         // Cancelled timers stay in the heap until due; rebuild it when they dominate.
-        if state.heap.len() > 64 + 2 * state.actions.len() {
+        if state.heap.len() > 64 + 2 * state.live {
             let live: Vec<_> = state
-                .actions
+                .slots
                 .iter()
-                .map(|(id, (at, _))| Reverse((*at, *id)))
+                .enumerate()
+                .filter_map(|(index, slot)| {
+                    let (at, _) = slot.timer.as_ref()?;
+                    Some(Reverse((*at, index as u32, slot.generation)))
+                })
                 .collect();
             state.heap = BinaryHeap::from(live);
         }
@@ -67,7 +107,7 @@ impl Timers {
         if earliest {
             self.changed.notify_all();
         }
-        TimerRef(id)
+        TimerRef { index, generation }
     }
 
     /// A timer that reschedules `cell` at `at`.
@@ -77,18 +117,19 @@ impl Timers {
 
     /// Returns `true` if the timer had not fired (it never will now).
     pub(crate) fn cancel(&self, timer: TimerRef) -> bool {
-        self.lock().actions.remove(&timer.0).is_some()
+        let cancelled = self.lock().take(timer.index, timer.generation);
+        cancelled.is_some()
     }
 
     /// Takes the actions due at `now`, in deadline order.
     fn take_due(state: &mut TimerState, now: Duration) -> Vec<TimerAction> {
         let mut due = Vec::new();
-        while let Some(Reverse((at, id))) = state.heap.peek().copied() {
+        while let Some(Reverse((at, index, generation))) = state.heap.peek().copied() {
             if at > now {
                 break;
             }
             state.heap.pop();
-            if let Some((_, action)) = state.actions.remove(&id) {
+            if let Some((_, action)) = state.take(index, generation) {
                 due.push(action);
             }
         }
@@ -96,15 +137,18 @@ impl Timers {
     }
 
     pub(crate) fn pending(&self) -> usize {
-        self.lock().actions.len()
+        self.lock().live
     }
 
     pub(crate) fn stop(&self) {
         let mut state = self.lock();
         state.stopped = true;
-        state.actions.clear();
+        let slots = std::mem::take(&mut state.slots);
         state.heap.clear();
+        state.free.clear();
+        state.live = 0;
         drop(state);
+        drop(slots);
         self.changed.notify_all();
     }
 }
@@ -167,7 +211,7 @@ pub(crate) fn run_timer_thread(shared: Arc<Shared>) {
             state = timers.lock();
             continue;
         }
-        let next = state.heap.peek().map(|Reverse((at, _))| *at);
+        let next = state.heap.peek().map(|Reverse((at, _, _))| *at);
         state = match next {
             Some(at) => {
                 timers

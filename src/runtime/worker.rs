@@ -21,15 +21,44 @@ use crate::signal::reason::panic_message;
 pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, queue: Option<Worker<Task>>) {
     let scheduler = &shared.scheduler;
     scheduler.enter(index, queue);
+    let mut searching = false;
     while !scheduler.is_stopped() {
-        match scheduler.next_task() {
+        let task = scheduler.next_task();
+        if searching {
+            // Found work or gave up: either way the next push may wake another thread.
+            searching = false;
+            scheduler.sleepers.stop_searching();
+        }
+        match task {
             Some(task) => run_slice(task, shared.budget),
-            None => scheduler
-                .sleepers
-                .sleep(|| scheduler.has_work() || scheduler.is_stopped()),
+            None if spin_for_work(scheduler) => {}
+            None => {
+                searching = scheduler
+                    .sleepers
+                    .sleep(|| scheduler.has_work() || scheduler.is_stopped());
+            }
         }
     }
+    if searching {
+        scheduler.sleepers.stop_searching();
+    }
     scheduler.leave();
+}
+
+/// How many times an idle thread looks for work before it parks: parking and the futex wake
+/// that ends it cost microseconds, so a thread that ran out of work between two messages of a
+/// burst should stay awake for a moment.
+const SPINS_BEFORE_PARK: u32 = 128;
+
+/// Spins briefly; returns `true` as soon as some queue has work.
+fn spin_for_work(scheduler: &super::scheduler::Scheduler) -> bool {
+    for _ in 0..SPINS_BEFORE_PARK {
+        if scheduler.has_work() || scheduler.is_stopped() {
+            return true;
+        }
+        std::hint::spin_loop();
+    }
+    false
 }
 
 /// Turns what unwound out of a process into its exit reason.
