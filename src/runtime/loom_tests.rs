@@ -44,7 +44,11 @@ fn loom_work_pushed_while_a_thread_parks_is_never_stranded() {
 /// searches" rule must not strand the second push.
 #[test]
 fn loom_push_while_a_thread_searches_is_still_taken() {
-    loom::model(|| {
+    // Three threads with loops: bound preemptions to keep the run in seconds; every lost
+    // wake-up found so far in such protocols needs at most two.
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(3);
+    model.check(|| {
         let sleepers = Arc::new(Sleepers::new());
         let work = Arc::new(AtomicUsize::new(0));
         let worker = {
