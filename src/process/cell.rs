@@ -1,13 +1,12 @@
 //! The heap record of one process, shared by the table, the run queues and its wakers.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::mailbox::{Envelope, Mailbox, Pushed};
 use super::pid::Pid;
+use super::slot::TaskSlot;
 use super::state::ProcessState;
-use super::task::Runnable;
 use crate::loom::lock;
 use crate::loom::sync::Mutex;
 use crate::runtime::Shared;
@@ -25,7 +24,7 @@ pub(crate) struct ProcessCell {
     /// runner checks this flag without taking the signal lock.
     pub(crate) exit_pending: AtomicBool,
     /// The process's code. Only the thread that won `transition_to_running` locks it.
-    pub(crate) task: Mutex<Option<Pin<Box<dyn Runnable>>>>,
+    pub(crate) task: TaskSlot,
     pub(crate) reductions: AtomicU64,
     pub(crate) shared: Arc<Shared>,
 }
@@ -39,7 +38,7 @@ impl ProcessCell {
             mailbox,
             signals: Mutex::new(SignalState::default()),
             exit_pending: AtomicBool::new(false),
-            task: Mutex::new(None),
+            task: TaskSlot::empty(),
             reductions: AtomicU64::new(0),
             shared,
         }

@@ -170,3 +170,56 @@ fn loom_link_racing_with_exit_is_seen_or_refused() {
         );
     });
 }
+
+/// The code of a process is touched by one thread at a time: the one that queued it runs it,
+/// a wake-up while it runs makes the runner run it again, and loom's `UnsafeCell` panics on
+/// any overlapping access to the `TaskSlot`.
+#[test]
+fn loom_task_slot_is_touched_by_one_thread() {
+    use super::slot::TaskSlot;
+
+    struct Process {
+        state: ProcessState,
+        code: TaskSlot,
+        slices: AtomicUsize,
+    }
+
+    /// What a scheduler thread does with a process it took from a run queue.
+    fn run(process: &Process) {
+        loop {
+            assert!(process.state.transition_to_running());
+            // SAFETY: this thread won `transition_to_running`.
+            unsafe { process.code.with_mut(|code| assert!(code.is_none())) };
+            process.slices.fetch_add(1, Ordering::SeqCst);
+            if !process.state.transition_to_idle() {
+                return;
+            }
+        }
+    }
+
+    loom::model(|| {
+        let process = Arc::new(Process {
+            state: ProcessState::new_queued(),
+            code: TaskSlot::empty(),
+            slices: AtomicUsize::new(0),
+        });
+        // The spawner fills the slot before the first push.
+        // SAFETY: no run queue holds the process yet.
+        unsafe { process.code.with_mut(|code| assert!(code.is_none())) };
+        let wakers: Vec<_> = (0..2)
+            .map(|_| {
+                let process = Arc::clone(&process);
+                thread::spawn(move || {
+                    if process.state.transition_to_queued() {
+                        run(&process);
+                    }
+                })
+            })
+            .collect();
+        run(&process);
+        for waker in wakers {
+            waker.join().unwrap();
+        }
+        assert!(process.slices.load(Ordering::SeqCst) >= 1);
+    });
+}

@@ -11,6 +11,7 @@ pub(crate) mod mailbox;
 pub(crate) mod ops;
 pub(crate) mod pid;
 pub(crate) mod receive;
+pub(crate) mod slot;
 pub(crate) mod spawn;
 pub(crate) mod state;
 pub(crate) mod table;

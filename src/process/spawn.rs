@@ -133,7 +133,10 @@ where
         }
     }
     let ctx = Ctx::new(Arc::clone(&cell));
-    *lock(&cell.task) = Some(process.into_runnable(ctx).0);
+    let code = process.into_runnable(ctx).0;
+    // SAFETY: the cell is not in any run queue yet (it is pushed below), so no other thread
+    // runs it; senders only touch its mailbox and state.
+    unsafe { cell.task.with_mut(|slot| *slot = Some(code)) };
     shared.stats.spawned();
     let addr = Addr::new(cell.pid);
     // The cell was born QUEUED: this push is its one entry in a run queue.

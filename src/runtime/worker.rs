@@ -10,7 +10,6 @@ use tracing::{debug, warn};
 use super::Shared;
 use super::coop;
 use super::scheduler::Task;
-use crate::loom::lock;
 use crate::process::cell::ProcessCell;
 use crate::process::context::ExitPayload;
 use crate::process::exit::exit_process;
@@ -78,11 +77,17 @@ pub(crate) fn run_slice(cell: Arc<ProcessCell>, budget: u32) {
     let outcome = match cell.take_pending_exit() {
         Some(reason) => Some(reason),
         None => {
-            let mut task = lock(&cell.task);
-            let runnable = task.as_mut().expect("a runnable process has its task");
             let waker = futures_task::waker_ref(&cell);
             let mut cx = Context::from_waker(&waker);
-            match catch_unwind(AssertUnwindSafe(|| runnable.as_mut().run(&mut cx))) {
+            // SAFETY: this thread won `transition_to_running` above and holds the process until
+            // `transition_to_idle` or `finish` below.
+            let polled = unsafe {
+                cell.task.with_mut(|task| {
+                    let runnable = task.as_mut().expect("a runnable process has its task");
+                    catch_unwind(AssertUnwindSafe(|| runnable.as_mut().run(&mut cx)))
+                })
+            };
+            match polled {
                 Ok(Poll::Pending) => None,
                 Ok(Poll::Ready(reason)) => Some(reason),
                 Err(payload) => Some(unwind_reason(payload)),
@@ -103,7 +108,8 @@ pub(crate) fn run_slice(cell: Arc<ProcessCell>, budget: u32) {
 
 /// The process is done: terminate, drop its code, then tell its links and monitors.
 fn finish(cell: &Arc<ProcessCell>, reason: ExitReason) {
-    let task = lock(&cell.task).take();
+    // SAFETY: called by `run_slice`'s thread, which still holds the process (RUNNING).
+    let task = unsafe { cell.task.with_mut(Option::take) };
     if let Some(mut task) = task {
         if reason != ExitReason::Killed
             && let Err(payload) =
