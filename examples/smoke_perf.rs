@@ -125,10 +125,12 @@ fn spawn(rt: &Runtime) {
     println!("spawn {:?}, {bytes} bytes/process", t / count as u32);
 }
 
+type Workload = (&'static str, fn(&Runtime));
+
 fn main() {
     let rt = Runtime::builder().threads(env("T", 2)).build();
     let only = std::env::args().nth(1).unwrap_or_default();
-    let all: [(&str, fn(&Runtime)); 4] = [
+    let all: [Workload; 4] = [
         ("call", call),
         ("pingpong", pingpong),
         ("ring", ring),
