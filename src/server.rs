@@ -100,20 +100,31 @@ impl<M: Send + 'static> Ctx<M> {
         R: Send + 'static,
     {
         let callee = to.pid();
-        let monitor = self.monitor(callee);
-        let reference = self.shared().refs.next();
+        // One lookup serves the monitor, the send and the demonitor.
+        let shared = Arc::clone(self.shared());
+        let callee_cell = shared.table.get(callee);
+        let monitor = shared.monitor_cell(&self.cell, callee, callee_cell.as_ref());
+        let reference = shared.refs.next();
         let reply_to = ReplyTo {
             caller: Arc::downgrade(&self.cell),
             caller_pid: self.pid(),
             reference,
             _reply: PhantomData,
         };
-        if let Err(SendError::MailboxFull(pid)) = self.send(to, request(reply_to)) {
-            self.demonitor(monitor, true);
+        let request = Envelope::User(Box::new(request(reply_to)));
+        let sent = match &callee_cell {
+            Some(cell) => shared.send_to_cell(cell, request),
+            None => Ok(()),
+        };
+        let demonitor = |ctx: &mut Self| {
+            ctx.demonitor_with(monitor, true, |_| callee_cell.clone());
+        };
+        if let Err(SendError::MailboxFull(pid)) = sent {
+            demonitor(self);
             return Err(CallError::MailboxFull(pid));
         }
         self.calls.push(reference);
-        let deadline = self.now() + timeout;
+        let deadline = self.deadline(timeout);
         let answer = self
             .take(Some(deadline), |_, envelope| match envelope {
                 Envelope::Reply { reference: r, .. } if *r == reference => Select::Take,
@@ -124,7 +135,7 @@ impl<M: Send + 'static> Ctx<M> {
         self.calls.retain(|r| *r != reference);
         match answer {
             Some(Envelope::Reply { value, .. }) => {
-                self.demonitor(monitor, true);
+                demonitor(self);
                 Ok(*value
                     .downcast::<R>()
                     .expect("a reply has the type of its ReplyTo"))
@@ -134,7 +145,7 @@ impl<M: Send + 'static> Ctx<M> {
                 reason: down.reason,
             }),
             _ => {
-                self.demonitor(monitor, true);
+                demonitor(self);
                 Err(CallError::Timeout)
             }
         }

@@ -170,7 +170,18 @@ impl<M: Send + 'static> Ctx<M> {
     /// Stops a monitor. With `flush`, a `Down` for it already in the mailbox is removed too.
     /// Returns whether the monitor was still active.
     pub fn demonitor(&mut self, reference: MonitorRef, flush: bool) -> bool {
-        let active = self.shared().demonitor(&self.cell, reference);
+        let shared = Arc::clone(self.shared());
+        self.demonitor_with(reference, flush, |target| shared.table.get(target))
+    }
+
+    /// `demonitor`, finding the monitored process's cell with `find`.
+    pub(crate) fn demonitor_with(
+        &mut self,
+        reference: MonitorRef,
+        flush: bool,
+        find: impl FnOnce(Pid) -> Option<Arc<ProcessCell>>,
+    ) -> bool {
+        let active = self.shared().demonitor_cell(&self.cell, reference, find);
         // A `Down` is queued only by taking the monitor off this process's record, under the
         // same lock `demonitor` took it off with: if it was still active, none is queued.
         if flush && !active {

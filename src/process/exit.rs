@@ -20,6 +20,8 @@ pub(crate) fn exit_process(cell: &Arc<ProcessCell>, reason: ExitReason) {
     trace!(%pid, %reason, "process exit");
     let relations = lock(&cell.signals).take_for_exit();
     shared.table.remove(pid);
+    // Counted before anyone hears of the exit, so a watcher sees figures that include it.
+    shared.stats.exited();
     cell.mailbox.clear();
     if let Some(relations) = relations {
         if let Some(name) = &relations.name {
@@ -49,5 +51,4 @@ pub(crate) fn exit_process(cell: &Arc<ProcessCell>, reason: ExitReason) {
             }
         }
     }
-    shared.stats.exited();
 }

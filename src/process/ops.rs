@@ -20,10 +20,16 @@ use crate::signal::{ExitReason, MonitorRef};
 impl Shared {
     /// Sends an envelope. Dead pids drop it (counted); a full `Reject` mailbox is an error.
     pub(crate) fn send(&self, to: Pid, envelope: Envelope) -> Result<(), SendError> {
-        let Some(pushed) = self.table.with(to, |cell| cell.push_user(envelope)) else {
-            self.stats.dropped();
-            return Ok(());
-        };
+        match self.table.with(to, |cell| cell.push_user(envelope)) {
+            Some(pushed) => self.count_push(to, pushed),
+            None => {
+                self.stats.dropped();
+                Ok(())
+            }
+        }
+    }
+
+    fn count_push(&self, to: Pid, pushed: Pushed) -> Result<(), SendError> {
         match pushed {
             Pushed::Queued => {
                 self.stats.sent();
@@ -82,12 +88,22 @@ impl Shared {
     /// `me` monitors `target`. The monitor is recorded on `me`'s side first, so an exit of
     /// `target` that races with this call always finds it and sends the `Down`.
     pub(crate) fn monitor(&self, me: &Arc<ProcessCell>, target: Pid) -> MonitorRef {
+        self.monitor_cell(me, target, self.table.get(target).as_ref())
+    }
+
+    /// `monitor`, with `target`'s cell already looked up (`None`: it is dead).
+    pub(crate) fn monitor_cell(
+        &self,
+        me: &Arc<ProcessCell>,
+        target: Pid,
+        them: Option<&Arc<ProcessCell>>,
+    ) -> MonitorRef {
         let reference = MonitorRef(self.refs.next());
         lock(&me.signals)
             .relations_mut()
             .monitors
             .push((reference, target));
-        let watching = self.table.get(target).is_some_and(|them| {
+        let watching = them.is_some_and(|them| {
             let mut signals = lock(&them.signals);
             if signals.exited {
                 return false;
@@ -104,15 +120,30 @@ impl Shared {
         reference
     }
 
-    /// Returns whether the monitor was active.
-    pub(crate) fn demonitor(&self, me: &Arc<ProcessCell>, reference: MonitorRef) -> bool {
+    /// Stops `me`'s monitor `reference`, finding the monitored cell with `find` (the caller may know it already).
+    pub(crate) fn demonitor_cell(
+        &self,
+        me: &Arc<ProcessCell>,
+        reference: MonitorRef,
+        find: impl FnOnce(Pid) -> Option<Arc<ProcessCell>>,
+    ) -> bool {
+        // Returns whether the monitor was active.
         let Some(target) = lock(&me.signals).remove_monitor(reference) else {
             return false;
         };
-        if let Some(them) = self.table.get(target) {
+        if let Some(them) = find(target) {
             lock(&them.signals).remove_watcher(reference);
         }
         true
+    }
+
+    /// Delivers a user message to a cell already looked up; as `send`.
+    pub(crate) fn send_to_cell(
+        &self,
+        cell: &Arc<ProcessCell>,
+        envelope: Envelope,
+    ) -> Result<(), SendError> {
+        self.count_push(cell.pid, cell.push_user(envelope))
     }
 
     /// Calls `hook` once with `target`'s exit reason (at once with `noproc` if it is dead).

@@ -127,11 +127,22 @@ impl<M: Send + 'static> Ctx<M> {
         }
         if let Some(deadline) = deadline {
             let shared = &self.cell.shared;
-            if shared.clock.now() >= deadline {
-                return Poll::Ready(None);
-            }
-            if timer.is_none() {
-                *timer = Some(shared.timers.wake_at(deadline, &self.cell));
+            // The first time the receive waits, it only sets its timer (a zero timeout is
+            // `Duration::ZERO`, which is always due); afterwards a wake-up may be the timer's,
+            // so the clock decides.
+            match timer {
+                None if deadline > Duration::ZERO => {
+                    *timer = Some(shared.timers.wake_at(deadline, &self.cell));
+                    // A manual clock may have been advanced past the deadline since it was
+                    // computed; no timer thread would notice before the next advance.
+                    if shared.clock.is_manual() && shared.clock.now() >= deadline {
+                        return Poll::Ready(None);
+                    }
+                }
+                _ if deadline == Duration::ZERO || shared.clock.now() >= deadline => {
+                    return Poll::Ready(None);
+                }
+                _ => {}
             }
         }
         Poll::Pending
@@ -168,6 +179,16 @@ impl<M: Send + 'static> Ctx<M> {
         .map(Self::into_message)
     }
 
+    /// The clock time `timeout` from now; `Duration::ZERO` for a zero timeout, which
+    /// `poll_take` treats as already due without reading the clock again.
+    pub(crate) fn deadline(&self, timeout: Duration) -> Duration {
+        if timeout.is_zero() {
+            Duration::ZERO
+        } else {
+            self.now() + timeout
+        }
+    }
+
     /// Receives the next message, user or system, in arrival order.
     pub async fn recv(&mut self) -> Message<M> {
         self.recv_where(None, |_| true)
@@ -177,7 +198,7 @@ impl<M: Send + 'static> Ctx<M> {
 
     /// Receives the next message, or `None` when `timeout` passes first.
     pub async fn recv_timeout(&mut self, timeout: Duration) -> Option<Message<M>> {
-        let deadline = self.now() + timeout;
+        let deadline = self.deadline(timeout);
         self.recv_where(Some(deadline), |_| true).await
     }
 
@@ -198,13 +219,13 @@ impl<M: Send + 'static> Ctx<M> {
         predicate: impl FnMut(&Message<&M>) -> bool,
         timeout: Duration,
     ) -> Option<Message<M>> {
-        let deadline = self.now() + timeout;
+        let deadline = self.deadline(timeout);
         self.recv_where(Some(deadline), predicate).await
     }
 
     /// Sleeps for `duration` on the runtime's clock; messages wait in the mailbox meanwhile.
     pub async fn sleep(&mut self, duration: Duration) {
-        let deadline = self.now() + duration;
+        let deadline = self.deadline(duration);
         self.take(Some(deadline), |_, _| Select::Skip).await;
     }
 
