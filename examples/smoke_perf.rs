@@ -48,7 +48,7 @@ fn call(rt: &Runtime) {
 }
 
 fn pingpong(rt: &Runtime) {
-    let n = 200_000u32;
+    let n = env("N", 200_000) as u32;
     let t = rt
         .block_on(move |mut ctx: Ctx<u32>| async move {
             let me = ctx.addr();

@@ -123,16 +123,16 @@ impl<M: Send + 'static> Ctx<M> {
             demonitor(self);
             return Err(CallError::MailboxFull(pid));
         }
-        self.calls.push(reference);
         let deadline = self.deadline(timeout);
         let answer = self
-            .take(Some(deadline), |_, envelope| match envelope {
+            .take(Some(deadline), |envelope| match envelope {
                 Envelope::Reply { reference: r, .. } if *r == reference => Select::Take,
                 Envelope::Down(down) if down.reference == monitor => Select::Take,
+                // A reply to an earlier call that gave up: nobody waits for it.
+                Envelope::Reply { .. } => Select::Discard,
                 _ => Select::Skip,
             })
             .await;
-        self.calls.retain(|r| *r != reference);
         match answer {
             Some(Envelope::Reply { value, .. }) => {
                 demonitor(self);

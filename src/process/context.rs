@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::addr::{Addr, SendError, SpawnError};
 use super::cell::ProcessCell;
 use super::mailbox::Envelope;
-use super::pid::{Pid, Ref};
+use super::pid::Pid;
 use super::spawn::{SpawnOptions, Spawned, spawn_process};
 use super::task::IntoProcess;
 use crate::loom::lock;
@@ -49,8 +49,6 @@ pub struct Ctx<M> {
     pub(crate) cell: Arc<ProcessCell>,
     /// Messages moved out of the inbox, not yet received (selective receive skips stay here).
     pub(crate) local: VecDeque<Envelope>,
-    /// References of calls waiting for their reply; a reply for any other is dropped.
-    pub(crate) calls: Vec<Ref>,
     /// A behaviour's receive timeout: when `handle_timeout` is due.
     pub(crate) timeout_at: Option<Duration>,
     _message: PhantomData<fn(M)>,
@@ -61,7 +59,6 @@ impl<M: Send + 'static> Ctx<M> {
         Ctx {
             cell,
             local: VecDeque::new(),
-            calls: Vec::new(),
             timeout_at: None,
             _message: PhantomData,
         }

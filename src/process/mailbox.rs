@@ -66,7 +66,11 @@ struct Bound {
 
 pub(crate) struct Mailbox {
     inbox: Mutex<VecDeque<Envelope>>,
-    len: AtomicUsize,
+    /// Messages ever pushed (senders add to it).
+    pushed: AtomicUsize,
+    /// Messages ever taken out by the owner. Only the owner writes it while the process
+    /// lives, so it needs no read-modify-write; after the exit, `clear` adds with one.
+    taken: AtomicUsize,
     bound: Option<Box<Bound>>,
 }
 
@@ -74,7 +78,8 @@ impl Mailbox {
     pub(crate) fn unbounded() -> Self {
         Mailbox {
             inbox: Mutex::new(VecDeque::new()),
-            len: AtomicUsize::new(0),
+            pushed: AtomicUsize::new(0),
+            taken: AtomicUsize::new(0),
             bound: None,
         }
     }
@@ -94,8 +99,9 @@ impl Mailbox {
     pub(crate) fn push_user(&self, envelope: Envelope) -> Pushed {
         if let Some(bound) = &self.bound {
             // A reservation: only a successful push keeps the slot.
-            if self.len.fetch_add(1, Ordering::AcqRel) >= bound.capacity {
-                self.len.fetch_sub(1, Ordering::AcqRel);
+            let before = self.pushed.fetch_add(1, Ordering::AcqRel);
+            if before.wrapping_sub(self.taken.load(Ordering::Acquire)) >= bound.capacity {
+                self.pushed.fetch_sub(1, Ordering::AcqRel);
                 return match bound.overflow {
                     Overflow::Reject => Pushed::Rejected,
                     Overflow::DropNewest => {
@@ -113,7 +119,7 @@ impl Mailbox {
 
     /// Pushes a system message: signals are never refused or dropped by a bound.
     pub(crate) fn push_system(&self, envelope: Envelope) {
-        self.len.fetch_add(1, Ordering::AcqRel);
+        self.pushed.fetch_add(1, Ordering::AcqRel);
         lock(&self.inbox).push_back(envelope);
     }
 
@@ -124,7 +130,7 @@ impl Mailbox {
     /// empty and the lock is skipped. A push that this check misses has not yet called
     /// `transition_to_queued`, which will then see the process running and make it run again.
     pub(crate) fn drain_into(&self, queue: &mut VecDeque<Envelope>) -> usize {
-        if self.len.load(Ordering::Acquire) == queue.len() {
+        if self.len() == queue.len() {
             return 0;
         }
         let mut inbox = lock(&self.inbox);
@@ -137,9 +143,11 @@ impl Mailbox {
         moved
     }
 
-    /// The owner took `n` messages out of its private queue (received or discarded).
+    /// The owner took `n` messages out of its private queue (received or discarded). Only
+    /// the owner calls this.
     pub(crate) fn consumed(&self, n: usize) {
-        self.len.fetch_sub(n, Ordering::AcqRel);
+        let taken = self.taken.load(Ordering::Relaxed);
+        self.taken.store(taken.wrapping_add(n), Ordering::Release);
     }
 
     /// Removes from the inbox every envelope `remove` selects; returns how many went.
@@ -165,17 +173,19 @@ impl Mailbox {
         removed.len()
     }
 
-    /// Empties the inbox; the messages are dropped after the lock is released, since a user
-    /// message's `Drop` may do anything.
+    /// Empties the inbox of an exited process (its owner is gone; late senders may race
+    /// here). The messages are dropped after the lock is released, since a user message's
+    /// `Drop` may do anything.
     pub(crate) fn clear(&self) {
-        let taken = std::mem::take(&mut *lock(&self.inbox));
-        self.consumed(taken.len());
-        drop(taken);
+        let cleared = std::mem::take(&mut *lock(&self.inbox));
+        self.taken.fetch_add(cleared.len(), Ordering::AcqRel);
+        drop(cleared);
     }
 
     /// Messages waiting, in the inbox and the owner's private queue.
     pub(crate) fn len(&self) -> usize {
-        self.len.load(Ordering::Acquire)
+        let taken = self.taken.load(Ordering::Acquire);
+        self.pushed.load(Ordering::Acquire).wrapping_sub(taken)
     }
 
     /// User messages a `DropNewest` bound has dropped.

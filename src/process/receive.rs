@@ -82,9 +82,11 @@ impl<M: Send + 'static> Ctx<M> {
         }
     }
 
-    fn is_orphan(&self, envelope: &Envelope) -> bool {
+    /// Envelopes no receive will ever take: replies (a call holds `&mut Ctx` while it waits,
+    /// so any reply seen outside it is late) and user messages of another type.
+    fn is_orphan(envelope: &Envelope) -> bool {
         match envelope {
-            Envelope::Reply { reference, .. } => !self.calls.contains(reference),
+            Envelope::Reply { .. } => true,
             Envelope::User(any) => !any.is::<M>(),
             _ => false,
         }
@@ -94,7 +96,7 @@ impl<M: Send + 'static> Ctx<M> {
     pub(crate) fn poll_take(
         &mut self,
         cx: &mut Context<'_>,
-        select: &mut dyn FnMut(&Self, &Envelope) -> Select,
+        select: &mut dyn FnMut(&Envelope) -> Select,
         deadline: Option<Duration>,
         timer: &mut Option<TimerRef>,
     ) -> Poll<Option<Envelope>> {
@@ -106,9 +108,14 @@ impl<M: Send + 'static> Ctx<M> {
         loop {
             let mut index = scanned;
             while index < self.local.len() {
-                match select(self, &self.local[index]) {
+                match select(&self.local[index]) {
                     Select::Take => {
-                        let envelope = self.local.remove(index).expect("index in bounds");
+                        let envelope = if index == 0 {
+                            self.local.pop_front()
+                        } else {
+                            self.local.remove(index)
+                        }
+                        .expect("index in bounds");
                         self.cell.mailbox.consumed(1);
                         coop::consume();
                         return Poll::Ready(Some(envelope));
@@ -125,6 +132,15 @@ impl<M: Send + 'static> Ctx<M> {
                 break;
             }
         }
+        self.wait(deadline, timer)
+    }
+
+    /// Nothing to take: sleep, setting the receive's timer the first time, or time out.
+    fn wait(
+        &mut self,
+        deadline: Option<Duration>,
+        timer: &mut Option<TimerRef>,
+    ) -> Poll<Option<Envelope>> {
         if let Some(deadline) = deadline {
             let shared = &self.cell.shared;
             // The first time the receive waits, it only sets its timer (a zero timeout is
@@ -148,11 +164,53 @@ impl<M: Send + 'static> Ctx<M> {
         Poll::Pending
     }
 
+    /// One poll of a plain receive (every message taken, in order): the fast path of
+    /// `poll_take`, with no predicate to ask.
+    fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        deadline: Option<Duration>,
+        timer: &mut Option<TimerRef>,
+    ) -> Poll<Option<Message<M>>> {
+        if !coop::has_budget() {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        loop {
+            if self.local.is_empty() && self.cell.mailbox.drain_into(&mut self.local) == 0 {
+                return self.wait(deadline, timer).map(|_| None);
+            }
+            let envelope = self.local.pop_front().expect("not empty");
+            self.cell.mailbox.consumed(1);
+            let message = match envelope {
+                Envelope::User(any) => match any.downcast::<M>() {
+                    Ok(message) => Message::User(*message),
+                    Err(_) => continue,
+                },
+                Envelope::Exit(signal) => Message::Exit(signal),
+                Envelope::Down(down) => Message::Down(down),
+                Envelope::Reply { .. } => continue,
+            };
+            coop::consume();
+            return Poll::Ready(Some(message));
+        }
+    }
+
+    /// A plain receive, until `deadline` if given.
+    async fn next(&mut self, deadline: Option<Duration>) -> Option<Message<M>> {
+        let shared = std::sync::Arc::clone(&self.cell.shared);
+        let mut guard = TimerGuard {
+            timers: &shared.timers,
+            timer: None,
+        };
+        poll_fn(|cx| self.poll_next(cx, deadline, &mut guard.timer)).await
+    }
+
     /// Waits for the first envelope `select` takes, until `deadline` if given.
     pub(crate) async fn take(
         &mut self,
         deadline: Option<Duration>,
-        mut select: impl FnMut(&Self, &Envelope) -> Select,
+        mut select: impl FnMut(&Envelope) -> Select,
     ) -> Option<Envelope> {
         let shared = std::sync::Arc::clone(&self.cell.shared);
         let mut guard = TimerGuard {
@@ -167,13 +225,11 @@ impl<M: Send + 'static> Ctx<M> {
         deadline: Option<Duration>,
         mut predicate: impl FnMut(&Message<&M>) -> bool,
     ) -> Option<Message<M>> {
-        self.take(deadline, |ctx, envelope| {
-            match Self::select_message(envelope) {
-                Some(message) if predicate(&message) => Select::Take,
-                Some(_) => Select::Skip,
-                None if ctx.is_orphan(envelope) => Select::Discard,
-                None => Select::Skip,
-            }
+        self.take(deadline, |envelope| match Self::select_message(envelope) {
+            Some(message) if predicate(&message) => Select::Take,
+            Some(_) => Select::Skip,
+            None if Self::is_orphan(envelope) => Select::Discard,
+            None => Select::Skip,
         })
         .await
         .map(Self::into_message)
@@ -191,15 +247,13 @@ impl<M: Send + 'static> Ctx<M> {
 
     /// Receives the next message, user or system, in arrival order.
     pub async fn recv(&mut self) -> Message<M> {
-        self.recv_where(None, |_| true)
-            .await
-            .expect("no deadline, so a message")
+        self.next(None).await.expect("no deadline, so a message")
     }
 
     /// Receives the next message, or `None` when `timeout` passes first.
     pub async fn recv_timeout(&mut self, timeout: Duration) -> Option<Message<M>> {
         let deadline = self.deadline(timeout);
-        self.recv_where(Some(deadline), |_| true).await
+        self.next(Some(deadline)).await
     }
 
     /// Selective receive: the first message `predicate` accepts; the ones it skips stay in the
@@ -226,7 +280,7 @@ impl<M: Send + 'static> Ctx<M> {
     /// Sleeps for `duration` on the runtime's clock; messages wait in the mailbox meanwhile.
     pub async fn sleep(&mut self, duration: Duration) {
         let deadline = self.deadline(duration);
-        self.take(Some(deadline), |_, _| Select::Skip).await;
+        self.take(Some(deadline), |_| Select::Skip).await;
     }
 
     /// Gives the scheduler thread to other processes, then goes on.

@@ -98,8 +98,9 @@ pub(crate) fn run_slice(cell: Arc<ProcessCell>, budget: u32) {
     match outcome {
         None => {
             if cell.state.transition_to_idle() {
+                // Woken while it ran, or its slice is used up: to the back of the queue.
                 let shared = Arc::clone(&cell.shared);
-                shared.scheduler.schedule(cell);
+                shared.scheduler.schedule_back(cell);
             }
         }
         Some(reason) => finish(&cell, reason),
