@@ -198,6 +198,10 @@ impl<M: Send + 'static> Ctx<M> {
 
     /// A plain receive, until `deadline` if given.
     async fn next(&mut self, deadline: Option<Duration>) -> Option<Message<M>> {
+        if deadline.is_none() {
+            // No timer to cancel, so no guard (and no reference count to touch).
+            return poll_fn(|cx| self.poll_next(cx, None, &mut None)).await;
+        }
         let shared = std::sync::Arc::clone(&self.cell.shared);
         let mut guard = TimerGuard {
             timers: &shared.timers,
