@@ -102,12 +102,10 @@ impl<B: Behaviour> Unpin for BehaviourTask<B> {}
 impl<B: Behaviour> BehaviourTask<B> {
     fn next_envelope(&mut self) -> Option<Envelope> {
         loop {
-            if self.ctx.local.is_empty()
-                && self.ctx.cell.mailbox.drain_into(&mut self.ctx.local) == 0
-            {
-                return None;
-            }
-            let envelope = self.ctx.local.pop_front()?;
+            let envelope = match self.ctx.local.pop_front() {
+                Some(envelope) => envelope,
+                None => self.ctx.cell.mailbox.pop_into(&mut self.ctx.local)?,
+            };
             self.ctx.cell.mailbox.consumed(1);
             match &envelope {
                 Envelope::Reply { .. } => continue,

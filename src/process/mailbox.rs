@@ -143,6 +143,22 @@ impl Mailbox {
         moved
     }
 
+    /// For an owner whose private queue is empty: the next message, with any others behind
+    /// it moved to `queue` in the same lock. A process that gets one message at a time never
+    /// allocates a private queue, and its inbox's buffer stays the hot one.
+    pub(crate) fn pop_into(&self, queue: &mut VecDeque<Envelope>) -> Option<Envelope> {
+        debug_assert!(queue.is_empty());
+        if self.len() == 0 {
+            return None;
+        }
+        let mut inbox = lock(&self.inbox);
+        let first = inbox.pop_front()?;
+        if !inbox.is_empty() {
+            std::mem::swap(&mut *inbox, queue);
+        }
+        Some(first)
+    }
+
     /// The owner took `n` messages out of its private queue (received or discarded). Only
     /// the owner calls this.
     pub(crate) fn consumed(&self, n: usize) {

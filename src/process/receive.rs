@@ -177,10 +177,13 @@ impl<M: Send + 'static> Ctx<M> {
             return Poll::Pending;
         }
         loop {
-            if self.local.is_empty() && self.cell.mailbox.drain_into(&mut self.local) == 0 {
+            let next = match self.local.pop_front() {
+                Some(envelope) => Some(envelope),
+                None => self.cell.mailbox.pop_into(&mut self.local),
+            };
+            let Some(envelope) = next else {
                 return self.wait(deadline, timer).map(|_| None);
-            }
-            let envelope = self.local.pop_front().expect("not empty");
+            };
             self.cell.mailbox.consumed(1);
             let message = match envelope {
                 Envelope::User(any) => match any.downcast::<M>() {
