@@ -53,14 +53,20 @@ impl Model {
         self.queued.fetch_sub(1, Ordering::SeqCst);
         assert!(self.state.transition_to_running());
         let mut received = 0;
-        loop {
-            while local.pop_front().is_some() {
-                self.mailbox.consumed(1);
-                received += 1;
-            }
-            if self.mailbox.drain_into(local) == 0 {
-                break;
-            }
+        // The receive fast path: the private queue first, then the inbox (`pop_into`).
+        while local
+            .pop_front()
+            .or_else(|| self.mailbox.pop_into(local))
+            .is_some()
+        {
+            self.mailbox.consumed(1);
+            received += 1;
+        }
+        // The selective-receive path drains the rest in one batch.
+        if self.mailbox.drain_into(local) > 0 {
+            received += local.len();
+            self.mailbox.consumed(local.len());
+            local.clear();
         }
         if self.state.transition_to_idle() {
             let before = self.queued.fetch_add(1, Ordering::SeqCst);
