@@ -39,8 +39,8 @@ pub(crate) mod signal;
 
 pub use process::{
     Addr, Behaviour, BehaviourKind, BodyKind, Ctx, Handled, IntoProcess, MAX_PROCESSES,
-    MailboxConfig, Message, Overflow, Pid, ProcessCode, ProcessInfo, Ref, SendError, SpawnError,
-    SpawnOptions, Spawned, Status,
+    MailboxConfig, Message, Overflow, Pid, ProcessCode, ProcessInfo, Recv, RecvTimeout, Ref,
+    SendError, SpawnError, SpawnOptions, Spawned, Status,
 };
 pub use registry::RegistryError;
 pub use runtime::{

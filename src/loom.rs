@@ -24,7 +24,7 @@ pub(crate) mod sync {
 
 #[cfg(not(loom))]
 pub(crate) mod thread {
-    pub(crate) use std::thread::{Thread, current, park};
+    pub(crate) use std::thread::{Thread, current};
 }
 
 #[cfg(loom)]

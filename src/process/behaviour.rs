@@ -12,7 +12,6 @@ use std::task::{Context, Poll};
 use super::context::Ctx;
 use super::mailbox::Envelope;
 use super::task::{IntoProcess, ProcessCode, Runnable};
-use crate::runtime::coop;
 use crate::signal::{Down, ExitReason, ExitSignal};
 
 /// What a callback returns: `Ok(())` to go on, `Err(reason)` to exit with `reason`.
@@ -158,13 +157,13 @@ impl<B: Behaviour> Runnable for BehaviourTask<B> {
             }
         }
         loop {
-            if !coop::has_budget() {
+            if !this.ctx.cell.budget.has_budget() {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
             let handled = match this.next_envelope() {
                 Some(envelope) => {
-                    coop::consume();
+                    this.ctx.cell.budget.consume();
                     this.dispatch(envelope)
                 }
                 None => match this.idle() {

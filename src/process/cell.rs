@@ -10,6 +10,7 @@ use super::state::ProcessState;
 use crate::loom::lock;
 use crate::loom::sync::Mutex;
 use crate::runtime::Shared;
+use crate::runtime::coop::Budget;
 use crate::signal::rules::{self, Action, SignalKind};
 use crate::signal::state::SignalState;
 use crate::signal::{Down, ExitReason, ExitSignal, MonitorRef};
@@ -26,6 +27,8 @@ pub(crate) struct ProcessCell {
     /// The process's code. Only the thread that won `transition_to_running` locks it.
     pub(crate) task: TaskSlot,
     pub(crate) reductions: AtomicU64,
+    /// The reductions left in the running slice.
+    pub(crate) budget: Budget,
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -40,6 +43,7 @@ impl ProcessCell {
             exit_pending: AtomicBool::new(false),
             task: TaskSlot::empty(),
             reductions: AtomicU64::new(0),
+            budget: Budget::default(),
             shared,
         }
     }

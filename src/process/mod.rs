@@ -26,7 +26,7 @@ pub use context::Ctx;
 pub use info::ProcessInfo;
 pub use mailbox::Overflow;
 pub use pid::{Pid, Ref};
-pub use receive::Message;
+pub use receive::{Message, Recv, RecvTimeout};
 pub use spawn::{MailboxConfig, SpawnOptions, Spawned};
 pub use state::Status;
 pub use table::MAX_PROCESSES;

@@ -8,13 +8,13 @@
 //! the clock with the deadline, so a stale timer can never end a later receive. Replies to
 //! calls nobody waits for any more are dropped here; they never reach user code.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::context::Ctx;
 use super::mailbox::Envelope;
-use crate::runtime::coop;
 use crate::runtime::timer::TimerRef;
 use crate::signal::{Down, ExitSignal};
 
@@ -100,7 +100,7 @@ impl<M: Send + 'static> Ctx<M> {
         deadline: Option<Duration>,
         timer: &mut Option<TimerRef>,
     ) -> Poll<Option<Envelope>> {
-        if !coop::has_budget() {
+        if !self.cell.budget.has_budget() {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
@@ -117,7 +117,7 @@ impl<M: Send + 'static> Ctx<M> {
                         }
                         .expect("index in bounds");
                         self.cell.mailbox.consumed(1);
-                        coop::consume();
+                        self.cell.budget.consume();
                         return Poll::Ready(Some(envelope));
                     }
                     Select::Discard => {
@@ -172,7 +172,7 @@ impl<M: Send + 'static> Ctx<M> {
         deadline: Option<Duration>,
         timer: &mut Option<TimerRef>,
     ) -> Poll<Option<Message<M>>> {
-        if !coop::has_budget() {
+        if !self.cell.budget.has_budget() {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
@@ -194,23 +194,9 @@ impl<M: Send + 'static> Ctx<M> {
                 Envelope::Down(down) => Message::Down(down),
                 Envelope::Reply { .. } => continue,
             };
-            coop::consume();
+            self.cell.budget.consume();
             return Poll::Ready(Some(message));
         }
-    }
-
-    /// A plain receive, until `deadline` if given.
-    async fn next(&mut self, deadline: Option<Duration>) -> Option<Message<M>> {
-        if deadline.is_none() {
-            // No timer to cancel, so no guard (and no reference count to touch).
-            return poll_fn(|cx| self.poll_next(cx, None, &mut None)).await;
-        }
-        let shared = std::sync::Arc::clone(&self.cell.shared);
-        let mut guard = TimerGuard {
-            timers: &shared.timers,
-            timer: None,
-        };
-        poll_fn(|cx| self.poll_next(cx, deadline, &mut guard.timer)).await
     }
 
     /// Waits for the first envelope `select` takes, until `deadline` if given.
@@ -253,14 +239,18 @@ impl<M: Send + 'static> Ctx<M> {
     }
 
     /// Receives the next message, user or system, in arrival order.
-    pub async fn recv(&mut self) -> Message<M> {
-        self.next(None).await.expect("no deadline, so a message")
+    pub fn recv(&mut self) -> Recv<'_, M> {
+        Recv { ctx: self }
     }
 
     /// Receives the next message, or `None` when `timeout` passes first.
-    pub async fn recv_timeout(&mut self, timeout: Duration) -> Option<Message<M>> {
+    pub fn recv_timeout(&mut self, timeout: Duration) -> RecvTimeout<'_, M> {
         let deadline = self.deadline(timeout);
-        self.next(Some(deadline)).await
+        RecvTimeout {
+            ctx: self,
+            deadline,
+            timer: None,
+        }
     }
 
     /// Selective receive: the first message `predicate` accepts; the ones it skips stay in the
@@ -303,5 +293,53 @@ impl<M: Send + 'static> Ctx<M> {
             }
         })
         .await;
+    }
+}
+
+/// The future of [`Ctx::recv`]: the next message.
+#[must_use = "futures do nothing unless awaited"]
+pub struct Recv<'a, M> {
+    ctx: &'a mut Ctx<M>,
+}
+
+impl<M: Send + 'static> Future for Recv<'_, M> {
+    type Output = Message<M>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Message<M>> {
+        self.get_mut()
+            .ctx
+            .poll_next(cx, None, &mut None)
+            .map(|message| message.expect("no deadline, so a message"))
+    }
+}
+
+/// The future of [`Ctx::recv_timeout`]: the next message, or `None` at the timeout.
+#[must_use = "futures do nothing unless awaited"]
+pub struct RecvTimeout<'a, M: Send + 'static> {
+    ctx: &'a mut Ctx<M>,
+    deadline: Duration,
+    timer: Option<TimerRef>,
+}
+
+impl<M: Send + 'static> Future for RecvTimeout<'_, M> {
+    type Output = Option<Message<M>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message<M>>> {
+        let this = self.get_mut();
+        let polled = this.ctx.poll_next(cx, Some(this.deadline), &mut this.timer);
+        if polled.is_ready()
+            && let Some(timer) = this.timer.take()
+        {
+            this.ctx.cell.shared.timers.cancel(timer);
+        }
+        polled
+    }
+}
+
+impl<M: Send + 'static> Drop for RecvTimeout<'_, M> {
+    fn drop(&mut self) {
+        if let Some(timer) = self.timer.take() {
+            self.ctx.cell.shared.timers.cancel(timer);
+        }
     }
 }

@@ -140,6 +140,6 @@ where
     shared.stats.spawned();
     let addr = Addr::new(cell.pid);
     // The cell was born QUEUED: this push is its one entry in a run queue.
-    shared.scheduler.schedule_back(cell);
+    shared.scheduler.schedule_spawn(cell);
     Ok(Spawned { addr, monitor })
 }

@@ -1,28 +1,32 @@
-//! Reductions: each scheduler slice gets a budget of messages; receiving spends it. When it is
-//! spent, the next receive yields to the back of the run queue, so a process with a full
-//! mailbox cannot starve the others (the BEAM's reductions, counted in messages).
+//! Reductions: each scheduler slice gives a process a budget of messages; receiving spends
+//! it. When it is spent, the next receive yields to the back of the run queue, so a process
+//! with a full mailbox cannot starve the others (the BEAM's reductions, counted in messages).
+//!
+//! The budget lives in the process's cell, next to its mailbox: only the thread running the
+//! process touches it (see `process/state.rs`), so plain loads and stores suffice.
 
-use std::cell::Cell;
+use std::sync::atomic::{AtomicU32, Ordering};
 
-thread_local! {
-    static BUDGET: Cell<u32> = const { Cell::new(u32::MAX) };
-}
+#[derive(Debug, Default)]
+pub(crate) struct Budget(AtomicU32);
 
-/// Gives the slice about to run its budget.
-pub(crate) fn set(budget: u32) {
-    BUDGET.with(|b| b.set(budget));
-}
+impl Budget {
+    /// Gives the slice about to run its budget.
+    pub(crate) fn set(&self, budget: u32) {
+        self.0.store(budget, Ordering::Relaxed);
+    }
 
-/// Budget left in this slice.
-pub(crate) fn remaining() -> u32 {
-    BUDGET.with(Cell::get)
-}
+    /// Budget left in this slice.
+    pub(crate) fn remaining(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
 
-pub(crate) fn has_budget() -> bool {
-    remaining() > 0
-}
+    pub(crate) fn has_budget(&self) -> bool {
+        self.remaining() > 0
+    }
 
-/// Spends one reduction.
-pub(crate) fn consume() {
-    BUDGET.with(|b| b.set(b.get().saturating_sub(1)));
+    /// Spends one reduction.
+    pub(crate) fn consume(&self) {
+        self.set(self.remaining().saturating_sub(1));
+    }
 }

@@ -21,6 +21,23 @@ use crate::loom::sync::Mutex;
 use crate::loom::sync::atomic::{AtomicUsize, Ordering, fence};
 use crate::loom::thread::{self, Thread};
 
+/// How long an idle thread sleeps before it looks at the queues on its own. Pushes wake a
+/// sleeper only when they make surplus work (see `scheduler.rs`); this bounds how long work
+/// that did not wake anyone can wait for an idle thread.
+#[cfg(not(loom))]
+const RESCUE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(2);
+
+#[cfg(not(loom))]
+fn park() {
+    std::thread::park_timeout(RESCUE_INTERVAL);
+}
+
+/// Under loom a sleeper is woken only by `notify_one`: the models check the stricter protocol.
+#[cfg(loom)]
+fn park() {
+    thread::park();
+}
+
 #[derive(Default)]
 pub(crate) struct Sleepers {
     idle: Mutex<Vec<Thread>>,
@@ -42,7 +59,7 @@ impl Sleepers {
         self.sleeping.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         if !has_work() {
-            thread::park();
+            park();
         }
         !self.unregister(&me)
     }

@@ -35,6 +35,21 @@ struct Local {
 /// Most processes run in a row from the LIFO slot before the queue gets a turn.
 const MAX_LIFO_RUNS: u32 = 3;
 
+/// New processes queued on one thread before a spawn wakes a sleeping thread. Below that, a
+/// sleeping thread finds them on its own when its park times out (see `park.rs`).
+const BACKLOG_WORTH_A_WAKE: usize = 32;
+
+/// Why a process is queued; it decides the queue end and whether to wake a sleeper.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Push {
+    /// A message or signal woke it: the LIFO slot; wake a sleeper if there is other work.
+    Woken,
+    /// Its slice is over: the back; wake a sleeper if there is other work.
+    Yield,
+    /// New: the back; wake a sleeper only for a backlog.
+    Spawn,
+}
+
 thread_local! {
     static CURRENT: RefCell<Option<Local>> = const { RefCell::new(None) };
 }
@@ -146,15 +161,21 @@ impl Scheduler {
     /// scheduler thread of this runtime it takes the LIFO slot; the process it displaces goes
     /// to the back of the local queue.
     pub(crate) fn schedule(&self, task: Task) {
-        self.push(task, true);
+        self.push(task, Push::Woken);
     }
 
-    /// Queues a process at the back: a new process, or one that used up its slice.
-    pub(crate) fn schedule_back(&self, task: Task) {
-        self.push(task, false);
+    /// Queues a process that used up its slice (or was woken while running) at the back.
+    pub(crate) fn schedule_yield(&self, task: Task) {
+        self.push(task, Push::Yield);
     }
 
-    fn push(&self, task: Task, lifo: bool) {
+    /// Queues a new process at the back.
+    pub(crate) fn schedule_spawn(&self, task: Task) {
+        self.push(task, Push::Spawn);
+    }
+
+    fn push(&self, task: Task, kind: Push) {
+        let lifo = kind == Push::Woken;
         match &self.queues {
             Queues::Seeded(seeded) => {
                 lock_std(seeded).runnable.push(task);
@@ -174,7 +195,13 @@ impl Scheduler {
                         }
                     }
                     queue.push(task);
-                    Some(true)
+                    // A burst of spawns is worth another thread only once it is a real
+                    // backlog: waking one costs a futex call here and moves every process it
+                    // steals to a cold cache.
+                    Some(match kind {
+                        Push::Woken | Push::Yield => true,
+                        Push::Spawn => queue.len() >= BACKLOG_WORTH_A_WAKE,
+                    })
                 });
                 match (task, surplus) {
                     // Pushed locally: this thread runs it soon; if it has more than that to

@@ -8,7 +8,6 @@ use crossbeam_deque::Worker;
 use tracing::{debug, warn};
 
 use super::Shared;
-use super::coop;
 use super::scheduler::Task;
 use crate::process::cell::ProcessCell;
 use crate::process::context::ExitPayload;
@@ -73,7 +72,7 @@ pub(crate) fn run_slice(cell: Arc<ProcessCell>, budget: u32) {
     if !cell.state.transition_to_running() {
         return;
     }
-    coop::set(budget);
+    cell.budget.set(budget);
     let outcome = match cell.take_pending_exit() {
         Some(reason) => Some(reason),
         None => {
@@ -94,13 +93,13 @@ pub(crate) fn run_slice(cell: Arc<ProcessCell>, budget: u32) {
             }
         }
     };
-    cell.add_reductions(u64::from(budget - coop::remaining().min(budget)));
+    cell.add_reductions(u64::from(budget - cell.budget.remaining().min(budget)));
     match outcome {
         None => {
             if cell.state.transition_to_idle() {
                 // Woken while it ran, or its slice is used up: to the back of the queue.
                 let shared = Arc::clone(&cell.shared);
-                shared.scheduler.schedule_back(cell);
+                shared.scheduler.schedule_yield(cell);
             }
         }
         Some(reason) => finish(&cell, reason),
