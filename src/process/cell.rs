@@ -1,7 +1,7 @@
 //! The heap record of one process, shared by the table, the run queues and its wakers.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use super::mailbox::{Envelope, Mailbox, Pushed};
 use super::pid::Pid;
@@ -29,6 +29,9 @@ pub(crate) struct ProcessCell {
     pub(crate) reductions: AtomicU64,
     /// The reductions left in the running slice.
     pub(crate) budget: Budget,
+    /// Which wait a lazy receive timer is for (see `runtime/timer.rs`); only the running
+    /// thread writes it.
+    pub(crate) wait_epoch: AtomicU32,
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -44,6 +47,7 @@ impl ProcessCell {
             task: TaskSlot::empty(),
             reductions: AtomicU64::new(0),
             budget: Budget::default(),
+            wait_epoch: AtomicU32::new(0),
             shared,
         }
     }

@@ -48,15 +48,15 @@ pub(crate) enum Select {
 }
 
 /// Cancels a receive's wake-up timer when the receive ends or is dropped.
-struct TimerGuard<'a> {
-    timers: &'a crate::runtime::timer::Timers,
+struct TimerGuard {
+    cell: std::sync::Arc<crate::process::cell::ProcessCell>,
     timer: Option<TimerRef>,
 }
 
-impl Drop for TimerGuard<'_> {
+impl Drop for TimerGuard {
     fn drop(&mut self) {
         if let Some(timer) = self.timer.take() {
-            self.timers.cancel(timer);
+            self.cell.shared.cancel_wait_timer(&self.cell, timer);
         }
     }
 }
@@ -148,7 +148,7 @@ impl<M: Send + 'static> Ctx<M> {
             // so the clock decides.
             match timer {
                 None if deadline > Duration::ZERO => {
-                    *timer = Some(shared.timers.wake_at(deadline, &self.cell));
+                    *timer = Some(shared.wait_timer(&self.cell, deadline));
                     // A manual clock may have been advanced past the deadline since it was
                     // computed; no timer thread would notice before the next advance.
                     if shared.clock.is_manual() && shared.clock.now() >= deadline {
@@ -205,9 +205,11 @@ impl<M: Send + 'static> Ctx<M> {
         deadline: Option<Duration>,
         mut select: impl FnMut(&Envelope) -> Select,
     ) -> Option<Envelope> {
-        let shared = std::sync::Arc::clone(&self.cell.shared);
+        if deadline.is_none() {
+            return poll_fn(|cx| self.poll_take(cx, &mut select, None, &mut None)).await;
+        }
         let mut guard = TimerGuard {
-            timers: &shared.timers,
+            cell: std::sync::Arc::clone(&self.cell),
             timer: None,
         };
         poll_fn(|cx| self.poll_take(cx, &mut select, deadline, &mut guard.timer)).await
@@ -330,7 +332,10 @@ impl<M: Send + 'static> Future for RecvTimeout<'_, M> {
         if polled.is_ready()
             && let Some(timer) = this.timer.take()
         {
-            this.ctx.cell.shared.timers.cancel(timer);
+            this.ctx
+                .cell
+                .shared
+                .cancel_wait_timer(&this.ctx.cell, timer);
         }
         polled
     }
@@ -339,7 +344,10 @@ impl<M: Send + 'static> Future for RecvTimeout<'_, M> {
 impl<M: Send + 'static> Drop for RecvTimeout<'_, M> {
     fn drop(&mut self) {
         if let Some(timer) = self.timer.take() {
-            self.ctx.cell.shared.timers.cancel(timer);
+            self.ctx
+                .cell
+                .shared
+                .cancel_wait_timer(&self.ctx.cell, timer);
         }
     }
 }

@@ -6,15 +6,18 @@
 //! receive. With the system clock a timer thread sleeps until the next deadline; with a
 //! manual clock timers fire inside `ManualClock::advance`.
 
+use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
-use super::Shared;
+use super::{Shared, scheduler};
 use crate::process::cell::ProcessCell;
 use crate::process::mailbox::Envelope;
 use crate::process::pid::Pid;
+use crate::process::state::Status;
 
 /// A timer, to cancel it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -22,6 +25,35 @@ pub struct TimerRef {
     index: u32,
     generation: u32,
 }
+
+impl TimerRef {
+    /// The index of a receive's lazy timer (see `Shared::wait_timer`); its generation is the
+    /// process's wait epoch.
+    const LAZY: u32 = u32::MAX;
+
+    fn is_lazy(self) -> bool {
+        self.index == Self::LAZY
+    }
+}
+
+/// A receive timeout not yet in the heap: most receives with a timeout end long before it, and
+/// the heap costs a lock, a push and a cancel. The scheduler thread the receive ran on keeps
+/// these in a list and moves the ones still waiting to the heap before it sleeps or after
+/// `DEFER_AT_MOST` of continuous work (`flush_deferred`).
+struct Deferred {
+    scheduler: usize,
+    deadline: Duration,
+    cell: Weak<ProcessCell>,
+    epoch: u32,
+}
+
+thread_local! {
+    static DEFERRED: RefCell<Vec<Deferred>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How long a lazy receive timer may stay out of the heap while its thread is busy; the
+/// timeout can fire this much late at worst.
+pub(crate) const DEFER_AT_MOST: Duration = Duration::from_millis(1);
 
 pub(crate) enum TimerAction {
     Send { to: Pid, envelope: Envelope },
@@ -154,6 +186,64 @@ impl Timers {
 }
 
 impl Shared {
+    /// The wake-up timer of a receive that waits until `deadline`. With the system clock on
+    /// one of this runtime's scheduler threads it is lazy: it only goes to this thread's list.
+    pub(crate) fn wait_timer(&self, cell: &Arc<ProcessCell>, deadline: Duration) -> TimerRef {
+        let scheduler = self.scheduler.id();
+        if !self.clock.is_manual() && scheduler::current_index(scheduler).is_some() {
+            let epoch = cell.wait_epoch.load(Ordering::Relaxed).wrapping_add(1);
+            cell.wait_epoch.store(epoch, Ordering::Release);
+            DEFERRED.with(|deferred| {
+                deferred.borrow_mut().push(Deferred {
+                    scheduler,
+                    deadline,
+                    cell: Arc::downgrade(cell),
+                    epoch,
+                });
+            });
+            return TimerRef {
+                index: TimerRef::LAZY,
+                generation: epoch,
+            };
+        }
+        self.timers.wake_at(deadline, cell)
+    }
+
+    /// The receive ended: its timer is not needed any more. Called by the process's own thread.
+    pub(crate) fn cancel_wait_timer(&self, cell: &ProcessCell, timer: TimerRef) {
+        if timer.is_lazy() {
+            // A new epoch: the deferred entry no longer matches and is dropped at the flush.
+            let epoch = cell.wait_epoch.load(Ordering::Relaxed).wrapping_add(1);
+            cell.wait_epoch.store(epoch, Ordering::Release);
+        } else {
+            self.timers.cancel(timer);
+        }
+    }
+
+    /// Moves this thread's lazy receive timers that still wait into the heap.
+    pub(crate) fn flush_deferred(&self) {
+        let scheduler = self.scheduler.id();
+        let entries = DEFERRED.with(|deferred| std::mem::take(&mut *deferred.borrow_mut()));
+        for entry in entries {
+            if entry.scheduler != scheduler {
+                continue;
+            }
+            let waiting = entry.cell.upgrade().is_some_and(|cell| {
+                cell.wait_epoch.load(Ordering::Acquire) == entry.epoch
+                    && cell.state.status() != Status::Exiting
+            });
+            if waiting {
+                self.timers
+                    .insert(entry.deadline, TimerAction::Wake(entry.cell));
+            }
+        }
+    }
+
+    /// Whether this thread holds lazy receive timers.
+    pub(crate) fn has_deferred() -> bool {
+        DEFERRED.with(|deferred| !deferred.borrow().is_empty())
+    }
+
     /// Runs every timer due at `now`.
     pub(crate) fn fire_timers(&self, now: Duration) {
         let due = Timers::take_due(&mut self.timers.lock(), now);

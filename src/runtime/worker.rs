@@ -9,6 +9,7 @@ use tracing::{debug, warn};
 
 use super::Shared;
 use super::scheduler::Task;
+use super::timer::DEFER_AT_MOST;
 use crate::process::cell::ProcessCell;
 use crate::process::context::ExitPayload;
 use crate::process::exit::exit_process;
@@ -20,8 +21,23 @@ pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, queue: Option<Worker
     let scheduler = &shared.scheduler;
     scheduler.enter(index, queue);
     let mut searching = false;
+    let mut slices = 0u32;
+    let mut flushed_at = shared.clock.now();
     while !scheduler.is_stopped() {
         let task = scheduler.next_task();
+        slices = slices.wrapping_add(1);
+        // Lazy receive timers go to the heap before this thread sleeps, or when it has been
+        // busy for a while (the clock is read once every 64 slices).
+        if Shared::has_deferred()
+            && (task.is_none()
+                || slices % 64 == 0 && {
+                    let now = shared.clock.now();
+                    now.saturating_sub(flushed_at) >= DEFER_AT_MOST
+                })
+        {
+            shared.flush_deferred();
+            flushed_at = shared.clock.now();
+        }
         if searching {
             // Found work or gave up: either way the next push may wake another thread.
             searching = false;
