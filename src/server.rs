@@ -101,13 +101,13 @@ impl<M: Send + 'static> Ctx<M> {
     {
         let callee = to.pid();
         // One lookup serves the monitor, the send and the demonitor.
-        let shared = Arc::clone(self.shared());
+        let shared = &self.cell.shared;
         let callee_cell = shared.table.get(callee);
         let monitor = shared.monitor_cell(&self.cell, callee, callee_cell.as_ref());
         let reference = shared.refs.next();
         let reply_to = ReplyTo {
             caller: Arc::downgrade(&self.cell),
-            caller_pid: self.pid(),
+            caller_pid: self.cell.pid,
             reference,
             _reply: PhantomData,
         };
@@ -116,11 +116,8 @@ impl<M: Send + 'static> Ctx<M> {
             Some(cell) => shared.send_to_cell(cell, request),
             None => Ok(()),
         };
-        let demonitor = |ctx: &mut Self| {
-            ctx.demonitor_with(monitor, true, |_| callee_cell.clone());
-        };
         if let Err(SendError::MailboxFull(pid)) = sent {
-            demonitor(self);
+            self.demonitor_with(monitor, true, |_| callee_cell);
             return Err(CallError::MailboxFull(pid));
         }
         let deadline = self.deadline(timeout);
@@ -135,7 +132,7 @@ impl<M: Send + 'static> Ctx<M> {
             .await;
         match answer {
             Some(Envelope::Reply { value, .. }) => {
-                demonitor(self);
+                self.demonitor_with(monitor, true, |_| callee_cell);
                 Ok(*value
                     .downcast::<R>()
                     .expect("a reply has the type of its ReplyTo"))
@@ -145,7 +142,7 @@ impl<M: Send + 'static> Ctx<M> {
                 reason: down.reason,
             }),
             _ => {
-                demonitor(self);
+                self.demonitor_with(monitor, true, |_| callee_cell);
                 Err(CallError::Timeout)
             }
         }

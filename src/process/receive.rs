@@ -47,20 +47,6 @@ pub(crate) enum Select {
     Discard,
 }
 
-/// Cancels a receive's wake-up timer when the receive ends or is dropped.
-struct TimerGuard {
-    cell: std::sync::Arc<crate::process::cell::ProcessCell>,
-    timer: Option<TimerRef>,
-}
-
-impl Drop for TimerGuard {
-    fn drop(&mut self) {
-        if let Some(timer) = self.timer.take() {
-            self.cell.shared.cancel_wait_timer(&self.cell, timer);
-        }
-    }
-}
-
 impl<M: Send + 'static> Ctx<M> {
     /// How a plain receive sees an envelope: user messages of type `M` and signals are taken,
     /// replies nobody waits for are dropped.
@@ -200,19 +186,17 @@ impl<M: Send + 'static> Ctx<M> {
     }
 
     /// Waits for the first envelope `select` takes, until `deadline` if given.
-    pub(crate) async fn take(
+    pub(crate) fn take<F: FnMut(&Envelope) -> Select>(
         &mut self,
         deadline: Option<Duration>,
-        mut select: impl FnMut(&Envelope) -> Select,
-    ) -> Option<Envelope> {
-        if deadline.is_none() {
-            return poll_fn(|cx| self.poll_take(cx, &mut select, None, &mut None)).await;
-        }
-        let mut guard = TimerGuard {
-            cell: std::sync::Arc::clone(&self.cell),
+        select: F,
+    ) -> Take<'_, M, F> {
+        Take {
+            ctx: self,
+            select,
+            deadline,
             timer: None,
-        };
-        poll_fn(|cx| self.poll_take(cx, &mut select, deadline, &mut guard.timer)).await
+        }
     }
 
     async fn recv_where(
@@ -342,6 +326,46 @@ impl<M: Send + 'static> Future for RecvTimeout<'_, M> {
 }
 
 impl<M: Send + 'static> Drop for RecvTimeout<'_, M> {
+    fn drop(&mut self) {
+        if let Some(timer) = self.timer.take() {
+            self.ctx
+                .cell
+                .shared
+                .cancel_wait_timer(&self.ctx.cell, timer);
+        }
+    }
+}
+
+/// The future of a selective receive: the first envelope `select` takes, or `None` at the
+/// deadline. Its timer is cancelled when it ends or is dropped.
+pub(crate) struct Take<'a, M: Send + 'static, F> {
+    ctx: &'a mut Ctx<M>,
+    select: F,
+    deadline: Option<Duration>,
+    timer: Option<TimerRef>,
+}
+
+impl<M: Send + 'static, F: FnMut(&Envelope) -> Select + Unpin> Future for Take<'_, M, F> {
+    type Output = Option<Envelope>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Envelope>> {
+        let this = self.get_mut();
+        let polled = this
+            .ctx
+            .poll_take(cx, &mut this.select, this.deadline, &mut this.timer);
+        if polled.is_ready()
+            && let Some(timer) = this.timer.take()
+        {
+            this.ctx
+                .cell
+                .shared
+                .cancel_wait_timer(&this.ctx.cell, timer);
+        }
+        polled
+    }
+}
+
+impl<M: Send + 'static, F> Drop for Take<'_, M, F> {
     fn drop(&mut self) {
         if let Some(timer) = self.timer.take() {
             self.ctx
