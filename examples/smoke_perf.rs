@@ -25,7 +25,7 @@ fn rss() -> usize {
 }
 
 fn call(rt: &Runtime) {
-    let n = 200_000u32;
+    let n = env("N", 200_000) as u32;
     let t = rt
         .block_on(move |mut ctx: Ctx<()>| async move {
             let server = ctx

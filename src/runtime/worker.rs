@@ -28,12 +28,10 @@ pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, queue: Option<Worker
         slices = slices.wrapping_add(1);
         // Lazy receive timers go to the heap before this thread sleeps, or when it has been
         // busy for a while (the clock is read once every 64 slices).
-        if Shared::has_deferred()
-            && (task.is_none()
-                || slices % 64 == 0 && {
-                    let now = shared.clock.now();
-                    now.saturating_sub(flushed_at) >= DEFER_AT_MOST
-                })
+        let idle = task.is_none();
+        if (idle || slices % 64 == 0)
+            && Shared::has_deferred()
+            && (idle || shared.clock.now().saturating_sub(flushed_at) >= DEFER_AT_MOST)
         {
             shared.flush_deferred();
             flushed_at = shared.clock.now();
