@@ -148,8 +148,14 @@ impl<M: Send + 'static> Ctx<M> {
     /// reason `noproc` at once: a message if this process traps exits, otherwise this process
     /// exits with `noproc` (Erlang raises `noproc` here).
     pub fn link(&self, other: Pid) {
-        if !self.shared().link(&self.cell, other) {
-            self.exit(other, ExitReason::NoProc);
+        if self.shared().link(&self.cell, other) {
+            return;
+        }
+        if lock(&self.cell.signals).trap_exit {
+            self.cell
+                .signal_exit(other, &ExitReason::NoProc, SignalKind::Exit);
+        } else {
+            self.stop(ExitReason::NoProc);
         }
     }
 
