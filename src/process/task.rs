@@ -46,7 +46,13 @@ where
 /// Something that can become a process receiving messages of type `M`: an `async` body
 /// (`FnOnce(Ctx<M>) -> impl Future`) or a [`Behaviour`](crate::Behaviour).
 ///
-/// The `Kind` parameter only tells the two apart; it is inferred.
+/// The `Kind` parameter only tells the two apart; it is inferred. A body's output becomes its
+/// exit reason: `()` is `normal`, an [`ExitReason`] is itself, `Result<(), E>` is `normal` or
+/// `E`'s reason.
+///
+/// A body that never returns (`async move { loop { .. } }`) has the type `!` in Rust 2024,
+/// which stable Rust cannot convert to an exit reason: give the loop a way out
+/// (`while let Message::User(m) = ctx.recv().await { .. }`, or `break` with a reason).
 pub trait IntoProcess<M, Kind>: Send + 'static {
     #[doc(hidden)]
     fn into_runnable(self, ctx: Ctx<M>) -> ProcessCode;
