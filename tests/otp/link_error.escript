@@ -1,0 +1,14 @@
+#!/usr/bin/env escript
+%% -*- erlang -*-
+%% A differential scenario: prints the normalised trace that tests/otp_differential.rs
+%% compares with baobab's run of the same scenario.
+-compile(nowarn_unused_function).
+r({shutdown, X}) -> lists:flatten(io_lib:format("{shutdown,~p}", [X]));
+r({noproc, _}) -> "noproc";
+r(R) when is_atom(R) -> atom_to_list(R).
+say(Fmt, Args) -> io:format(Fmt ++ "~n", Args).
+
+main(_) ->
+    process_flag(trap_exit, true),
+    B = spawn_link(fun() -> exit(boom) end),
+    receive {'EXIT', B, R} -> say("a got EXIT from b: ~s", [r(R)]) end.
