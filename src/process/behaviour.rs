@@ -157,7 +157,7 @@ impl<B: Behaviour> Runnable for BehaviourTask<B> {
             }
         }
         loop {
-            if !this.ctx.cell.budget.has_budget() {
+            if !this.ctx.cell.may_receive() {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }

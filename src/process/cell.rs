@@ -124,6 +124,13 @@ impl ProcessCell {
         self.schedule();
     }
 
+    /// Whether the process may take its next message in this slice: it has budget left and
+    /// no exit signal has doomed it (a doomed process receives nothing more, as in OTP, where
+    /// the signal that kills a process is handled before anything sent after it).
+    pub(crate) fn may_receive(&self) -> bool {
+        self.budget.has_budget() && !self.exit_pending.load(Ordering::Acquire)
+    }
+
     /// Takes the reason this process must die with, if one arrived.
     pub(crate) fn take_pending_exit(&self) -> Option<ExitReason> {
         if !self.exit_pending.load(Ordering::Acquire) {

@@ -86,7 +86,7 @@ impl<M: Send + 'static> Ctx<M> {
         deadline: Option<Duration>,
         timer: &mut Option<TimerRef>,
     ) -> Poll<Option<Envelope>> {
-        if !self.cell.budget.has_budget() {
+        if !self.cell.may_receive() {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
@@ -158,7 +158,7 @@ impl<M: Send + 'static> Ctx<M> {
         deadline: Option<Duration>,
         timer: &mut Option<TimerRef>,
     ) -> Poll<Option<Message<M>>> {
-        if !self.cell.budget.has_budget() {
+        if !self.cell.may_receive() {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
