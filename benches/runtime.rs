@@ -1,1 +1,358 @@
-fn main() {}
+//! baobab's runtime benchmarks, the workloads of `../shared/PEERS.md`: spawn, ping-pong,
+//! call, ring and fan-in. Each runs several times; the table shows the median and the range.
+//!
+//! ```text
+//! cargo bench --bench runtime              # everything
+//! cargo bench --bench runtime -- ring      # workloads whose name contains "ring"
+//! BAOBAB_BENCH_RUNS=9 BAOBAB_BENCH_SPAWN_N=1000000 BAOBAB_BENCH_RING_LAPS=1000 \
+//!     BAOBAB_BENCH_THREADS=2 cargo bench --bench runtime
+//! ```
+
+use std::time::{Duration, Instant};
+
+use baobab::server::{ReplyTo, Server, ServerMsg};
+use baobab::{Addr, Ctx, ExitReason, Message, Runtime};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn resident_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// One run's figures: nanoseconds per operation, and an optional second figure.
+struct Sample {
+    ns_per_op: f64,
+    extra: Option<f64>,
+}
+
+struct Workload {
+    name: &'static str,
+    unit: &'static str,
+    extra_unit: &'static str,
+    run: fn(&Runtime) -> Sample,
+}
+
+/// Spawn N idle processes in a fresh OS process each run (clean heap, honest RSS): the
+/// bench runs itself with `BAOBAB_BENCH_CHILD=spawn` and reads the figures it prints.
+fn spawn(_rt: &Runtime) -> Sample {
+    let exe = std::env::current_exe().expect("the bench's own path");
+    let output = std::process::Command::new(exe)
+        .env("BAOBAB_BENCH_CHILD", "spawn")
+        .output()
+        .expect("run the spawn child");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut figures = text
+        .split_whitespace()
+        .filter_map(|f| f.parse::<f64>().ok());
+    match (figures.next(), figures.next()) {
+        (Some(ns), Some(bytes)) => Sample {
+            ns_per_op: ns,
+            extra: Some(bytes),
+        },
+        _ => panic!(
+            "spawn child printed {text:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    }
+}
+
+/// Spawn N idle processes (each waits in a receive) from one driver process.
+fn spawn_in_this_process(rt: &Runtime) -> Sample {
+    let n = env("BAOBAB_BENCH_SPAWN_N", 1_000_000);
+    let (elapsed, bytes) = rt
+        .block_on(move |mut ctx: Ctx<()>| async move {
+            let before = resident_bytes();
+            let start = Instant::now();
+            let mut all = Vec::with_capacity(n);
+            for _ in 0..n {
+                let idle = ctx.spawn(|mut c: Ctx<()>| async move {
+                    c.recv().await;
+                });
+                all.push(idle.expect("spawn"));
+            }
+            let elapsed = start.elapsed();
+            // Let every new process reach its receive before measuring memory.
+            ctx.sleep(Duration::from_millis(200)).await;
+            let bytes = resident_bytes().saturating_sub(before) as f64 / n as f64;
+            drop(all);
+            (elapsed, bytes)
+        })
+        .expect("driver");
+    Sample {
+        ns_per_op: elapsed.as_nanos() as f64 / n as f64,
+        extra: Some(bytes),
+    }
+}
+
+/// A driver sends its address with each request; the server answers with a plain send.
+fn ping_pong(rt: &Runtime) -> Sample {
+    let n = env("BAOBAB_BENCH_PINGPONG_N", 1_000_000) as u32;
+    let elapsed = rt
+        .block_on(move |mut ctx: Ctx<u32>| async move {
+            let server = ctx
+                .spawn(|mut ctx: Ctx<(Addr<u32>, u32)>| async move {
+                    while let Message::User((from, n)) = ctx.recv().await {
+                        ctx.send(&from, n).unwrap();
+                    }
+                })
+                .unwrap();
+            let me = ctx.addr();
+            let start = Instant::now();
+            for i in 0..n {
+                ctx.send(&server, (me, i)).unwrap();
+                ctx.recv().await;
+            }
+            let elapsed = start.elapsed();
+            ctx.exit(server.pid(), ExitReason::Kill);
+            elapsed
+        })
+        .expect("driver");
+    Sample {
+        ns_per_op: elapsed.as_nanos() as f64 / f64::from(n),
+        extra: None,
+    }
+}
+
+/// The same round trip through `Ctx::call` (monitor, reply reference, timeout).
+fn call(rt: &Runtime) -> Sample {
+    let n = env("BAOBAB_BENCH_CALL_N", 1_000_000) as u32;
+    let elapsed = rt
+        .block_on(move |mut ctx: Ctx<()>| async move {
+            let server = ctx
+                .spawn(|mut ctx: Ctx<(u32, ReplyTo<u32>)>| async move {
+                    while let Message::User((n, reply_to)) = ctx.recv().await {
+                        reply_to.reply(n);
+                    }
+                })
+                .unwrap();
+            let start = Instant::now();
+            for i in 0..n {
+                ctx.call(&server, |r| (i, r), Duration::from_secs(5))
+                    .await
+                    .unwrap();
+            }
+            let elapsed = start.elapsed();
+            ctx.exit(server.pid(), ExitReason::Kill);
+            elapsed
+        })
+        .expect("driver");
+    Sample {
+        ns_per_op: elapsed.as_nanos() as f64 / f64::from(n),
+        extra: None,
+    }
+}
+
+struct Echo;
+
+impl Server for Echo {
+    type Call = u32;
+    type Reply = u32;
+    type Cast = ();
+    fn handle_call(&mut self, n: u32, _: &mut Ctx<ServerMsg<Self>>) -> Result<u32, ExitReason> {
+        Ok(n)
+    }
+}
+
+/// A call to a `Server` behaviour (gen_server style).
+fn server_call(rt: &Runtime) -> Sample {
+    let n = env("BAOBAB_BENCH_CALL_N", 1_000_000) as u32;
+    let elapsed = rt
+        .block_on(move |mut ctx: Ctx<()>| async move {
+            let server = ctx.spawn(Echo).unwrap();
+            let start = Instant::now();
+            for i in 0..n {
+                ctx.call_server(&server, i, Duration::from_secs(5))
+                    .await
+                    .unwrap();
+            }
+            let elapsed = start.elapsed();
+            ctx.exit(server.pid(), ExitReason::Kill);
+            elapsed
+        })
+        .expect("driver");
+    Sample {
+        ns_per_op: elapsed.as_nanos() as f64 / f64::from(n),
+        extra: None,
+    }
+}
+
+/// R processes in a ring, one token sent round `laps` times, decremented at each hop.
+fn ring(rt: &Runtime) -> Sample {
+    let size = env("BAOBAB_BENCH_RING_SIZE", 10_000);
+    let laps = env("BAOBAB_BENCH_RING_LAPS", 1_000);
+    let hops = (size * laps) as u64;
+    let elapsed = rt
+        .block_on(move |mut ctx: Ctx<u64>| async move {
+            let mut next: Addr<u64> = ctx.addr();
+            let mut members = vec![];
+            for _ in 0..size - 1 {
+                let to = next;
+                next = ctx
+                    .spawn(move |mut c: Ctx<u64>| async move {
+                        while let Message::User(token) = c.recv().await {
+                            c.send(&to, token.saturating_sub(1)).unwrap();
+                            if token == 0 {
+                                break;
+                            }
+                        }
+                    })
+                    .unwrap();
+                members.push(next);
+            }
+            let start = Instant::now();
+            ctx.send(&next, hops).unwrap();
+            while let Message::User(token) = ctx.recv().await {
+                if token == 0 {
+                    break;
+                }
+                ctx.send(&next, token - 1).unwrap();
+            }
+            let elapsed = start.elapsed();
+            for member in members {
+                ctx.exit(member.pid(), ExitReason::Kill);
+            }
+            elapsed
+        })
+        .expect("driver");
+    Sample {
+        ns_per_op: elapsed.as_nanos() as f64 / hops as f64,
+        extra: None,
+    }
+}
+
+/// S senders each send M messages to one receiver.
+fn fan_in(rt: &Runtime) -> Sample {
+    let senders = env("BAOBAB_BENCH_FANIN_SENDERS", 1_000);
+    let each = env("BAOBAB_BENCH_FANIN_MESSAGES", 1_000);
+    let total = senders * each;
+    let elapsed = rt
+        .block_on(move |mut ctx: Ctx<u32>| async move {
+            let me = ctx.addr();
+            let start = Instant::now();
+            for _ in 0..senders {
+                ctx.spawn(move |c: Ctx<()>| async move {
+                    for n in 0..each {
+                        c.send(&me, n as u32).unwrap();
+                    }
+                })
+                .unwrap();
+            }
+            for _ in 0..total {
+                ctx.recv().await;
+            }
+            start.elapsed()
+        })
+        .expect("driver");
+    let ns = elapsed.as_nanos() as f64 / total as f64;
+    Sample {
+        ns_per_op: ns,
+        extra: Some(1e9 / ns),
+    }
+}
+
+const WORKLOADS: &[Workload] = &[
+    Workload {
+        name: "spawn",
+        unit: "ns/spawn",
+        extra_unit: "bytes/process",
+        run: spawn,
+    },
+    Workload {
+        name: "ping-pong",
+        unit: "ns/round trip",
+        extra_unit: "",
+        run: ping_pong,
+    },
+    Workload {
+        name: "call",
+        unit: "ns/round trip",
+        extra_unit: "",
+        run: call,
+    },
+    Workload {
+        name: "server-call",
+        unit: "ns/round trip",
+        extra_unit: "",
+        run: server_call,
+    },
+    Workload {
+        name: "ring",
+        unit: "ns/hop",
+        extra_unit: "",
+        run: ring,
+    },
+    Workload {
+        name: "fan-in",
+        unit: "ns/message",
+        extra_unit: "messages/s",
+        run: fan_in,
+    },
+];
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let runs = env("BAOBAB_BENCH_RUNS", 5).max(1);
+    let threads = env(
+        "BAOBAB_BENCH_THREADS",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    );
+    if std::env::var("BAOBAB_BENCH_CHILD").as_deref() == Ok("spawn") {
+        let rt = Runtime::builder().threads(threads).build();
+        let sample = spawn_in_this_process(&rt);
+        println!("{} {}", sample.ns_per_op, sample.extra.unwrap_or(0.0));
+        std::process::exit(0);
+    }
+    println!("# baobab runtime benchmarks: {threads} scheduler threads, median of {runs} runs");
+    println!("# reproduce: cargo bench --bench runtime [-- FILTER]   (env BAOBAB_BENCH_*)");
+    println!(
+        "{:<12} {:>12} {:>12} {:>12}  {:<14} {:>14}",
+        "workload", "median", "min", "max", "unit", "second figure"
+    );
+    for workload in WORKLOADS {
+        if !filter.is_empty() && !filter.iter().any(|f| workload.name.contains(f.as_str())) {
+            continue;
+        }
+        let rt = Runtime::builder().threads(threads).build();
+        let samples: Vec<Sample> = (0..runs).map(|_| (workload.run)(&rt)).collect();
+        let mut ns: Vec<f64> = samples.iter().map(|s| s.ns_per_op).collect();
+        let mut extra: Vec<f64> = samples.iter().filter_map(|s| s.extra).collect();
+        let (min, max) = (
+            ns.iter().copied().fold(f64::INFINITY, f64::min),
+            ns.iter().copied().fold(0.0, f64::max),
+        );
+        let second = if extra.is_empty() {
+            String::new()
+        } else {
+            format!("{:.0} {}", median(&mut extra), workload.extra_unit)
+        };
+        println!(
+            "{:<12} {:>12.1} {:>12.1} {:>12.1}  {:<14} {:>14}",
+            workload.name,
+            median(&mut ns),
+            min,
+            max,
+            workload.unit,
+            second
+        );
+        rt.shutdown();
+    }
+}
