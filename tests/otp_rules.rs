@@ -36,15 +36,19 @@ fn normal_exit_is_ignored_by_non_trapping_links() {
 #[test]
 fn abnormal_reason_propagates_with_the_same_reason() {
     let rt = runtime();
-    let h = rt.handle().clone();
-    let parent = h
-        .spawn(|ctx: Ctx<()>| async move {
+    let got = rt.block_on(|mut ctx: Ctx<()>| async move {
+        ctx.spawn_monitor(|ctx: Ctx<()>| async move {
             ctx.spawn_link(|_c: Ctx<()>| async { ExitReason::error("boom") })
                 .unwrap();
             idle(ctx).await;
         })
         .unwrap();
-    assert_eq!(exit_of(&h, parent.pid()), ExitReason::error("boom"));
+        ctx.recv().await
+    });
+    assert!(
+        matches!(&got, Ok(Message::Down(d)) if d.reason == ExitReason::error("boom")),
+        "{got:?}"
+    );
 }
 
 #[test]
@@ -479,10 +483,9 @@ fn stale_pid_never_reaches_a_new_process() {
 #[test]
 fn crash_propagates_along_a_chain_of_links() {
     let rt = runtime();
-    let h = rt.handle().clone();
     // a - b - c: c crashes, b and a die with its reason.
-    let a = h
-        .spawn(|ctx: Ctx<()>| async move {
+    let got = rt.block_on(|mut ctx: Ctx<()>| async move {
+        ctx.spawn_monitor(|ctx: Ctx<()>| async move {
             ctx.spawn_link(|ctx: Ctx<()>| async move {
                 ctx.spawn_link(|_c: Ctx<()>| async { ExitReason::error("c failed") })
                     .unwrap();
@@ -492,7 +495,12 @@ fn crash_propagates_along_a_chain_of_links() {
             idle(ctx).await;
         })
         .unwrap();
-    assert_eq!(exit_of(&h, a.pid()), ExitReason::error("c failed"));
+        ctx.recv().await
+    });
+    assert!(
+        matches!(&got, Ok(Message::Down(d)) if d.reason == ExitReason::error("c failed")),
+        "{got:?}"
+    );
 }
 
 #[test]

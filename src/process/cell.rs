@@ -131,6 +131,12 @@ impl ProcessCell {
         self.budget.has_budget() && !self.exit_pending.load(Ordering::Acquire)
     }
 
+    /// Alive and not doomed by a fatal exit signal (see `SignalState::is_doomed`).
+    pub(crate) fn is_alive(&self) -> bool {
+        !self.exit_pending.load(Ordering::Acquire)
+            && self.state.status() != super::state::Status::Exiting
+    }
+
     /// Takes the reason this process must die with, if one arrived.
     pub(crate) fn take_pending_exit(&self) -> Option<ExitReason> {
         if !self.exit_pending.load(Ordering::Acquire) {

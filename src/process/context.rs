@@ -224,7 +224,7 @@ impl<M: Send + 'static> Ctx<M> {
 
     /// Whether `pid` is alive.
     pub fn is_alive(&self, pid: Pid) -> bool {
-        self.shared().table.get(pid).is_some()
+        self.shared().is_alive(pid)
     }
 
     /// Registers this process under `name`, released when it exits.

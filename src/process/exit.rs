@@ -1,8 +1,8 @@
 //! A process's exit: after its last poll, tell everyone who must know.
 //!
-//! Order: mark the signal record exited (from here on a link or monitor attempt sees `noproc`),
-//! free the table slot (sends are dropped), release the name, then signal links, fire
-//! monitors and drop the monitors this process held.
+//! Order: release the name, mark the state exiting and the signal record exited (from here on
+//! a link or monitor attempt sees `noproc`), free the table slot (sends are dropped), then
+//! signal links, fire monitors and drop the monitors this process held.
 
 use std::sync::Arc;
 
@@ -18,6 +18,12 @@ pub(crate) fn exit_process(cell: &Arc<ProcessCell>, reason: ExitReason) {
     let shared = &cell.shared;
     let pid = cell.pid;
     trace!(%pid, %reason, "process exit");
+    // The name goes first: whoever sees this process dead (is_alive, a watch) finds it free.
+    let name = lock(&cell.signals).take_name();
+    if let Some(name) = &name {
+        shared.registry.release(name, pid);
+    }
+    cell.state.transition_to_exiting();
     let relations = lock(&cell.signals).take_for_exit();
     shared.table.remove(pid);
     // Counted before anyone hears of the exit, so a watcher sees figures that include it.

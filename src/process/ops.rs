@@ -43,6 +43,14 @@ impl Shared {
         }
     }
 
+    /// Whether `pid` is alive: in the table and not doomed by a fatal exit signal, so that
+    /// `exit(pid, kill)` followed by `is_alive(pid)` says `false`, as in OTP.
+    pub(crate) fn is_alive(&self, pid: Pid) -> bool {
+        self.table
+            .with(pid, |cell| cell.is_alive())
+            .unwrap_or(false)
+    }
+
     /// `exit(target, reason)` sent by `from`.
     pub(crate) fn exit(&self, from: Pid, target: Pid, reason: ExitReason) {
         if let Some(cell) = self.table.get(target) {
@@ -70,7 +78,13 @@ impl Shared {
         };
         let mut a = lock(&first.signals);
         let mut b = lock(&second.signals);
-        if a.exited || b.exited {
+        // The caller is running, so only the other side can be dead or doomed.
+        let other_doomed = if first.pid == other {
+            a.is_doomed()
+        } else {
+            b.is_doomed()
+        };
+        if other_doomed {
             return false;
         }
         a.add_link(second.pid);
@@ -105,7 +119,7 @@ impl Shared {
             .push((reference, target));
         let watching = them.is_some_and(|them| {
             let mut signals = lock(&them.signals);
-            if signals.exited {
+            if signals.is_doomed() {
                 return false;
             }
             signals.relations_mut().watchers.push(Watcher::Process {

@@ -14,7 +14,7 @@ use super::task::IntoProcess;
 use crate::loom::lock;
 use crate::runtime::Shared;
 use crate::signal::MonitorRef;
-use crate::signal::state::Watcher;
+use crate::signal::state::{ExitHook, Watcher};
 
 /// The kind of mailbox a new process gets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -91,6 +91,21 @@ pub(crate) fn spawn_process<M, K>(
 where
     M: Send + 'static,
 {
+    spawn_watched(shared, parent, process, options, None)
+}
+
+/// `spawn_process`, with `hook` told of the new process's exit: installed before the process
+/// can run, so even an exit on its first poll is reported with its reason.
+pub(crate) fn spawn_watched<M, K>(
+    shared: &Arc<Shared>,
+    parent: Option<&Arc<ProcessCell>>,
+    process: impl IntoProcess<M, K>,
+    options: SpawnOptions,
+    hook: Option<ExitHook>,
+) -> Result<Spawned<M>, SpawnError>
+where
+    M: Send + 'static,
+{
     if shared.is_stopping() {
         return Err(SpawnError::ShuttingDown);
     }
@@ -131,6 +146,12 @@ where
                 });
             monitor = Some(reference);
         }
+    }
+    if let Some(hook) = hook {
+        lock(&cell.signals)
+            .relations_mut()
+            .watchers
+            .push(Watcher::Hook(hook));
     }
     let ctx = Ctx::new(Arc::clone(&cell));
     let code = process.into_runnable(ctx).0;

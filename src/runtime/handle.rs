@@ -9,7 +9,7 @@ use crate::process::context::Ctx;
 use crate::process::info::ProcessInfo;
 use crate::process::mailbox::Envelope;
 use crate::process::pid::Pid;
-use crate::process::spawn::{SpawnOptions, Spawned, spawn_process};
+use crate::process::spawn::{SpawnOptions, Spawned, spawn_process, spawn_watched};
 use crate::process::task::IntoProcess;
 use crate::registry::RegistryError;
 use crate::signal::ExitReason;
@@ -96,7 +96,7 @@ impl Handle {
 
     /// Whether `pid` is alive.
     pub fn is_alive(&self, pid: Pid) -> bool {
-        self.shared.table.get(pid).is_some()
+        self.shared.is_alive(pid)
     }
 
     /// Registers `addr`'s process under `name`.
@@ -209,13 +209,21 @@ impl Handle {
         );
         let slot: Arc<Mutex<Option<T>>> = Arc::default();
         let filled = Arc::clone(&slot);
-        let addr = self
-            .spawn(move |ctx: Ctx<M>| async move {
+        let (tx, exits) = mpsc::channel();
+        spawn_watched(
+            &self.shared,
+            None,
+            move |ctx: Ctx<M>| async move {
                 let value = body(ctx).await;
                 *filled.lock().unwrap_or_else(PoisonError::into_inner) = Some(value);
-            })
-            .map_err(|_| ExitReason::Shutdown)?;
-        let reason = self.watch(addr.pid()).wait();
+            },
+            SpawnOptions::new(),
+            Some(Box::new(move |_, reason: &ExitReason| {
+                let _ = tx.send(reason.clone());
+            })),
+        )
+        .map_err(|_| ExitReason::Shutdown)?;
+        let reason = exits.recv().unwrap_or(ExitReason::NoProc);
         let value = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
         value.ok_or(reason)
     }

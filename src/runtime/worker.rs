@@ -138,6 +138,5 @@ fn finish(cell: &Arc<ProcessCell>, reason: ExitReason) {
     if let ExitReason::Panic(message) = &reason {
         debug!(pid = %cell.pid, %message, "process panicked");
     }
-    cell.state.transition_to_exiting();
     exit_process(cell, reason);
 }

@@ -41,12 +41,23 @@ pub(crate) struct SignalState {
 }
 
 impl SignalState {
+    /// Dead, or hit by a fatal exit signal it has not acted on yet. Signals sent after that one
+    /// (a link, a monitor, `is_alive`) find it dead, as OTP's in-order signals imply.
+    pub(crate) fn is_doomed(&self) -> bool {
+        self.exited || self.pending_exit.is_some()
+    }
+
     pub(crate) fn relations(&self) -> Option<&Relations> {
         self.relations.as_deref()
     }
 
     pub(crate) fn relations_mut(&mut self) -> &mut Relations {
         self.relations.get_or_insert_with(Box::default)
+    }
+
+    /// Takes the registered name, if any (the first step of an exit).
+    pub(crate) fn take_name(&mut self) -> Option<Arc<str>> {
+        self.relations.as_mut().and_then(|r| r.name.take())
     }
 
     /// Marks the process exited and hands back everything that must hear of it.

@@ -1,19 +1,24 @@
 #!/usr/bin/env escript
 %% -*- erlang -*-
-%% A differential scenario: prints the normalised trace that tests/otp_differential.rs
-%% compares with baobab's run of the same scenario.
--compile(nowarn_unused_function).
-r({shutdown, X}) -> lists:flatten(io_lib:format("{shutdown,~p}", [X]));
-r({noproc, _}) -> "noproc";
-r(R) when is_atom(R) -> atom_to_list(R).
-say(Fmt, Args) -> io:format(Fmt ++ "~n", Args).
+%% A crash travels down a chain of links: c crashes, b and a die with its reason, main (trapping) gets the EXIT from a.
+-include("common.hrl").
 
-main(_) ->
-    {A, M} = spawn_monitor(fun() ->
+scenario(Main) ->
+    process_flag(trap_exit, true),
+    A = spawn_link(fun() ->
         spawn_link(fun() ->
-            spawn_link(fun() -> exit(boom) end),
-            receive never -> ok end
+            spawn_link(fun() -> child(Main, "c", false) end),
+            child(Main, "b", false)
         end),
-        receive never -> ok end
+        child(Main, "a", false)
     end),
-    receive {'DOWN', M, process, A, R} -> say("a exited: ~s", [r(R)]) end.
+    C = started("c"),
+    B = started("b"),
+    started("a"),
+    [monitor(process, P) || P <- [A, B, C]],
+    C ! {exit_with, boom},
+    exited(C),
+    exited(B),
+    exited(A),
+    got_exit(A),
+    alive([A, B, C]).

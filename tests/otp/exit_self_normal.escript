@@ -1,13 +1,26 @@
 #!/usr/bin/env escript
 %% -*- erlang -*-
-%% A differential scenario: prints the normalised trace that tests/otp_differential.rs
-%% compares with baobab's run of the same scenario.
--compile(nowarn_unused_function).
-r({shutdown, X}) -> lists:flatten(io_lib:format("{shutdown,~p}", [X]));
-r({noproc, _}) -> "noproc";
-r(R) when is_atom(R) -> atom_to_list(R).
-say(Fmt, Args) -> io:format(Fmt ++ "~n", Args).
+%% exit(self(), R): a non-trapping process exits with R at once (normal included); a trapping one gets an EXIT from itself.
+-include("common.hrl").
 
-main(_) ->
-    {A, M} = spawn_monitor(fun() -> exit(self(), normal), receive never -> ok end end),
-    receive {'DOWN', M, process, A, R} -> say("a exited: ~s", [r(R)]) end.
+scenario(Main) ->
+    {A, _} = spawn_monitor(fun() -> child(Main, "a", false) end),
+    {B, _} = spawn_monitor(fun() -> child(Main, "b", true) end),
+    {C, _} = spawn_monitor(fun() -> child(Main, "c", false) end),
+    {D, _} = spawn_monitor(fun() -> child(Main, "d", true) end),
+    [started(R) || R <- ["a", "b", "c", "d"]],
+    A ! {exit_to, A, normal},
+    exited(A),
+    receive {ack, A} -> say("a carried on after exit(self(), normal)", []) after 0 -> ok end,
+    command(B, {exit_to, B, normal}),
+    saw(B),
+    C ! {exit_to, C, boom},
+    exited(C),
+    receive {ack, C} -> say("c carried on after exit(self(), boom)", []) after 0 -> ok end,
+    command(D, {exit_to, D, boom}),
+    saw(D),
+    alive([A, B, C, D]),
+    B ! stop,
+    D ! stop,
+    exited(B),
+    exited(D).

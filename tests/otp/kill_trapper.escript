@@ -1,17 +1,22 @@
 #!/usr/bin/env escript
 %% -*- erlang -*-
-%% A differential scenario: prints the normalised trace that tests/otp_differential.rs
-%% compares with baobab's run of the same scenario.
--compile(nowarn_unused_function).
-r({shutdown, X}) -> lists:flatten(io_lib:format("{shutdown,~p}", [X]));
-r({noproc, _}) -> "noproc";
-r(R) when is_atom(R) -> atom_to_list(R).
-say(Fmt, Args) -> io:format(Fmt ++ "~n", Args).
+%% exit(B, kill) on a trapping process: b dies with killed, and its links see killed (c dies with it, d traps it).
+-include("common.hrl").
 
-main(_) ->
+scenario(Main) ->
     process_flag(trap_exit, true),
-    Self = self(),
-    B = spawn_link(fun() -> process_flag(trap_exit, true), Self ! ready, receive never -> ok end end),
-    receive ready -> ok end,
+    B = spawn_link(fun() ->
+        spawn_link(fun() -> child(Main, "c", false) end),
+        spawn_link(fun() -> child(Main, "d", true) end),
+        child(Main, "b", true)
+    end),
+    C = started("c"),
+    D = started("d"),
+    started("b"),
+    [monitor(process, P) || P <- [B, C, D]],
     exit(B, kill),
-    receive {'EXIT', B, R} -> say("got EXIT from b: ~s", [r(R)]) end.
+    got_exit(B),
+    exited(B),
+    exited(C),
+    saw(D),
+    alive([B, C, D]).

@@ -1,15 +1,25 @@
 #!/usr/bin/env escript
 %% -*- erlang -*-
-%% A differential scenario: prints the normalised trace that tests/otp_differential.rs
-%% compares with baobab's run of the same scenario.
--compile(nowarn_unused_function).
-r({shutdown, X}) -> lists:flatten(io_lib:format("{shutdown,~p}", [X]));
-r({noproc, _}) -> "noproc";
-r(R) when is_atom(R) -> atom_to_list(R).
-say(Fmt, Args) -> io:format(Fmt ++ "~n", Args).
+%% Linking to a dead pid without trapping exits: the caller a exits with noproc (Erlang's link/1 raises noproc), and a's own links see noproc.
+-include("common.hrl").
 
-main(_) ->
-    {D, M} = spawn_monitor(fun() -> ok end),
-    receive {'DOWN', M, process, D, _} -> ok end,
-    {A, MA} = spawn_monitor(fun() -> link(D), exit(survived) end),
-    receive {'DOWN', MA, process, A, R} -> say("a exited: ~s", [r(R)]) end.
+scenario(Main) ->
+    {D, _} = spawn_monitor(fun() -> ok end),
+    role(D, "d"),
+    exited(D),
+    {A, _} = spawn_monitor(fun() ->
+        spawn_link(fun() -> child(Main, "b", false) end),
+        spawn_link(fun() -> child(Main, "c", true) end),
+        child(Main, "a", false)
+    end),
+    role(A, "a"),
+    B = started("b"),
+    C = started("c"),
+    started("a"),
+    monitor(process, B),
+    A ! {link, D},
+    exited(A),
+    receive {ack, A} -> say("a carried on after linking to a dead pid", []) after 0 -> ok end,
+    exited(B),
+    saw(C),
+    alive([A, B, C]).

@@ -1,14 +1,22 @@
 #!/usr/bin/env escript
 %% -*- erlang -*-
-%% A differential scenario: prints the normalised trace that tests/otp_differential.rs
-%% compares with baobab's run of the same scenario.
--compile(nowarn_unused_function).
-r({shutdown, X}) -> lists:flatten(io_lib:format("{shutdown,~p}", [X]));
-r({noproc, _}) -> "noproc";
-r(R) when is_atom(R) -> atom_to_list(R).
-say(Fmt, Args) -> io:format(Fmt ++ "~n", Args).
+%% Link propagation of an error reason: a crashes with boom; its trapping link b gets the EXIT, its non-trapping link c dies with boom.
+-include("common.hrl").
 
-main(_) ->
-    process_flag(trap_exit, true),
-    B = spawn_link(fun() -> exit(boom) end),
-    receive {'EXIT', B, R} -> say("a got EXIT from b: ~s", [r(R)]) end.
+scenario(Main) ->
+    {A, _} = spawn_monitor(fun() ->
+        spawn_link(fun() -> child(Main, "b", true) end),
+        spawn_link(fun() -> child(Main, "c", false) end),
+        child(Main, "a", false)
+    end),
+    role(A, "a"),
+    B = started("b"),
+    C = started("c"),
+    started("a"),
+    monitor(process, B),
+    monitor(process, C),
+    A ! {exit_with, boom},
+    exited(A),
+    saw(B),
+    exited(C),
+    alive([A, B, C]).

@@ -1,21 +1,22 @@
 #!/usr/bin/env escript
 %% -*- erlang -*-
-%% A differential scenario: prints the normalised trace that tests/otp_differential.rs
-%% compares with baobab's run of the same scenario.
--compile(nowarn_unused_function).
-r({shutdown, X}) -> lists:flatten(io_lib:format("{shutdown,~p}", [X]));
-r({noproc, _}) -> "noproc";
-r(R) when is_atom(R) -> atom_to_list(R).
-say(Fmt, Args) -> io:format(Fmt ++ "~n", Args).
+%% A normal exit is ignored by a non-trapping link: b, linked to a and monitoring it, outlives a's normal exit.
+-include("common.hrl").
 
-main(_) ->
-    Self = self(),
-    {A, M} = spawn_monitor(fun() ->
-        {B, MB} = spawn_monitor(fun() -> ok end),
-        link(B),
-        receive {'DOWN', MB, process, B, R} -> Self ! {down, r(R)} end,
-        receive go -> exit(finished) end
+scenario(Main) ->
+    {A, _} = spawn_monitor(fun() ->
+        spawn_link(fun() -> child(Main, "b", false) end),
+        child(Main, "a", false)
     end),
-    receive {down, R} -> say("a saw b down: ~s", [R]) end,
-    A ! go,
-    receive {'DOWN', M, process, A, RA} -> say("a exited: ~s", [r(RA)]) end.
+    role(A, "a"),
+    B = started("b"),
+    started("a"),
+    monitor(process, B),
+    command(B, {monitor, A}),
+    A ! {exit_with, normal},
+    exited(A),
+    saw(B),
+    alive([A, B]),
+    ping(B),
+    B ! stop,
+    exited(B).

@@ -1,15 +1,14 @@
 #!/usr/bin/env escript
 %% -*- erlang -*-
-%% A differential scenario: prints the normalised trace that tests/otp_differential.rs
-%% compares with baobab's run of the same scenario.
--compile(nowarn_unused_function).
-r({shutdown, X}) -> lists:flatten(io_lib:format("{shutdown,~p}", [X]));
-r({noproc, _}) -> "noproc";
-r(R) when is_atom(R) -> atom_to_list(R).
-say(Fmt, Args) -> io:format(Fmt ++ "~n", Args).
+%% Monitoring a dead pid: one DOWN with noproc at once; the monitor is then gone.
+-include("common.hrl").
 
-main(_) ->
-    {D, M} = spawn_monitor(fun() -> exit(gone) end),
-    receive {'DOWN', M, process, D, R0} -> say("first down: ~s", [r(R0)]) end,
-    M2 = monitor(process, D),
-    receive {'DOWN', M2, process, D, R} -> say("second down: ~s", [r(R)]) end.
+scenario(_Main) ->
+    {D, _} = spawn_monitor(fun() -> exit(gone) end),
+    role(D, "d"),
+    exited(D),
+    M = monitor(process, D),
+    receive {'DOWN', M, process, D, R} -> say("main got DOWN d ~s", [r(R)])
+    after ?WAIT -> stuck("DOWN noproc") end,
+    receive {'DOWN', _, _, _, R2} -> say("another DOWN ~s", [r(R2)]) after ?QUIET -> say("no other DOWN", []) end,
+    say("demonitor after its DOWN: ~p", [demonitor(M, [info])]).

@@ -1,18 +1,34 @@
 #!/usr/bin/env escript
 %% -*- erlang -*-
-%% A differential scenario: prints the normalised trace that tests/otp_differential.rs
-%% compares with baobab's run of the same scenario.
--compile(nowarn_unused_function).
-r({shutdown, X}) -> lists:flatten(io_lib:format("{shutdown,~p}", [X]));
-r({noproc, _}) -> "noproc";
-r(R) when is_atom(R) -> atom_to_list(R).
-say(Fmt, Args) -> io:format(Fmt ++ "~n", Args).
+%% A registered name is taken while its process lives and released when it exits (normally or killed).
+-include("common.hrl").
 
-main(_) ->
-    Self = self(),
-    {A, M} = spawn_monitor(fun() -> register(svc, self()), Self ! registered, receive stop -> ok end end),
-    receive registered -> ok end,
-    say("whereis before: ~p", [whereis(svc) =:= A]),
+scenario(Main) ->
+    {A, _} = spawn_monitor(fun() -> child(Main, "a", false) end),
+    {B, _} = spawn_monitor(fun() -> child(Main, "b", false) end),
+    started("a"),
+    started("b"),
+    register_as(A, svc),
+    whereis_svc(),
+    register_as(A, svc),
+    register_as(A, other),
+    register_as(B, svc),
     A ! stop,
-    receive {'DOWN', M, process, A, _} -> ok end,
-    say("whereis after: ~p", [whereis(svc)]).
+    exited(A),
+    whereis_svc(),
+    register_as(B, svc),
+    whereis_svc(),
+    exit(B, kill),
+    exited(B),
+    whereis_svc().
+
+register_as(P, Name) ->
+    P ! {register, Name},
+    receive {registered, P, Result} -> say("~s register ~s: ~p", [name(P), Name, Result])
+    after ?WAIT -> stuck("register") end.
+
+whereis_svc() ->
+    case whereis(svc) of
+        undefined -> say("whereis svc: undefined", []);
+        P -> say("whereis svc: ~s", [name(P)])
+    end.

@@ -1,20 +1,46 @@
 #!/usr/bin/env escript
 %% -*- erlang -*-
-%% A differential scenario: prints the normalised trace that tests/otp_differential.rs
-%% compares with baobab's run of the same scenario.
--compile(nowarn_unused_function).
-r({shutdown, X}) -> lists:flatten(io_lib:format("{shutdown,~p}", [X]));
-r({noproc, _}) -> "noproc";
-r(R) when is_atom(R) -> atom_to_list(R).
-say(Fmt, Args) -> io:format(Fmt ++ "~n", Args).
+%% Signals from one sender arrive in the order sent: messages interleaved with exit signals (a, linked, to trapping main), and messages then the DOWN (b, monitored).
+-include("common.hrl").
 
-main(_) ->
+scenario(Main) ->
     process_flag(trap_exit, true),
-    Self = self(),
-    B = spawn_link(fun() -> [Self ! {n, N} || N <- lists:seq(1, 5)], exit(boom) end),
-    loop(B).
-loop(B) ->
+    A = spawn_link(fun() ->
+        receive go -> ok end,
+        Main ! {n, 1},
+        Main ! {n, 2},
+        exit(Main, warn),
+        Main ! {n, 3},
+        exit(Main, normal),
+        Main ! {n, 4},
+        exit(boom)
+    end),
+    role(A, "a"),
+    A ! go,
+    drain(A, exit),
+    {B, _} = spawn_monitor(fun() ->
+        receive go -> ok end,
+        Main ! {n, 5},
+        Main ! {n, 6},
+        exit(boom)
+    end),
+    role(B, "b"),
+    B ! go,
+    drain(B, down).
+
+%% Prints what arrives from P, in arrival order, until P's exit (EXIT boom or DOWN).
+drain(P, Until) ->
     receive
-        {n, N} -> say("message ~p", [N]), loop(B);
-        {'EXIT', B, R} -> say("EXIT from b: ~s", [r(R)])
+        {n, N} ->
+            say("main got message ~p", [N]),
+            drain(P, Until);
+        {'EXIT', P, R} ->
+            say("main got EXIT from ~s reason ~s", [name(P), r(R)]),
+            case {Until, R} of
+                {exit, boom} -> ok;
+                _ -> drain(P, Until)
+            end;
+        {'DOWN', _, process, P, R} ->
+            say("main got DOWN ~s ~s", [name(P), r(R)])
+    after ?WAIT -> stuck("the exit of " ++ name(P))
     end.

@@ -1,17 +1,23 @@
 #!/usr/bin/env escript
 %% -*- erlang -*-
-%% A differential scenario: prints the normalised trace that tests/otp_differential.rs
-%% compares with baobab's run of the same scenario.
--compile(nowarn_unused_function).
-r({shutdown, X}) -> lists:flatten(io_lib:format("{shutdown,~p}", [X]));
-r({noproc, _}) -> "noproc";
-r(R) when is_atom(R) -> atom_to_list(R).
-say(Fmt, Args) -> io:format(Fmt ++ "~n", Args).
+%% After unlink, a crash of the other side does nothing: main (trapping) gets no EXIT, non-trapping b (linked twice, unlinked once: links are not counted) lives.
+-include("common.hrl").
 
-main(_) ->
-    B = spawn_link(fun() -> receive crash -> exit(boom) end end),
-    unlink(B),
-    M = monitor(process, B),
-    B ! crash,
-    receive {'DOWN', M, process, B, R} -> say("b down: ~s", [r(R)]) end,
-    say("driver alive: ~p", [true]).
+scenario(Main) ->
+    process_flag(trap_exit, true),
+    A = spawn_link(fun() -> child(Main, "a", false) end),
+    {B, _} = spawn_monitor(fun() -> child(Main, "b", false) end),
+    started("a"),
+    started("b"),
+    monitor(process, A),
+    command(B, {link, A}),
+    command(B, {link, A}),
+    command(B, {unlink, A}),
+    unlink(A),
+    A ! {exit_with, boom},
+    exited(A),
+    receive {'EXIT', A, R} -> say("main got EXIT from a reason ~s", [r(R)]) after ?QUIET -> say("no EXIT from a", []) end,
+    ping(B),
+    alive([A, B]),
+    B ! stop,
+    exited(B).
