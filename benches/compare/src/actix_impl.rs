@@ -36,7 +36,10 @@ async fn spawn() -> Figure {
     let elapsed = start.elapsed();
     actix::clock::sleep(Duration::from_millis(200)).await;
     let bytes = resident_bytes().saturating_sub(before) as f64 / n as f64;
-    Figure { bytes: Some(bytes), ..Figure::per(elapsed, n) }
+    Figure {
+        bytes: Some(bytes),
+        ..Figure::per(elapsed, n)
+    }
 }
 
 struct Ping(u64);
@@ -102,7 +105,10 @@ impl Handler<Token> for Member {
         if n == 0 {
             let _ = self.done.send(());
         } else {
-            self.next.as_ref().expect("ring closed").do_send(Token(n - 1));
+            self.next
+                .as_ref()
+                .expect("ring closed")
+                .do_send(Token(n - 1));
         }
     }
 }
@@ -112,7 +118,13 @@ async fn ring() -> Figure {
     let hops = size_r * laps;
     let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel();
     let members: Vec<Addr<Member>> = (0..size_r)
-        .map(|_| Member { next: None, done: done_tx.clone() }.start())
+        .map(|_| {
+            Member {
+                next: None,
+                done: done_tx.clone(),
+            }
+            .start()
+        })
         .collect();
     for (i, member) in members.iter().enumerate() {
         member.do_send(SetNext(members[(i + 1) % size_r].clone()));
@@ -160,10 +172,18 @@ impl Actor for Sender {
 async fn fan_in() -> Figure {
     let (senders, each) = (size("FANIN_SENDERS", 1_000), size("FANIN_MESSAGES", 1_000));
     let (done_tx, done) = tokio::sync::oneshot::channel();
-    let sink = Sink { left: senders * each, done: Some(done_tx) }.start();
+    let sink = Sink {
+        left: senders * each,
+        done: Some(done_tx),
+    }
+    .start();
     let start = Instant::now();
     for _ in 0..senders {
-        Sender { sink: sink.clone(), each }.start();
+        Sender {
+            sink: sink.clone(),
+            each,
+        }
+        .start();
     }
     done.await.unwrap();
     Figure::per(start.elapsed(), senders * each)

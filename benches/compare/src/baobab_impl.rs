@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use baobab::{Addr, Ctx, Message, Runtime};
 use baobab::server::ReplyTo;
+use baobab::{Addr, Ctx, Message, Runtime};
 
 use crate::{Figure, resident_bytes, size};
 
@@ -37,7 +37,10 @@ fn spawn(rt: &Runtime) -> Figure {
         let elapsed = start.elapsed();
         ctx.sleep(Duration::from_millis(200)).await;
         let bytes = resident_bytes().saturating_sub(before) as f64 / n as f64;
-        Figure { bytes: Some(bytes), ..Figure::per(elapsed, n) }
+        Figure {
+            bytes: Some(bytes),
+            ..Figure::per(elapsed, n)
+        }
     })
     .unwrap()
 }
@@ -55,7 +58,9 @@ fn ping_pong(rt: &Runtime) -> Figure {
             .unwrap();
         let start = Instant::now();
         for i in 0..n as u64 {
-            ctx.call(&server, |r| (i, r), Duration::from_secs(5)).await.unwrap();
+            ctx.call(&server, |r| (i, r), Duration::from_secs(5))
+                .await
+                .unwrap();
         }
         Figure::per(start.elapsed(), n)
     })

@@ -10,9 +10,16 @@ use tokio::sync::mpsc;
 use crate::{Figure, resident_bytes, size};
 
 pub fn run(workload: &str) -> Figure {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let workload = workload.to_owned();
-    rt.block_on(async move { tokio::spawn(async move { run_async(&workload).await }).await.unwrap() })
+    rt.block_on(async move {
+        tokio::spawn(async move { run_async(&workload).await })
+            .await
+            .unwrap()
+    })
 }
 
 async fn run_async(workload: &str) -> Figure {
@@ -46,7 +53,10 @@ async fn spawn() -> Figure {
     let elapsed = start.elapsed();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let bytes = resident_bytes().saturating_sub(before) as f64 / n as f64;
-    Figure { bytes: Some(bytes), ..Figure::per(elapsed, n) }
+    Figure {
+        bytes: Some(bytes),
+        ..Figure::per(elapsed, n)
+    }
 }
 
 struct Echo;
@@ -106,7 +116,12 @@ impl Message<Token> for Member {
         if n == 0 {
             let _ = self.done.send(());
         } else {
-            let _ = self.next.as_ref().expect("ring closed").tell(Token(n - 1)).try_send();
+            let _ = self
+                .next
+                .as_ref()
+                .expect("ring closed")
+                .tell(Token(n - 1))
+                .try_send();
         }
     }
 }
@@ -116,10 +131,18 @@ async fn ring() -> Figure {
     let hops = size_r * laps;
     let (done_tx, mut done) = mpsc::unbounded_channel();
     let members: Vec<ActorRef<Member>> = (0..size_r)
-        .map(|_| Member::spawn(Member { next: None, done: done_tx.clone() }))
+        .map(|_| {
+            Member::spawn(Member {
+                next: None,
+                done: done_tx.clone(),
+            })
+        })
         .collect();
     for (i, member) in members.iter().enumerate() {
-        member.tell(SetNext(members[(i + 1) % size_r].clone())).await.unwrap();
+        member
+            .tell(SetNext(members[(i + 1) % size_r].clone()))
+            .await
+            .unwrap();
     }
     let start = Instant::now();
     members[0].tell(Token(hops as u64)).await.unwrap();
@@ -153,7 +176,10 @@ impl Message<u64> for Sink {
 async fn fan_in() -> Figure {
     let (senders, each) = (size("FANIN_SENDERS", 1_000), size("FANIN_MESSAGES", 1_000));
     let (done_tx, done) = tokio::sync::oneshot::channel();
-    let sink = Sink::spawn(Sink { left: senders * each, done: Some(done_tx) });
+    let sink = Sink::spawn(Sink {
+        left: senders * each,
+        done: Some(done_tx),
+    });
     let start = Instant::now();
     for _ in 0..senders {
         let sink = sink.clone();

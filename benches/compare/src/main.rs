@@ -48,7 +48,9 @@ fn main() {
     let (framework, workload) = match args.as_slice() {
         [_, f, w] => (f.as_str(), w.as_str()),
         _ => {
-            eprintln!("usage: baobab-compare baobab|ractor|kameo|actix spawn|ping-pong|ring|fan-in");
+            eprintln!(
+                "usage: baobab-compare baobab|ractor|kameo|actix spawn|ping-pong|ring|fan-in"
+            );
             std::process::exit(2);
         }
     };

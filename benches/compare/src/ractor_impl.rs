@@ -8,10 +8,17 @@ use tokio::sync::mpsc;
 use crate::{Figure, resident_bytes, size};
 
 pub fn run(workload: &str) -> Figure {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     // The driver is a task on a worker thread, not the thread that started the runtime.
     let workload = workload.to_owned();
-    rt.block_on(async move { tokio::spawn(async move { run_async(&workload).await }).await.unwrap() })
+    rt.block_on(async move {
+        tokio::spawn(async move { run_async(&workload).await })
+            .await
+            .unwrap()
+    })
 }
 
 async fn run_async(workload: &str) -> Figure {
@@ -46,7 +53,10 @@ async fn spawn() -> Figure {
     let elapsed = start.elapsed();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let bytes = resident_bytes().saturating_sub(before) as f64 / n as f64;
-    Figure { bytes: Some(bytes), ..Figure::per(elapsed, n) }
+    Figure {
+        bytes: Some(bytes),
+        ..Figure::per(elapsed, n)
+    }
 }
 
 enum Ping {
@@ -62,7 +72,12 @@ impl Actor for Echo {
     async fn pre_start(&self, _: ActorRef<Ping>, _: ()) -> Result<(), ActorProcessingErr> {
         Ok(())
     }
-    async fn handle(&self, _: ActorRef<Ping>, Ping::Ask(n, reply): Ping, _: &mut ()) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: ActorRef<Ping>,
+        Ping::Ask(n, reply): Ping,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
         let _ = reply.send(n + 1);
         Ok(())
     }
@@ -94,17 +109,30 @@ impl Actor for Member {
     type Msg = RingMsg;
     type State = MemberState;
     type Arguments = mpsc::UnboundedSender<()>;
-    async fn pre_start(&self, _: ActorRef<RingMsg>, done: Self::Arguments) -> Result<MemberState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _: ActorRef<RingMsg>,
+        done: Self::Arguments,
+    ) -> Result<MemberState, ActorProcessingErr> {
         Ok(MemberState { next: None, done })
     }
-    async fn handle(&self, _: ActorRef<RingMsg>, message: RingMsg, state: &mut MemberState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: ActorRef<RingMsg>,
+        message: RingMsg,
+        state: &mut MemberState,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
             RingMsg::SetNext(next) => state.next = Some(next),
             RingMsg::Token(0) => {
                 let _ = state.done.send(());
             }
             RingMsg::Token(n) => {
-                let _ = state.next.as_ref().expect("ring closed").send_message(RingMsg::Token(n - 1));
+                let _ = state
+                    .next
+                    .as_ref()
+                    .expect("ring closed")
+                    .send_message(RingMsg::Token(n - 1));
             }
         }
         Ok(())
@@ -120,10 +148,14 @@ async fn ring() -> Figure {
         members.push(Actor::spawn(None, Member, done_tx.clone()).await.unwrap().0);
     }
     for (i, member) in members.iter().enumerate() {
-        member.send_message(RingMsg::SetNext(members[(i + 1) % size_r].clone())).unwrap();
+        member
+            .send_message(RingMsg::SetNext(members[(i + 1) % size_r].clone()))
+            .unwrap();
     }
     let start = Instant::now();
-    members[0].send_message(RingMsg::Token(hops as u64)).unwrap();
+    members[0]
+        .send_message(RingMsg::Token(hops as u64))
+        .unwrap();
     done.recv().await;
     Figure::per(start.elapsed(), hops)
 }
@@ -139,10 +171,22 @@ impl Actor for Sink {
     type Msg = u64;
     type State = SinkState;
     type Arguments = (usize, tokio::sync::oneshot::Sender<()>);
-    async fn pre_start(&self, _: ActorRef<u64>, (left, done): Self::Arguments) -> Result<SinkState, ActorProcessingErr> {
-        Ok(SinkState { left, done: Some(done) })
+    async fn pre_start(
+        &self,
+        _: ActorRef<u64>,
+        (left, done): Self::Arguments,
+    ) -> Result<SinkState, ActorProcessingErr> {
+        Ok(SinkState {
+            left,
+            done: Some(done),
+        })
     }
-    async fn handle(&self, _: ActorRef<u64>, _: u64, state: &mut SinkState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: ActorRef<u64>,
+        _: u64,
+        state: &mut SinkState,
+    ) -> Result<(), ActorProcessingErr> {
         state.left -= 1;
         if state.left == 0 {
             let _ = state.done.take().map(|d| d.send(()));
@@ -154,7 +198,9 @@ impl Actor for Sink {
 async fn fan_in() -> Figure {
     let (senders, each) = (size("FANIN_SENDERS", 1_000), size("FANIN_MESSAGES", 1_000));
     let (done_tx, done) = tokio::sync::oneshot::channel();
-    let (sink, _) = Actor::spawn(None, Sink, (senders * each, done_tx)).await.unwrap();
+    let (sink, _) = Actor::spawn(None, Sink, (senders * each, done_tx))
+        .await
+        .unwrap();
     let start = Instant::now();
     for _ in 0..senders {
         let sink = sink.clone();
