@@ -14,6 +14,7 @@ use super::cell::ProcessCell;
 use super::mailbox::Envelope;
 use super::pid::Pid;
 use super::spawn::{SpawnOptions, Spawned, spawn_process};
+use super::state::Status;
 use super::task::IntoProcess;
 use crate::loom::lock;
 use crate::registry::RegistryError;
@@ -51,6 +52,7 @@ pub struct Ctx<M> {
     pub(crate) local: VecDeque<Envelope>,
     /// A behaviour's receive timeout: when `handle_timeout` is due.
     pub(crate) timeout_at: Option<Duration>,
+    last_sent: std::cell::Cell<Option<Arc<ProcessCell>>>,
     _message: PhantomData<fn(M)>,
 }
 
@@ -60,6 +62,7 @@ impl<M: Send + 'static> Ctx<M> {
             cell,
             local: VecDeque::new(),
             timeout_at: None,
+            last_sent: std::cell::Cell::new(None),
             _message: PhantomData,
         }
     }
@@ -95,8 +98,24 @@ impl<M: Send + 'static> Ctx<M> {
 
     /// Sends a message. A send to a dead process is dropped and counted, not an error.
     pub fn send<T: Send + 'static>(&self, to: &Addr<T>, message: T) -> Result<(), SendError> {
-        self.shared()
-            .send(to.pid(), Envelope::User(Box::new(message)))
+        let envelope = Envelope::User(Box::new(message));
+        let shared = self.shared();
+        let cached = self.last_sent.take().filter(|cell| cell.pid == to.pid());
+        let Some(cell) = cached.or_else(|| shared.table.get(to.pid())) else {
+            shared.stats.dropped();
+            return Ok(());
+        };
+        if cell.state.status() == Status::Exiting {
+            shared.stats.dropped();
+            return Ok(());
+        }
+        let sent = shared.send_to_cell(&cell, envelope);
+        if cell.state.status() == Status::Exiting {
+            cell.mailbox.clear();
+        } else {
+            self.last_sent.set(Some(cell));
+        }
+        sent
     }
 
     /// Sends to the process registered under `name`, which must receive `T`.

@@ -66,7 +66,7 @@ struct Bound {
 
 pub(crate) struct Mailbox {
     inbox: Mutex<VecDeque<Envelope>>,
-    /// Messages ever pushed (senders add to it).
+    /// Messages ever pushed; written only under the inbox lock.
     pushed: AtomicUsize,
     /// Messages ever taken out by the owner. Only the owner writes it while the process
     /// lives, so it needs no read-modify-write; after the exit, `clear` adds with one.
@@ -97,11 +97,15 @@ impl Mailbox {
 
     /// Pushes a user message, applying the bound. System messages never go through here.
     pub(crate) fn push_user(&self, envelope: Envelope) -> Pushed {
+        let mut inbox = lock(&self.inbox);
         if let Some(bound) = &self.bound {
-            // A reservation: only a successful push keeps the slot.
-            let before = self.pushed.fetch_add(1, Ordering::AcqRel);
-            if before.wrapping_sub(self.taken.load(Ordering::Acquire)) >= bound.capacity {
-                self.pushed.fetch_sub(1, Ordering::AcqRel);
+            // `taken` may be stale (the owner moves it without the lock), which only makes
+            // the mailbox look fuller: the bound is never exceeded.
+            let len = self
+                .pushed_locked()
+                .wrapping_sub(self.taken.load(Ordering::Acquire));
+            if len >= bound.capacity {
+                drop(inbox);
                 return match bound.overflow {
                     Overflow::Reject => Pushed::Rejected,
                     Overflow::DropNewest => {
@@ -110,17 +114,29 @@ impl Mailbox {
                     }
                 };
             }
-            lock(&self.inbox).push_back(envelope);
-            return Pushed::Queued;
         }
-        self.push_system(envelope);
+        self.count_push_locked();
+        inbox.push_back(envelope);
         Pushed::Queued
     }
 
     /// Pushes a system message: signals are never refused or dropped by a bound.
     pub(crate) fn push_system(&self, envelope: Envelope) {
-        self.pushed.fetch_add(1, Ordering::AcqRel);
-        lock(&self.inbox).push_back(envelope);
+        let mut inbox = lock(&self.inbox);
+        self.count_push_locked();
+        inbox.push_back(envelope);
+    }
+
+    /// `pushed`, read by a pusher holding the inbox lock.
+    fn pushed_locked(&self) -> usize {
+        self.pushed.load(Ordering::Relaxed)
+    }
+
+    /// Counts a push. Only pushers holding the inbox lock write `pushed`, so a load and a
+    /// store suffice; the release store publishes it to the owner's lock-free `len` check.
+    fn count_push_locked(&self) {
+        self.pushed
+            .store(self.pushed_locked().wrapping_add(1), Ordering::Release);
     }
 
     /// Moves everything in the inbox to the back of `queue` (the owner's private queue);
