@@ -11,19 +11,24 @@
 //! [`Server`] is the callback form, like OTP's `gen_server`: `handle_call` returns the reply.
 
 use std::marker::PhantomData;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::process::cell::ProcessCell;
 use crate::process::mailbox::Envelope;
 use crate::process::receive::Select;
 use crate::runtime::Handle;
-use crate::{Addr, Behaviour, Ctx, Down, ExitReason, ExitSignal, Handled, Pid, Ref, SendError};
+use crate::{
+    Addr, Behaviour, Ctx, Down, ExitReason, ExitSignal, Handled, MonitorRef, Pid, Ref, SendError,
+};
 
 /// Where a call's reply goes. Reply once with [`ReplyTo::reply`]; dropping it never replies
 /// (the caller then times out, or sees the callee's exit).
 pub struct ReplyTo<R> {
-    caller: Weak<ProcessCell>,
+    /// The caller's cell: a strong reference is two reference-count updates per call where
+    /// a weak one is four; it only keeps a dead caller's cell (not its process) in memory
+    /// while a server holds the `ReplyTo`.
+    caller: Arc<ProcessCell>,
     caller_pid: Pid,
     reference: Ref,
     _reply: PhantomData<fn(R)>,
@@ -38,12 +43,10 @@ impl<R> std::fmt::Debug for ReplyTo<R> {
 impl<R: Send + 'static> ReplyTo<R> {
     /// Sends the reply. A reply to a caller that gave up or died is dropped.
     pub fn reply(self, value: R) {
-        if let Some(caller) = self.caller.upgrade() {
-            caller.push_system(Envelope::Reply {
-                reference: self.reference,
-                value: Box::new(value),
-            });
-        }
+        self.caller.push_system(Envelope::Reply {
+            reference: self.reference,
+            value: Box::new(value),
+        });
     }
 
     /// The calling process.
@@ -103,10 +106,16 @@ impl<M: Send + 'static> Ctx<M> {
         // One lookup serves the monitor, the send and the demonitor.
         let shared = &self.cell.shared;
         let callee_cell = shared.table.get(callee);
-        let monitor = shared.monitor_cell(&self.cell, callee, callee_cell.as_ref());
+        // One fresh reference names both the monitor and the reply.
         let reference = shared.refs.next();
+        let monitor = shared.monitor_cell_as(
+            &self.cell,
+            callee,
+            callee_cell.as_ref(),
+            MonitorRef(reference),
+        );
         let reply_to = ReplyTo {
-            caller: Arc::downgrade(&self.cell),
+            caller: Arc::clone(&self.cell),
             caller_pid: self.cell.pid,
             reference,
             _reply: PhantomData,

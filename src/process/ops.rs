@@ -112,7 +112,18 @@ impl Shared {
         target: Pid,
         them: Option<&Arc<ProcessCell>>,
     ) -> MonitorRef {
-        let reference = MonitorRef(self.refs.next());
+        self.monitor_cell_as(me, target, them, MonitorRef(self.refs.next()))
+    }
+
+    /// `monitor_cell` with a reference the caller drew (a call names its monitor and its
+    /// reply with one).
+    pub(crate) fn monitor_cell_as(
+        &self,
+        me: &Arc<ProcessCell>,
+        target: Pid,
+        them: Option<&Arc<ProcessCell>>,
+        reference: MonitorRef,
+    ) -> MonitorRef {
         lock(&me.signals)
             .relations_mut()
             .monitors
