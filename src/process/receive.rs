@@ -150,6 +150,13 @@ impl<M: Send + 'static> Ctx<M> {
         Poll::Pending
     }
 
+    /// A timed receive ended (or was dropped): its timer is not needed any more.
+    fn end_wait(&self, timer: &mut Option<TimerRef>) {
+        if let Some(timer) = timer.take() {
+            self.cell.shared.cancel_wait_timer(&self.cell, timer);
+        }
+    }
+
     /// One poll of a plain receive (every message taken, in order): the fast path of
     /// `poll_take`, with no predicate to ask.
     fn poll_next(
@@ -313,13 +320,8 @@ impl<M: Send + 'static> Future for RecvTimeout<'_, M> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message<M>>> {
         let this = self.get_mut();
         let polled = this.ctx.poll_next(cx, Some(this.deadline), &mut this.timer);
-        if polled.is_ready()
-            && let Some(timer) = this.timer.take()
-        {
-            this.ctx
-                .cell
-                .shared
-                .cancel_wait_timer(&this.ctx.cell, timer);
+        if polled.is_ready() {
+            this.ctx.end_wait(&mut this.timer);
         }
         polled
     }
@@ -327,12 +329,7 @@ impl<M: Send + 'static> Future for RecvTimeout<'_, M> {
 
 impl<M: Send + 'static> Drop for RecvTimeout<'_, M> {
     fn drop(&mut self) {
-        if let Some(timer) = self.timer.take() {
-            self.ctx
-                .cell
-                .shared
-                .cancel_wait_timer(&self.ctx.cell, timer);
-        }
+        self.ctx.end_wait(&mut self.timer);
     }
 }
 
@@ -353,13 +350,8 @@ impl<M: Send + 'static, F: FnMut(&Envelope) -> Select + Unpin> Future for Take<'
         let polled = this
             .ctx
             .poll_take(cx, &mut this.select, this.deadline, &mut this.timer);
-        if polled.is_ready()
-            && let Some(timer) = this.timer.take()
-        {
-            this.ctx
-                .cell
-                .shared
-                .cancel_wait_timer(&this.ctx.cell, timer);
+        if polled.is_ready() {
+            this.ctx.end_wait(&mut this.timer);
         }
         polled
     }
@@ -367,11 +359,6 @@ impl<M: Send + 'static, F: FnMut(&Envelope) -> Select + Unpin> Future for Take<'
 
 impl<M: Send + 'static, F> Drop for Take<'_, M, F> {
     fn drop(&mut self) {
-        if let Some(timer) = self.timer.take() {
-            self.ctx
-                .cell
-                .shared
-                .cancel_wait_timer(&self.ctx.cell, timer);
-        }
+        self.ctx.end_wait(&mut self.timer);
     }
 }
