@@ -9,7 +9,7 @@ pub(crate) mod sync {
     pub(crate) use std::sync::{Mutex, MutexGuard};
 
     pub(crate) mod atomic {
-        pub(crate) use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering, fence};
+        pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering, fence};
     }
 }
 
@@ -18,18 +18,18 @@ pub(crate) mod sync {
     pub(crate) use loom::sync::{Mutex, MutexGuard};
 
     pub(crate) mod atomic {
-        pub(crate) use loom::sync::atomic::{AtomicU8, AtomicUsize, Ordering, fence};
+        pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering, fence};
     }
 }
 
 #[cfg(not(loom))]
 pub(crate) mod thread {
-    pub(crate) use std::thread::{Thread, current};
+    pub(crate) use std::thread::{Thread, current, yield_now};
 }
 
 #[cfg(loom)]
 pub(crate) mod thread {
-    pub(crate) use loom::thread::{Thread, current, park};
+    pub(crate) use loom::thread::{Thread, current, park, yield_now};
 }
 
 /// Locks a mutex, ignoring poisoning: no user code ever runs while one of our locks is held,
@@ -54,10 +54,31 @@ pub(crate) mod cell {
         pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
             f(self.0.get())
         }
+
+        /// A pointer for a longer access (loom tracks it until the pointer is dropped).
+        #[inline]
+        pub(crate) fn get_mut(&self) -> MutPtr<T> {
+            MutPtr(self.0.get())
+        }
+    }
+
+    /// `std`'s side of loom's `MutPtr`.
+    #[derive(Debug)]
+    pub(crate) struct MutPtr<T>(*mut T);
+
+    impl<T> MutPtr<T> {
+        /// # Safety
+        /// No other reference to the value exists while the returned one lives.
+        #[inline]
+        #[allow(clippy::mut_from_ref)]
+        pub(crate) unsafe fn deref(&self) -> &mut T {
+            // SAFETY: the caller's promise (see above).
+            unsafe { &mut *self.0 }
+        }
     }
 }
 
 #[cfg(loom)]
 pub(crate) mod cell {
-    pub(crate) use loom::cell::UnsafeCell;
+    pub(crate) use loom::cell::{MutPtr, UnsafeCell};
 }

@@ -120,7 +120,7 @@ impl<M: Send + 'static> Ctx<M> {
             reference,
             _reply: PhantomData,
         };
-        let request = Envelope::User(Box::new(request(reply_to)));
+        let request = Envelope::User(crate::process::mailbox::payload(request(reply_to)));
         let sent = match &callee_cell {
             Some(cell) => shared.send_to_cell(cell, request),
             None => Ok(()),

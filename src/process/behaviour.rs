@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::context::Ctx;
-use super::mailbox::Envelope;
+use super::mailbox::{Envelope, unwrap_payload};
 use super::task::{IntoProcess, ProcessCode, Runnable};
 use crate::signal::{Down, ExitReason, ExitSignal};
 
@@ -119,7 +119,8 @@ impl<B: Behaviour> BehaviourTask<B> {
         ctx.timeout_at = None;
         match envelope {
             Envelope::User(any) => {
-                let message = *any.downcast::<B::Msg>().expect("checked in next_envelope");
+                let message = unwrap_payload::<B::Msg>(any)
+                    .unwrap_or_else(|_| unreachable!("checked in next_envelope"));
                 behaviour.handle_message(message, ctx)
             }
             Envelope::Exit(signal) => behaviour.handle_exit(signal, ctx),

@@ -53,6 +53,7 @@ impl ProcessCell {
     }
 
     /// Asks for the process to run; queues it unless it is queued or running already.
+    #[inline]
     pub(crate) fn schedule(self: &Arc<Self>) {
         if self.state.transition_to_queued() {
             self.shared.scheduler.schedule(Arc::clone(self));
@@ -60,6 +61,7 @@ impl ProcessCell {
     }
 
     /// Delivers a user message and wakes the process.
+    #[inline]
     pub(crate) fn push_user(self: &Arc<Self>, envelope: Envelope) -> Pushed {
         let pushed = self.mailbox.push_user(envelope);
         if pushed == Pushed::Queued {
@@ -127,17 +129,20 @@ impl ProcessCell {
     /// Whether the process may take its next message in this slice: it has budget left and
     /// no exit signal has doomed it (a doomed process receives nothing more, as in OTP, where
     /// the signal that kills a process is handled before anything sent after it).
+    #[inline]
     pub(crate) fn may_receive(&self) -> bool {
         self.budget.has_budget() && !self.exit_pending.load(Ordering::Acquire)
     }
 
     /// Alive and not doomed by a fatal exit signal (see `SignalState::is_doomed`).
+    #[inline]
     pub(crate) fn is_alive(&self) -> bool {
         !self.exit_pending.load(Ordering::Acquire)
             && self.state.status() != super::state::Status::Exiting
     }
 
     /// Takes the reason this process must die with, if one arrived.
+    #[inline]
     pub(crate) fn take_pending_exit(&self) -> Option<ExitReason> {
         if !self.exit_pending.load(Ordering::Acquire) {
             return None;
@@ -147,6 +152,7 @@ impl ProcessCell {
 
     /// Only the thread running the process calls this (see `state.rs`), so a load and a
     /// store suffice.
+    #[inline]
     pub(crate) fn add_reductions(&self, n: u64) {
         let total = self.reductions.load(Ordering::Relaxed) + n;
         self.reductions.store(total, Ordering::Relaxed);

@@ -98,7 +98,7 @@ impl<M: Send + 'static> Ctx<M> {
 
     /// Sends a message. A send to a dead process is dropped and counted, not an error.
     pub fn send<T: Send + 'static>(&self, to: &Addr<T>, message: T) -> Result<(), SendError> {
-        let envelope = Envelope::User(Box::new(message));
+        let envelope = Envelope::User(crate::process::mailbox::payload(message));
         let shared = self.shared();
         let cached = self.last_sent.take().filter(|cell| cell.pid == to.pid());
         let Some(cell) = cached.or_else(|| shared.table.get(to.pid())) else {

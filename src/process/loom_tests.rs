@@ -37,7 +37,8 @@ impl Model {
     }
 
     fn send(&self, n: u32) {
-        self.mailbox.push_user(Envelope::User(Box::new(n)));
+        self.mailbox
+            .push_user(Envelope::User(crate::process::mailbox::payload(n)));
         if self.state.transition_to_queued() {
             let before = self.queued.fetch_add(1, Ordering::SeqCst);
             assert_eq!(before, 0, "a process sits in a run queue at most once");
@@ -78,7 +79,11 @@ impl Model {
 
 #[test]
 fn loom_no_lost_wakeup_between_send_and_idle() {
-    loom::model(|| {
+    // Three threads on a spin lock: bound preemptions to keep the run in seconds (a lost
+    // wake-up needs one preemption between the push and the state change).
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(2);
+    model.check(|| {
         let model = Arc::new(Model::new());
         let senders: Vec<_> = (0..2)
             .map(|n| {
@@ -97,6 +102,34 @@ fn loom_no_lost_wakeup_between_send_and_idle() {
         }
         assert_eq!(received, 2, "a message was left with its process idle");
         assert_eq!(model.mailbox.len(), 0);
+    });
+}
+
+/// The inbox's spin lock: two threads each add to a counter under it, read-modify-write
+/// across a preemption point. Loom's `UnsafeCell` fails the model if the lock ever lets two
+/// threads at the value at once, and the sum catches a lost update.
+#[test]
+fn loom_spin_lock_excludes() {
+    use super::spin::SpinLock;
+    loom::model(|| {
+        let lock = Arc::new(SpinLock::new(0u32));
+        let other = {
+            let lock = Arc::clone(&lock);
+            thread::spawn(move || {
+                let mut value = lock.lock();
+                let seen = *value;
+                thread::yield_now();
+                *value = seen + 1;
+            })
+        };
+        {
+            let mut value = lock.lock();
+            let seen = *value;
+            thread::yield_now();
+            *value = seen + 1;
+        }
+        other.join().unwrap();
+        assert_eq!(*lock.lock(), 2);
     });
 }
 

@@ -9,16 +9,29 @@
 use std::any::Any;
 use std::collections::VecDeque;
 
-use crate::loom::lock;
-use crate::loom::sync::Mutex;
+use super::spin::SpinLock;
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::process::pid::Ref;
 use crate::signal::{Down, ExitSignal};
 
+/// A user message's value, type-erased. Values of up to two words (a token, a pid, an
+/// address, a small enum) are stored inline, so sending them allocates nothing.
+pub(crate) type Payload = smallbox::SmallBox<dyn Any + Send, smallbox::space::S2>;
+
+/// Wraps a value as a [`Payload`].
+pub(crate) fn payload<T: Send + 'static>(value: T) -> Payload {
+    smallbox::smallbox!(value)
+}
+
+/// Takes the value of type `T` out of a payload, or gives the payload back.
+pub(crate) fn unwrap_payload<T: Send + 'static>(payload: Payload) -> Result<T, Payload> {
+    payload.downcast::<T>().map(smallbox::SmallBox::into_inner)
+}
+
 /// What a mailbox holds: user messages and the system messages every process understands.
 pub(crate) enum Envelope {
     /// A user message, typed by the sender's `Addr<M>`.
-    User(Box<dyn Any + Send>),
+    User(Payload),
     /// A trapped exit signal.
     Exit(ExitSignal),
     /// A monitor fired.
@@ -65,7 +78,7 @@ struct Bound {
 }
 
 pub(crate) struct Mailbox {
-    inbox: Mutex<VecDeque<Envelope>>,
+    inbox: SpinLock<VecDeque<Envelope>>,
     /// Messages ever pushed; written only under the inbox lock.
     pushed: AtomicUsize,
     /// Messages ever taken out by the owner. Only the owner writes it while the process
@@ -77,7 +90,7 @@ pub(crate) struct Mailbox {
 impl Mailbox {
     pub(crate) fn unbounded() -> Self {
         Mailbox {
-            inbox: Mutex::new(VecDeque::new()),
+            inbox: SpinLock::new(VecDeque::new()),
             pushed: AtomicUsize::new(0),
             taken: AtomicUsize::new(0),
             bound: None,
@@ -96,8 +109,9 @@ impl Mailbox {
     }
 
     /// Pushes a user message, applying the bound. System messages never go through here.
+    #[inline]
     pub(crate) fn push_user(&self, envelope: Envelope) -> Pushed {
-        let mut inbox = lock(&self.inbox);
+        let mut inbox = self.inbox.lock();
         if let Some(bound) = &self.bound {
             // `taken` may be stale (the owner moves it without the lock), which only makes
             // the mailbox look fuller: the bound is never exceeded.
@@ -122,18 +136,20 @@ impl Mailbox {
 
     /// Pushes a system message: signals are never refused or dropped by a bound.
     pub(crate) fn push_system(&self, envelope: Envelope) {
-        let mut inbox = lock(&self.inbox);
+        let mut inbox = self.inbox.lock();
         self.count_push_locked();
         inbox.push_back(envelope);
     }
 
     /// `pushed`, read by a pusher holding the inbox lock.
+    #[inline]
     fn pushed_locked(&self) -> usize {
         self.pushed.load(Ordering::Relaxed)
     }
 
     /// Counts a push. Only pushers holding the inbox lock write `pushed`, so a load and a
     /// store suffice; the release store publishes it to the owner's lock-free `len` check.
+    #[inline]
     fn count_push_locked(&self) {
         self.pushed
             .store(self.pushed_locked().wrapping_add(1), Ordering::Release);
@@ -149,7 +165,7 @@ impl Mailbox {
         if self.len() == queue.len() {
             return 0;
         }
-        let mut inbox = lock(&self.inbox);
+        let mut inbox = self.inbox.lock();
         let moved = inbox.len();
         if queue.is_empty() {
             std::mem::swap(&mut *inbox, queue);
@@ -162,12 +178,13 @@ impl Mailbox {
     /// For an owner whose private queue is empty: the next message, with any others behind
     /// it moved to `queue` in the same lock. A process that gets one message at a time never
     /// allocates a private queue, and its inbox's buffer stays the hot one.
+    #[inline]
     pub(crate) fn pop_into(&self, queue: &mut VecDeque<Envelope>) -> Option<Envelope> {
         debug_assert!(queue.is_empty());
         if self.len() == 0 {
             return None;
         }
-        let mut inbox = lock(&self.inbox);
+        let mut inbox = self.inbox.lock();
         let first = inbox.pop_front()?;
         if !inbox.is_empty() {
             std::mem::swap(&mut *inbox, queue);
@@ -177,6 +194,7 @@ impl Mailbox {
 
     /// The owner took `n` messages out of its private queue (received or discarded). Only
     /// the owner calls this.
+    #[inline]
     pub(crate) fn consumed(&self, n: usize) {
         let taken = self.taken.load(Ordering::Relaxed);
         self.taken.store(taken.wrapping_add(n), Ordering::Release);
@@ -185,7 +203,7 @@ impl Mailbox {
     /// Removes from the inbox every envelope `remove` selects; returns how many went.
     pub(crate) fn remove_where(&self, mut remove: impl FnMut(&Envelope) -> bool) -> usize {
         let removed: Vec<Envelope> = {
-            let mut inbox = lock(&self.inbox);
+            let mut inbox = self.inbox.lock();
             if !inbox.iter().any(&mut remove) {
                 return 0;
             }
@@ -209,12 +227,13 @@ impl Mailbox {
     /// here). The messages are dropped after the lock is released, since a user message's
     /// `Drop` may do anything.
     pub(crate) fn clear(&self) {
-        let cleared = std::mem::take(&mut *lock(&self.inbox));
+        let cleared = std::mem::take(&mut *self.inbox.lock());
         self.taken.fetch_add(cleared.len(), Ordering::AcqRel);
         drop(cleared);
     }
 
     /// Messages waiting, in the inbox and the owner's private queue.
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         let taken = self.taken.load(Ordering::Acquire);
         self.pushed.load(Ordering::Acquire).wrapping_sub(taken)
@@ -233,7 +252,7 @@ mod tests {
     use super::*;
 
     fn user(n: u32) -> Envelope {
-        Envelope::User(Box::new(n))
+        Envelope::User(payload(n))
     }
 
     fn value(envelope: &Envelope) -> u32 {

@@ -13,6 +13,7 @@ pub(crate) mod pid;
 pub(crate) mod receive;
 pub(crate) mod slot;
 pub(crate) mod spawn;
+pub(crate) mod spin;
 pub(crate) mod state;
 pub(crate) mod table;
 pub(crate) mod task;

@@ -29,6 +29,7 @@ impl Shared {
         }
     }
 
+    #[inline]
     fn count_push(&self, to: Pid, pushed: Pushed) -> Result<(), SendError> {
         match pushed {
             Pushed::Queued => {
@@ -163,6 +164,7 @@ impl Shared {
     }
 
     /// Delivers a user message to a cell already looked up; as `send`.
+    #[inline]
     pub(crate) fn send_to_cell(
         &self,
         cell: &Arc<ProcessCell>,

@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::context::Ctx;
-use super::mailbox::Envelope;
+use super::mailbox::{Envelope, unwrap_payload};
 use crate::runtime::timer::TimerRef;
 use crate::signal::{Down, ExitSignal};
 
@@ -61,7 +61,9 @@ impl<M: Send + 'static> Ctx<M> {
 
     fn into_message(envelope: Envelope) -> Message<M> {
         match envelope {
-            Envelope::User(any) => Message::User(*any.downcast::<M>().expect("selected as M")),
+            Envelope::User(any) => Message::User(
+                unwrap_payload::<M>(any).unwrap_or_else(|_| unreachable!("selected as M")),
+            ),
             Envelope::Exit(signal) => Message::Exit(signal),
             Envelope::Down(down) => Message::Down(down),
             Envelope::Reply { .. } => unreachable!("replies are never selected as messages"),
@@ -179,8 +181,8 @@ impl<M: Send + 'static> Ctx<M> {
             };
             self.cell.mailbox.consumed(1);
             let message = match envelope {
-                Envelope::User(any) => match any.downcast::<M>() {
-                    Ok(message) => Message::User(*message),
+                Envelope::User(any) => match unwrap_payload::<M>(any) {
+                    Ok(message) => Message::User(message),
                     Err(_) => continue,
                 },
                 Envelope::Exit(signal) => Message::Exit(signal),

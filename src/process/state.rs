@@ -55,6 +55,7 @@ impl ProcessState {
     }
 
     /// Asks for the process to run. Returns `true` when the caller must push it to a run queue.
+    #[inline]
     pub(crate) fn transition_to_queued(&self) -> bool {
         let mut current = self.0.load(Ordering::Acquire);
         loop {
@@ -74,6 +75,7 @@ impl ProcessState {
     }
 
     /// Taken from a run queue. Returns `false` if the process is exiting and must not run.
+    #[inline]
     pub(crate) fn transition_to_running(&self) -> bool {
         self.0
             .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
@@ -82,6 +84,7 @@ impl ProcessState {
 
     /// After a poll that did not finish. Returns `true` when the process was woken while it ran
     /// and must be pushed to a run queue again (it is then `QUEUED`).
+    #[inline]
     pub(crate) fn transition_to_idle(&self) -> bool {
         match self
             .0
@@ -101,6 +104,7 @@ impl ProcessState {
         self.0.store(EXITING, Ordering::Release);
     }
 
+    #[inline]
     pub(crate) fn status(&self) -> Status {
         match self.0.load(Ordering::Acquire) {
             IDLE => Status::Waiting,

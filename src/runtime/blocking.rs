@@ -164,7 +164,8 @@ impl<M: Send + 'static> Ctx<M> {
             let Some(cell) = owner.upgrade() else { return };
             match result {
                 Ok(value) => {
-                    let envelope = Envelope::User(Box::new(into_message(value)));
+                    let envelope =
+                        Envelope::User(crate::process::mailbox::payload(into_message(value)));
                     let _ = cell.shared.send(pid, envelope);
                 }
                 Err(payload) => {

@@ -12,20 +12,24 @@ pub(crate) struct Budget(AtomicU32);
 
 impl Budget {
     /// Gives the slice about to run its budget.
+    #[inline]
     pub(crate) fn set(&self, budget: u32) {
         self.0.store(budget, Ordering::Relaxed);
     }
 
     /// Budget left in this slice.
+    #[inline]
     pub(crate) fn remaining(&self) -> u32 {
         self.0.load(Ordering::Relaxed)
     }
 
+    #[inline]
     pub(crate) fn has_budget(&self) -> bool {
         self.remaining() > 0
     }
 
     /// Spends one reduction.
+    #[inline]
     pub(crate) fn consume(&self) {
         self.set(self.remaining().saturating_sub(1));
     }

@@ -77,8 +77,10 @@ impl Handle {
 
     /// Sends a message. A send to a dead process is dropped and counted, not an error.
     pub fn send<M: Send + 'static>(&self, to: &Addr<M>, message: M) -> Result<(), SendError> {
-        self.shared
-            .send(to.pid(), Envelope::User(Box::new(message)))
+        self.shared.send(
+            to.pid(),
+            Envelope::User(crate::process::mailbox::payload(message)),
+        )
     }
 
     /// Sends to the process registered under `name`, which must receive `M`.

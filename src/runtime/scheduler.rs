@@ -61,6 +61,7 @@ thread_local! {
 }
 
 /// The index of the calling scheduler thread, if it belongs to scheduler `id`.
+#[inline]
 pub(crate) fn current_index(id: usize) -> Option<usize> {
     let (scheduler, index) = WORKER.with(Cell::get);
     (scheduler == id).then_some(index)
@@ -160,6 +161,7 @@ impl Scheduler {
     /// Queues a process that a message or signal woke (it won `transition_to_queued`). On a
     /// scheduler thread of this runtime it takes the LIFO slot; the process it displaces goes
     /// to the back of the local queue.
+    #[inline]
     pub(crate) fn schedule(&self, task: Task) {
         self.push(task, Push::Woken);
     }
@@ -236,6 +238,12 @@ impl Scheduler {
                 if let Some(task) = local.lifo.take() {
                     if local.lifo_runs < MAX_LIFO_RUNS {
                         local.lifo_runs += 1;
+                        return Some(task);
+                    }
+                    // Over the cap, the slot yields to the queue; with nothing else queued
+                    // here (and no look at the injector due), it would come straight back.
+                    if queue.is_empty() && local.tick % 61 != 0 {
+                        local.lifo_runs = 0;
                         return Some(task);
                     }
                     queue.push(task);

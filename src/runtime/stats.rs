@@ -46,6 +46,7 @@ impl Stats {
 
     /// Adds one to a counter. A scheduler thread is the only writer of its own slot, so it
     /// needs no read-modify-write; every other thread shares the last slot and does.
+    #[inline]
     fn bump(&self, counter: fn(&Counters) -> &AtomicU64) {
         match current_index(self.scheduler) {
             Some(index) if index + 1 < self.slots.len() => {
@@ -66,10 +67,12 @@ impl Stats {
         self.bump(|c| &c.exited);
     }
 
+    #[inline]
     pub(crate) fn sent(&self) {
         self.bump(|c| &c.sent);
     }
 
+    #[inline]
     pub(crate) fn dropped(&self) {
         self.bump(|c| &c.dropped);
     }

@@ -273,7 +273,7 @@ impl Shared {
         delay: Duration,
     ) -> TimerRef {
         let at = self.clock.now() + delay;
-        let envelope = Envelope::User(Box::new(message));
+        let envelope = Envelope::User(crate::process::mailbox::payload(message));
         let timer = self.timers.insert(at, TimerAction::Send { to, envelope });
         if self.clock.is_manual() {
             // A zero delay is due now; nothing else would fire it until the next advance.

@@ -1,0 +1,108 @@
+//! `SpinLock`: the mailbox's inbox lock.
+//!
+//! The inbox is locked for a handful of instructions (a push, a pop, a swap of two queues), on
+//! every send and every receive. A spin lock does that with one read-modify-write to lock and
+//! a plain release store to unlock, where `std`'s mutex spends a second read-modify-write on
+//! unlock (to see whether a waiter needs a futex wake) and checks for poisoning on both. A
+//! holder preempted by the OS would leave a waiter spinning, so after a few rounds the waiter
+//! yields its time slice to let the holder finish.
+//!
+//! The mailbox's loom models (`process/loom_tests.rs`) run this lock under loom, whose
+//! `UnsafeCell` fails a model on any access not ordered by the lock.
+
+use std::ops::{Deref, DerefMut};
+
+use crate::loom::cell::{MutPtr, UnsafeCell};
+use crate::loom::sync::atomic::{AtomicBool, Ordering};
+
+pub(crate) struct SpinLock<T> {
+    locked: AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the lock hands out access to `value` to one thread at a time (see `lock`), so sharing
+// it between threads is as safe as sending `T` between them.
+unsafe impl<T: Send> Sync for SpinLock<T> {}
+
+/// Rounds of `spin_loop` before a waiter yields its time slice.
+const SPINS_BEFORE_YIELD: u32 = 64;
+
+impl<T> SpinLock<T> {
+    pub(crate) fn new(value: T) -> Self {
+        SpinLock {
+            locked: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Locks, spinning (then yielding) while another thread holds the lock.
+    #[inline]
+    pub(crate) fn lock(&self) -> SpinGuard<'_, T> {
+        if self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            self.lock_contended();
+        }
+        SpinGuard {
+            lock: self,
+            value: self.value.get_mut(),
+        }
+    }
+
+    #[cold]
+    fn lock_contended(&self) {
+        let mut spins = 0;
+        loop {
+            while self.locked.load(Ordering::Relaxed) {
+                if spins < SPINS_BEFORE_YIELD {
+                    spins += 1;
+                    std::hint::spin_loop();
+                } else {
+                    crate::loom::thread::yield_now();
+                }
+            }
+            if self
+                .locked
+                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// Access to a locked value; unlocks when dropped.
+pub(crate) struct SpinGuard<'a, T> {
+    lock: &'a SpinLock<T>,
+    value: MutPtr<T>,
+}
+
+impl<T> Deref for SpinGuard<'_, T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: this guard exists only while its thread holds the lock (the acquire in
+        // `lock` pairs with the release in `drop` of the previous holder), so no other
+        // thread touches `value` now.
+        unsafe { &*self.value.deref() }
+    }
+}
+
+impl<T> DerefMut for SpinGuard<'_, T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference the guard hands out.
+        unsafe { self.value.deref() }
+    }
+}
+
+impl<T> Drop for SpinGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        self.lock.locked.store(false, Ordering::Release);
+    }
+}
