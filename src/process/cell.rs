@@ -15,24 +15,28 @@ use crate::signal::rules::{self, Action, SignalKind};
 use crate::signal::state::SignalState;
 use crate::signal::{Down, ExitReason, ExitSignal, MonitorRef};
 
+/// `repr(C)`, hot fields first: a message and a slice touch the state, the mailbox, the budget
+/// and the code, which then share the cache lines after the `Arc`'s counts; the signal
+/// record (links, monitors, names) is used by far rarer operations and comes last.
+#[repr(C)]
 pub(crate) struct ProcessCell {
-    pub(crate) pid: Pid,
-    pub(crate) parent: Pid,
     pub(crate) state: ProcessState,
-    pub(crate) mailbox: Mailbox,
-    pub(crate) signals: Mutex<SignalState>,
     /// Set (after `pending_exit`) when the process must die at its next scheduling point: the
     /// runner checks this flag without taking the signal lock.
     pub(crate) exit_pending: AtomicBool,
-    /// The process's code. Only the thread that won `transition_to_running` locks it.
-    pub(crate) task: TaskSlot,
-    pub(crate) reductions: AtomicU64,
     /// The reductions left in the running slice.
     pub(crate) budget: Budget,
+    pub(crate) pid: Pid,
+    pub(crate) mailbox: Mailbox,
+    /// The process's code. Only the thread that won `transition_to_running` touches it.
+    pub(crate) task: TaskSlot,
+    pub(crate) reductions: AtomicU64,
+    pub(crate) shared: Arc<Shared>,
     /// Which wait a lazy receive timer is for (see `runtime/timer.rs`); only the running
     /// thread writes it.
     pub(crate) wait_epoch: AtomicU32,
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) parent: Pid,
+    pub(crate) signals: Mutex<SignalState>,
 }
 
 impl ProcessCell {

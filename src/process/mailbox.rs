@@ -77,6 +77,7 @@ struct Bound {
     dropped: AtomicUsize,
 }
 
+#[repr(C)]
 pub(crate) struct Mailbox {
     inbox: SpinLock<VecDeque<Envelope>>,
     /// Messages ever pushed; written only under the inbox lock.

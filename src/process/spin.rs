@@ -15,6 +15,7 @@ use std::ops::{Deref, DerefMut};
 use crate::loom::cell::{MutPtr, UnsafeCell};
 use crate::loom::sync::atomic::{AtomicBool, Ordering};
 
+#[repr(C)]
 pub(crate) struct SpinLock<T> {
     locked: AtomicBool,
     value: UnsafeCell<T>,

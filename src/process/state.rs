@@ -76,10 +76,17 @@ impl ProcessState {
 
     /// Taken from a run queue. Returns `false` if the process is exiting and must not run.
     #[inline]
+    ///
+    /// A plain store suffices: while a process is `QUEUED` nobody else writes its state
+    /// (wakers only move `IDLE` and `RUNNING`, and only the runner moves `QUEUED`), so no
+    /// read-modify-write can come between the load and the store. What the waker wrote before
+    /// queueing reaches this thread through the run queue it came from.
     pub(crate) fn transition_to_running(&self) -> bool {
-        self.0
-            .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        if self.0.load(Ordering::Acquire) != QUEUED {
+            return false;
+        }
+        self.0.store(RUNNING, Ordering::Release);
+        true
     }
 
     /// After a poll that did not finish. Returns `true` when the process was woken while it ran

@@ -19,16 +19,8 @@ pub(crate) type Task = Arc<ProcessCell>;
 
 /// A scheduler thread's own state, in a thread-local.
 struct Local {
-    scheduler: usize,
     index: usize,
     queue: Option<Worker<Task>>,
-    /// The process this thread woke last, run next without touching the deque (tokio's LIFO
-    /// slot): a reply or a token in a ring is handled while its data is hot in this core's
-    /// cache. Other threads cannot steal it.
-    lifo: Option<Task>,
-    /// Processes run in a row from the LIFO slot; capped so a pair that ping-pongs cannot keep
-    /// the rest of the queue waiting.
-    lifo_runs: u32,
     tick: u32,
 }
 
@@ -58,6 +50,16 @@ thread_local! {
     /// `(scheduler id, thread index)` of the calling scheduler thread; `(0, 0)` elsewhere
     /// (runtime ids start at 1). A plain `Cell`, so the hot paths read it cheaply.
     static WORKER: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+
+    /// The process this thread woke last, run next without touching the deque (tokio's LIFO
+    /// slot): a reply or a token in a ring is handled while its data is hot in this core's
+    /// cache. Other threads cannot steal it. Apart from `Local`, so that a send reaches it
+    /// with one thread-local access and no borrow flag.
+    static LIFO: Cell<Option<Task>> = const { Cell::new(None) };
+
+    /// Processes run in a row from the LIFO slot; capped so a pair that ping-pongs cannot keep
+    /// the rest of the queue waiting.
+    static LIFO_RUNS: Cell<u32> = const { Cell::new(0) };
 }
 
 /// The index of the calling scheduler thread, if it belongs to scheduler `id`.
@@ -143,11 +145,8 @@ impl Scheduler {
         WORKER.with(|w| w.set((self.id, index)));
         CURRENT.with(|c| {
             *c.borrow_mut() = Some(Local {
-                scheduler: self.id,
                 index,
                 queue,
-                lifo: None,
-                lifo_runs: 0,
                 tick: 0,
             });
         });
@@ -155,6 +154,8 @@ impl Scheduler {
 
     pub(crate) fn leave(&self) {
         WORKER.with(|w| w.set((0, 0)));
+        drop(LIFO.with(Cell::take));
+        LIFO_RUNS.with(|runs| runs.set(0));
         CURRENT.with(|c| c.borrow_mut().take());
     }
 
@@ -177,37 +178,42 @@ impl Scheduler {
     }
 
     fn push(&self, task: Task, kind: Push) {
-        let lifo = kind == Push::Woken;
         match &self.queues {
             Queues::Seeded(seeded) => {
                 lock_std(seeded).runnable.push(task);
                 self.sleepers.notify_one();
             }
             Queues::Stealing { injector, .. } => {
-                let mut task = Some(task);
-                let surplus = CURRENT.with(|c| {
-                    let mut current = c.try_borrow_mut().ok()?;
-                    let local = current.as_mut().filter(|l| l.scheduler == self.id)?;
-                    let queue = local.queue.as_ref()?;
-                    let mut task = task.take().expect("pushed once");
-                    if lifo {
-                        match local.lifo.replace(task) {
-                            Some(displaced) => task = displaced,
-                            None => return Some(!queue.is_empty()),
-                        }
+                let on_this_runtime = WORKER.with(Cell::get).0 == self.id;
+                // Woken on one of our threads: the LIFO slot. As in tokio, only a process it
+                // displaces (now at the back of the local queue) is work worth a wake-up: the
+                // slot itself is run by this thread next.
+                let task = if kind == Push::Woken && on_this_runtime {
+                    match LIFO.with(|lifo| lifo.replace(Some(task))) {
+                        None => return,
+                        Some(displaced) => displaced,
                     }
-                    queue.push(task);
-                    // A burst of spawns is worth another thread only once it is a real
-                    // backlog: waking one costs a futex call here and moves every process it
-                    // steals to a cold cache.
-                    Some(match kind {
-                        Push::Woken | Push::Yield => true,
-                        Push::Spawn => queue.len() >= BACKLOG_WORTH_A_WAKE,
+                } else {
+                    task
+                };
+                let mut task = Some(task);
+                let surplus = if on_this_runtime {
+                    CURRENT.with(|c| {
+                        let current = c.try_borrow().ok()?;
+                        let queue = current.as_ref()?.queue.as_ref()?;
+                        queue.push(task.take().expect("pushed once"));
+                        // A burst of spawns is worth another thread only once it is a real
+                        // backlog: waking one costs a futex call here and moves every process
+                        // it steals to a cold cache.
+                        Some(match kind {
+                            Push::Woken | Push::Yield => true,
+                            Push::Spawn => queue.len() >= BACKLOG_WORTH_A_WAKE,
+                        })
                     })
-                });
+                } else {
+                    None
+                };
                 match (task, surplus) {
-                    // Pushed locally: this thread runs it soon; if it has more than that to
-                    // do, a sleeping thread may as well come and steal.
                     (None, Some(true)) => self.sleepers.notify_one(),
                     (None, _) => {}
                     (Some(task), _) => {
@@ -230,42 +236,58 @@ impl Scheduler {
                 let at = (seeded.next() % seeded.runnable.len() as u64) as usize;
                 Some(seeded.runnable.swap_remove(at))
             }
-            Queues::Stealing { injector, stealers } => CURRENT.with(|c| {
-                let mut current = c.borrow_mut();
-                let local = current.as_mut()?;
-                let queue = local.queue.as_ref()?;
-                local.tick = local.tick.wrapping_add(1);
-                if let Some(task) = local.lifo.take() {
-                    if local.lifo_runs < MAX_LIFO_RUNS {
-                        local.lifo_runs += 1;
+            Queues::Stealing { injector, stealers } => {
+                let lifo = LIFO.with(Cell::take);
+                if let Some(task) = lifo {
+                    let runs = LIFO_RUNS.with(Cell::get);
+                    if runs < MAX_LIFO_RUNS {
+                        LIFO_RUNS.with(|r| r.set(runs + 1));
                         return Some(task);
                     }
-                    // Over the cap, the slot yields to the queue; with nothing else queued
-                    // here (and no look at the injector due), it would come straight back.
-                    if queue.is_empty() && local.tick % 61 != 0 {
-                        local.lifo_runs = 0;
-                        return Some(task);
-                    }
-                    queue.push(task);
+                    return self.next_after_lifo(Some(task), injector, stealers);
                 }
-                local.lifo_runs = 0;
-                // Now and then look at the injector first, so pushes from outside never starve.
-                if local.tick % 61 == 0
-                    && let Some(task) = steal_into(queue, injector)
-                {
+                self.next_after_lifo(None, injector, stealers)
+            }
+        }
+    }
+
+    /// The queues' turn: the LIFO slot is empty, or its process (`lifo`) used up the cap.
+    fn next_after_lifo(
+        &self,
+        lifo: Option<Task>,
+        injector: &Injector<Task>,
+        stealers: &[Stealer<Task>],
+    ) -> Option<Task> {
+        LIFO_RUNS.with(|r| r.set(0));
+        CURRENT.with(|c| {
+            let mut current = c.borrow_mut();
+            let local = current.as_mut()?;
+            let queue = local.queue.as_ref()?;
+            local.tick = local.tick.wrapping_add(1);
+            if let Some(task) = lifo {
+                // Over the cap, the slot yields to the queue; with nothing else queued
+                // here (and no look at the injector due), it would come straight back.
+                if queue.is_empty() && local.tick % 61 != 0 {
                     return Some(task);
                 }
-                queue
-                    .pop()
-                    .or_else(|| steal_into(queue, injector))
-                    .or_else(|| {
-                        let n = stealers.len();
-                        (1..n)
-                            .map(|k| &stealers[(local.index + k) % n])
-                            .find_map(|s| steal_from(queue, s))
-                    })
-            }),
-        }
+                queue.push(task);
+            }
+            // Now and then look at the injector first, so pushes from outside never starve.
+            if local.tick % 61 == 0
+                && let Some(task) = steal_into(queue, injector)
+            {
+                return Some(task);
+            }
+            queue
+                .pop()
+                .or_else(|| steal_into(queue, injector))
+                .or_else(|| {
+                    let n = stealers.len();
+                    (1..n)
+                        .map(|k| &stealers[(local.index + k) % n])
+                        .find_map(|s| steal_from(queue, s))
+                })
+        })
     }
 
     /// Whether any queue holds work (for the park protocol).
