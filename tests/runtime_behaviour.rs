@@ -334,6 +334,104 @@ fn send_to_a_dead_pid_is_dropped_and_counted() {
     assert_eq!(h.stats().messages_dropped, before + 1);
 }
 
+/// A burst of sends to one process in one slice is batched (see `process/outbox.rs`): the
+/// messages arrive in order, all of them, while the sender waits (the end of its slice
+/// delivers them), and before the sender's exit signal.
+#[test]
+fn a_burst_of_sends_arrives_in_order_and_before_the_senders_exit_signal() {
+    for threads in [1, 2] {
+        let rt = Runtime::builder().threads(threads).build();
+        let got = rt.block_on(|mut ctx: Ctx<u32>| async move {
+            ctx.trap_exit(true);
+            let me = ctx.addr();
+            let sender = ctx
+                .spawn_link(move |mut c: Ctx<()>| async move {
+                    for n in 0..1000 {
+                        c.send(&me, n).unwrap();
+                    }
+                    // Waits: the burst must not wait with it.
+                    c.recv().await;
+                    for n in 1000..2000 {
+                        c.send(&me, n).unwrap();
+                    }
+                    if std::hint::black_box(true) {
+                        panic!("after the burst");
+                    }
+                })
+                .unwrap();
+            let mut got = vec![];
+            loop {
+                match ctx.recv_timeout(Duration::from_secs(10)).await {
+                    Some(Message::User(n)) => {
+                        got.push(n);
+                        if n == 999 {
+                            ctx.send(&sender, ()).unwrap();
+                        }
+                    }
+                    Some(Message::Exit(signal)) => {
+                        assert_eq!(signal.from, sender.pid());
+                        return (got, signal.reason);
+                    }
+                    Some(Message::Down(_)) => unreachable!(),
+                    None => return (got, ExitReason::error("no exit signal")),
+                }
+            }
+        });
+        let (got, reason) = got.unwrap();
+        assert_eq!(got, (0..2000).collect::<Vec<_>>(), "{threads} threads");
+        assert_eq!(reason, ExitReason::Panic("after the burst".into()));
+    }
+}
+
+/// Whatever a process sends after a burst to one process, to that process or another, lands
+/// after the burst: here a reply (a system message) follows plain messages to the caller.
+#[test]
+fn a_reply_after_a_burst_does_not_overtake_it() {
+    let rt = runtime();
+    let got = rt.block_on(|mut ctx: Ctx<u32>| async move {
+        let me = ctx.addr();
+        let server = ctx
+            .spawn(move |mut c: Ctx<(u32, ReplyTo<u32>)>| async move {
+                if let Message::User((n, reply_to)) = c.recv().await {
+                    for k in 0..10 {
+                        c.send(&me, k).unwrap();
+                    }
+                    reply_to.reply(n);
+                }
+            })
+            .unwrap();
+        let reply = ctx
+            .call(&server, |r| (7, r), Duration::from_secs(5))
+            .await
+            .unwrap();
+        // The burst came before the reply, so it is all here: a zero timeout finds it.
+        let mut burst = vec![];
+        while let Some(Message::User(k)) = ctx.recv_timeout(Duration::ZERO).await {
+            burst.push(k);
+        }
+        (reply, burst)
+    });
+    assert_eq!(got, Ok((7, (0..10).collect::<Vec<_>>())));
+}
+
+/// A process's sends to itself are never held back: its next receive sees them.
+#[test]
+fn sends_to_oneself_are_seen_at_once() {
+    let rt = runtime();
+    let got = rt.block_on(|mut ctx: Ctx<u32>| async move {
+        let me = ctx.addr();
+        for n in 0..5 {
+            ctx.send(&me, n).unwrap();
+        }
+        let mut got = vec![];
+        while let Some(Message::User(n)) = ctx.recv_timeout(Duration::ZERO).await {
+            got.push(n);
+        }
+        got
+    });
+    assert_eq!(got, Ok(vec![0, 1, 2, 3, 4]));
+}
+
 #[test]
 fn selective_receive_keeps_skipped_messages_in_order() {
     let rt = runtime();

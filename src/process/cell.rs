@@ -67,6 +67,13 @@ impl ProcessCell {
     /// Delivers a user message and wakes the process.
     #[inline]
     pub(crate) fn push_user(self: &Arc<Self>, envelope: Envelope) -> Pushed {
+        super::outbox::flush();
+        self.push_user_after_flush(envelope)
+    }
+
+    /// `push_user` for a caller that has just emptied this thread's outbox.
+    #[inline]
+    pub(crate) fn push_user_after_flush(self: &Arc<Self>, envelope: Envelope) -> Pushed {
         let pushed = self.mailbox.push_user(envelope);
         if pushed == Pushed::Queued {
             self.schedule();
@@ -76,6 +83,7 @@ impl ProcessCell {
 
     /// Delivers a system message (a reply) and wakes the process. Dropped if it has exited.
     pub(crate) fn push_system(self: &Arc<Self>, envelope: Envelope) {
+        super::outbox::flush();
         if self.state.status() == super::state::Status::Exiting {
             return;
         }
@@ -86,6 +94,7 @@ impl ProcessCell {
     /// An exit signal arrives. For `SignalKind::Link` it only counts if the link still exists
     /// (an unlink that won the race means no signal); the link is consumed either way.
     pub(crate) fn signal_exit(self: &Arc<Self>, from: Pid, reason: &ExitReason, kind: SignalKind) {
+        super::outbox::flush();
         let mut signals = lock(&self.signals);
         if signals.exited || (kind == SignalKind::Link && !signals.remove_link(from)) {
             return;
@@ -117,6 +126,7 @@ impl ProcessCell {
         pid: Pid,
         reason: &ExitReason,
     ) {
+        super::outbox::flush();
         let mut signals = lock(&self.signals);
         if signals.exited || signals.remove_monitor(reference).is_none() {
             return;

@@ -12,12 +12,14 @@ use std::time::Duration;
 use super::addr::{Addr, SendError, SpawnError};
 use super::cell::ProcessCell;
 use super::mailbox::Envelope;
+use super::outbox;
 use super::pid::Pid;
 use super::spawn::{SpawnOptions, Spawned, spawn_process};
 use super::state::Status;
 use super::task::IntoProcess;
 use crate::loom::lock;
 use crate::registry::RegistryError;
+use crate::runtime::scheduler::on_worker_thread;
 use crate::runtime::timer::TimerRef;
 use crate::runtime::{Handle, Shared};
 use crate::signal::rules::{self, Action, SignalKind};
@@ -109,7 +111,19 @@ impl<M: Send + 'static> Ctx<M> {
             shared.stats.dropped();
             return Ok(());
         }
-        let sent = shared.send_to_cell(&cell, envelope);
+        // On a scheduler thread, a second send to the same process in one slice joins a batch
+        // (see `outbox.rs`).
+        let sent = if on_worker_thread() && cell.mailbox.is_unbounded() && cell.pid != self.pid() {
+            match outbox::offer(&cell, envelope) {
+                Ok(()) => {
+                    self.last_sent.set(Some(cell));
+                    return Ok(());
+                }
+                Err(envelope) => shared.count_push(cell.pid, cell.push_user_after_flush(envelope)),
+            }
+        } else {
+            shared.send_to_cell(&cell, envelope)
+        };
         if cell.state.status() == Status::Exiting {
             cell.mailbox.clear();
         } else {

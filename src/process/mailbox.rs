@@ -135,6 +135,24 @@ impl Mailbox {
         Pushed::Queued
     }
 
+    /// Whether user messages may be batched (see `outbox.rs`): only without a bound, whose
+    /// overflow must answer the very send that overflows.
+    #[inline]
+    pub(crate) fn is_unbounded(&self) -> bool {
+        self.bound.is_none()
+    }
+
+    /// Appends a batch of user messages from one sender (an unbounded mailbox), in one lock.
+    pub(crate) fn push_batch(&self, batch: &mut VecDeque<Envelope>) {
+        debug_assert!(self.bound.is_none());
+        let mut inbox = self.inbox.lock();
+        self.pushed.store(
+            self.pushed_locked().wrapping_add(batch.len()),
+            Ordering::Release,
+        );
+        inbox.append(batch);
+    }
+
     /// Pushes a system message: signals are never refused or dropped by a bound.
     pub(crate) fn push_system(&self, envelope: Envelope) {
         let mut inbox = self.inbox.lock();

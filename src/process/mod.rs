@@ -9,6 +9,7 @@ pub(crate) mod exit;
 pub(crate) mod info;
 pub(crate) mod mailbox;
 pub(crate) mod ops;
+pub(crate) mod outbox;
 pub(crate) mod pid;
 pub(crate) mod receive;
 pub(crate) mod slot;

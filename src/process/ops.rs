@@ -30,7 +30,7 @@ impl Shared {
     }
 
     #[inline]
-    fn count_push(&self, to: Pid, pushed: Pushed) -> Result<(), SendError> {
+    pub(crate) fn count_push(&self, to: Pid, pushed: Pushed) -> Result<(), SendError> {
         match pushed {
             Pushed::Queued => {
                 self.stats.sent();

@@ -69,6 +69,13 @@ pub(crate) fn current_index(id: usize) -> Option<usize> {
     (scheduler == id).then_some(index)
 }
 
+/// Whether the calling thread is a scheduler thread of any runtime (the cheap check, for the
+/// send path).
+#[inline]
+pub(crate) fn on_worker_thread() -> bool {
+    WORKER.with(Cell::get).0 != 0
+}
+
 /// Whether the calling thread is a scheduler thread of any runtime.
 pub(crate) fn on_scheduler_thread() -> bool {
     CURRENT.with(|c| c.try_borrow().map(|l| l.is_some()).unwrap_or(true))

@@ -44,19 +44,34 @@ impl Stats {
         }
     }
 
-    /// Adds one to a counter. A scheduler thread is the only writer of its own slot, so it
+    /// Adds `n` to a counter. A scheduler thread is the only writer of its own slot, so it
     /// needs no read-modify-write; every other thread shares the last slot and does.
     #[inline]
     fn bump(&self, counter: fn(&Counters) -> &AtomicU64) {
+        self.add(counter, 1);
+    }
+
+    #[inline]
+    fn add(&self, counter: fn(&Counters) -> &AtomicU64, n: u64) {
         match current_index(self.scheduler) {
             Some(index) if index + 1 < self.slots.len() => {
                 let counter = counter(&self.slots[index]);
-                counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
             }
             _ => {
-                counter(&self.slots[self.slots.len() - 1]).fetch_add(1, Ordering::Relaxed);
+                counter(&self.slots[self.slots.len() - 1]).fetch_add(n, Ordering::Relaxed);
             }
         }
+    }
+
+    /// `n` user messages delivered at once (a batch).
+    pub(crate) fn sent_n(&self, n: u64) {
+        self.add(|c| &c.sent, n);
+    }
+
+    /// `n` user messages dropped at once (a batch for a process that exited).
+    pub(crate) fn dropped_n(&self, n: u64) {
+        self.add(|c| &c.dropped, n);
     }
 
     pub(crate) fn spawned(&self) {

@@ -107,6 +107,9 @@ pub(crate) fn run_slice(cell: Arc<ProcessCell>, budget: u32) {
             }
         }
     };
+    // Batched sends of this slice reach their mailboxes now: before this process can be
+    // queued again, and before its links and monitors hear of an exit.
+    crate::process::outbox::end_slice();
     cell.add_reductions(u64::from(budget - cell.budget.remaining().min(budget)));
     match outcome {
         None => {
