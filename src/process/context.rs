@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::addr::{Addr, SendError, SpawnError};
 use super::cell::ProcessCell;
-use super::mailbox::Envelope;
+use super::mailbox::{Envelope, Pushed};
 use super::outbox;
 use super::pid::Pid;
 use super::spawn::{SpawnOptions, Spawned, spawn_process};
@@ -100,7 +100,6 @@ impl<M: Send + 'static> Ctx<M> {
 
     /// Sends a message. A send to a dead process is dropped and counted, not an error.
     pub fn send<T: Send + 'static>(&self, to: &Addr<T>, message: T) -> Result<(), SendError> {
-        let envelope = Envelope::User(crate::process::mailbox::payload(message));
         let shared = self.shared();
         let cached = self.last_sent.take().filter(|cell| cell.pid == to.pid());
         let Some(cell) = cached.or_else(|| shared.table.get(to.pid())) else {
@@ -112,24 +111,38 @@ impl<M: Send + 'static> Ctx<M> {
             return Ok(());
         }
         // On a scheduler thread, a second send to the same process in one slice joins a batch
-        // (see `outbox.rs`).
-        let sent = if on_worker_thread() && cell.mailbox.is_unbounded() && cell.pid != self.pid() {
-            match outbox::offer(&cell, envelope) {
-                Ok(()) => {
-                    self.last_sent.set(Some(cell));
-                    return Ok(());
-                }
-                Err(envelope) => shared.count_push(cell.pid, cell.push_user_after_flush(envelope)),
-            }
-        } else {
-            shared.send_to_cell(&cell, envelope)
-        };
+        // (see `outbox.rs`). Decided before the envelope exists, so that it is built once,
+        // where it goes.
+        let batched = on_worker_thread()
+            && cell.mailbox.is_unbounded()
+            && cell.pid != self.pid()
+            && outbox::is_repeat(&cell);
+        let envelope = Envelope::User(crate::process::mailbox::payload(message));
+        if batched {
+            outbox::push(&cell, envelope);
+            self.last_sent.set(Some(cell));
+            return Ok(());
+        }
+        let pid = cell.pid;
+        let pushed = cell.push_user_after_flush(envelope);
         if cell.state.status() == Status::Exiting {
             cell.mailbox.clear();
         } else {
             self.last_sent.set(Some(cell));
         }
-        sent
+        // Each arm returns its own value: a `Result` built once and copied out stalls the
+        // store buffer on this path.
+        match pushed {
+            Pushed::Queued => {
+                shared.stats.sent();
+                Ok(())
+            }
+            Pushed::Dropped => {
+                shared.stats.dropped();
+                Ok(())
+            }
+            Pushed::Rejected => Err(SendError::MailboxFull(pid)),
+        }
     }
 
     /// Sends to the process registered under `name`, which must receive `T`.

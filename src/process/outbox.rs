@@ -58,33 +58,38 @@ thread_local! {
     };
 }
 
-/// Offers a user message to `to` (an unbounded mailbox, not the sender's own) for batching.
-/// `Err` gives it back: send it directly. Call only on a scheduler thread, inside a slice.
+/// Whether a send to `to` (an unbounded mailbox, not the sender's own) repeats a send of
+/// this slice, and so joins the batch ([`push`]). If not, the outbox is emptied (this send must
+/// not overtake a batch for another process) and `to` becomes the process this slice sends
+/// to: the caller sends directly. Call only on a scheduler thread, inside a slice.
 #[inline]
-pub(crate) fn offer(to: &Arc<ProcessCell>, envelope: Envelope) -> Result<(), Envelope> {
+pub(crate) fn is_repeat(to: &Arc<ProcessCell>) -> bool {
     let key = Arc::as_ptr(to) as usize;
-    if LAST.with(Cell::get) != key {
-        // A first send to this process in this slice: direct. A batch for another process
-        // goes first, so this send cannot overtake it.
-        flush();
-        LAST.with(|last| last.set(key));
-        return Err(envelope);
+    if LAST.with(Cell::get) == key {
+        return true;
     }
+    flush();
+    LAST.with(|last| last.set(key));
+    false
+}
+
+/// Adds a user message for `to` to the batch (after [`is_repeat`] said yes).
+///
+/// The batch is borrowed only inside this module, never across user code (a message's `Drop`
+/// runs after the borrow ends), so the borrow cannot fail.
+pub(crate) fn push(to: &Arc<ProcessCell>, envelope: Envelope) {
     let full = BATCH_OF.with(|batch| {
-        let Ok(mut batch) = batch.try_borrow_mut() else {
-            return Err(envelope);
-        };
+        let mut batch = batch.borrow_mut();
         if batch.target.is_none() {
             batch.target = Some(Arc::clone(to));
         }
         batch.messages.push_back(envelope);
-        Ok(batch.messages.len() >= BATCH)
-    })?;
+        batch.messages.len() >= BATCH
+    });
     PENDING.with(|pending| pending.set(true));
     if full {
         deliver();
     }
-    Ok(())
 }
 
 /// Delivers what the calling thread's outbox holds. Every delivery other than a batched send
@@ -109,7 +114,7 @@ pub(crate) fn end_slice() {
 fn deliver() {
     PENDING.with(|pending| pending.set(false));
     let taken = BATCH_OF.with(|batch| {
-        let mut batch = batch.try_borrow_mut().ok()?;
+        let mut batch = batch.borrow_mut();
         let to = batch.target.take()?;
         Some((to, std::mem::take(&mut batch.messages)))
     });
@@ -131,9 +136,8 @@ fn deliver() {
         }
     }
     BATCH_OF.with(|batch| {
-        if let Ok(mut batch) = batch.try_borrow_mut()
-            && batch.messages.capacity() == 0
-        {
+        let mut batch = batch.borrow_mut();
+        if batch.messages.capacity() == 0 {
             batch.messages = messages;
         }
     });

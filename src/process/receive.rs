@@ -161,6 +161,7 @@ impl<M: Send + 'static> Ctx<M> {
 
     /// One poll of a plain receive (every message taken, in order): the fast path of
     /// `poll_take`, with no predicate to ask.
+    #[inline]
     fn poll_next(
         &mut self,
         cx: &mut Context<'_>,
@@ -300,6 +301,7 @@ pub struct Recv<'a, M> {
 impl<M: Send + 'static> Future for Recv<'_, M> {
     type Output = Message<M>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Message<M>> {
         self.get_mut()
             .ctx
