@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench --bench runtime              # everything
 //! cargo bench --bench runtime -- ring      # workloads whose name contains "ring"
+//! cargo bench --bench runtime -- =call     # the workload named exactly "call"
 //! BAOBAB_BENCH_RUNS=9 BAOBAB_BENCH_SPAWN_N=1000000 BAOBAB_BENCH_RING_LAPS=1000 \
 //!     BAOBAB_BENCH_THREADS=2 cargo bench --bench runtime
 //! ```
@@ -328,7 +329,11 @@ fn main() {
         "workload", "median", "min", "max", "unit", "second figure"
     );
     for workload in WORKLOADS {
-        if !filter.is_empty() && !filter.iter().any(|f| workload.name.contains(f.as_str())) {
+        let chosen = |f: &String| match f.strip_prefix('=') {
+            Some(exact) => workload.name == exact,
+            None => workload.name.contains(f.as_str()),
+        };
+        if !filter.is_empty() && !filter.iter().any(chosen) {
             continue;
         }
         let rt = Runtime::builder().threads(threads).build();

@@ -29,14 +29,13 @@ pub struct ReplyTo<R> {
     /// a weak one is four; it only keeps a dead caller's cell (not its process) in memory
     /// while a server holds the `ReplyTo`.
     caller: Arc<ProcessCell>,
-    caller_pid: Pid,
     reference: Ref,
     _reply: PhantomData<fn(R)>,
 }
 
 impl<R> std::fmt::Debug for ReplyTo<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ReplyTo({}, {:?})", self.caller_pid, self.reference)
+        write!(f, "ReplyTo({}, {:?})", self.caller.pid, self.reference)
     }
 }
 
@@ -45,13 +44,13 @@ impl<R: Send + 'static> ReplyTo<R> {
     pub fn reply(self, value: R) {
         self.caller.push_system(Envelope::Reply {
             reference: self.reference,
-            value: Box::new(value),
+            value: crate::process::mailbox::payload(value),
         });
     }
 
     /// The calling process.
     pub fn caller(&self) -> Pid {
-        self.caller_pid
+        self.caller.pid
     }
 }
 
@@ -105,7 +104,11 @@ impl<M: Send + 'static> Ctx<M> {
         let callee = to.pid();
         // One lookup serves the monitor, the send and the demonitor.
         let shared = &self.cell.shared;
-        let callee_cell = shared.table.get(callee);
+        let callee_cell = self
+            .last_sent
+            .take()
+            .filter(|cell| cell.pid == callee)
+            .or_else(|| shared.table.get(callee));
         // One fresh reference names both the monitor and the reply.
         let reference = shared.refs.next();
         let monitor = shared.monitor_cell_as(
@@ -116,7 +119,6 @@ impl<M: Send + 'static> Ctx<M> {
         );
         let reply_to = ReplyTo {
             caller: Arc::clone(&self.cell),
-            caller_pid: self.cell.pid,
             reference,
             _reply: PhantomData,
         };
@@ -139,12 +141,13 @@ impl<M: Send + 'static> Ctx<M> {
                 _ => Select::Skip,
             })
             .await;
+        // The callee is remembered for the next call or send, as `send` does.
+        self.last_sent.set(callee_cell.clone());
         match answer {
             Some(Envelope::Reply { value, .. }) => {
                 self.demonitor_with(monitor, true, |_| callee_cell);
-                Ok(*value
-                    .downcast::<R>()
-                    .expect("a reply has the type of its ReplyTo"))
+                Ok(crate::process::mailbox::unwrap_payload::<R>(value)
+                    .unwrap_or_else(|_| unreachable!("a reply has the type of its ReplyTo")))
             }
             Some(Envelope::Down(down)) => Err(CallError::NoProc {
                 pid: callee,

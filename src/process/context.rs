@@ -54,7 +54,7 @@ pub struct Ctx<M> {
     pub(crate) local: VecDeque<Envelope>,
     /// A behaviour's receive timeout: when `handle_timeout` is due.
     pub(crate) timeout_at: Option<Duration>,
-    last_sent: std::cell::Cell<Option<Arc<ProcessCell>>>,
+    pub(crate) last_sent: std::cell::Cell<Option<Arc<ProcessCell>>>,
     _message: PhantomData<fn(M)>,
 }
 

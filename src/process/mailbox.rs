@@ -14,9 +14,9 @@ use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::process::pid::Ref;
 use crate::signal::{Down, ExitSignal};
 
-/// A user message's value, type-erased. Values of up to two words (a token, a pid, an
-/// address, a small enum) are stored inline, so sending them allocates nothing.
-pub(crate) type Payload = smallbox::SmallBox<dyn Any + Send, smallbox::space::S2>;
+/// A message's value, type-erased. Values of up to four words (a token, a pid, an address, a
+/// call's request with its `ReplyTo`) are stored inline, so sending them allocates nothing.
+pub(crate) type Payload = smallbox::SmallBox<dyn Any + Send, smallbox::space::S4>;
 
 /// Wraps a value as a [`Payload`].
 pub(crate) fn payload<T: Send + 'static>(value: T) -> Payload {
@@ -37,10 +37,7 @@ pub(crate) enum Envelope {
     /// A monitor fired.
     Down(Down),
     /// A reply to a call; dropped unless a call with that reference is waiting for it.
-    Reply {
-        reference: Ref,
-        value: Box<dyn Any + Send>,
-    },
+    Reply { reference: Ref, value: Payload },
 }
 
 impl std::fmt::Debug for Envelope {
