@@ -68,13 +68,17 @@ impl ProcessCell {
     #[inline]
     pub(crate) fn push_user(self: &Arc<Self>, envelope: Envelope) -> Pushed {
         super::outbox::flush();
-        self.push_user_after_flush(envelope)
+        self.push_user_after_flush_with(move || envelope)
     }
 
-    /// `push_user` for a caller that has just emptied this thread's outbox.
-    #[inline]
-    pub(crate) fn push_user_after_flush(self: &Arc<Self>, envelope: Envelope) -> Pushed {
-        let pushed = self.mailbox.push_user(envelope);
+    /// `push_user` for a caller that has just emptied this thread's outbox, with the
+    /// envelope made under the inbox lock (see `Mailbox::push_user_with`).
+    #[inline(always)]
+    pub(crate) fn push_user_after_flush_with(
+        self: &Arc<Self>,
+        make: impl FnOnce() -> Envelope,
+    ) -> Pushed {
+        let pushed = self.mailbox.push_user_with(make);
         if pushed == Pushed::Queued {
             self.schedule();
         }

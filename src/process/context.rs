@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::addr::{Addr, SendError, SpawnError};
 use super::cell::ProcessCell;
-use super::mailbox::{Envelope, Pushed};
+use super::mailbox::{Envelope, Pushed, fits_inline, payload};
 use super::outbox;
 use super::pid::Pid;
 use super::spawn::{SpawnOptions, Spawned, spawn_process};
@@ -117,14 +117,20 @@ impl<M: Send + 'static> Ctx<M> {
             && cell.mailbox.is_unbounded()
             && cell.pid != self.pid()
             && outbox::is_repeat(&cell);
-        let envelope = Envelope::User(crate::process::mailbox::payload(message));
         if batched {
-            outbox::push(&cell, envelope);
+            outbox::push(&cell, Envelope::User(payload(message)));
             self.last_sent.set(Some(cell));
             return Ok(());
         }
         let pid = cell.pid;
-        let pushed = cell.push_user_after_flush(envelope);
+        // A small message is made under the inbox lock, in its slot; a large one is boxed
+        // first, so that no allocation happens under the lock.
+        let pushed = if fits_inline::<T>() {
+            cell.push_user_after_flush_with(|| Envelope::User(payload(message)))
+        } else {
+            let envelope = Envelope::User(payload(message));
+            cell.push_user_after_flush_with(move || envelope)
+        };
         if cell.state.status() == Status::Exiting {
             cell.mailbox.clear();
         } else {

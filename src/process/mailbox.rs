@@ -18,7 +18,14 @@ use crate::signal::{Down, ExitSignal};
 /// call's request with its `ReplyTo`) are stored inline, so sending them allocates nothing.
 pub(crate) type Payload = smallbox::SmallBox<dyn Any + Send, smallbox::space::S4>;
 
+/// Whether a `T` is stored inline in a [`Payload`] (no allocation).
+pub(crate) const fn fits_inline<T>() -> bool {
+    std::mem::size_of::<T>() <= std::mem::size_of::<smallbox::space::S4>()
+        && std::mem::align_of::<T>() <= std::mem::align_of::<smallbox::space::S4>()
+}
+
 /// Wraps a value as a [`Payload`].
+#[inline]
 pub(crate) fn payload<T: Send + 'static>(value: T) -> Payload {
     smallbox::smallbox!(value)
 }
@@ -107,8 +114,16 @@ impl Mailbox {
     }
 
     /// Pushes a user message, applying the bound. System messages never go through here.
-    #[inline]
+    #[cfg(any(test, loom))]
     pub(crate) fn push_user(&self, envelope: Envelope) -> Pushed {
+        self.push_user_with(move || envelope)
+    }
+
+    /// `push_user` with the envelope made under the lock, straight into its slot: a small
+    /// message is then written once, not built on the stack and copied (see `Ctx::send`).
+    /// Over the bound, `make` is dropped unused.
+    #[inline(always)]
+    pub(crate) fn push_user_with(&self, make: impl FnOnce() -> Envelope) -> Pushed {
         let mut inbox = self.inbox.lock();
         if let Some(bound) = &self.bound {
             // `taken` may be stale (the owner moves it without the lock), which only makes
@@ -128,7 +143,7 @@ impl Mailbox {
             }
         }
         self.count_push_locked();
-        inbox.push_back(envelope);
+        inbox.push_back(make());
         Pushed::Queued
     }
 
