@@ -11,6 +11,7 @@ use crate::loom::lock;
 use crate::loom::sync::Mutex;
 use crate::runtime::Shared;
 use crate::runtime::coop::Budget;
+use crate::runtime::task_ref::Task;
 use crate::signal::rules::{self, Action, SignalKind};
 use crate::signal::state::SignalState;
 use crate::signal::{Down, ExitReason, ExitSignal, MonitorRef};
@@ -60,7 +61,7 @@ impl ProcessCell {
     #[inline]
     pub(crate) fn schedule(self: &Arc<Self>) {
         if self.state.transition_to_queued() {
-            self.shared.scheduler.schedule(Arc::clone(self));
+            self.shared.scheduler.schedule(Task::new(self));
         }
     }
 

@@ -13,6 +13,7 @@ use super::pid::Pid;
 use super::task::IntoProcess;
 use crate::loom::lock;
 use crate::runtime::Shared;
+use crate::runtime::task_ref::Task;
 use crate::signal::MonitorRef;
 use crate::signal::state::{ExitHook, Watcher};
 
@@ -161,6 +162,6 @@ where
     shared.stats.spawned();
     let addr = Addr::new(cell.pid);
     // The cell was born QUEUED: this push is its one entry in a run queue.
-    shared.scheduler.schedule_spawn(cell);
+    shared.scheduler.schedule_spawn(Task::new(&cell));
     Ok(Spawned { addr, monitor })
 }

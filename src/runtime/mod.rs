@@ -8,6 +8,7 @@ pub(crate) mod handle;
 pub(crate) mod park;
 pub(crate) mod scheduler;
 pub(crate) mod stats;
+pub(crate) mod task_ref;
 pub(crate) mod timer;
 pub(crate) mod worker;
 

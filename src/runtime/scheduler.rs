@@ -7,15 +7,13 @@
 //! the manual clock, a seed replays the same interleaving.
 
 use std::cell::{Cell, RefCell};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
 use super::park::Sleepers;
-use crate::process::cell::ProcessCell;
 
-pub(crate) type Task = Arc<ProcessCell>;
+pub(crate) use super::task_ref::Task;
 
 /// A scheduler thread's own state, in a thread-local.
 struct Local {
@@ -161,7 +159,7 @@ impl Scheduler {
 
     pub(crate) fn leave(&self) {
         WORKER.with(|w| w.set((0, 0)));
-        drop(LIFO.with(Cell::take));
+        LIFO.with(|lifo| lifo.set(None));
         LIFO_RUNS.with(|runs| runs.set(0));
         CURRENT.with(|c| c.borrow_mut().take());
     }

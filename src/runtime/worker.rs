@@ -81,8 +81,10 @@ fn unwind_reason(payload: Box<dyn std::any::Any + Send>) -> ExitReason {
     }
 }
 
-/// Runs one slice of `cell`: at most `budget` messages, then it yields.
-pub(crate) fn run_slice(cell: Arc<ProcessCell>, budget: u32) {
+/// Runs one slice of `task`'s process: at most `budget` messages, then it yields.
+pub(crate) fn run_slice(task: Task, budget: u32) {
+    // The table's reference keeps the cell alive until `finish` (see `task_ref.rs`).
+    let cell = task.cell();
     if !cell.state.transition_to_running() {
         return;
     }
@@ -115,11 +117,14 @@ pub(crate) fn run_slice(cell: Arc<ProcessCell>, budget: u32) {
         None => {
             if cell.state.transition_to_idle() {
                 // Woken while it ran, or its slice is used up: to the back of the queue.
-                let shared = Arc::clone(&cell.shared);
-                shared.scheduler.schedule_yield(cell);
+                cell.shared.scheduler.schedule_yield(task);
             }
         }
-        Some(reason) => finish(&cell, reason),
+        Some(reason) => {
+            // `finish` drops the table's reference: hold one of our own until it returns.
+            let cell = Arc::clone(&cell);
+            finish(&cell, reason);
+        }
     }
 }
 
