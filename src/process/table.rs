@@ -29,6 +29,8 @@ type Slot = Mutex<SlotState>;
 pub(crate) struct ProcessTable {
     chunks: Box<[OnceLock<Box<[Slot]>>]>,
     free: Mutex<Vec<u32>>,
+    /// `free.len()`, kept under its lock: an insert with nothing to reuse skips the lock.
+    free_len: AtomicUsize,
     next_fresh: AtomicU32,
     live: AtomicUsize,
 }
@@ -42,6 +44,7 @@ impl ProcessTable {
         ProcessTable {
             chunks: (0..CHUNKS).map(|_| OnceLock::new()).collect(),
             free: Mutex::new(Vec::new()),
+            free_len: AtomicUsize::new(0),
             next_fresh: AtomicU32::new(0),
             live: AtomicUsize::new(0),
         }
@@ -64,11 +67,15 @@ impl ProcessTable {
         &self,
         make: impl FnOnce(Pid) -> Arc<ProcessCell>,
     ) -> Option<Arc<ProcessCell>> {
-        let reused = self
-            .free
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
+        // A stale zero only means a fresh index where a freed one could have been reused.
+        let reused = if self.free_len.load(Ordering::Relaxed) == 0 {
+            None
+        } else {
+            let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+            let index = free.pop();
+            self.free_len.store(free.len(), Ordering::Relaxed);
+            index
+        };
         let index = match reused {
             Some(index) => index,
             None => {
@@ -121,10 +128,11 @@ impl ProcessTable {
             slot.generation = slot.generation.wrapping_add(1);
             slot.cell.take()
         };
-        self.free
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(pid.index());
+        {
+            let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+            free.push(pid.index());
+            self.free_len.store(free.len(), Ordering::Relaxed);
+        }
         self.live.fetch_sub(1, Ordering::AcqRel);
         drop(cell);
         true

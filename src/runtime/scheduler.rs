@@ -27,7 +27,7 @@ const MAX_LIFO_RUNS: u32 = 3;
 
 /// New processes queued on one thread before a spawn wakes a sleeping thread. Below that, a
 /// sleeping thread finds them on its own when its park times out (see `park.rs`).
-const BACKLOG_WORTH_A_WAKE: usize = 256;
+const BACKLOG_WORTH_A_WAKE: usize = 1024;
 
 /// Why a process is queued; it decides the queue end and whether to wake a sleeper.
 #[derive(Clone, Copy, PartialEq, Eq)]
