@@ -262,3 +262,62 @@ fn loom_task_slot_is_touched_by_one_thread() {
         assert!(process.slices.load(Ordering::SeqCst) >= 1);
     });
 }
+
+/// The invariant a run-queue `Task` relies on (`runtime/task_ref.rs`): no task for a process
+/// is ever taken from a queue after its last slice dropped the table's reference. Two wakers
+/// race with a runner that runs the process twice (the second slice is its last); the queue
+/// holds plain pointers, as the real run queues do, and `alive` stands for the table's
+/// reference. Requeueing an `EXITING` process, or finishing while a task is still queued,
+/// fails the model.
+#[test]
+fn loom_no_task_outlives_the_tables_reference() {
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(3);
+    model.check(|| {
+        let state = Arc::new(ProcessState::new_queued());
+        let alive = Arc::new(loom::sync::atomic::AtomicBool::new(true));
+        // The spawn's push: the process starts queued.
+        let queue = Arc::new(Mutex::new(vec![Arc::as_ptr(&state) as usize]));
+        let done = Arc::new(AtomicUsize::new(0));
+        let wakers: Vec<_> = (0..2)
+            .map(|_| {
+                let (state, queue, done) =
+                    (Arc::clone(&state), Arc::clone(&queue), Arc::clone(&done));
+                thread::spawn(move || {
+                    if state.transition_to_queued() {
+                        lock(&queue).push(Arc::as_ptr(&state) as usize);
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        let mut slices = 0;
+        loop {
+            let task = lock(&queue).pop();
+            let Some(task) = task else {
+                if done.load(Ordering::SeqCst) == 2 && lock(&queue).is_empty() {
+                    break;
+                }
+                thread::yield_now();
+                continue;
+            };
+            assert_eq!(task, Arc::as_ptr(&state) as usize);
+            assert!(
+                alive.load(Ordering::SeqCst),
+                "a task was taken after the table's reference went"
+            );
+            assert!(state.transition_to_running());
+            slices += 1;
+            if slices == 2 {
+                // `finish`: the state goes EXITING, then the table drops its reference.
+                state.transition_to_exiting();
+                alive.store(false, Ordering::SeqCst);
+            } else if state.transition_to_idle() {
+                lock(&queue).push(Arc::as_ptr(&state) as usize);
+            }
+        }
+        for waker in wakers {
+            waker.join().unwrap();
+        }
+    });
+}

@@ -17,6 +17,11 @@
 //! runs (loom-checked in `process/loom_tests.rs`), so when `finish` runs, no `Task` for that
 //! process is left anywhere. `run_slice` takes its own strong reference before it calls
 //! `finish`, so the cell outlives the table's.
+//!
+//! The loom model `loom_no_task_outlives_the_tables_reference` (`process/loom_tests.rs`)
+//! races wakers against a runner whose last slice drops the "table's reference" and checks
+//! that no queued pointer is taken after it; letting an `EXITING` process be queued again
+//! fails it. The test suite also runs clean under valgrind's memcheck.
 
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
