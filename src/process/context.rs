@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::addr::{Addr, SendError, SpawnError};
 use super::cell::ProcessCell;
-use super::mailbox::{Envelope, Pushed, fits_inline, payload};
+use super::mailbox::{Envelope, fits_inline, payload};
 use super::outbox;
 use super::pid::Pid;
 use super::spawn::{SpawnOptions, Spawned, spawn_process};
@@ -136,19 +136,9 @@ impl<M: Send + 'static> Ctx<M> {
         } else {
             self.last_sent.set(Some(cell));
         }
-        // Each arm returns its own value: a `Result` built once and copied out stalls the
-        // store buffer on this path.
-        match pushed {
-            Pushed::Queued => {
-                shared.stats.sent();
-                Ok(())
-            }
-            Pushed::Dropped => {
-                shared.stats.dropped();
-                Ok(())
-            }
-            Pushed::Rejected => Err(SendError::MailboxFull(pid)),
-        }
+        // Counted last, as the tail: a `Result` built before the code above and copied out
+        // after it stalls the store buffer on this path.
+        shared.count_push(pid, pushed)
     }
 
     /// Sends to the process registered under `name`, which must receive `T`.

@@ -29,7 +29,7 @@ impl Shared {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn count_push(&self, to: Pid, pushed: Pushed) -> Result<(), SendError> {
         match pushed {
             Pushed::Queued => {

@@ -175,11 +175,7 @@ impl<M: Send + 'static> Ctx<M> {
         if !self.cell.may_receive() {
             return self.poll_next_rest(cx, deadline, timer, None);
         }
-        let next = match self.local.pop_front() {
-            Some(envelope) => Some(envelope),
-            None => self.cell.mailbox.pop_into(&mut self.local),
-        };
-        match next {
+        match self.next_envelope() {
             Some(Envelope::User(any)) => {
                 self.cell.mailbox.consumed(1);
                 if let Ok(message) = unwrap_payload::<M>(any) {
@@ -191,6 +187,15 @@ impl<M: Send + 'static> Ctx<M> {
             }
             None if deadline.is_none() => Poll::Pending,
             other => self.poll_next_rest(cx, deadline, timer, other),
+        }
+    }
+
+    /// The next envelope in arrival order: the private queue first, then the inbox.
+    #[inline(always)]
+    fn next_envelope(&mut self) -> Option<Envelope> {
+        match self.local.pop_front() {
+            Some(envelope) => Some(envelope),
+            None => self.cell.mailbox.pop_into(&mut self.local),
         }
     }
 
@@ -211,10 +216,7 @@ impl<M: Send + 'static> Ctx<M> {
         loop {
             let next = match first.take() {
                 Some(envelope) => Some(envelope),
-                None => match self.local.pop_front() {
-                    Some(envelope) => Some(envelope),
-                    None => self.cell.mailbox.pop_into(&mut self.local),
-                },
+                None => self.next_envelope(),
             };
             let Some(envelope) = next else {
                 return self.wait(deadline, timer).map(|_| None);
