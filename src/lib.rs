@@ -36,6 +36,7 @@ pub mod registry;
 pub(crate) mod runtime;
 pub mod server;
 pub(crate) mod signal;
+pub mod supervisor;
 
 pub use process::{
     Addr, Behaviour, BehaviourKind, BodyKind, Ctx, Handled, IntoProcess, MAX_PROCESSES,

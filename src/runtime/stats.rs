@@ -13,6 +13,7 @@ struct Counters {
     exited: AtomicU64,
     sent: AtomicU64,
     dropped: AtomicU64,
+    restarts: AtomicU64,
 }
 
 pub(crate) struct Stats {
@@ -34,6 +35,8 @@ pub struct RuntimeStats {
     pub messages_sent: u64,
     /// User messages dropped: sent to a dead pid, or over a `DropNewest` bound.
     pub messages_dropped: u64,
+    /// Children restarted by supervisors.
+    pub restarts: u64,
 }
 
 impl Stats {
@@ -62,6 +65,11 @@ impl Stats {
                 counter(&self.slots[self.slots.len() - 1]).fetch_add(n, Ordering::Relaxed);
             }
         }
+    }
+
+    /// A supervisor restarted a child.
+    pub(crate) fn restarted(&self) {
+        self.bump(|c| &c.restarts);
     }
 
     /// `n` user messages delivered at once (a batch).
@@ -105,6 +113,7 @@ impl Stats {
             live: live as u64,
             messages_sent: sum(|c| &c.sent),
             messages_dropped: sum(|c| &c.dropped),
+            restarts: sum(|c| &c.restarts),
         }
     }
 }
