@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baobab::supervisor::{
-    ChildCounts, ChildInfo, ChildKind, ChildSpec, Restart, Shutdown, Strategy, Supervisor,
-    SupervisorError, SupervisorSpec,
+    ChildCounts, ChildInfo, ChildKind, ChildSpec, DynamicSpec, DynamicSupervisor, Restart,
+    Shutdown, Strategy, Supervisor, SupervisorError, SupervisorSpec,
 };
 use baobab::{Clock, Ctx, ExitReason, Handle, ManualClock, Message, Pid, Runtime};
 use common::{SAFETY, runtime};
@@ -620,4 +620,126 @@ fn an_exit_from_the_supervisors_parent_stops_the_tree_with_the_parents_reason() 
         Some(ExitReason::error("parent gave up"))
     );
     assert_eq!(entries(&log), ["start a", "start b", "stop b", "stop a"]);
+}
+
+// ---------------------------------------------------------------- dynamic supervisors
+
+/// Children that record the argument they were started with.
+fn dynamic(seen: &Arc<Mutex<Vec<u32>>>) -> DynamicSpec<u32> {
+    let seen = Arc::clone(seen);
+    DynamicSpec::worker("conn", move |start, n: u32| {
+        seen.lock().unwrap().push(n);
+        start.spawn(
+            |mut ctx: Ctx<()>| async move { while let Message::User(()) = ctx.recv().await {} },
+        )
+    })
+    .intensity(5, Duration::from_secs(5))
+}
+
+#[test]
+fn dynamic_children_start_with_their_arguments_and_restart_with_the_same_ones() {
+    let rt = runtime();
+    let h = rt.handle();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sup = DynamicSupervisor::start(h, dynamic(&seen)).unwrap();
+    let (a, b) = h
+        .block_on(move |mut ctx: Ctx<()>| async move {
+            let a = sup.start_child(&mut ctx, 1).await.unwrap();
+            let b = sup.start_child(&mut ctx, 2).await.unwrap();
+            (a, b)
+        })
+        .unwrap();
+    crash(h, b, ExitReason::error("boom"));
+    let children = h
+        .block_on(move |mut ctx: Ctx<()>| async move { sup.which_children(&mut ctx).await })
+        .unwrap()
+        .unwrap();
+    assert_eq!(*seen.lock().unwrap(), [1, 2, 2]);
+    assert_eq!(children.len(), 2);
+    assert_eq!(children[0].pid, Some(a));
+    assert_ne!(children[1].pid, Some(b));
+    assert_eq!(children[1].restarts, 1);
+    assert_eq!(h.stats().restarts, 1);
+}
+
+#[test]
+fn dynamic_max_children_refuses_one_more() {
+    let rt = runtime();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sup = DynamicSupervisor::start(rt.handle(), dynamic(&seen).max_children(2)).unwrap();
+    let third = rt
+        .block_on(move |mut ctx: Ctx<()>| async move {
+            sup.start_child(&mut ctx, 1).await.unwrap();
+            sup.start_child(&mut ctx, 2).await.unwrap();
+            sup.start_child(&mut ctx, 3).await
+        })
+        .unwrap();
+    assert_eq!(third, Err(SupervisorError::MaxChildren(2)));
+}
+
+#[test]
+fn dynamic_scale_starts_or_stops_the_difference_and_terminate_child_takes_a_pid() {
+    let rt = runtime();
+    let h = rt.handle();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sup = DynamicSupervisor::start(h, dynamic(&seen).max_children(10)).unwrap();
+    let (up, capped, down, after_terminate) = h
+        .block_on(move |mut ctx: Ctx<()>| async move {
+            let up = sup.scale(&mut ctx, 5, 7).await.unwrap();
+            let capped = sup.scale(&mut ctx, 50, 7).await.unwrap();
+            let down = sup.scale(&mut ctx, 2, 7).await.unwrap();
+            let first = sup.which_children(&mut ctx).await.unwrap()[0].pid.unwrap();
+            sup.terminate_child(&mut ctx, first).await.unwrap();
+            assert_eq!(
+                sup.terminate_child(&mut ctx, first).await,
+                Err(SupervisorError::NoChild(first))
+            );
+            let after = sup.count_children(&mut ctx).await.unwrap().active;
+            (up, capped, down, after)
+        })
+        .unwrap();
+    assert_eq!((up, capped, down, after_terminate), (5, 10, 2, 1));
+    // The supervisor and its one child are all that is left.
+    assert_eq!(h.stats().live, 2);
+}
+
+#[test]
+fn dynamic_shutdown_stops_every_child_and_intensity_applies_as_one_for_one() {
+    let rt = runtime();
+    let h = rt.handle();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sup = DynamicSupervisor::start(h, dynamic(&seen)).unwrap();
+    h.block_on(move |mut ctx: Ctx<()>| async move { sup.scale(&mut ctx, 20, 0).await })
+        .unwrap()
+        .unwrap();
+    assert_eq!(h.stats().live, 21);
+    assert_eq!(sup.shutdown(h), ExitReason::Shutdown);
+    let left = h.snapshot();
+    assert_eq!(h.stats().live, 0, "{:#?}", left.first());
+
+    // Intensity 5 in 5 s: the sixth crash stops the supervisor and the other children.
+    let sup = DynamicSupervisor::start(h, dynamic(&seen)).unwrap();
+    let watch = h.watch(sup.pid());
+    h.block_on(move |mut ctx: Ctx<()>| async move { sup.scale(&mut ctx, 3, 0).await })
+        .unwrap()
+        .unwrap();
+    for _ in 0..6 {
+        let first = h
+            .block_on(move |mut ctx: Ctx<()>| async move { sup.which_children(&mut ctx).await })
+            .unwrap()
+            .unwrap()[0]
+            .pid
+            .unwrap();
+        crash(h, first, ExitReason::error("boom"));
+    }
+    assert_eq!(watch.wait_timeout(SAFETY), Some(ExitReason::Shutdown));
+    let started = Instant::now();
+    while h.stats().live > 0 {
+        assert!(
+            started.elapsed() < SAFETY,
+            "processes left: {:?}",
+            h.snapshot()
+        );
+        std::thread::yield_now();
+    }
 }

@@ -6,10 +6,12 @@
 //!
 //! See `docs/supervision.md` for the rules and where they differ from OTP.
 
+mod dynamic;
 mod intensity;
 mod spec;
 #[allow(clippy::module_inception)]
 mod supervisor;
 
+pub use dynamic::{DynamicMsg, DynamicSpec, DynamicSupervisor};
 pub use spec::{ChildKind, ChildSpec, ChildStarter, Restart, Shutdown, Strategy, SupervisorSpec};
 pub use supervisor::{ChildCounts, ChildInfo, Supervisor, SupervisorError, SupervisorMsg};

@@ -4,8 +4,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::process::cell::ProcessCell;
 use crate::process::context::Ctx;
-use crate::{ExitReason, IntoProcess, Pid};
+use crate::process::spawn::spawn_process;
+use crate::{ExitReason, IntoProcess, Pid, SpawnOptions};
 
 use super::supervisor::SupervisorMsg;
 
@@ -204,7 +206,16 @@ impl SupervisorSpec {
 /// What a child's start function spawns through: every process it spawns is linked to the
 /// supervisor.
 pub struct ChildStarter<'a> {
-    pub(crate) ctx: &'a Ctx<SupervisorMsg>,
+    /// The supervisor's own cell: children are spawned as if by the supervisor.
+    pub(crate) supervisor: &'a Arc<ProcessCell>,
+}
+
+impl<'a> ChildStarter<'a> {
+    pub(crate) fn new<M: Send + 'static>(ctx: &'a Ctx<M>) -> Self {
+        ChildStarter {
+            supervisor: &ctx.cell,
+        }
+    }
 }
 
 impl ChildStarter<'_> {
@@ -213,10 +224,14 @@ impl ChildStarter<'_> {
         &self,
         process: impl IntoProcess<M, K>,
     ) -> Result<Pid, ExitReason> {
-        self.ctx
-            .spawn_link(process)
-            .map(|addr| addr.pid())
-            .map_err(|error| ExitReason::error(error.to_string()))
+        spawn_process(
+            &self.supervisor.shared,
+            Some(self.supervisor),
+            process,
+            SpawnOptions::new().link(),
+        )
+        .map(|spawned| spawned.addr.pid())
+        .map_err(|error| ExitReason::error(error.to_string()))
     }
 
     /// Spawns a supervisor running `spec`, linked to this one (the caller waits for its
@@ -227,6 +242,6 @@ impl ChildStarter<'_> {
 
     /// The supervisor's pid.
     pub fn supervisor_pid(&self) -> Pid {
-        self.ctx.pid()
+        self.supervisor.pid
     }
 }

@@ -20,7 +20,7 @@ use crate::{Addr, Ctx, ExitReason, Handle, Message, Pid};
 
 /// How long a request to a supervisor may take before the caller gives up: OTP waits forever;
 /// this only bounds a supervisor stuck in a child's infinite shutdown.
-const CALL_TIMEOUT: Duration = Duration::from_secs(3600);
+pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// A request to a supervisor (opaque: use [`Supervisor`]'s methods).
 pub struct SupervisorMsg(Request);
@@ -56,6 +56,12 @@ pub enum SupervisorError {
         /// Why.
         reason: ExitReason,
     },
+    /// A dynamic supervisor has its maximum number of children.
+    #[error("the supervisor has its maximum of {0} children")]
+    MaxChildren(usize),
+    /// No child has this pid (a dynamic supervisor's `terminate_child`).
+    #[error("no child with pid {0}")]
+    NoChild(Pid),
     /// The supervisor did not answer: it is gone (`NoProc` with its reason) or stuck.
     #[error("the supervisor did not answer: {0}")]
     Call(#[from] CallError),
@@ -357,7 +363,7 @@ pub(crate) async fn run(mut ctx: Ctx<SupervisorMsg>, spec: SupervisorSpec) -> Ex
 /// Starts one child from its spec; a supervisor child is waited for until it has started its
 /// own children.
 async fn start(ctx: &mut Ctx<SupervisorMsg>, child: &mut Child) -> Result<Pid, ExitReason> {
-    let pid = (child.spec.start)(&ChildStarter { ctx })?;
+    let pid = (child.spec.start)(&ChildStarter::new(ctx))?;
     if child.spec.kind == ChildKind::Supervisor {
         Supervisor {
             addr: Addr::new(pid),
@@ -468,7 +474,11 @@ async fn terminate_from(ctx: &mut Ctx<SupervisorMsg>, state: &mut State, first: 
 }
 
 /// Stops one child as its shutdown says and waits until it is gone; returns its exit reason.
-async fn shut_down(ctx: &mut Ctx<SupervisorMsg>, pid: Pid, shutdown: Shutdown) -> ExitReason {
+pub(super) async fn shut_down<M: Send + 'static>(
+    ctx: &mut Ctx<M>,
+    pid: Pid,
+    shutdown: Shutdown,
+) -> ExitReason {
     // As OTP's `monitor_child`: monitor, unlink, and take an exit signal that was already on
     // its way (the child died before the unlink): the monitor then reports it.
     let monitor = ctx.monitor(pid);
@@ -479,9 +489,8 @@ async fn shut_down(ctx: &mut Ctx<SupervisorMsg>, pid: Pid, shutdown: Shutdown) -
             Duration::ZERO,
         )
         .await;
-    let down =
-        |m: &Message<&SupervisorMsg>| matches!(m, Message::Down(d) if d.reference == monitor);
-    let reason_of = |m: Message<SupervisorMsg>| match m {
+    let down = |m: &Message<&M>| matches!(m, Message::Down(d) if d.reference == monitor);
+    let reason_of = |m: Message<M>| match m {
         Message::Down(down) => down.reason,
         _ => unreachable!("only the child's Down is selected"),
     };
@@ -503,6 +512,54 @@ async fn shut_down(ctx: &mut Ctx<SupervisorMsg>, pid: Pid, shutdown: Shutdown) -
                     reason_of(ctx.recv_matching(down).await)
                 }
             }
+        }
+    }
+}
+
+/// Stops many children at once (a dynamic supervisor's, in no particular order): each is
+/// monitored and unlinked first, then all are told, then each is waited for, killed if its
+/// shutdown timeout passes. Monitoring before telling makes every `Down` come after the child
+/// is really gone.
+pub(super) async fn shut_down_all<M: Send + 'static>(
+    ctx: &mut Ctx<M>,
+    pids: &[Pid],
+    shutdown: Shutdown,
+) {
+    let mut monitors = Vec::with_capacity(pids.len());
+    for &pid in pids {
+        monitors.push((pid, ctx.monitor(pid)));
+        ctx.unlink(pid);
+        let _ = ctx
+            .recv_matching_timeout(
+                |m| matches!(m, Message::Exit(signal) if signal.from == pid),
+                Duration::ZERO,
+            )
+            .await;
+    }
+    let signal = match shutdown {
+        Shutdown::BrutalKill => ExitReason::Kill,
+        _ => ExitReason::Shutdown,
+    };
+    for &pid in pids {
+        ctx.exit(pid, signal.clone());
+    }
+    let deadline = match shutdown {
+        Shutdown::Timeout(timeout) => Some(ctx.now() + timeout),
+        _ => None,
+    };
+    for (pid, monitor) in monitors {
+        let down = |m: &Message<&M>| matches!(m, Message::Down(d) if d.reference == monitor);
+        let left = deadline.map(|deadline| deadline.saturating_sub(ctx.now()));
+        let gone = match left {
+            None => {
+                ctx.recv_matching(down).await;
+                true
+            }
+            Some(left) => ctx.recv_matching_timeout(down, left).await.is_some(),
+        };
+        if !gone {
+            ctx.exit(pid, ExitReason::Kill);
+            ctx.recv_matching(down).await;
         }
     }
 }
