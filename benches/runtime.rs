@@ -12,6 +12,7 @@
 use std::time::{Duration, Instant};
 
 use baobab::server::{ReplyTo, Server, ServerMsg};
+use baobab::supervisor::{ChildSpec, Strategy, Supervisor, SupervisorSpec};
 use baobab::{Addr, Ctx, ExitReason, Message, Runtime};
 
 fn env(name: &str, default: usize) -> usize {
@@ -262,6 +263,57 @@ fn fan_in(rt: &Runtime) -> Sample {
     }
 }
 
+/// What the restart benchmark's child understands.
+enum Cmd {
+    Crash,
+    Ping(ReplyTo<()>),
+}
+
+/// A one-for-one supervisor with one permanent child: the driver makes the child panic, then
+/// waits until the restarted child answers a call; time per crash-to-answer. Each child
+/// instance announces its address to the driver when it starts. The panic hook is silenced for
+/// the run (the default one would print every panic).
+fn restart(rt: &Runtime) -> Sample {
+    let n = env("BAOBAB_BENCH_RESTART_N", 20_000);
+    let previous_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let elapsed = rt
+        .block_on(move |mut ctx: Ctx<Addr<Cmd>>| async move {
+            let me = ctx.addr();
+            let child = ChildSpec::worker("child", move |start| {
+                start.spawn(move |mut ctx: Ctx<Cmd>| async move {
+                    ctx.send(&me, ctx.addr()).unwrap();
+                    while let Message::User(cmd) = ctx.recv().await {
+                        match cmd {
+                            Cmd::Crash => panic!("crash"),
+                            Cmd::Ping(reply) => reply.reply(()),
+                        }
+                    }
+                })
+            });
+            let spec = SupervisorSpec::new(Strategy::OneForOne)
+                .intensity(u32::MAX, Duration::from_secs(3600))
+                .child(child);
+            Supervisor::start_link(&mut ctx, spec).await.unwrap();
+            let mut addr = ctx.recv().await.user().unwrap();
+            let start = Instant::now();
+            for _ in 0..n {
+                ctx.send(&addr, Cmd::Crash).unwrap();
+                addr = ctx.recv().await.user().unwrap();
+                ctx.call(&addr, Cmd::Ping, Duration::from_secs(5))
+                    .await
+                    .unwrap();
+            }
+            start.elapsed()
+        })
+        .expect("driver");
+    std::panic::set_hook(previous_hook);
+    Sample {
+        ns_per_op: elapsed.as_nanos() as f64 / n as f64,
+        extra: None,
+    }
+}
+
 const WORKLOADS: &[Workload] = &[
     Workload {
         name: "spawn",
@@ -292,6 +344,12 @@ const WORKLOADS: &[Workload] = &[
         unit: "ns/hop",
         extra_unit: "",
         run: ring,
+    },
+    Workload {
+        name: "restart",
+        unit: "ns/restart",
+        extra_unit: "",
+        run: restart,
     },
     Workload {
         name: "fan-in",
