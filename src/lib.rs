@@ -25,8 +25,9 @@
 //!
 //! The layers, bottom up: [`runtime`](Runtime) (schedulers, run queues, reductions, the
 //! blocking pool, clock and timers), the registry, signals ([`ExitReason`], links,
-//! monitors), processes ([`Pid`], [`Ctx`], [`Behaviour`], mailboxes) and `server`
-//! (gen_server-style calls). See `docs/architecture.md` and `docs/semantics.md`.
+//! monitors), processes ([`Pid`], [`Ctx`], [`Behaviour`], mailboxes), `server`
+//! (gen_server-style calls) and [`supervisor`] (OTP's supervision trees). See
+//! `docs/architecture.md`, `docs/semantics.md` and `docs/supervision.md`.
 
 #![warn(missing_docs)]
 
@@ -53,3 +54,8 @@ pub use signal::{Down, ExitReason, ExitSignal, MonitorRef};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// `docs/supervision.md`'s example, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/supervision.md")]
+pub struct SupervisionDoctests;
