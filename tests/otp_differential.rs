@@ -162,4 +162,6 @@ scenarios!(
     ordering,
     shutdown_reasons,
     name_released,
+    supervisor_matrix,
+    supervisor_intensity_shutdown,
 );

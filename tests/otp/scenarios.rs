@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use baobab::supervisor::{ChildSpec, Restart, Shutdown, Strategy, Supervisor, SupervisorSpec};
 use baobab::{Addr, Ctx, ExitReason, Message, MonitorRef, Pid, Runtime};
 
 /// Every scenario, by the name of its escript.
@@ -33,6 +34,8 @@ pub const SCENARIOS: &[&str] = &[
     "ordering",
     "shutdown_reasons",
     "name_released",
+    "supervisor_matrix",
+    "supervisor_intensity_shutdown",
 ];
 
 /// How long an expected event may take (`?WAIT`), and how long to wait for one that must not
@@ -72,6 +75,8 @@ pub fn run(name: &str) -> Vec<String> {
             "ordering" => ordering(&mut main).await,
             "shutdown_reasons" => shutdown_reasons(&mut main).await,
             "name_released" => name_released(&mut main).await,
+            "supervisor_matrix" => supervisor_matrix(&mut main).await,
+            "supervisor_intensity_shutdown" => supervisor_intensity_shutdown(&mut main).await,
             other => panic!("no scenario named {other}"),
         };
         if let Err(Stuck(what)) = step {
@@ -116,6 +121,8 @@ pub enum Msg {
     Unlink(Pid),
     Monitor(Pid),
     Register(&'static str),
+    // From a supervised child to main.
+    Stopped(&'static str),
 }
 
 fn boom() -> ExitReason {
@@ -1080,5 +1087,218 @@ async fn name_released(m: &mut Main) -> Step {
     m.ctx.exit(b.pid(), ExitReason::Kill);
     m.exited(b).await?;
     whereis_svc(m);
+    Ok(())
+}
+
+// ---- supervisors
+
+/// `start_worker/1` of `supervisor_matrix.escript`: registered under its id so main can tell
+/// it to exit; exits with the reason it is told.
+fn matrix_worker(id: &'static str, restart: Restart) -> ChildSpec {
+    ChildSpec::worker(id, move |start| {
+        start.spawn(move |mut ctx: Ctx<Msg>| async move {
+            let _ = ctx.register(id);
+            loop {
+                if let Message::User(Msg::ExitWith(reason)) = ctx.recv().await {
+                    return reason;
+                }
+            }
+        })
+    })
+    .restart(restart)
+    .shutdown(Shutdown::BrutalKill)
+}
+
+/// `children/1`: the children as `(id, pid)`, sorted by id.
+async fn sup_children(m: &mut Main, sup: Supervisor) -> Result<Vec<(String, Option<Pid>)>, Stuck> {
+    let mut children: Vec<(String, Option<Pid>)> = sup
+        .which_children(&mut m.ctx)
+        .await
+        .map_err(|e| Stuck(format!("which_children: {e}")))?
+        .into_iter()
+        .map(|c| (c.id, c.pid))
+        .collect();
+    children.sort();
+    Ok(children)
+}
+
+/// Waits for the `Down` of `reference`.
+async fn down(m: &mut Main, reference: MonitorRef, what: &str) -> Result<ExitReason, Stuck> {
+    match m
+        .ctx
+        .recv_matching_timeout(
+            |msg| matches!(msg, Message::Down(d) if d.reference == reference),
+            WAIT,
+        )
+        .await
+    {
+        Some(Message::Down(d)) => Ok(d.reason),
+        _ => Err(Stuck(what.to_owned())),
+    }
+}
+
+/// The address of the child registered as `id` once it is `pid` (it registers when it runs).
+async fn registered(m: &mut Main, id: &str, pid: Pid) -> Result<Addr<Msg>, Stuck> {
+    for _ in 0..5000 {
+        if let Some(addr) = m.ctx.whereis::<Msg>(id)
+            && addr.pid() == pid
+        {
+            return Ok(addr);
+        }
+        m.ctx.sleep(Duration::from_millis(1)).await;
+    }
+    Err(Stuck(format!("{id} to register")))
+}
+
+fn strategy_name(strategy: Strategy) -> &'static str {
+    match strategy {
+        Strategy::OneForOne => "one_for_one",
+        Strategy::OneForAll => "one_for_all",
+        Strategy::RestForOne => "rest_for_one",
+    }
+}
+
+fn restart_name(restart: Restart) -> &'static str {
+    match restart {
+        Restart::Permanent => "permanent",
+        Restart::Transient => "transient",
+        Restart::Temporary => "temporary",
+    }
+}
+
+async fn supervisor_matrix(m: &mut Main) -> Step {
+    m.ctx.trap_exit(true);
+    for strategy in [
+        Strategy::OneForOne,
+        Strategy::OneForAll,
+        Strategy::RestForOne,
+    ] {
+        for restart in [Restart::Permanent, Restart::Transient, Restart::Temporary] {
+            for reason in [
+                ExitReason::Normal,
+                ExitReason::Shutdown,
+                ExitReason::shutdown_with("x"),
+                boom(),
+                ExitReason::Kill,
+            ] {
+                matrix_combo(m, strategy, restart, reason).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn matrix_combo(
+    m: &mut Main,
+    strategy: Strategy,
+    restart: Restart,
+    reason: ExitReason,
+) -> Step {
+    let spec = SupervisorSpec::new(strategy)
+        .intensity(10, Duration::from_secs(5))
+        .child(matrix_worker("a", Restart::Permanent))
+        .child(matrix_worker("b", restart))
+        .child(matrix_worker("c", Restart::Permanent));
+    let sup = Supervisor::start_link(&mut m.ctx, spec)
+        .await
+        .map_err(|reason| Stuck(format!("the supervisor to start ({reason})")))?;
+    let before = sup_children(m, sup).await?;
+    let b = before
+        .iter()
+        .find(|(id, _)| id == "b")
+        .and_then(|(_, pid)| *pid)
+        .ok_or_else(|| Stuck("b".to_owned()))?;
+    let monitor = m.ctx.monitor(b);
+    if reason == ExitReason::Kill {
+        m.ctx.exit(b, ExitReason::Kill);
+    } else {
+        let addr = registered(m, "b", b).await?;
+        m.send(&addr, Msg::ExitWith(reason.clone()));
+    }
+    down(m, monitor, "b to exit").await?;
+    let after = sup_children(m, sup).await?;
+    let states: Vec<String> = before
+        .iter()
+        .map(|(id, old)| {
+            let state = match after.iter().find(|(i, _)| i == id) {
+                None => "removed",
+                Some((_, None)) => "stopped",
+                Some((_, pid)) if pid == old => "same",
+                Some(_) => "restarted",
+            };
+            format!("{id}={state}")
+        })
+        .collect();
+    m.say(format!(
+        "{} {} {}: {}",
+        strategy_name(strategy),
+        restart_name(restart),
+        reason,
+        states.join(" ")
+    ));
+    let monitor = m.ctx.monitor(sup.pid());
+    m.ctx.unlink(sup.pid());
+    m.ctx.exit(sup.pid(), ExitReason::Shutdown);
+    down(m, monitor, "the supervisor to stop").await?;
+    Ok(())
+}
+
+/// `start_worker/2` of `supervisor_intensity_shutdown.escript`: traps exits; told to stop by
+/// its supervisor, it tells main first.
+fn trapping_worker(id: &'static str, main: Addr<Msg>) -> ChildSpec {
+    ChildSpec::worker(id, move |start| {
+        start.spawn(move |mut ctx: Ctx<Msg>| async move {
+            ctx.trap_exit(true);
+            loop {
+                if let Message::Exit(signal) = ctx.recv().await
+                    && signal.from == ctx.parent()
+                {
+                    ctx.send(&main, Msg::Stopped(id)).unwrap();
+                    return signal.reason;
+                }
+            }
+        })
+    })
+}
+
+async fn supervisor_intensity_shutdown(m: &mut Main) -> Step {
+    m.ctx.trap_exit(true);
+    let main = m.addr();
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .intensity(2, Duration::from_secs(5))
+        .child(trapping_worker("a", main))
+        .child(trapping_worker("b", main))
+        .child(trapping_worker("c", main));
+    let sup = Supervisor::start_link(&mut m.ctx, spec)
+        .await
+        .map_err(|reason| Stuck(format!("the supervisor to start ({reason})")))?;
+    let sup_monitor = m.ctx.monitor(sup.pid());
+    for n in 1..=3 {
+        let children = sup_children(m, sup).await?;
+        let b = children
+            .iter()
+            .find(|(id, _)| id == "b")
+            .and_then(|(_, pid)| *pid)
+            .ok_or_else(|| Stuck("b".to_owned()))?;
+        let monitor = m.ctx.monitor(b);
+        m.ctx.exit(b, ExitReason::Kill);
+        down(m, monitor, "b to die").await?;
+        if n < 3 {
+            let alive = m.ctx.is_alive(sup.pid()) && !sup_children(m, sup).await?.is_empty();
+            m.say(format!("kill {n}: supervisor alive {alive}"));
+        }
+    }
+    for _ in 0..2 {
+        match m
+            .ctx
+            .recv_matching_timeout(|msg| matches!(msg, Message::User(Msg::Stopped(_))), WAIT)
+            .await
+        {
+            Some(Message::User(Msg::Stopped(id))) => m.say(format!("stopped {id}")),
+            _ => return Err(Stuck("a child to stop".to_owned())),
+        }
+    }
+    let reason = down(m, sup_monitor, "the supervisor to exit").await?;
+    m.say(format!("supervisor exited {reason}"));
     Ok(())
 }
