@@ -269,6 +269,8 @@ impl Supervisor {
 struct Child {
     spec: ChildSpec,
     pid: Option<Pid>,
+    /// The pid it had before it last stopped, for the restart log.
+    previous: Option<Pid>,
     restarts: u32,
     last_exit: Option<ExitReason>,
 }
@@ -314,6 +316,7 @@ pub(crate) async fn run(mut ctx: Ctx<SupervisorMsg>, spec: SupervisorSpec) -> Ex
             .map(|spec| Child {
                 spec,
                 pid: None,
+                previous: None,
                 restarts: 0,
                 last_exit: None,
             })
@@ -383,7 +386,7 @@ async fn child_exited(
     reason: ExitReason,
 ) -> Option<ExitReason> {
     let child = &mut state.children[index];
-    let old = child.pid.take();
+    child.previous = child.pid.take();
     child.last_exit = Some(reason.clone());
     if !child.spec.restart.restarts_after(&reason) {
         debug!(supervisor = %ctx.pid(), child = %child.spec.id, %reason, "child exited, not restarted");
@@ -392,7 +395,7 @@ async fn child_exited(
         }
         return None;
     }
-    info!(supervisor = %ctx.pid(), child = %child.spec.id, old = ?old, %reason, "child exited, restarting");
+    debug!(supervisor = %ctx.pid(), child = %child.spec.id, %reason, "child exited, restarting");
     restart(ctx, state, index).await
 }
 
@@ -446,11 +449,17 @@ async fn start_group(
         if child.pid.is_some() {
             continue;
         }
-        let old = child.last_exit.clone();
         let pid = start(ctx, child).await?;
         child.restarts += 1;
         ctx.shared().stats.restarted();
-        info!(supervisor = %ctx.pid(), child = %child.spec.id, new = %pid, last_exit = ?old, "child restarted");
+        info!(
+            supervisor = %ctx.pid(),
+            child = %child.spec.id,
+            old = ?child.previous,
+            reason = ?child.last_exit,
+            new = %pid,
+            "child restarted"
+        );
     }
     Ok(())
 }
@@ -463,6 +472,7 @@ async fn terminate_from(ctx: &mut Ctx<SupervisorMsg>, state: &mut State, first: 
         index -= 1;
         let child = &mut state.children[index];
         if let Some(pid) = child.pid.take() {
+            child.previous = Some(pid);
             let reason = shut_down(ctx, pid, child.spec.shutdown).await;
             debug!(supervisor = %ctx.pid(), child = %child.spec.id, %reason, "child stopped");
             child.last_exit = Some(reason);
@@ -576,6 +586,7 @@ async fn handle(ctx: &mut Ctx<SupervisorMsg>, state: &mut State, request: Reques
             let mut child = Child {
                 spec,
                 pid: None,
+                previous: None,
                 restarts: 0,
                 last_exit: None,
             };
