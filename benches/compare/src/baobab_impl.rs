@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use baobab::server::ReplyTo;
+use baobab::supervisor::{ChildSpec, Strategy, Supervisor, SupervisorSpec};
 use baobab::{Addr, Ctx, Message, Runtime};
 
 use crate::{Figure, resident_bytes, size};
@@ -14,6 +15,7 @@ pub fn run(workload: &str) -> Figure {
         "ping-pong" => ping_pong(&rt),
         "ring" => ring(&rt),
         "fan-in" => fan_in(&rt),
+        "restart" => restart(&rt),
         other => panic!("unknown workload {other}"),
     };
     std::mem::forget(rt); // the process ends here; skip shutting down a million processes
@@ -115,6 +117,47 @@ fn fan_in(rt: &Runtime) -> Figure {
             ctx.recv().await;
         }
         Figure::per(start.elapsed(), senders * each)
+    })
+    .unwrap()
+}
+
+enum Cmd {
+    Crash,
+    Ping(ReplyTo<()>),
+}
+
+/// A permanent child under a one-for-one supervisor panics; time until the restarted child
+/// answers a call. Each child announces its address to the driver when it starts.
+fn restart(rt: &Runtime) -> Figure {
+    let n = size("RESTART_N", 20_000);
+    std::panic::set_hook(Box::new(|_| {}));
+    rt.block_on(move |mut ctx: Ctx<Addr<Cmd>>| async move {
+        let me = ctx.addr();
+        let child = ChildSpec::worker("child", move |start| {
+            start.spawn(move |mut ctx: Ctx<Cmd>| async move {
+                ctx.send(&me, ctx.addr()).unwrap();
+                while let Message::User(cmd) = ctx.recv().await {
+                    match cmd {
+                        Cmd::Crash => panic!("crash"),
+                        Cmd::Ping(reply) => reply.reply(()),
+                    }
+                }
+            })
+        });
+        let spec = SupervisorSpec::new(Strategy::OneForOne)
+            .intensity(u32::MAX, Duration::from_secs(3600))
+            .child(child);
+        Supervisor::start_link(&mut ctx, spec).await.unwrap();
+        let mut addr = ctx.recv().await.user().unwrap();
+        let start = Instant::now();
+        for _ in 0..n {
+            ctx.send(&addr, Cmd::Crash).unwrap();
+            addr = ctx.recv().await.user().unwrap();
+            ctx.call(&addr, Cmd::Ping, Duration::from_secs(5))
+                .await
+                .unwrap();
+        }
+        Figure::per(start.elapsed(), n)
     })
     .unwrap()
 }

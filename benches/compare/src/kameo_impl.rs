@@ -28,6 +28,7 @@ async fn run_async(workload: &str) -> Figure {
         "ping-pong" => ping_pong().await,
         "ring" => ring().await,
         "fan-in" => fan_in().await,
+        "restart" => restart().await,
         other => panic!("unknown workload {other}"),
     }
 }
@@ -191,4 +192,64 @@ async fn fan_in() -> Figure {
     }
     done.await.unwrap();
     Figure::per(start.elapsed(), senders * each)
+}
+
+// ---- restart: kameo's own supervision (the ActorRef stays valid across restarts)
+
+struct Boss;
+
+impl Actor for Boss {
+    type Args = Self;
+    type Error = Infallible;
+    async fn on_start(state: Self, _: ActorRef<Self>) -> Result<Self, Infallible> {
+        Ok(state)
+    }
+}
+
+#[derive(Clone)]
+struct Fragile;
+
+impl Actor for Fragile {
+    type Args = Self;
+    type Error = Infallible;
+    async fn on_start(state: Self, _: ActorRef<Self>) -> Result<Self, Infallible> {
+        Ok(state)
+    }
+}
+
+struct Crash;
+
+impl Message<Crash> for Fragile {
+    type Reply = ();
+    async fn handle(&mut self, _: Crash, _: &mut Context<Self, ()>) {
+        panic!("crash");
+    }
+}
+
+struct Ping;
+
+impl Message<Ping> for Fragile {
+    type Reply = ();
+    async fn handle(&mut self, _: Ping, _: &mut Context<Self, ()>) {}
+}
+
+/// A permanent child under a one-for-one supervisor panics; time until the restarted child
+/// answers an ask.
+async fn restart() -> Figure {
+    let n = size("RESTART_N", 20_000);
+    std::panic::set_hook(Box::new(|_| {}));
+    let boss = Boss::spawn(Boss);
+    let child = Fragile::supervise(&boss, Fragile)
+        .restart_limit(u32::MAX, Duration::from_secs(3600))
+        .spawn()
+        .await;
+    child.ask(Ping).await.unwrap();
+    let start = Instant::now();
+    for _ in 0..n {
+        let _ = child.tell(Crash).await;
+        while child.ask(Ping).await.is_err() {
+            tokio::task::yield_now().await;
+        }
+    }
+    Figure::per(start.elapsed(), n)
 }

@@ -49,7 +49,7 @@ fn main() {
         [_, f, w] => (f.as_str(), w.as_str()),
         _ => {
             eprintln!(
-                "usage: baobab-compare baobab|ractor|kameo|actix spawn|ping-pong|ring|fan-in"
+                "usage: baobab-compare baobab|ractor|kameo|actix spawn|ping-pong|ring|fan-in|restart"
             );
             std::process::exit(2);
         }

@@ -27,6 +27,7 @@ async fn run_async(workload: &str) -> Figure {
         "ping-pong" => ping_pong().await,
         "ring" => ring().await,
         "fan-in" => fan_in().await,
+        "restart" => restart().await,
         other => panic!("unknown workload {other}"),
     }
 }
@@ -212,4 +213,82 @@ async fn fan_in() -> Figure {
     }
     done.await.unwrap();
     Figure::per(start.elapsed(), senders * each)
+}
+
+// ---- restart: a supervisor actor that respawns its child when it fails (ractor's own
+// supervision events; ractor has no built-in restart policy)
+
+enum ChildMsg {
+    Crash,
+    Ping(RpcReplyPort<()>),
+}
+
+struct Fragile;
+
+impl Actor for Fragile {
+    type Msg = ChildMsg;
+    type State = ();
+    type Arguments = ();
+    async fn pre_start(&self, _: ActorRef<ChildMsg>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+    async fn handle(
+        &self,
+        _: ActorRef<ChildMsg>,
+        message: ChildMsg,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ChildMsg::Crash => panic!("crash"),
+            ChildMsg::Ping(reply) => {
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Boss;
+
+impl Actor for Boss {
+    type Msg = ();
+    type State = mpsc::UnboundedSender<ActorRef<ChildMsg>>;
+    type Arguments = mpsc::UnboundedSender<ActorRef<ChildMsg>>;
+    async fn pre_start(
+        &self,
+        myself: ActorRef<()>,
+        children: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let (child, _) = Actor::spawn_linked(None, Fragile, (), myself.get_cell()).await?;
+        let _ = children.send(child);
+        Ok(children)
+    }
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<()>,
+        event: ractor::SupervisionEvent,
+        children: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let ractor::SupervisionEvent::ActorFailed(..) = event {
+            let (child, _) = Actor::spawn_linked(None, Fragile, (), myself.get_cell()).await?;
+            let _ = children.send(child);
+        }
+        Ok(())
+    }
+}
+
+/// The child panics; time until the respawned child answers a call.
+async fn restart() -> Figure {
+    let n = size("RESTART_N", 20_000);
+    std::panic::set_hook(Box::new(|_| {}));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (_boss, _) = Actor::spawn(None, Boss, tx).await.unwrap();
+    let mut child = rx.recv().await.unwrap();
+    let start = Instant::now();
+    for _ in 0..n {
+        let _ = child.cast(ChildMsg::Crash);
+        child = rx.recv().await.unwrap();
+        child.call(ChildMsg::Ping, None).await.unwrap();
+    }
+    Figure::per(start.elapsed(), n)
 }
