@@ -384,10 +384,14 @@ fn a_burst_of_sends_arrives_in_order_and_before_the_senders_exit_signal() {
 }
 
 /// Whatever a process sends after a burst to one process, to that process or another, lands
-/// after the burst: here a reply (a system message) follows plain messages to the caller.
+/// after the burst: here a reply (a system message) follows plain messages to the caller. The
+/// server looks at the caller's mailbox right after its reply, still inside the slice that
+/// batched the burst: the whole burst must be there with the reply.
 #[test]
 fn a_reply_after_a_burst_does_not_overtake_it() {
     let rt = runtime();
+    let seen = Arc::new(Mutex::new(None));
+    let seen_by_server = Arc::clone(&seen);
     let got = rt.block_on(|mut ctx: Ctx<u32>| async move {
         let me = ctx.addr();
         let server = ctx
@@ -397,6 +401,8 @@ fn a_reply_after_a_burst_does_not_overtake_it() {
                         c.send(&me, k).unwrap();
                     }
                     reply_to.reply(n);
+                    let waiting = c.handle().process_info(me.pid()).map(|i| i.mailbox_len);
+                    *seen_by_server.lock().unwrap() = waiting;
                 }
             })
             .unwrap();
@@ -412,6 +418,8 @@ fn a_reply_after_a_burst_does_not_overtake_it() {
         (reply, burst)
     });
     assert_eq!(got, Ok((7, (0..10).collect::<Vec<_>>())));
+    // Ten burst messages and the reply, in the caller's mailbox as the reply landed.
+    assert_eq!(*seen.lock().unwrap(), Some(11));
 }
 
 /// A process's sends to itself are never held back: its next receive sees them.

@@ -471,16 +471,23 @@ async fn terminate_from(ctx: &mut Ctx<SupervisorMsg>, state: &mut State, first: 
     while index > first {
         index -= 1;
         let child = &mut state.children[index];
-        if let Some(pid) = child.pid.take() {
-            child.previous = Some(pid);
-            let reason = shut_down(ctx, pid, child.spec.shutdown).await;
-            debug!(supervisor = %ctx.pid(), child = %child.spec.id, %reason, "child stopped");
-            child.last_exit = Some(reason);
-            if child.spec.restart == Restart::Temporary {
-                state.children.remove(index);
-            }
+        if stop(ctx, child).await && child.spec.restart == Restart::Temporary {
+            state.children.remove(index);
         }
     }
+}
+
+/// Stops a child if it runs, as its shutdown says, and records how it ended; returns whether
+/// it was running.
+async fn stop(ctx: &mut Ctx<SupervisorMsg>, child: &mut Child) -> bool {
+    let Some(pid) = child.pid.take() else {
+        return false;
+    };
+    child.previous = Some(pid);
+    let reason = shut_down(ctx, pid, child.spec.shutdown).await;
+    debug!(supervisor = %ctx.pid(), child = %child.spec.id, %reason, "child stopped");
+    child.last_exit = Some(reason);
+    true
 }
 
 /// Stops one child as its shutdown says and waits until it is gone; returns its exit reason.
@@ -489,52 +496,21 @@ pub(super) async fn shut_down<M: Send + 'static>(
     pid: Pid,
     shutdown: Shutdown,
 ) -> ExitReason {
-    // As OTP's `monitor_child`: monitor, unlink, and take an exit signal that was already on
-    // its way (the child died before the unlink): the monitor then reports it.
-    let monitor = ctx.monitor(pid);
-    ctx.unlink(pid);
-    let _ = ctx
-        .recv_matching_timeout(
-            |m| matches!(m, Message::Exit(signal) if signal.from == pid),
-            Duration::ZERO,
-        )
-        .await;
-    let down = |m: &Message<&M>| matches!(m, Message::Down(d) if d.reference == monitor);
-    let reason_of = |m: Message<M>| match m {
-        Message::Down(down) => down.reason,
-        _ => unreachable!("only the child's Down is selected"),
-    };
-    match shutdown {
-        Shutdown::BrutalKill => {
-            ctx.exit(pid, ExitReason::Kill);
-            reason_of(ctx.recv_matching(down).await)
-        }
-        Shutdown::Infinity => {
-            ctx.exit(pid, ExitReason::Shutdown);
-            reason_of(ctx.recv_matching(down).await)
-        }
-        Shutdown::Timeout(timeout) => {
-            ctx.exit(pid, ExitReason::Shutdown);
-            match ctx.recv_matching_timeout(down, timeout).await {
-                Some(message) => reason_of(message),
-                None => {
-                    ctx.exit(pid, ExitReason::Kill);
-                    reason_of(ctx.recv_matching(down).await)
-                }
-            }
-        }
-    }
+    let mut reasons = shut_down_all(ctx, &[pid], shutdown).await;
+    reasons.pop().expect("one reason per child")
 }
 
-/// Stops many children at once (a dynamic supervisor's, in no particular order): each is
-/// monitored and unlinked first, then all are told, then each is waited for, killed if its
-/// shutdown timeout passes. Monitoring before telling makes every `Down` come after the child
-/// is really gone.
+/// Stops children as their shutdown says and waits until they are gone; returns their exit
+/// reasons, in the order of `pids`. As OTP's `monitor_child`, each is monitored and unlinked
+/// first, and an exit signal already on its way (the child died before the unlink) is taken:
+/// the monitor then reports it. Then all are told at once (a dynamic supervisor's children
+/// stop in no particular order), and each is waited for, killed if the shutdown timeout
+/// passes. Monitoring before telling makes every `Down` come after the child is really gone.
 pub(super) async fn shut_down_all<M: Send + 'static>(
     ctx: &mut Ctx<M>,
     pids: &[Pid],
     shutdown: Shutdown,
-) {
+) -> Vec<ExitReason> {
     let mut monitors = Vec::with_capacity(pids.len());
     for &pid in pids {
         monitors.push((pid, ctx.monitor(pid)));
@@ -557,21 +533,28 @@ pub(super) async fn shut_down_all<M: Send + 'static>(
         Shutdown::Timeout(timeout) => Some(ctx.now() + timeout),
         _ => None,
     };
+    let mut reasons = Vec::with_capacity(pids.len());
     for (pid, monitor) in monitors {
         let down = |m: &Message<&M>| matches!(m, Message::Down(d) if d.reference == monitor);
+        let reason_of = |m: Message<M>| match m {
+            Message::Down(down) => down.reason,
+            _ => unreachable!("only the child's Down is selected"),
+        };
         let left = deadline.map(|deadline| deadline.saturating_sub(ctx.now()));
         let gone = match left {
-            None => {
-                ctx.recv_matching(down).await;
-                true
-            }
-            Some(left) => ctx.recv_matching_timeout(down, left).await.is_some(),
+            None => Some(ctx.recv_matching(down).await),
+            Some(left) => ctx.recv_matching_timeout(down, left).await,
         };
-        if !gone {
-            ctx.exit(pid, ExitReason::Kill);
-            ctx.recv_matching(down).await;
-        }
+        let down_message = match gone {
+            Some(message) => message,
+            None => {
+                ctx.exit(pid, ExitReason::Kill);
+                ctx.recv_matching(down).await
+            }
+        };
+        reasons.push(reason_of(down_message));
     }
+    reasons
 }
 
 /// Answers one request.
@@ -623,9 +606,7 @@ async fn handle(ctx: &mut Ctx<SupervisorMsg>, state: &mut State, request: Reques
                 return;
             };
             let child = &mut state.children[index];
-            if let Some(pid) = child.pid.take() {
-                child.last_exit = Some(shut_down(ctx, pid, child.spec.shutdown).await);
-            }
+            stop(ctx, child).await;
             let started = start(ctx, child).await;
             if started.is_ok() {
                 child.restarts += 1;
@@ -669,9 +650,7 @@ async fn handle(ctx: &mut Ctx<SupervisorMsg>, state: &mut State, request: Reques
 /// Stops child `index` if it runs; a temporary child's spec goes with it.
 async fn terminate_one(ctx: &mut Ctx<SupervisorMsg>, state: &mut State, index: usize) {
     let child = &mut state.children[index];
-    if let Some(pid) = child.pid.take() {
-        child.last_exit = Some(shut_down(ctx, pid, child.spec.shutdown).await);
-    }
+    stop(ctx, child).await;
     if child.spec.restart == Restart::Temporary {
         state.children.remove(index);
     }
