@@ -31,6 +31,7 @@
 
 #![warn(missing_docs)]
 
+pub mod conversation;
 pub(crate) mod loom;
 pub(crate) mod process;
 pub mod registry;

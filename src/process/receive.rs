@@ -410,3 +410,44 @@ impl<M: Send + 'static, F> Drop for Take<'_, M, F> {
         self.ctx.end_wait(&mut self.timer);
     }
 }
+
+impl<M: Send + 'static> Ctx<M> {
+    /// Waits, without blocking the scheduler thread, until `poll` is ready (something outside
+    /// the mailbox woke this process through the waker `poll` was given) or the runtime clock
+    /// reaches `deadline` (`None`). The mailbox is left alone.
+    pub(crate) async fn wait_ready<T>(
+        &mut self,
+        deadline: Option<Duration>,
+        mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
+    ) -> Option<T> {
+        let cell = &self.cell;
+        let mut timer: Option<TimerRef> = None;
+        let result = poll_fn(|cx| {
+            if let Poll::Ready(value) = poll(cx) {
+                return Poll::Ready(Some(value));
+            }
+            let Some(deadline) = deadline else {
+                return Poll::Pending;
+            };
+            let shared = &cell.shared;
+            match timer {
+                None if deadline > Duration::ZERO => {
+                    timer = Some(shared.wait_timer(cell, deadline));
+                    if shared.clock.is_manual() && shared.clock.now() >= deadline {
+                        return Poll::Ready(None);
+                    }
+                }
+                _ if deadline == Duration::ZERO || shared.clock.now() >= deadline => {
+                    return Poll::Ready(None);
+                }
+                _ => {}
+            }
+            Poll::Pending
+        })
+        .await;
+        if let Some(timer) = timer {
+            cell.shared.cancel_wait_timer(cell, timer);
+        }
+        result
+    }
+}

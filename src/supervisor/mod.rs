@@ -14,4 +14,5 @@ mod supervisor;
 
 pub use dynamic::{DynamicMsg, DynamicSpec, DynamicSupervisor};
 pub use spec::{ChildKind, ChildSpec, ChildStarter, Restart, Shutdown, Strategy, SupervisorSpec};
+pub(crate) use supervisor::shut_down_all;
 pub use supervisor::{ChildCounts, ChildInfo, Supervisor, SupervisorError, SupervisorMsg};

@@ -506,7 +506,7 @@ pub(super) async fn shut_down<M: Send + 'static>(
 /// the monitor then reports it. Then all are told at once (a dynamic supervisor's children
 /// stop in no particular order), and each is waited for, killed if the shutdown timeout
 /// passes. Monitoring before telling makes every `Down` come after the child is really gone.
-pub(super) async fn shut_down_all<M: Send + 'static>(
+pub(crate) async fn shut_down_all<M: Send + 'static>(
     ctx: &mut Ctx<M>,
     pids: &[Pid],
     shutdown: Shutdown,

@@ -1,0 +1,158 @@
+//! A one-shot slot that a waiter blocks on (a thread) or awaits (a process), filled once by
+//! whoever has the answer.
+//!
+//! Every fill and take holds the slot's mutex; the `ready` flag is only a hint that lets a
+//! blocked thread spin briefly before it sleeps (a reply usually comes within microseconds,
+//! sooner than a sleeping thread wakes).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+pub(crate) struct Slot<T> {
+    ready: AtomicBool,
+    inner: Mutex<Inner<T>>,
+    filled: Condvar,
+}
+
+struct Inner<T> {
+    value: Option<T>,
+    waker: Option<Waker>,
+    sleeping: bool,
+}
+
+/// How long a blocked thread spins before it sleeps.
+const SPIN: Duration = Duration::from_micros(50);
+
+impl<T> Slot<T> {
+    pub(crate) fn new() -> Self {
+        Slot {
+            ready: AtomicBool::new(false),
+            inner: Mutex::new(Inner {
+                value: None,
+                waker: None,
+                sleeping: false,
+            }),
+            filled: Condvar::new(),
+        }
+    }
+
+    pub(crate) fn filled_with(value: T) -> Self {
+        let slot = Slot::new();
+        slot.fill(value);
+        slot
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner<T>> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Fills the slot (a second fill replaces an untaken value) and wakes its waiter.
+    pub(crate) fn fill(&self, value: T) {
+        let mut inner = self.lock();
+        inner.value = Some(value);
+        self.ready.store(true, Ordering::Release);
+        let waker = inner.waker.take();
+        let sleeping = inner.sleeping;
+        drop(inner);
+        if sleeping {
+            self.filled.notify_all();
+        }
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// The value, if the slot is filled.
+    pub(crate) fn take(&self) -> Option<T> {
+        self.lock().value.take()
+    }
+
+    /// A copy of the value, if the slot is filled (it stays there).
+    pub(crate) fn peek(&self) -> Option<T>
+    where
+        T: Clone,
+    {
+        self.lock().value.clone()
+    }
+
+    /// Blocks the calling thread until the slot is filled (`true`) or `deadline` passes
+    /// (`false`). Does not take the value.
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> bool {
+        let spin_until = Instant::now() + SPIN;
+        let mut spins = 0u32;
+        while !self.ready.load(Ordering::Acquire) {
+            spins += 1;
+            if spins % 64 == 0 && Instant::now() >= spin_until {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        let mut inner = self.lock();
+        loop {
+            if inner.value.is_some() {
+                return true;
+            }
+            inner.sleeping = true;
+            inner = match deadline {
+                None => self
+                    .filled
+                    .wait(inner)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        inner.sleeping = false;
+                        return false;
+                    }
+                    self.filled
+                        .wait_timeout(inner, deadline - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+            inner.sleeping = false;
+        }
+    }
+
+    /// Takes the value, or registers `cx`'s waker to be woken by the fill.
+    pub(crate) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<T> {
+        let mut inner = self.lock();
+        match inner.value.take() {
+            Some(value) => Poll::Ready(value),
+            None => {
+                inner.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_fill_from_another_thread_wakes_a_sleeping_waiter() {
+        let slot = Arc::new(Slot::new());
+        let filler = Arc::clone(&slot);
+        let thread = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            filler.fill(7);
+        });
+        assert!(slot.wait(Some(Instant::now() + Duration::from_secs(10))));
+        assert_eq!(slot.take(), Some(7));
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn an_unfilled_slot_times_out() {
+        let slot: Slot<u8> = Slot::new();
+        let start = Instant::now();
+        assert!(!slot.wait(Some(start + Duration::from_millis(5))));
+        assert!(start.elapsed() >= Duration::from_millis(5));
+        assert_eq!(slot.take(), None);
+    }
+}
