@@ -16,7 +16,7 @@ use super::error::ConversationError;
 use super::participant::ParticipantRequest;
 use crate::signal::reason::panic_message;
 use crate::supervisor::{Shutdown, shut_down_all};
-use crate::{Addr, Ctx, ExitReason, Message};
+use crate::{Addr, Ctx, ExitReason, Message, TimerRef};
 
 /// How long an owned participant has to stop when its conversation ends before it is killed.
 const PARTICIPANT_SHUTDOWN: Duration = Duration::from_secs(5);
@@ -42,16 +42,18 @@ pub(crate) async fn run(mut ctx: Ctx<ConvMsg>, core: Arc<Core>) -> ExitReason {
     for &pid in &attach.links {
         ctx.link(pid);
     }
+    core.ready.fill(());
+    let mut timer = None;
     if let Some(deadline) = attach.deadline {
         let now = ctx.now();
         if now >= deadline {
             core.deadline_passed(now);
-            return teardown(&mut ctx, &core).await;
+            return teardown(&mut ctx, &core, None).await;
         }
-        ctx.send_after(&ctx.addr(), ConvMsg::Deadline, deadline - now);
+        timer = Some(ctx.send_after(&ctx.addr(), ConvMsg::Deadline, deadline - now));
     }
     if attach.closing {
-        return teardown(&mut ctx, &core).await;
+        return teardown(&mut ctx, &core, timer).await;
     }
     send_all(&ctx, &core, core.forward(ctx.now()));
     loop {
@@ -59,17 +61,17 @@ pub(crate) async fn run(mut ctx: Ctx<ConvMsg>, core: Arc<Core>) -> ExitReason {
             Message::User(ConvMsg::Kick) => send_all(&ctx, &core, core.forward(ctx.now())),
             Message::User(ConvMsg::Close) => {
                 if core.closing() {
-                    return teardown(&mut ctx, &core).await;
+                    return teardown(&mut ctx, &core, timer).await;
                 }
             }
             Message::User(ConvMsg::Deadline) => {
                 if core.deadline_passed(ctx.now()) {
-                    return teardown(&mut ctx, &core).await;
+                    return teardown(&mut ctx, &core, timer).await;
                 }
             }
             Message::Exit(signal) if signal.from == ctx.parent() => {
                 core.fail(ConversationError::SupervisorDown);
-                teardown(&mut ctx, &core).await;
+                teardown(&mut ctx, &core, timer).await;
                 return signal.reason;
             }
             Message::Exit(signal) => {
@@ -86,7 +88,7 @@ pub(crate) async fn run(mut ctx: Ctx<ConvMsg>, core: Arc<Core>) -> ExitReason {
                     }
                     AfterExit::Continue(sends) => send_all(&ctx, &core, sends),
                     AfterExit::Compensate(..) => unreachable!("compensated above"),
-                    AfterExit::Failed => return teardown(&mut ctx, &core).await,
+                    AfterExit::Failed => return teardown(&mut ctx, &core, timer).await,
                 }
             }
             Message::Down(_) => {}
@@ -111,7 +113,10 @@ fn send_all(
 /// The conversation has ended (closing, failed, or its supervisor stops it): the participants
 /// it spawned are stopped and waited for, the others unlinked (so its exit touches none of
 /// them), and the state is finished.
-async fn teardown(ctx: &mut Ctx<ConvMsg>, core: &Core) -> ExitReason {
+async fn teardown(ctx: &mut Ctx<ConvMsg>, core: &Core, timer: Option<TimerRef>) -> ExitReason {
+    if let Some(timer) = timer {
+        ctx.cancel_timer(timer);
+    }
     let (owned, others) = core.members_for_teardown();
     for pid in others {
         ctx.unlink(pid);

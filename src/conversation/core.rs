@@ -68,6 +68,9 @@ pub(crate) struct Core {
     timeout: Option<Duration>,
     pub(crate) handle: Handle,
     index: Weak<Index>,
+    /// Filled when the first incarnation has linked to the participants (or the conversation
+    /// ended first): `spawn` returns after it.
+    pub(crate) ready: Slot<()>,
     state: Mutex<State>,
 }
 
@@ -159,6 +162,7 @@ impl Core {
             timeout: config.timeout,
             handle,
             index: Arc::downgrade(index),
+            ready: Slot::new(),
             state: Mutex::new(State {
                 phase: Phase::Created,
                 addr: None,
@@ -240,7 +244,11 @@ impl Core {
     /// was filled meanwhile (the caller takes the value).
     pub(crate) fn withdraw(&self, slot: &ReplySlot) -> bool {
         let mut state = self.lock();
-        match state.waiters.iter().position(|w| Arc::ptr_eq(&w.slot, slot)) {
+        match state
+            .waiters
+            .iter()
+            .position(|w| Arc::ptr_eq(&w.slot, slot))
+        {
             Some(index) => {
                 state.waiters.remove(index);
                 true
@@ -623,6 +631,10 @@ impl Core {
     /// The process has torn down: `Completing` becomes `Closed` (closers get the unreceived
     /// replies), the process is forgotten and the conversation leaves its supervisor's index.
     pub(crate) fn finish(&self) {
+        // Out of the index first: whoever `close` wakes finds the conversation gone.
+        if let Some(index) = self.index.upgrade() {
+            index.remove(self.id);
+        }
         let mut state = self.lock();
         if state.phase == Phase::Completing {
             state.phase = Phase::Closed;
@@ -636,9 +648,7 @@ impl Core {
         state.queue.clear();
         state.outstanding.clear();
         drop(state);
-        if let Some(index) = self.index.upgrade() {
-            index.remove(self.id);
-        }
+        self.ready.fill(());
     }
 
     /// The handle's deadline for a blocking wait, from a receive timeout.

@@ -151,7 +151,8 @@ impl ConversationHandle {
             return Err(ConversationError::ReceiveTimeout);
         }
         // Filled (before the timeout, or while it was being withdrawn).
-        slot.take().expect("a waiter that was not withdrawn has been answered")
+        slot.take()
+            .expect("a waiter that was not withdrawn has been answered")
     }
 
     /// [`receive_timeout`](Self::receive_timeout) from inside a process (`None`: no timeout);

@@ -50,7 +50,9 @@ mod slot;
 mod state;
 mod supervisor;
 
-pub use config::{ChannelMode, Compensation, ConversationConfig, ConversationId, Crash, CrashPolicy};
+pub use config::{
+    ChannelMode, Compensation, ConversationConfig, ConversationId, Crash, CrashPolicy,
+};
 pub use envelope::{ANONYMOUS, CausalContext, Envelope, MessageId};
 pub use error::ConversationError;
 pub use handle::{ConversationHandle, ExitNotice, ParticipantExit};

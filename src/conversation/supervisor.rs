@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tracing::warn;
 
+use super::ConversationId;
 use super::actor::{self, ConvMsg};
 use super::config::{ChannelMode, ConversationConfig, CrashPolicy};
 use super::core::{Core, Index};
@@ -14,7 +15,6 @@ use super::error::ConversationError;
 use super::handle::ConversationHandle;
 use super::participant::{self, ParticipantBehaviour, ParticipantRequest};
 use super::slot::Slot;
-use super::ConversationId;
 use crate::supervisor::{DynamicSpec, DynamicSupervisor, Restart, Shutdown, SupervisorError};
 use crate::{Addr, Ctx, ExitReason, Handle, Message, Pid};
 
@@ -159,7 +159,10 @@ impl ConversationSupervisor {
     ///
     /// # Panics
     /// On a scheduler thread.
-    pub fn spawn(&self, config: ConversationConfig) -> Result<ConversationHandle, ConversationError> {
+    pub fn spawn(
+        &self,
+        config: ConversationConfig,
+    ) -> Result<ConversationHandle, ConversationError> {
         self.start_conversation(config, &[], None)
     }
 
@@ -251,13 +254,15 @@ impl ConversationSupervisor {
         inner.index.insert(&core);
         let dynamic = inner.dynamic;
         let child = Arc::clone(&core);
-        let started = inner
-            .handle
-            .block_on(move |mut ctx: Ctx<()>| async move {
-                dynamic.start_child(&mut ctx, child).await
-            });
+        let started = inner.handle.block_on(move |mut ctx: Ctx<()>| async move {
+            dynamic.start_child(&mut ctx, child).await
+        });
         match started {
-            Ok(Ok(_pid)) => Ok(ConversationHandle::new(core)),
+            Ok(Ok(_pid)) => {
+                // Linked to its participants before anyone can see it.
+                core.ready.wait(None);
+                Ok(ConversationHandle::new(core))
+            }
             Ok(Err(error)) => {
                 inner.index.remove(id);
                 Err(match error {
