@@ -1,5 +1,5 @@
 //! baobab's runtime benchmarks, the workloads of `../shared/PEERS.md`: spawn, ping-pong,
-//! call, ring and fan-in. Each runs several times; the table shows the median and the range.
+//! call, ring, restart, fan-in, and `ask` through a conversation (median and p99 per ask). Each runs several times; the table shows the median and the range.
 //!
 //! ```text
 //! cargo bench --bench runtime              # everything
@@ -11,6 +11,11 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use baobab::conversation::{
+    ChannelMode, ConversationHandle, ConversationSupervisor, CrashPolicy, Envelope,
+};
 use baobab::server::{ReplyTo, Server, ServerMsg};
 use baobab::supervisor::{ChildSpec, Strategy, Supervisor, SupervisorSpec};
 use baobab::{Addr, Ctx, ExitReason, Message, Runtime};
@@ -314,6 +319,75 @@ fn restart(rt: &Runtime) -> Sample {
     }
 }
 
+/// Per-ask latencies of `n` asks through one conversation whose participant echoes: the
+/// median is the sample, the 99th percentile the second figure.
+fn percentiles(mut ns: Vec<f64>) -> Sample {
+    ns.sort_by(f64::total_cmp);
+    let p99 = ns[(ns.len() * 99 / 100).min(ns.len() - 1)];
+    Sample {
+        ns_per_op: ns[ns.len() / 2],
+        extra: Some(p99),
+    }
+}
+
+fn echo_conversation(rt: &Runtime) -> (ConversationSupervisor, ConversationHandle) {
+    let sup = ConversationSupervisor::start(rt.handle()).expect("conversation supervisor");
+    let (conversation, _) = sup
+        .spawn_with_participant(
+            Arc::new(|request: &Envelope| Some(request.reply("pong.v1", request.payload.clone()))),
+            None,
+            ChannelMode::Ephemeral,
+            CrashPolicy::Fail,
+        )
+        .expect("conversation");
+    (sup, conversation)
+}
+
+/// `ask` from inside a process (`ask_in`): caller, conversation and participant are all
+/// baobab processes.
+fn ask(rt: &Runtime) -> Sample {
+    let n = env("BAOBAB_BENCH_ASK_N", 200_000);
+    let (sup, conversation) = echo_conversation(rt);
+    let ns = rt.block_on(move |mut ctx: Ctx<()>| async move {
+        let mut ns = Vec::with_capacity(n);
+        let request = Envelope::new("ping.v1", "ping");
+        for _ in 0..n {
+            let start = Instant::now();
+            let reply = conversation
+                .ask_in(&mut ctx, request.clone(), Duration::from_secs(10))
+                .await
+                .expect("reply");
+            ns.push(start.elapsed().as_nanos() as f64);
+            std::hint::black_box(reply);
+        }
+        conversation.close_in(&mut ctx).await.expect("close");
+        ns
+    });
+    let ns = ns.expect("ask driver");
+    sup.shutdown();
+    percentiles(ns)
+}
+
+/// `ask` from a thread outside the runtime (blocking): each ask wakes a scheduler thread and
+/// is woken back.
+fn ask_thread(rt: &Runtime) -> Sample {
+    let n = env("BAOBAB_BENCH_ASK_N", 200_000) / 4;
+    let (sup, conversation) = echo_conversation(rt);
+    let request = Envelope::new("ping.v1", "ping");
+    let mut ns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let reply = conversation
+            .ask(request.clone(), Duration::from_secs(10))
+            .expect("reply");
+        ns.push(start.elapsed().as_nanos() as f64);
+        std::hint::black_box(reply);
+    }
+    conversation.close().expect("close");
+    sup.shutdown();
+    percentiles(ns)
+}
+
 const WORKLOADS: &[Workload] = &[
     Workload {
         name: "spawn",
@@ -350,6 +424,18 @@ const WORKLOADS: &[Workload] = &[
         unit: "ns/restart",
         extra_unit: "",
         run: restart,
+    },
+    Workload {
+        name: "ask",
+        unit: "ns/ask (median)",
+        extra_unit: "ns p99",
+        run: ask,
+    },
+    Workload {
+        name: "ask-thread",
+        unit: "ns/ask (median)",
+        extra_unit: "ns p99",
+        run: ask_thread,
     },
     Workload {
         name: "fan-in",

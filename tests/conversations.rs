@@ -966,6 +966,7 @@ fn ask_in_works_inside_a_process() {
     let rt = runtime();
     let sup = ConversationSupervisor::start(rt.handle()).unwrap();
     let (conversation, _) = one(&sup, echo(), CrashPolicy::Fail);
+    let conversation_state = conversation.clone();
     let replies = rt
         .block_on(move |mut ctx: Ctx<()>| async move {
             let mut replies = Vec::new();
@@ -976,11 +977,13 @@ fn ask_in_works_inside_a_process() {
                     .unwrap();
                 replies.push(reply.text().unwrap().to_string());
             }
+            assert!(conversation.close_in(&mut ctx).await.unwrap().is_empty());
             replies
         })
         .unwrap();
     assert_eq!(replies.len(), 100);
     assert_eq!(replies[99], "echo:99");
+    assert_eq!(conversation_state.query_state().phase, Phase::Closed);
     sup.shutdown();
 }
 
@@ -1010,5 +1013,28 @@ fn many_threads_asking_at_once_each_get_their_own_reply() {
     }
     assert_eq!(wrong.load(Ordering::Relaxed), 0);
     assert_eq!(conversation.query_state().log.len(), 4 * 500 * 2);
+    sup.shutdown();
+}
+
+#[test]
+fn the_context_log_keeps_the_newest_entries_up_to_its_limit() {
+    let rt = runtime();
+    let sup = ConversationSupervisor::builder()
+        .log_limit(10)
+        .start(rt.handle())
+        .unwrap();
+    let (conversation, _) = one(&sup, echo(), CrashPolicy::Fail);
+    for i in 0..20 {
+        assert_eq!(
+            text(conversation.ask(msg(&i.to_string()), SAFETY)),
+            format!("echo:{i}")
+        );
+    }
+    let state = conversation.query_state();
+    assert_eq!(state.log.len(), 10);
+    assert_eq!(state.log_dropped, 30);
+    assert!(
+        matches!(&state.log[9], LogEntry::Received { envelope, .. } if envelope.text() == Some("echo:19"))
+    );
     sup.shutdown();
 }

@@ -114,8 +114,37 @@ struct State {
     waiters: VecDeque<Waiter>,
     closers: Vec<CloseSlot>,
     notifiers: Vec<(Pid, ExitSlot)>,
-    log: Vec<LogEntry>,
+    log: Log,
     failure: Option<ConversationError>,
+}
+
+/// The context log: the newest `limit` entries, and a count of the older ones let go.
+struct Log {
+    entries: VecDeque<LogEntry>,
+    limit: usize,
+    dropped: u64,
+}
+
+impl Log {
+    fn new(limit: usize) -> Log {
+        Log {
+            entries: VecDeque::new(),
+            limit,
+            dropped: 0,
+        }
+    }
+
+    fn push(&mut self, entry: LogEntry) {
+        if self.entries.len() >= self.limit {
+            if self.entries.pop_front().is_none() {
+                // A limit of zero keeps nothing.
+                self.dropped += 1;
+                return;
+            }
+            self.dropped += 1;
+        }
+        self.entries.push_back(entry);
+    }
 }
 
 /// What the process does after a participant's exit.
@@ -145,6 +174,7 @@ impl Core {
         owned: &[Pid],
         handle: Handle,
         index: &Arc<Index>,
+        log_limit: usize,
     ) -> Core {
         let members = config
             .participants
@@ -177,7 +207,7 @@ impl Core {
                 waiters: VecDeque::new(),
                 closers: Vec::new(),
                 notifiers: Vec::new(),
-                log: Vec::new(),
+                log: Log::new(log_limit),
                 failure: None,
             }),
         }
@@ -346,7 +376,8 @@ impl Core {
                     owned: m.owned,
                 })
                 .collect(),
-            log: state.log.clone(),
+            log: state.log.entries.iter().cloned().collect(),
+            log_dropped: state.log.dropped,
             pending_replies: state.replies.len(),
             unanswered: state.outstanding.len(),
             failure: state.failure.clone(),

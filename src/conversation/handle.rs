@@ -214,13 +214,25 @@ impl ConversationHandle {
     /// [`ConversationError::Closed`].
     ///
     /// # Panics
-    /// On a scheduler thread.
+    /// On a scheduler thread (use [`close_in`](Self::close_in)).
     pub fn close(&self) -> Result<Vec<Envelope>, ConversationError> {
         assert_not_on_scheduler("close");
         let slot: CloseSlot = Arc::new(Slot::new());
         self.core().close(&slot)?;
         slot.wait(None);
         slot.take().expect("waited until filled")
+    }
+
+    /// [`close`](Self::close) from inside a process.
+    pub async fn close_in<M: Send + 'static>(
+        &self,
+        ctx: &mut Ctx<M>,
+    ) -> Result<Vec<Envelope>, ConversationError> {
+        let slot: CloseSlot = Arc::new(Slot::new());
+        self.core().close(&slot)?;
+        ctx.wait_ready(None, |cx| slot.poll_take(cx))
+            .await
+            .expect("no deadline: only the fill ends the wait")
     }
 
     /// A snapshot of the conversation: phase, process, participants' health, the context log.

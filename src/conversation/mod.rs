@@ -58,4 +58,4 @@ pub use error::ConversationError;
 pub use handle::{ConversationHandle, ExitNotice, ParticipantExit};
 pub use participant::{Blocking, ParticipantBehaviour, ParticipantRequest};
 pub use state::{ConversationState, LogEntry, ParticipantHealth, Phase};
-pub use supervisor::{ConversationSupervisor, ConversationSupervisorBuilder};
+pub use supervisor::{ConversationSupervisor, ConversationSupervisorBuilder, DEFAULT_LOG_LIMIT};

@@ -156,8 +156,11 @@ pub struct ConversationState {
     pub mode: ChannelMode,
     /// Its participants, in routing order.
     pub participants: Vec<ParticipantHealth>,
-    /// Everything sent, received and crashed so far, oldest first.
+    /// What was sent, received and crashed, oldest first: the newest entries, up to the
+    /// supervisor's log limit.
     pub log: Vec<LogEntry>,
+    /// How many older entries the log let go to stay within its limit.
+    pub log_dropped: u64,
     /// Replies waiting to be received.
     pub pending_replies: usize,
     /// Requests forwarded and not answered yet.

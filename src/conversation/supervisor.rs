@@ -67,6 +67,7 @@ struct Inner {
     keeper: Addr<KeeperMsg>,
     index: Arc<Index>,
     next_id: AtomicU64,
+    log_limit: usize,
 }
 
 impl std::fmt::Debug for ConversationSupervisor {
@@ -80,13 +81,18 @@ impl std::fmt::Debug for ConversationSupervisor {
 pub struct ConversationSupervisorBuilder {
     max_restarts: u32,
     period: Duration,
+    log_limit: usize,
 }
+
+/// The default number of entries a conversation's context log keeps.
+pub const DEFAULT_LOG_LIMIT: usize = 10_000;
 
 impl Default for ConversationSupervisorBuilder {
     fn default() -> Self {
         ConversationSupervisorBuilder {
             max_restarts: 10,
             period: Duration::from_secs(1),
+            log_limit: DEFAULT_LOG_LIMIT,
         }
     }
 }
@@ -97,6 +103,14 @@ impl ConversationSupervisorBuilder {
     pub fn intensity(mut self, max_restarts: u32, period: Duration) -> Self {
         self.max_restarts = max_restarts;
         self.period = period;
+        self
+    }
+
+    /// How many entries each conversation's context log keeps (the newest; older ones are
+    /// counted in [`ConversationState::log_dropped`](super::ConversationState::log_dropped)).
+    /// Default: [`DEFAULT_LOG_LIMIT`].
+    pub fn log_limit(mut self, entries: usize) -> Self {
+        self.log_limit = entries;
         self
     }
 
@@ -131,6 +145,7 @@ impl ConversationSupervisorBuilder {
                 keeper,
                 index,
                 next_id: AtomicU64::new(1),
+                log_limit: self.log_limit,
             }),
         })
     }
@@ -247,6 +262,7 @@ impl ConversationSupervisor {
             owned,
             inner.handle.clone(),
             &inner.index,
+            inner.log_limit,
         ));
         if let Some(slot) = slot {
             let _ = slot.set(Arc::clone(&core));
