@@ -113,7 +113,9 @@ fn main() {
             .map(|request| request.reply("cancelled.v1", "cancelled"))
             .collect()
     }));
-    let reply = conversation.ask(ask("crash"), TIMEOUT).expect("a compensation");
+    let reply = conversation
+        .ask(ask("crash"), TIMEOUT)
+        .expect("a compensation");
     println!("the ask got {:?}", reply.text().unwrap());
     assert_eq!(reply.text(), Some("cancelled"));
     let reply = conversation.ask(ask("still there?"), TIMEOUT).expect("bob");
@@ -128,7 +130,9 @@ fn main() {
     let watch = rt.handle().watch(before);
     rt.handle().exit(before, ExitReason::Kill);
     watch.wait();
-    let reply = conversation.receive_timeout(TIMEOUT).expect("the reply survived");
+    let reply = conversation
+        .receive_timeout(TIMEOUT)
+        .expect("the reply survived");
     let state = conversation.query_state();
     println!(
         "killed {before}; restarted as {} ({} restart); the queued reply survived: {:?}",

@@ -26,8 +26,10 @@
 //! The layers, bottom up: [`runtime`](Runtime) (schedulers, run queues, reductions, the
 //! blocking pool, clock and timers), the registry, signals ([`ExitReason`], links,
 //! monitors), processes ([`Pid`], [`Ctx`], [`Behaviour`], mailboxes), `server`
-//! (gen_server-style calls) and [`supervisor`] (OTP's supervision trees). See
-//! `docs/architecture.md`, `docs/semantics.md` and `docs/supervision.md`.
+//! (gen_server-style calls), [`supervisor`] (OTP's supervision trees) and [`conversation`]
+//! (request/reply envelopes forwarded to participants under a crash policy). See
+//! `docs/architecture.md`, `docs/semantics.md`, `docs/supervision.md` and
+//! `docs/conversations.md`.
 
 #![warn(missing_docs)]
 
@@ -55,6 +57,11 @@ pub use signal::{Down, ExitReason, ExitSignal, MonitorRef};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// `docs/conversations.md`'s example, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/conversations.md")]
+pub struct ConversationDoctests;
 
 /// `docs/supervision.md`'s example, compiled and run as a doc test.
 #[cfg(doctest)]

@@ -324,11 +324,13 @@ impl Core {
     pub(crate) fn pid(&self) -> Result<Pid, ConversationError> {
         let state = self.lock();
         state.refusal()?;
-        // Between a crash and the restart there is no process; the restart comes at once.
+        // Set by the first incarnation before `spawn` returns, replaced by each restart, and
+        // cleared only when the conversation ends. Between a crash and the restart it names
+        // the dead process, as a registered name does in OTP.
         state
             .addr
             .map(|addr| addr.pid())
-            .ok_or_else(|| ConversationError::Spawn("the conversation is restarting".into()))
+            .ok_or(ConversationError::Closed)
     }
 
     /// The current process, whatever the phase (`None` between a crash and its restart, and
