@@ -46,6 +46,28 @@ fn slow(delay: Duration) -> Arc<dyn ParticipantBehaviour> {
     }))
 }
 
+/// Answers `text` only once the gate is opened (a send on the returned sender); until then it
+/// holds the request, on the blocking pool. Dropping the sender opens it for good.
+fn gated() -> (Arc<dyn ParticipantBehaviour>, mpsc::Sender<()>) {
+    let (open, gate) = mpsc::channel::<()>();
+    let gate = Mutex::new(gate);
+    let behaviour = Blocking(move |request: &Envelope| {
+        let _ = gate.lock().unwrap().recv();
+        Some(request.reply("gated.v1", request.payload.clone()))
+    });
+    (Arc::new(behaviour), open)
+}
+
+/// A runtime on a clock the test moves by hand.
+fn manual_runtime() -> (Runtime, baobab::ManualClock) {
+    let clock = baobab::ManualClock::new();
+    let rt = Runtime::builder()
+        .threads(2)
+        .clock(baobab::Clock::manual(&clock))
+        .build();
+    (rt, clock)
+}
+
 fn msg(text: &str) -> Envelope {
     Envelope::new("test.v1", text.to_string())
 }
@@ -152,7 +174,9 @@ fn a_participant_death_is_a_trapped_exit_that_fails_the_conversation_without_a_t
         let start = Instant::now();
         (waiting.receive_timeout(LONG), start.elapsed())
     });
-    std::thread::sleep(Duration::from_millis(20));
+    eventually("the receive waits", || {
+        conversation.query_state().waiting_receives == 1
+    });
     rt.handle().exit(participant, ExitReason::Kill);
     let (result, waited) = receiver.join().unwrap();
     assert_eq!(
@@ -168,6 +192,7 @@ fn a_participant_death_is_a_trapped_exit_that_fails_the_conversation_without_a_t
     );
     let state = conversation.query_state();
     assert_eq!(state.phase, Phase::Failed);
+    assert_eq!(state.waiting_receives, 0);
     assert!(!state.participants[0].alive);
     assert_eq!(state.participants[0].reason, Some(ExitReason::Killed));
     assert!(state.participants[0].exited_at.is_some());
@@ -339,7 +364,8 @@ fn a_timed_out_receive_withdraws_so_the_next_receive_gets_the_reply() {
 fn a_dropped_receive_in_a_process_withdraws_too() {
     let rt = runtime();
     let sup = ConversationSupervisor::start(rt.handle()).unwrap();
-    let (conversation, _) = one(&sup, slow(Duration::from_millis(50)), CrashPolicy::Fail);
+    let (behaviour, open) = gated();
+    let (conversation, _) = one(&sup, behaviour, CrashPolicy::Fail);
     let inside = conversation.clone();
     let reply = rt
         .block_on(move |mut ctx: Ctx<()>| async move {
@@ -353,11 +379,14 @@ fn a_dropped_receive_in_a_process_withdraws_too() {
                 // Polled once (it registers a waiter), then dropped mid-wait.
                 let mut pending = std::pin::pin!(inside.receive_in(&mut ctx, None));
                 std::future::poll_fn(|cx| {
-                    let _ = pending.as_mut().poll(cx);
+                    assert!(pending.as_mut().poll(cx).is_pending());
                     std::task::Poll::Ready(())
                 })
                 .await;
+                assert_eq!(inside.query_state().waiting_receives, 1);
             }
+            assert_eq!(inside.query_state().waiting_receives, 0, "withdrawn");
+            open.send(()).unwrap();
             inside.receive_in(&mut ctx, Some(SAFETY)).await
         })
         .unwrap();
@@ -367,12 +396,12 @@ fn a_dropped_receive_in_a_process_withdraws_too() {
 
 #[test]
 fn the_conversation_timeout_fails_it_and_ends_pending_receives_at_once() {
-    let rt = runtime();
+    let (rt, clock) = manual_runtime();
     let sup = ConversationSupervisor::start(rt.handle()).unwrap();
     let (conversation, participant) = sup
         .spawn_with_participant(
             echo(),
-            Some(Duration::from_millis(50)),
+            Some(Duration::from_secs(30)),
             ChannelMode::Ephemeral,
             CrashPolicy::Fail,
         )
@@ -381,11 +410,15 @@ fn the_conversation_timeout_fails_it_and_ends_pending_receives_at_once() {
     let watch = rt.handle().watch(pid);
     let participant_watch = rt.handle().watch(participant);
     conversation.send(msg("silent")).unwrap();
-    let waiting = conversation.clone();
     // A receive with no timeout of its own: only the conversation's ends it.
-    let (result, waited) = within_safety(move || waiting.receive());
+    let waiting = conversation.clone();
+    let receiver = std::thread::spawn(move || waiting.receive());
+    eventually("the receive waits", || {
+        conversation.query_state().waiting_receives == 1
+    });
+    clock.advance(Duration::from_secs(30));
+    let (result, _) = within_safety(move || receiver.join().unwrap());
     assert_eq!(result, Err(ConversationError::ConversationTimeout));
-    assert!(waited < SAFETY);
     assert_eq!(conversation.query_state().phase, Phase::Failed);
     assert_eq!(
         conversation.send(msg("more")),
@@ -432,22 +465,30 @@ fn the_conversation_timeout_runs_on_the_runtime_clock() {
 
 #[test]
 fn a_timeout_left_over_from_before_a_restart_is_still_enforced() {
-    let rt = runtime();
+    let (rt, clock) = manual_runtime();
     let sup = ConversationSupervisor::start(rt.handle()).unwrap();
     let (conversation, _) = sup
         .spawn_with_participant(
             echo(),
-            Some(Duration::from_millis(200)),
+            Some(Duration::from_secs(10)),
             ChannelMode::Ephemeral,
             CrashPolicy::Fail,
         )
         .unwrap();
+    clock.advance(Duration::from_secs(6));
     let first = conversation.pid().unwrap();
     rt.handle().exit(first, ExitReason::Kill);
-    eventually("restarted", || conversation.pid().is_ok_and(|p| p != first));
-    let waiting = conversation.clone();
-    let (result, _) = within_safety(move || waiting.receive());
-    assert_eq!(result, Err(ConversationError::ConversationTimeout));
+    eventually("restarted", || conversation.query_state().restarts == 1);
+    assert_eq!(text(conversation.ask(msg("on"), SAFETY)), "echo:on");
+    // The restart kept the deadline 10 s after the spawn, not 10 s after the restart.
+    clock.advance(Duration::from_secs(4));
+    eventually("timed out", || {
+        conversation.query_state().phase == Phase::Failed
+    });
+    assert_eq!(
+        conversation.query_state().failure,
+        Some(ConversationError::ConversationTimeout)
+    );
     sup.shutdown();
 }
 
@@ -534,16 +575,20 @@ fn a_participant_ignores_the_exit_of_an_earlier_incarnation_of_its_conversation(
     let (conversation, participant) = one(&sup, echo(), CrashPolicy::Fail);
     for _ in 0..3 {
         let old = conversation.pid().unwrap();
-        // A crash reason, then a shutdown reason from an incarnation that is no longer the
-        // conversation's: neither stops the participant.
-        rt.handle().exit(old, ExitReason::error("crash"));
-        // (A conversation traps exits: an error from outside is a message, so kill it.)
+        // The participant gets the crashed incarnation's exit signal (`killed`): it stays.
         rt.handle().exit(old, ExitReason::Kill);
         eventually("restarted", || conversation.pid().is_ok_and(|p| p != old));
         assert!(rt.handle().is_alive(participant));
         assert_eq!(text(conversation.ask(msg("on"), SAFETY)), "echo:on");
     }
     assert_eq!(conversation.query_state().restarts, 3);
+    // A stop (`shutdown`) from any process but the conversation's current one is ignored too.
+    rt.block_on(move |ctx: Ctx<()>| async move {
+        ctx.exit(participant, ExitReason::Shutdown);
+    })
+    .unwrap();
+    assert_eq!(text(conversation.ask(msg("still"), SAFETY)), "echo:still");
+    assert!(rt.handle().is_alive(participant));
     sup.shutdown();
 }
 
@@ -595,9 +640,11 @@ fn opening_and_closing_100_000_conversations_leaves_nothing_behind() {
 fn route_to_next_moves_pending_and_later_requests_to_the_next_participant() {
     let rt = runtime();
     let sup = ConversationSupervisor::start(rt.handle()).unwrap();
+    // a holds its request and never answers it.
+    let (a_behaviour, _gate) = gated();
     let (conversation, participants) = sup
         .spawn_with_participants(
-            vec![slow(Duration::from_millis(200)), named("b"), named("c")],
+            vec![a_behaviour, named("b"), named("c")],
             None,
             ChannelMode::Ephemeral,
             CrashPolicy::RouteToNext,
@@ -679,38 +726,58 @@ fn compensate_hands_the_unanswered_requests_to_the_callback_and_goes_on() {
             .map(|request| request.reply("cancelled.v1", "cancelled"))
             .collect()
     });
-    let (conversation, participants) = sup
-        .spawn_with_participants(
-            vec![named("a"), named("b")],
+    // a takes two requests, answers neither, and crashes; b echoes.
+    let a = rt
+        .handle()
+        .spawn(|mut ctx: Ctx<ParticipantRequest>| async move {
+            let mut held = Vec::new();
+            while held.len() < 2 {
+                if let Message::User(request) = ctx.recv().await {
+                    held.push(request);
+                }
+            }
+            if held.len() == 2 {
+                panic!("a crashed holding {} requests", held.len());
+            }
+        })
+        .unwrap();
+    let b = rt
+        .handle()
+        .spawn(|mut ctx: Ctx<ParticipantRequest>| async move {
+            while let Message::User(request) = ctx.recv().await {
+                let text = format!("b:{}", request.envelope().text().unwrap());
+                let reply = request.envelope().reply("echo.v1", text);
+                request.reply(Some(reply));
+            }
+        })
+        .unwrap();
+    let conversation = sup
+        .spawn(ConversationConfig::new(
+            vec![a, b],
             None,
             ChannelMode::Ephemeral,
             policy,
-        )
+        ))
         .unwrap();
-    let a = participants[0];
-    // Two requests reach a; the first crashes it, the second is never answered.
-    let crash = msg("crash");
-    conversation.send(crash.clone()).unwrap();
+    let first_request = msg("first");
+    conversation.send(first_request.clone()).unwrap();
     conversation.send(msg("second")).unwrap();
     let first = conversation.receive_timeout(SAFETY).unwrap();
     let second = conversation.receive_timeout(SAFETY).unwrap();
     assert_eq!(first.text(), Some("cancelled"));
-    assert_eq!(first.causal.unwrap().parent_id, crash.message_id);
+    assert_eq!(first.causal.unwrap().parent_id, first_request.message_id);
     assert_eq!(second.text(), Some("cancelled"));
     assert_eq!(
         *seen.lock().unwrap(),
-        vec![(a, vec!["crash".to_string(), "second".to_string()])]
+        vec![(a.pid(), vec!["first".to_string(), "second".to_string()])]
     );
     // The rest goes on with b.
     assert_eq!(text(conversation.ask(msg("later"), SAFETY)), "b:later");
     let state = conversation.query_state();
     assert_eq!(state.phase, Phase::Active);
-    assert!(
-        state
-            .log
-            .iter()
-            .any(|e| matches!(e, LogEntry::Compensated { pid, requests, .. } if *pid == a && requests.len() == 2))
-    );
+    assert!(state.log.iter().any(
+        |e| matches!(e, LogEntry::Compensated { pid, requests, .. } if *pid == a.pid() && requests.len() == 2)
+    ));
     sup.shutdown();
 }
 

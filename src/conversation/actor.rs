@@ -37,7 +37,7 @@ pub(crate) async fn run(mut ctx: Ctx<ConvMsg>, core: Arc<Core>) -> ExitReason {
     ctx.trap_exit(true);
     let attach = core.attach(ctx.addr(), ctx.now());
     if attach.ended {
-        return ExitReason::Normal;
+        return teardown(&mut ctx, &core, None).await;
     }
     for &pid in &attach.links {
         ctx.link(pid);
@@ -121,7 +121,8 @@ async fn teardown(ctx: &mut Ctx<ConvMsg>, core: &Core, timer: Option<TimerRef>) 
     for pid in others {
         ctx.unlink(pid);
     }
-    shut_down_all(ctx, &owned, Shutdown::Timeout(PARTICIPANT_SHUTDOWN)).await;
+    let reasons = shut_down_all(ctx, &owned, Shutdown::Timeout(PARTICIPANT_SHUTDOWN)).await;
+    core.stopped(&owned, reasons, ctx.now());
     core.finish();
     ExitReason::Normal
 }

@@ -259,10 +259,10 @@ impl Core {
         slot: &ReplySlot,
     ) -> Result<Option<Envelope>, ConversationError> {
         let mut state = self.lock();
+        state.refusal()?;
         if let Some(reply) = state.replies.pop_front() {
             return Ok(Some(reply));
         }
-        state.refusal()?;
         state.waiters.push_back(Waiter {
             slot: Arc::clone(slot),
             request: None,
@@ -381,6 +381,7 @@ impl Core {
             log: state.log.entries.iter().cloned().collect(),
             log_dropped: state.log.dropped,
             pending_replies: state.replies.len(),
+            waiting_receives: state.waiters.len(),
             unanswered: state.outstanding.len(),
             failure: state.failure.clone(),
         }
@@ -424,6 +425,11 @@ impl Core {
     pub(crate) fn attach(&self, addr: Addr<ConvMsg>, now: Duration) -> Attach {
         let mut state = self.lock();
         if state.phase.is_final() {
+            // Killed while tearing down after the end: this incarnation finishes the teardown
+            // (the participants take a stop from the current process only).
+            if state.addr.is_some() {
+                state.addr = Some(addr);
+            }
             return Attach {
                 links: Vec::new(),
                 deadline: None,
@@ -659,6 +665,20 @@ impl Core {
             owned.iter().map(|m| m.addr.pid()).collect(),
             others.iter().map(|m| m.addr.pid()).collect(),
         )
+    }
+
+    /// The participants the process stopped at the end exited with `reasons`.
+    pub(crate) fn stopped(&self, pids: &[Pid], reasons: Vec<ExitReason>, now: Duration) {
+        let mut state = self.lock();
+        for (pid, reason) in pids.iter().zip(reasons) {
+            if let Some(member) = state
+                .members
+                .iter_mut()
+                .find(|m| m.addr.pid() == *pid && m.alive())
+            {
+                member.exit = Some((now, reason));
+            }
+        }
     }
 
     /// The process has torn down: `Completing` becomes `Closed` (closers get the unreceived

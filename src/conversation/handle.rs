@@ -49,7 +49,7 @@ impl std::fmt::Debug for ConversationHandle {
 fn assert_not_on_scheduler(operation: &str) {
     assert!(
         !on_scheduler_thread(),
-        "ConversationHandle::{operation} blocks: inside a process use its `_in` form"
+        "{operation} blocks: inside a process use an `_in` form, or `try_get`"
     );
 }
 
@@ -87,7 +87,7 @@ impl ConversationHandle {
     /// # Panics
     /// On a scheduler thread (use [`receive_in`](Self::receive_in)).
     pub fn receive(&self) -> Result<Envelope, ConversationError> {
-        assert_not_on_scheduler("receive");
+        assert_not_on_scheduler("ConversationHandle::receive");
         self.receive_blocking(None)
     }
 
@@ -97,7 +97,7 @@ impl ConversationHandle {
     /// # Panics
     /// On a scheduler thread (use [`receive_in`](Self::receive_in)).
     pub fn receive_timeout(&self, timeout: Duration) -> Result<Envelope, ConversationError> {
-        assert_not_on_scheduler("receive_timeout");
+        assert_not_on_scheduler("ConversationHandle::receive_timeout");
         self.receive_blocking(Some(timeout))
     }
 
@@ -136,7 +136,7 @@ impl ConversationHandle {
     /// # Panics
     /// On a scheduler thread (use [`ask_in`](Self::ask_in)).
     pub fn ask(&self, request: Envelope, timeout: Duration) -> Result<Envelope, ConversationError> {
-        assert_not_on_scheduler("ask");
+        assert_not_on_scheduler("ConversationHandle::ask");
         let slot: ReplySlot = Arc::new(Slot::new());
         self.core().submit(request, Some(&slot))?;
         self.wait_blocking(&slot, Some(timeout))
@@ -216,7 +216,7 @@ impl ConversationHandle {
     /// # Panics
     /// On a scheduler thread (use [`close_in`](Self::close_in)).
     pub fn close(&self) -> Result<Vec<Envelope>, ConversationError> {
-        assert_not_on_scheduler("close");
+        assert_not_on_scheduler("ConversationHandle::close");
         let slot: CloseSlot = Arc::new(Slot::new());
         self.core().close(&slot)?;
         slot.wait(None);
@@ -298,16 +298,24 @@ impl ExitNotice {
     }
 
     /// Blocks until the participant exits (or the conversation ends).
+    ///
+    /// # Panics
+    /// On a scheduler thread.
     pub fn wait(&self) -> Result<ParticipantExit, ConversationError> {
+        assert_not_on_scheduler("ExitNotice::wait");
         self.slot.wait(None);
         self.slot.peek().expect("waited until filled")
     }
 
     /// Blocks up to `timeout`; `None` if nothing happened by then.
+    ///
+    /// # Panics
+    /// On a scheduler thread.
     pub fn wait_timeout(
         &self,
         timeout: Duration,
     ) -> Option<Result<ParticipantExit, ConversationError>> {
+        assert_not_on_scheduler("ExitNotice::wait_timeout");
         self.slot.wait(Core::wait_deadline(Some(timeout)));
         self.slot.peek()
     }

@@ -19,7 +19,8 @@ pub(crate) struct Slot<T> {
 struct Inner<T> {
     value: Option<T>,
     waker: Option<Waker>,
-    sleeping: bool,
+    /// Threads asleep on the condition variable.
+    sleeping: usize,
 }
 
 /// How long a blocked thread spins before it sleeps.
@@ -32,7 +33,7 @@ impl<T> Slot<T> {
             inner: Mutex::new(Inner {
                 value: None,
                 waker: None,
-                sleeping: false,
+                sleeping: 0,
             }),
             filled: Condvar::new(),
         }
@@ -54,7 +55,7 @@ impl<T> Slot<T> {
         inner.value = Some(value);
         self.ready.store(true, Ordering::Release);
         let waker = inner.waker.take();
-        let sleeping = inner.sleeping;
+        let sleeping = inner.sleeping > 0;
         drop(inner);
         if sleeping {
             self.filled.notify_all();
@@ -90,30 +91,33 @@ impl<T> Slot<T> {
             std::hint::spin_loop();
         }
         let mut inner = self.lock();
-        loop {
-            if inner.value.is_some() {
-                return true;
-            }
-            inner.sleeping = true;
-            inner = match deadline {
+        while inner.value.is_none() {
+            let timeout = match deadline {
+                None => None,
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return false;
+                    }
+                    Some(deadline - now)
+                }
+            };
+            inner.sleeping += 1;
+            inner = match timeout {
                 None => self
                     .filled
                     .wait(inner)
                     .unwrap_or_else(PoisonError::into_inner),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        inner.sleeping = false;
-                        return false;
-                    }
+                Some(timeout) => {
                     self.filled
-                        .wait_timeout(inner, deadline - now)
+                        .wait_timeout(inner, timeout)
                         .unwrap_or_else(PoisonError::into_inner)
                         .0
                 }
             };
-            inner.sleeping = false;
+            inner.sleeping -= 1;
         }
+        true
     }
 
     /// Takes the value, or registers `cx`'s waker to be woken by the fill.
@@ -145,6 +149,18 @@ mod tests {
         assert!(slot.wait(Some(Instant::now() + Duration::from_secs(10))));
         assert_eq!(slot.take(), Some(7));
         thread.join().unwrap();
+    }
+
+    #[test]
+    fn a_waiter_that_times_out_does_not_hide_another_sleeping_waiter() {
+        let slot = Arc::new(Slot::new());
+        let patient = Arc::clone(&slot);
+        let sleeper = std::thread::spawn(move || patient.wait(None));
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!slot.wait(Some(Instant::now() + Duration::from_millis(10))));
+        slot.fill(1);
+        assert!(sleeper.join().unwrap());
+        assert_eq!(slot.peek(), Some(1));
     }
 
     #[test]

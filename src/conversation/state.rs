@@ -72,7 +72,8 @@ impl Phase {
 pub struct ParticipantHealth {
     /// The participant.
     pub pid: Pid,
-    /// Whether it is alive (no exit signal from it yet).
+    /// Whether it is alive, as far as the conversation knows (no exit signal from it yet, and
+    /// not stopped by the conversation's end).
     pub alive: bool,
     /// When its exit signal arrived (runtime clock), if it did.
     pub exited_at: Option<Duration>,
@@ -163,6 +164,8 @@ pub struct ConversationState {
     pub log_dropped: u64,
     /// Replies waiting to be received.
     pub pending_replies: usize,
+    /// Receives (and asks) waiting for a reply.
+    pub waiting_receives: usize,
     /// Requests forwarded and not answered yet.
     pub unanswered: usize,
     /// Why it failed, if it did.
