@@ -1045,3 +1045,26 @@ fn behaviour_default_handle_exit_stops_on_an_abnormal_reason() {
         "{got:?}"
     );
 }
+
+/// A receive timer that went to the timer heap cannot be cancelled there; the heap drops it
+/// once its process is gone, so long timeouts in short-lived processes do not pile up.
+#[test]
+fn wait_timers_of_dead_processes_do_not_pile_up() {
+    let rt = runtime();
+    let handle = rt.handle().clone();
+    let before = handle.pending_timers();
+    for _ in 0..5_000 {
+        // Each process sleeps in a receive with an hour-long timeout (its timer reaches the
+        // heap once the scheduler thread idles), then is woken and exits.
+        let addr = handle
+            .spawn(|mut ctx: Ctx<()>| async move {
+                let _ = ctx.recv_timeout(Duration::from_secs(3600)).await;
+            })
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(50));
+        handle.send(&addr, ()).unwrap();
+        exit_of(&handle, addr.pid());
+    }
+    let pending = handle.pending_timers() - before;
+    assert!(pending <= 1024, "{pending} timers of dead processes left");
+}

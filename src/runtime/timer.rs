@@ -56,8 +56,32 @@ thread_local! {
 pub(crate) const DEFER_AT_MOST: Duration = Duration::from_millis(1);
 
 pub(crate) enum TimerAction {
-    Send { to: Pid, envelope: Envelope },
-    Wake(Weak<ProcessCell>),
+    Send {
+        to: Pid,
+        envelope: Envelope,
+    },
+    /// Reschedule the process; `epoch`: only while its wait epoch is still this (a lazy
+    /// receive timer moved to the heap; the receive that set it may end before it is due).
+    Wake {
+        cell: Weak<ProcessCell>,
+        epoch: Option<u32>,
+    },
+}
+
+impl TimerAction {
+    /// A wake-up nobody needs any more: the process is gone, or the receive that set it ended.
+    fn is_stale(&self) -> bool {
+        match self {
+            TimerAction::Send { .. } => false,
+            TimerAction::Wake { cell, epoch } => match cell.upgrade() {
+                None => true,
+                Some(cell) => {
+                    epoch.is_some_and(|e| cell.wait_epoch.load(Ordering::Acquire) != e)
+                        || cell.state.status() == Status::Exiting
+                }
+            },
+        }
+    }
 }
 
 /// One slot of the timer slab: the live timer in it, if any, and the slot's generation (a
@@ -76,10 +100,34 @@ struct TimerState {
     slots: Vec<Slot>,
     free: Vec<u32>,
     live: usize,
+    /// When `live` reaches this, stale wake-ups are dropped (see `purge_stale`).
+    purge_at: usize,
     stopped: bool,
 }
 
+/// The smallest number of live timers at which stale wake-ups are looked for.
+const PURGE_FLOOR: usize = 1024;
+
 impl TimerState {
+    /// Drops the wake-ups nobody needs any more (their process exited, or the lazy receive
+    /// timer's receive ended). A lazy timer cannot be cancelled once it is in the heap, and a
+    /// long receive timeout (a supervisor call waits up to an hour) would otherwise keep its
+    /// entry that long. Runs when the live count doubles, so it costs O(1) per insert.
+    fn purge_stale(&mut self) {
+        for index in 0..self.slots.len() {
+            let slot = &self.slots[index];
+            if slot
+                .timer
+                .as_ref()
+                .is_some_and(|(_, action)| action.is_stale())
+            {
+                let generation = slot.generation;
+                self.take(index as u32, generation);
+            }
+        }
+        self.purge_at = (2 * self.live).max(PURGE_FLOOR);
+    }
+
     fn take(&mut self, index: u32, generation: u32) -> Option<(Duration, TimerAction)> {
         let slot = self.slots.get_mut(index as usize)?;
         if slot.generation != generation {
@@ -122,6 +170,9 @@ impl Timers {
             .peek()
             .is_none_or(|Reverse((first, _, _))| at < *first);
         state.heap.push(Reverse((at, index, generation)));
+        if state.live >= state.purge_at.max(PURGE_FLOOR) {
+            state.purge_stale();
+        }
         // Cancelled timers stay in the heap until due; rebuild it when they dominate.
         if state.heap.len() > 64 + 2 * state.live {
             let live: Vec<_> = state
@@ -144,7 +195,13 @@ impl Timers {
 
     /// A timer that reschedules `cell` at `at`.
     pub(crate) fn wake_at(&self, at: Duration, cell: &Arc<ProcessCell>) -> TimerRef {
-        self.insert(at, TimerAction::Wake(Arc::downgrade(cell)))
+        self.insert(
+            at,
+            TimerAction::Wake {
+                cell: Arc::downgrade(cell),
+                epoch: None,
+            },
+        )
     }
 
     /// Returns `true` if the timer had not fired (it never will now).
@@ -233,8 +290,13 @@ impl Shared {
                     && cell.state.status() != Status::Exiting
             });
             if waiting {
-                self.timers
-                    .insert(entry.deadline, TimerAction::Wake(entry.cell));
+                self.timers.insert(
+                    entry.deadline,
+                    TimerAction::Wake {
+                        cell: entry.cell,
+                        epoch: Some(entry.epoch),
+                    },
+                );
             }
         }
     }
@@ -258,7 +320,7 @@ impl Shared {
                 // A bounded, full mailbox loses a timer's message, as a send would fail.
                 let _ = self.send(to, envelope);
             }
-            TimerAction::Wake(cell) => {
+            TimerAction::Wake { cell, .. } => {
                 if let Some(cell) = cell.upgrade() {
                     cell.schedule();
                 }
