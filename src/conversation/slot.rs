@@ -1,12 +1,14 @@
 //! A one-shot slot that a waiter blocks on (a thread) or awaits (a process), filled once by
 //! whoever has the answer.
 //!
-//! Every fill and take holds the slot's mutex; the `ready` flag is only a hint that lets a
+//! Every fill and take holds the slot's mutex (loom models below); the `ready` flag is only a hint that lets a
 //! blocked thread spin briefly before it sleeps (a reply usually comes within microseconds,
 //! sooner than a sleeping thread wakes).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::PoisonError;
+
+use crate::loom::sync::atomic::{AtomicBool, Ordering};
+use crate::loom::sync::{Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -46,7 +48,7 @@ impl<T> Slot<T> {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner<T>> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::loom::lock(&self.inner)
     }
 
     /// Fills the slot (a second fill replaces an untaken value) and wakes its waiter.
@@ -81,14 +83,18 @@ impl<T> Slot<T> {
     /// Blocks the calling thread until the slot is filled (`true`) or `deadline` passes
     /// (`false`). Does not take the value.
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> bool {
-        let spin_until = Instant::now() + SPIN;
-        let mut spins = 0u32;
-        while !self.ready.load(Ordering::Acquire) {
-            spins += 1;
-            if spins % 64 == 0 && Instant::now() >= spin_until {
-                break;
+        // (Not under loom: a spin is a busy loop the model checker would explore step by step.)
+        #[cfg(not(loom))]
+        {
+            let spin_until = Instant::now() + SPIN;
+            let mut spins = 0u32;
+            while !self.ready.load(Ordering::Acquire) {
+                spins += 1;
+                if spins % 64 == 0 && Instant::now() >= spin_until {
+                    break;
+                }
+                std::hint::spin_loop();
             }
-            std::hint::spin_loop();
         }
         let mut inner = self.lock();
         while inner.value.is_none() {
@@ -130,6 +136,70 @@ impl<T> Slot<T> {
                 Poll::Pending
             }
         }
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::Slot;
+    use loom::sync::Arc;
+
+    /// One fill wakes every thread waiting on the slot, whatever the interleaving of their
+    /// locking, sleeping and waking. (loom's timed waits never time out, so the timed-out
+    /// waiter of `a_waiter_that_times_out_does_not_hide_another_sleeping_waiter` is left to
+    /// that test.)
+    #[test]
+    fn loom_a_fill_wakes_every_waiting_thread() {
+        loom::model(|| {
+            let slot = Arc::new(Slot::new());
+            let waiters: Vec<_> = (0..2)
+                .map(|_| {
+                    let slot = Arc::clone(&slot);
+                    loom::thread::spawn(move || {
+                        assert!(slot.wait(None));
+                        slot.peek()
+                    })
+                })
+                .collect();
+            slot.fill(7u8);
+            for waiter in waiters {
+                assert_eq!(waiter.join().unwrap(), Some(7));
+            }
+        });
+    }
+
+    /// Records that it was woken.
+    struct Flag(loom::sync::atomic::AtomicBool);
+
+    impl futures_task::ArcWake for Flag {
+        fn wake_by_ref(this: &std::sync::Arc<Self>) {
+            this.0.store(true, loom::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// A fill racing a `poll_take` either is taken by it or wakes its waker.
+    #[test]
+    fn loom_a_fill_is_taken_or_wakes_the_poller() {
+        use std::task::{Context, Poll};
+        loom::model(|| {
+            let slot = Arc::new(Slot::new());
+            let filler = {
+                let slot = Arc::clone(&slot);
+                loom::thread::spawn(move || slot.fill(1u8))
+            };
+            let flag = std::sync::Arc::new(Flag(loom::sync::atomic::AtomicBool::new(false)));
+            let waker = futures_task::waker(std::sync::Arc::clone(&flag));
+            let mut cx = Context::from_waker(&waker);
+            let first = slot.poll_take(&mut cx);
+            filler.join().unwrap();
+            match first {
+                Poll::Ready(value) => assert_eq!(value, 1),
+                Poll::Pending => {
+                    assert!(flag.0.load(loom::sync::atomic::Ordering::SeqCst));
+                    assert_eq!(slot.poll_take(&mut cx), Poll::Ready(1));
+                }
+            }
+        });
     }
 }
 
