@@ -34,10 +34,13 @@
 #![warn(missing_docs)]
 
 pub mod conversation;
+pub mod jobs;
 pub(crate) mod loom;
 pub(crate) mod process;
 pub mod registry;
 pub(crate) mod runtime;
+#[cfg(feature = "rhai")]
+pub mod script;
 pub mod server;
 pub(crate) mod signal;
 pub mod supervisor;

@@ -1,0 +1,381 @@
+//! The job model: what a job is, its statuses, and the validation that refuses a bad one with
+//! an error naming the field.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+/// The largest script a job may carry unless configured otherwise (1 MiB).
+pub const DEFAULT_MAX_SCRIPT_BYTES: usize = 1024 * 1024;
+
+/// The longest id (job, caller, context or actor) accepted.
+pub const MAX_ID_LEN: usize = 256;
+
+/// Where a job is in its life, spelled as the Hero protocol spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum JobStatus {
+    /// Submitted, waiting for a worker.
+    Dispatched,
+    /// A worker is running it.
+    Started,
+    /// It ran to the end; `output` holds its value.
+    Finished,
+    /// It failed; `error` says why.
+    Error,
+}
+
+impl JobStatus {
+    /// The wire spelling: `dispatched`, `started`, `finished`, `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Dispatched => "dispatched",
+            JobStatus::Started => "started",
+            JobStatus::Finished => "finished",
+            JobStatus::Error => "error",
+        }
+    }
+
+    /// `Finished` or `Error`.
+    pub fn is_final(self) -> bool {
+        matches!(self, JobStatus::Finished | JobStatus::Error)
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobStatus {
+    type Err = JobError;
+
+    fn from_str(s: &str) -> Result<Self, JobError> {
+        match s {
+            "dispatched" => Ok(JobStatus::Dispatched),
+            "started" => Ok(JobStatus::Started),
+            "finished" => Ok(JobStatus::Finished),
+            "error" => Ok(JobStatus::Error),
+            other => Err(JobError::InvalidField {
+                field: "status",
+                reason: format!("unknown status {other:?}"),
+            }),
+        }
+    }
+}
+
+/// Why a job was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    /// The script is empty.
+    #[error("field `script`: a job needs a script")]
+    MissingScript,
+    /// The script is over the size limit.
+    #[error("field `script`: {size} bytes is over the limit of {limit} bytes")]
+    ScriptTooLarge {
+        /// Its size in bytes.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The timeout is zero.
+    #[error("field `timeout`: must be at least one second")]
+    ZeroTimeout,
+    /// A field has the wrong form.
+    #[error("field `{field}`: {reason}")]
+    InvalidField {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// A job: a Rhai script to run, who asked for it, and what became of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Job {
+    /// Its id (a UUID v4 unless given).
+    pub id: String,
+    /// Who submitted it.
+    pub caller_id: String,
+    /// The context it runs in.
+    pub context_id: String,
+    /// The actor (worker pool) that runs it.
+    pub actor_id: String,
+    /// The Rhai script.
+    pub script: String,
+    /// Where it is in its life.
+    pub status: JobStatus,
+    /// The script's last value, as text (JSON for maps and arrays), once finished.
+    pub output: Option<String>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// When it was made.
+    pub created_at: SystemTime,
+    /// When a worker started it.
+    pub started_at: Option<SystemTime>,
+    /// When it ended.
+    pub finished_at: Option<SystemTime>,
+    /// How long it may run (whole seconds on the wire).
+    pub timeout: Duration,
+    /// How many times it may be run again if its runner dies (used by the Redis store).
+    pub retries: u32,
+    /// Values the script sees as constants.
+    pub env_vars: BTreeMap<String, String>,
+    /// What the script printed (`print` and `debug`), in order.
+    pub log: Vec<String>,
+}
+
+impl Job {
+    /// A job builder for `script`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use baobab::jobs::{Job, JobStatus};
+    ///
+    /// let job = Job::builder("40 + 2")
+    ///     .caller_id("alice")
+    ///     .timeout(Duration::from_secs(5))
+    ///     .env("GREETING", "hello")
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(job.status, JobStatus::Dispatched);
+    /// assert_eq!(job.id.len(), 36);
+    /// assert!(Job::builder("").build().is_err());
+    /// ```
+    pub fn builder(script: impl Into<String>) -> JobBuilder {
+        JobBuilder {
+            id: None,
+            caller_id: "anonymous".into(),
+            context_id: "default".into(),
+            actor_id: "rhai".into(),
+            script: script.into(),
+            timeout: Duration::from_secs(30),
+            retries: 0,
+            env_vars: BTreeMap::new(),
+            max_script_bytes: DEFAULT_MAX_SCRIPT_BYTES,
+        }
+    }
+
+    /// Checks every field; the first that is wrong is named in the error.
+    pub fn validate(&self, max_script_bytes: usize) -> Result<(), JobError> {
+        check_id("id", &self.id)?;
+        check_id("caller_id", &self.caller_id)?;
+        check_id("context_id", &self.context_id)?;
+        check_id("actor_id", &self.actor_id)?;
+        if self.script.trim().is_empty() {
+            return Err(JobError::MissingScript);
+        }
+        if self.script.len() > max_script_bytes {
+            return Err(JobError::ScriptTooLarge {
+                size: self.script.len(),
+                limit: max_script_bytes,
+            });
+        }
+        if self.timeout.is_zero() {
+            return Err(JobError::ZeroTimeout);
+        }
+        for name in self.env_vars.keys() {
+            check_env_name(name)?;
+        }
+        Ok(())
+    }
+
+    /// How long it ran, once it has ended.
+    pub fn run_time(&self) -> Option<Duration> {
+        let (start, end) = (self.started_at?, self.finished_at?);
+        end.duration_since(start).ok()
+    }
+}
+
+/// Names the script sees whatever the job's env vars say; an env var may not take them.
+pub const RESERVED_NAMES: [&str; 4] = ["JOB_ID", "CALLER_ID", "CONTEXT_ID", "DB_PATH"];
+
+fn check_id(field: &'static str, value: &str) -> Result<(), JobError> {
+    let invalid = |reason: String| Err(JobError::InvalidField { field, reason });
+    if value.is_empty() {
+        return invalid("must not be empty".into());
+    }
+    if value.len() > MAX_ID_LEN {
+        return invalid(format!("{} bytes is over {MAX_ID_LEN}", value.len()));
+    }
+    if let Some(c) = value.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return invalid(format!("must not contain {c:?}"));
+    }
+    Ok(())
+}
+
+fn check_env_name(name: &str) -> Result<(), JobError> {
+    let invalid = |reason: String| {
+        Err(JobError::InvalidField {
+            field: "env_vars",
+            reason,
+        })
+    };
+    let mut chars = name.chars();
+    let starts_well = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !starts_well || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return invalid(format!(
+            "{name:?} is not a valid name (letters, digits, `_`)"
+        ));
+    }
+    if RESERVED_NAMES.contains(&name) {
+        return invalid(format!("{name:?} is reserved for the job context"));
+    }
+    Ok(())
+}
+
+/// Builds a [`Job`], validating it.
+#[derive(Clone, Debug)]
+pub struct JobBuilder {
+    id: Option<String>,
+    caller_id: String,
+    context_id: String,
+    actor_id: String,
+    script: String,
+    timeout: Duration,
+    retries: u32,
+    env_vars: BTreeMap<String, String>,
+    max_script_bytes: usize,
+}
+
+impl JobBuilder {
+    /// Sets the id (default: a fresh UUID v4).
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Sets the caller (default `anonymous`).
+    pub fn caller_id(mut self, caller_id: impl Into<String>) -> Self {
+        self.caller_id = caller_id.into();
+        self
+    }
+
+    /// Sets the context (default `default`).
+    pub fn context_id(mut self, context_id: impl Into<String>) -> Self {
+        self.context_id = context_id.into();
+        self
+    }
+
+    /// Sets the actor (default `rhai`).
+    pub fn actor_id(mut self, actor_id: impl Into<String>) -> Self {
+        self.actor_id = actor_id.into();
+        self
+    }
+
+    /// Sets the timeout (default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets how many times the job may be run again if its runner dies (default 0).
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// Adds an env var the script sees as a constant.
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env_vars.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets the script size limit (default [`DEFAULT_MAX_SCRIPT_BYTES`]).
+    pub fn max_script_bytes(mut self, limit: usize) -> Self {
+        self.max_script_bytes = limit;
+        self
+    }
+
+    /// The job, or the first field that is wrong.
+    pub fn build(self) -> Result<Job, JobError> {
+        let job = Job {
+            id: self.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            caller_id: self.caller_id,
+            context_id: self.context_id,
+            actor_id: self.actor_id,
+            script: self.script,
+            status: JobStatus::Dispatched,
+            output: None,
+            error: None,
+            created_at: SystemTime::now(),
+            started_at: None,
+            finished_at: None,
+            timeout: self.timeout,
+            retries: self.retries,
+            env_vars: self.env_vars,
+            log: Vec::new(),
+        };
+        job.validate(self.max_script_bytes)?;
+        Ok(job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(error: JobError) -> &'static str {
+        match error {
+            JobError::MissingScript | JobError::ScriptTooLarge { .. } => "script",
+            JobError::ZeroTimeout => "timeout",
+            JobError::InvalidField { field, .. } => field,
+        }
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let bad = [
+            (Job::builder("  ").build(), "script"),
+            (
+                Job::builder("1")
+                    .max_script_bytes(4)
+                    .build()
+                    .map(|_| ())
+                    .and(Job::builder("12345").max_script_bytes(4).build()),
+                "script",
+            ),
+            (Job::builder("1").timeout(Duration::ZERO).build(), "timeout"),
+            (Job::builder("1").id("").build(), "id"),
+            (Job::builder("1").id("a b").build(), "id"),
+            (Job::builder("1").id("x".repeat(300)).build(), "id"),
+            (Job::builder("1").caller_id("\n").build(), "caller_id"),
+            (Job::builder("1").context_id("").build(), "context_id"),
+            (Job::builder("1").actor_id("a\tb").build(), "actor_id"),
+            (Job::builder("1").env("1X", "v").build(), "env_vars"),
+            (Job::builder("1").env("a-b", "v").build(), "env_vars"),
+            (Job::builder("1").env("JOB_ID", "v").build(), "env_vars"),
+        ];
+        for (result, field) in bad {
+            let error = result.expect_err(field);
+            assert!(error.to_string().contains(field), "{error}");
+            assert_eq!(field_of(error), field);
+        }
+    }
+
+    #[test]
+    fn a_good_job_has_defaults_and_a_uuid() {
+        let job = Job::builder("40 + 2").env("_NAME1", "x").build().unwrap();
+        assert_eq!(uuid::Uuid::parse_str(&job.id).unwrap().get_version_num(), 4);
+        assert_eq!(job.caller_id, "anonymous");
+        assert_eq!(job.status, JobStatus::Dispatched);
+        assert!(job.run_time().is_none());
+    }
+
+    #[test]
+    fn statuses_round_trip_through_their_wire_spelling() {
+        for status in [
+            JobStatus::Dispatched,
+            JobStatus::Started,
+            JobStatus::Finished,
+            JobStatus::Error,
+        ] {
+            assert_eq!(status.as_str().parse::<JobStatus>(), Ok(status));
+        }
+        assert!("completed".parse::<JobStatus>().is_err());
+    }
+}

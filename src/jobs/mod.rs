@@ -1,0 +1,13 @@
+//! Jobs: the job model, job stores, job actors and the supervised worker pool.
+//!
+//! A [`Job`] carries a Rhai script and what became of it; a [`JobStore`] queues jobs and keeps
+//! their results ([`MemoryStore`] is the embedded default; the Redis store speaks the Hero
+//! wire format). See `docs/jobs.md`.
+
+mod job;
+mod store;
+
+pub use job::{
+    DEFAULT_MAX_SCRIPT_BYTES, Job, JobBuilder, JobError, JobStatus, MAX_ID_LEN, RESERVED_NAMES,
+};
+pub use store::{JobStore, MemoryStore, StoreError};
