@@ -4,8 +4,15 @@
 //! their results ([`MemoryStore`] is the embedded default; the Redis store speaks the Hero
 //! wire format). See `docs/jobs.md`.
 
+mod actor;
 mod job;
+mod pool;
 mod store;
+
+#[cfg(feature = "rhai")]
+pub use actor::RhaiActor;
+pub use actor::{CancelToken, JobActor, JobResult};
+pub use pool::{ActorFactory, HealthCheck, PoolConfig, PoolError, PoolStats, WorkerPool};
 
 pub use job::{
     DEFAULT_MAX_SCRIPT_BYTES, Job, JobBuilder, JobError, JobStatus, MAX_ID_LEN, RESERVED_NAMES,

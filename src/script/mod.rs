@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 
 use rhai::{AST, Dynamic, Engine, EvalAltResult, ParseErrorType, Scope};
 
+/// The Rhai crate this sandbox is built on, for [`SandboxConfig::extend`].
+pub use rhai;
+
 use crate::jobs::Job;
 
 /// The limits a script runs under. Every one is enforced; a script that reaches one fails
@@ -320,7 +323,28 @@ impl Sandbox {
         job: &Job,
         cancel: Option<Arc<AtomicBool>>,
     ) -> Result<ScriptOutput, ScriptError> {
-        let ast = self.compile(&job.script)?;
+        let (result, log) = self.run_logged(job, cancel);
+        result.map(|output| ScriptOutput { output, log })
+    }
+
+    /// [`run`](Self::run), keeping what the script printed whether or not it succeeded.
+    pub fn run_logged(
+        &self,
+        job: &Job,
+        cancel: Option<Arc<AtomicBool>>,
+    ) -> (Result<String, ScriptError>, Vec<String>) {
+        match self.compile(&job.script) {
+            Ok(ast) => self.eval(job, &ast, cancel),
+            Err(error) => (Err(error), Vec::new()),
+        }
+    }
+
+    fn eval(
+        &self,
+        job: &Job,
+        ast: &AST,
+        cancel: Option<Arc<AtomicBool>>,
+    ) -> (Result<String, ScriptError>, Vec<String>) {
         let mut scope = Scope::new();
         scope
             .push_constant("JOB_ID", job.id.clone())
@@ -341,20 +365,15 @@ impl Sandbox {
                 stopped: None,
             })
         });
-        let result = self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
+        let result = self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, ast);
         let run = RUN
             .with(|run| std::mem::replace(&mut *run.borrow_mut(), previous))
             .expect("set above");
-        match result {
-            Ok(value) => {
-                self.check_output(&value)?;
-                Ok(ScriptOutput {
-                    output: to_output(value),
-                    log: run.log,
-                })
-            }
+        let result = match result {
+            Ok(value) => self.check_output(&value).map(|()| to_output(value)),
             Err(error) => Err(self.error_of(*error, run.stopped, job.timeout)),
-        }
+        };
+        (result, run.log)
     }
 
     /// Rhai checks sizes when values pass through functions and operators, not when an index

@@ -1,0 +1,876 @@
+//! The worker pool: a dispatcher process that takes jobs from a [`JobStore`] and hands them, in
+//! batches, to worker processes kept by a dynamic supervisor.
+//!
+//! - A worker runs each batch on the blocking pool, one job after the other (a worker with
+//!   `concurrency` N runs up to N batches at once), and writes each result to the store as it
+//!   ends.
+//! - A worker that crashes (a panic in a native function called by a script, or a kill) is
+//!   restarted by the supervisor with a fresh actor; the job it was running ends `error` with
+//!   the reason, and the jobs of its batch it had not started go back to the queue.
+//! - An idle worker is pinged; one that misses `max_missed` pings in a row is killed, and so
+//!   restarted.
+//! - The pool can be resized while it runs, and shut down with a grace period: it stops taking
+//!   jobs, lets the running ones finish until the grace period ends, then cancels the rest
+//!   (they end `error: cancelled`).
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use tracing::{debug, info, warn};
+
+use super::actor::{CancelToken, JobActor};
+use super::job::{Job, JobStatus};
+use super::store::{JobStore, StoreError};
+use crate::server::ReplyTo;
+use crate::signal::reason::panic_message;
+use crate::supervisor::{DynamicSpec, DynamicSupervisor, Restart, Shutdown};
+use crate::{Addr, Ctx, ExitReason, Handle, Message, MonitorRef, Pid};
+
+/// Builds a worker's actor; called at each (re)start of a worker.
+pub type ActorFactory = Arc<dyn Fn() -> Arc<dyn JobActor> + Send + Sync>;
+
+/// How idle workers are checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// A worker idle this long gets a ping.
+    pub idle: Duration,
+    /// How long it has to answer.
+    pub deadline: Duration,
+    /// Missed pings in a row after which it is killed (and restarted).
+    pub max_missed: u32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            idle: Duration::from_secs(30),
+            deadline: Duration::from_secs(5),
+            max_missed: 3,
+        }
+    }
+}
+
+/// A worker pool's settings.
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    /// The queue (actor id) jobs are taken from.
+    pub actor_id: String,
+    /// How many workers.
+    pub workers: usize,
+    /// Batches each worker runs at once: 1 is a sync actor (one job at a time), more an async
+    /// one.
+    pub concurrency: usize,
+    /// The most jobs in one batch.
+    pub max_batch: usize,
+    /// How long one take from the store waits for jobs.
+    pub take_wait: Duration,
+    /// Health checks of idle workers (`None`: off).
+    pub health: Option<HealthCheck>,
+    /// Worker restarts allowed within a period before the pool gives up.
+    pub intensity: (u32, Duration),
+}
+
+impl PoolConfig {
+    /// Defaults for `actor_id`: a worker per core, sync workers, batches of up to 64, pings
+    /// after 30 s idle, 10 restarts per second at most.
+    pub fn new(actor_id: impl Into<String>) -> Self {
+        PoolConfig {
+            actor_id: actor_id.into(),
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            concurrency: 1,
+            max_batch: 64,
+            take_wait: Duration::from_millis(100),
+            health: Some(HealthCheck::default()),
+            intensity: (10, Duration::from_secs(1)),
+        }
+    }
+}
+
+/// Why the pool could not do something.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    /// The pool could not start.
+    #[error("the worker pool could not start: {0}")]
+    Start(String),
+    /// The pool has stopped.
+    #[error("the worker pool has stopped")]
+    Stopped,
+}
+
+/// What the pool has done so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Workers running (not counting those being retired).
+    pub workers: usize,
+    /// Batches running.
+    pub running_batches: usize,
+    /// Jobs taken from the store and not yet handed to a worker.
+    pub pending: usize,
+    /// Jobs that ended `finished`.
+    pub finished: u64,
+    /// Jobs that ended `error`.
+    pub failed: u64,
+    /// Workers that exited abnormally (and were restarted).
+    pub crashes: u64,
+    /// Workers killed for missing pings.
+    pub unhealthy: u64,
+}
+
+/// A running worker pool.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use baobab::Runtime;
+/// use baobab::jobs::{Job, JobStatus, JobStore, MemoryStore, PoolConfig, RhaiActor, WorkerPool};
+/// use baobab::script::SandboxConfig;
+///
+/// let rt = Runtime::new();
+/// let store = Arc::new(MemoryStore::new());
+/// let pool = WorkerPool::start(
+///     rt.handle(),
+///     store.clone(),
+///     Arc::new(|| Arc::new(RhaiActor::new("rhai", SandboxConfig::default())) as _),
+///     PoolConfig::new("rhai"),
+/// )
+/// .unwrap();
+/// let job = Job::builder("40 + 2").build().unwrap();
+/// let id = job.id.clone();
+/// store.submit(job).unwrap();
+/// let done = store.wait(&id, Duration::from_secs(10)).unwrap();
+/// assert_eq!((done.status, done.output.as_deref()), (JobStatus::Finished, Some("42")));
+/// pool.shutdown(Duration::from_secs(1));
+/// ```
+pub struct WorkerPool {
+    dispatcher: Addr<DispatchMsg>,
+    handle: Handle,
+}
+
+impl std::fmt::Debug for WorkerPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WorkerPool({})", self.dispatcher.pid())
+    }
+}
+
+/// What the dispatcher receives.
+pub(crate) enum DispatchMsg {
+    Ready(Pid),
+    Taken(Result<Vec<Job>, StoreError>),
+    BatchDone {
+        worker: Pid,
+        batch: u64,
+        finished: u64,
+        failed: u64,
+    },
+    Pong {
+        worker: Pid,
+        seq: u64,
+    },
+    Tick,
+    Completed(u64),
+    Resize(usize, ReplyTo<usize>),
+    Stats(ReplyTo<PoolStats>),
+    Workers(ReplyTo<Vec<Pid>>),
+    Shutdown(Duration, ReplyTo<PoolStats>),
+}
+
+/// Jobs handed to a worker at once. The worker pops them one at a time; the dispatcher takes
+/// back those not started if the worker dies.
+pub(crate) struct Batch {
+    id: u64,
+    jobs: Mutex<VecDeque<Job>>,
+    cancel: CancelToken,
+    /// Why the batch was given up (its running job then ends `error` with this).
+    abandoned: Mutex<Option<String>>,
+}
+
+impl Batch {
+    fn take_back(&self) -> Vec<Job> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+            .collect()
+    }
+
+    fn abandon(&self, why: String) {
+        *self
+            .abandoned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(why);
+        self.cancel.cancel();
+    }
+}
+
+/// What a worker receives.
+pub(crate) enum WorkerMsg {
+    Work(Arc<Batch>),
+    Ping(u64),
+    Ran {
+        batch: u64,
+        finished: u64,
+        failed: u64,
+        panic: Option<String>,
+    },
+    Pinged(u64, bool),
+}
+
+#[derive(Clone)]
+struct WorkerArgs {
+    dispatcher: Addr<DispatchMsg>,
+    factory: ActorFactory,
+    store: Arc<dyn JobStore>,
+}
+
+impl WorkerPool {
+    /// Starts the dispatcher, the supervisor and `config.workers` workers, from outside the
+    /// runtime.
+    ///
+    /// # Panics
+    /// On a scheduler thread.
+    pub fn start(
+        handle: &Handle,
+        store: Arc<dyn JobStore>,
+        factory: ActorFactory,
+        config: PoolConfig,
+    ) -> Result<WorkerPool, PoolError> {
+        let (ready, started) = std::sync::mpsc::channel();
+        let dispatcher = handle
+            .spawn(move |ctx: Ctx<DispatchMsg>| dispatch(ctx, store, factory, config, ready))
+            .map_err(|error| PoolError::Start(error.to_string()))?;
+        match started.recv() {
+            Ok(Ok(())) => Ok(WorkerPool {
+                dispatcher,
+                handle: handle.clone(),
+            }),
+            Ok(Err(reason)) => Err(PoolError::Start(reason)),
+            Err(_) => Err(PoolError::Start("the dispatcher exited".into())),
+        }
+    }
+
+    /// The dispatcher's pid.
+    pub fn pid(&self) -> Pid {
+        self.dispatcher.pid()
+    }
+
+    fn call<R: Send + 'static>(
+        &self,
+        request: impl FnOnce(ReplyTo<R>) -> DispatchMsg + Send + 'static,
+        timeout: Duration,
+    ) -> Result<R, PoolError> {
+        let to = self.dispatcher;
+        self.handle
+            .block_on(move |mut ctx: Ctx<()>| async move { ctx.call(&to, request, timeout).await })
+            .map_err(|_| PoolError::Stopped)?
+            .map_err(|_| PoolError::Stopped)
+    }
+
+    /// Changes the number of workers to `n`. Workers beyond `n` are retired: idle ones stop
+    /// now, busy ones when their batch ends. Returns `n`.
+    pub fn resize(&self, n: usize) -> Result<usize, PoolError> {
+        self.call(
+            move |reply| DispatchMsg::Resize(n, reply),
+            Duration::from_secs(30),
+        )
+    }
+
+    /// What the pool has done so far.
+    pub fn stats(&self) -> Result<PoolStats, PoolError> {
+        self.call(DispatchMsg::Stats, Duration::from_secs(30))
+    }
+
+    /// The workers' pids.
+    pub fn workers(&self) -> Result<Vec<Pid>, PoolError> {
+        self.call(DispatchMsg::Workers, Duration::from_secs(30))
+    }
+
+    /// Stops taking jobs, lets running ones finish for up to `grace`, cancels the rest (they
+    /// end `error: cancelled`), stops the workers and the dispatcher. Returns the final stats.
+    pub fn shutdown(&self, grace: Duration) -> Result<PoolStats, PoolError> {
+        let watch = self.handle.watch(self.dispatcher.pid());
+        let stats = self.call(
+            move |reply| DispatchMsg::Shutdown(grace, reply),
+            grace + Duration::from_secs(60),
+        );
+        watch.wait();
+        stats
+    }
+}
+
+struct Worker {
+    pid: Pid,
+    monitor: MonitorRef,
+    batches: Vec<Arc<Batch>>,
+    last_active: Duration,
+    ping: Option<(u64, Duration)>,
+    missed: u32,
+    retiring: bool,
+}
+
+struct Dispatcher {
+    store: Arc<dyn JobStore>,
+    config: PoolConfig,
+    dynamic: DynamicSupervisor<WorkerArgs>,
+    workers: Vec<Worker>,
+    pending: VecDeque<Job>,
+    taking: bool,
+    draining: bool,
+    /// Workers wanted; those beyond it are retired.
+    target: usize,
+    next_batch: u64,
+    next_ping: u64,
+    stats: PoolStats,
+    /// Jobs the dispatcher itself is completing on the blocking pool (cancelled ones).
+    completing: u64,
+}
+
+async fn dispatch(
+    mut ctx: Ctx<DispatchMsg>,
+    store: Arc<dyn JobStore>,
+    factory: ActorFactory,
+    config: PoolConfig,
+    started: std::sync::mpsc::Sender<Result<(), String>>,
+) -> ExitReason {
+    ctx.trap_exit(true);
+    let spec = DynamicSpec::worker("job-worker", |start, args: WorkerArgs| {
+        start.spawn(move |ctx: Ctx<WorkerMsg>| work(ctx, args))
+    })
+    .restart(Restart::Permanent)
+    .shutdown(Shutdown::Timeout(Duration::from_secs(5)))
+    .intensity(config.intensity.0, config.intensity.1);
+    let dynamic = match DynamicSupervisor::start_link(&mut ctx, spec).await {
+        Ok(dynamic) => dynamic,
+        Err(reason) => {
+            let _ = started.send(Err(reason.to_string()));
+            return reason;
+        }
+    };
+    let args = WorkerArgs {
+        dispatcher: ctx.addr(),
+        factory,
+        store: Arc::clone(&store),
+    };
+    if let Err(error) = dynamic.scale(&mut ctx, config.workers, args.clone()).await {
+        let _ = started.send(Err(error.to_string()));
+        return ExitReason::error(error.to_string());
+    }
+    // `start` returns once every worker has built its actor and said so.
+    let mut ready = Vec::with_capacity(config.workers);
+    while ready.len() < config.workers {
+        match ctx
+            .recv_matching(|m| matches!(m, Message::User(DispatchMsg::Ready(_)) | Message::Exit(_)))
+            .await
+        {
+            Message::User(DispatchMsg::Ready(pid)) => ready.push(pid),
+            Message::Exit(signal) => {
+                let _ = started.send(Err(format!("a worker could not start: {}", signal.reason)));
+                return signal.reason;
+            }
+            _ => unreachable!("only what the predicate takes"),
+        }
+    }
+    let _ = started.send(Ok(()));
+    drop(started);
+    let mut d = Dispatcher {
+        store,
+        target: config.workers,
+        config,
+        dynamic,
+        workers: Vec::new(),
+        pending: VecDeque::new(),
+        taking: false,
+        draining: false,
+        next_batch: 0,
+        next_ping: 0,
+        stats: PoolStats::default(),
+        completing: 0,
+    };
+    for pid in ready {
+        d.add_worker(&mut ctx, pid);
+    }
+    if let Some(health) = d.config.health {
+        ctx.send_after(&ctx.addr(), DispatchMsg::Tick, tick_every(health));
+    }
+    let mut shutdown: Option<(Duration, ReplyTo<PoolStats>)> = None;
+    loop {
+        d.assign(&ctx);
+        d.take(&ctx);
+        if shutdown.is_some() && d.idle_for_shutdown() {
+            let (_, reply) = shutdown.take().expect("checked");
+            return d.finish(&mut ctx, reply).await;
+        }
+        match ctx.recv().await {
+            Message::User(DispatchMsg::Ready(pid)) => {
+                d.add_worker(&mut ctx, pid);
+                d.retire_extra(&mut ctx).await;
+            }
+            Message::User(DispatchMsg::Taken(taken)) => {
+                d.taking = false;
+                match taken {
+                    Ok(jobs) if d.draining => d.cancel_jobs(&ctx, jobs, "cancelled"),
+                    Ok(jobs) => d.pending.extend(jobs),
+                    Err(error) => warn!(actor = %d.config.actor_id, %error, "taking jobs failed"),
+                }
+            }
+            Message::User(DispatchMsg::BatchDone {
+                worker,
+                batch,
+                finished,
+                failed,
+            }) => {
+                d.stats.finished += finished;
+                d.stats.failed += failed;
+                if let Some(w) = d.workers.iter_mut().find(|w| w.pid == worker) {
+                    if let Some(index) = w.batches.iter().position(|b| b.id == batch) {
+                        // A batch that stopped at a panic leaves its unstarted jobs behind.
+                        let back = w.batches.remove(index).take_back();
+                        for job in back.into_iter().rev() {
+                            d.pending.push_front(job);
+                        }
+                    }
+                    w.last_active = ctx.now();
+                    if w.retiring && w.batches.is_empty() {
+                        let pid = w.pid;
+                        d.stop_worker(&mut ctx, pid).await;
+                    }
+                }
+            }
+            Message::User(DispatchMsg::Pong { worker, seq }) => {
+                if let Some(w) = d.workers.iter_mut().find(|w| w.pid == worker)
+                    && w.ping.is_some_and(|(s, _)| s == seq)
+                {
+                    w.ping = None;
+                    w.missed = 0;
+                    w.last_active = ctx.now();
+                }
+            }
+            Message::User(DispatchMsg::Tick) => {
+                if let Some(health) = d.config.health {
+                    d.check_health(&ctx, health);
+                    ctx.send_after(&ctx.addr(), DispatchMsg::Tick, tick_every(health));
+                }
+                if let Some((deadline, _)) = &shutdown
+                    && ctx.now() >= *deadline
+                {
+                    let back = d.cancel_running("cancelled");
+                    d.cancel_jobs(&ctx, back, "cancelled");
+                }
+            }
+            Message::User(DispatchMsg::Completed(n)) => d.completing -= n,
+            Message::User(DispatchMsg::Resize(n, reply)) => {
+                d.target = n;
+                let have = d.workers.iter().filter(|w| !w.retiring).count();
+                for _ in have..n {
+                    let dynamic = d.dynamic;
+                    if let Err(error) = dynamic.start_child(&mut ctx, args.clone()).await {
+                        warn!(%error, "starting a worker failed");
+                    }
+                }
+                d.retire_extra(&mut ctx).await;
+                reply.reply(n);
+            }
+            Message::User(DispatchMsg::Stats(reply)) => reply.reply(d.current_stats()),
+            Message::User(DispatchMsg::Workers(reply)) => {
+                reply.reply(d.workers.iter().map(|w| w.pid).collect());
+            }
+            Message::User(DispatchMsg::Shutdown(grace, reply)) => {
+                info!(actor = %d.config.actor_id, ?grace, "worker pool shutting down");
+                d.draining = true;
+                let pending: Vec<Job> = d.pending.drain(..).collect();
+                d.cancel_jobs(&ctx, pending, "cancelled");
+                let deadline = ctx.now() + grace;
+                ctx.send_after(&ctx.addr(), DispatchMsg::Tick, grace);
+                shutdown = Some((deadline, reply));
+            }
+            Message::Down(down) => {
+                let Some(index) = d.workers.iter().position(|w| w.monitor == down.reference) else {
+                    continue;
+                };
+                let worker = d.workers.remove(index);
+                let planned = matches!(down.reason, ExitReason::Normal | ExitReason::Shutdown);
+                if !planned {
+                    d.stats.crashes += 1;
+                    warn!(worker = %worker.pid, reason = %down.reason, "job worker exited");
+                }
+                for batch in worker.batches {
+                    let back = batch.take_back();
+                    debug!(
+                        batch = batch.id,
+                        requeued = back.len(),
+                        "batch of an exited worker"
+                    );
+                    // Not started: back to the front of the queue, in order.
+                    for job in back.into_iter().rev() {
+                        d.pending.push_front(job);
+                    }
+                    batch.abandon(format!("worker exited: {}", down.reason));
+                }
+                if d.draining {
+                    let pending: Vec<Job> = d.pending.drain(..).collect();
+                    d.cancel_jobs(&ctx, pending, "cancelled");
+                }
+            }
+            Message::Exit(signal) if signal.from == d.dynamic.pid() => {
+                warn!(actor = %d.config.actor_id, reason = %signal.reason,
+                    "worker supervisor stopped; the pool stops");
+                let mut jobs = d.cancel_running("worker pool stopped");
+                jobs.extend(d.pending.drain(..));
+                d.cancel_jobs(&ctx, jobs, "worker pool stopped");
+                if let Some((_, reply)) = shutdown.take() {
+                    reply.reply(d.current_stats());
+                }
+                return signal.reason;
+            }
+            Message::Exit(_) => {}
+        }
+    }
+}
+
+fn tick_every(health: HealthCheck) -> Duration {
+    (health.idle.min(health.deadline) / 2).max(Duration::from_millis(1))
+}
+
+impl Dispatcher {
+    fn add_worker(&mut self, ctx: &mut Ctx<DispatchMsg>, pid: Pid) {
+        let monitor = ctx.monitor(pid);
+        self.workers.push(Worker {
+            pid,
+            monitor,
+            batches: Vec::new(),
+            last_active: ctx.now(),
+            ping: None,
+            missed: 0,
+            retiring: false,
+        });
+    }
+
+    fn current_stats(&self) -> PoolStats {
+        PoolStats {
+            workers: self.workers.iter().filter(|w| !w.retiring).count(),
+            running_batches: self.workers.iter().map(|w| w.batches.len()).sum(),
+            pending: self.pending.len(),
+            ..self.stats
+        }
+    }
+
+    fn free_slots(&self) -> usize {
+        self.workers
+            .iter()
+            .filter(|w| !w.retiring)
+            .map(|w| self.config.concurrency.saturating_sub(w.batches.len()))
+            .sum()
+    }
+
+    /// Hands pending jobs to workers with free slots, spread evenly.
+    fn assign(&mut self, ctx: &Ctx<DispatchMsg>) {
+        if self.draining {
+            return;
+        }
+        let concurrency = self.config.concurrency.max(1);
+        loop {
+            let free = self.free_slots();
+            if free == 0 || self.pending.is_empty() {
+                return;
+            }
+            let size = (self.pending.len() / free).clamp(1, self.config.max_batch.max(1));
+            let Some(worker) = self
+                .workers
+                .iter_mut()
+                .filter(|w| !w.retiring && w.batches.len() < concurrency)
+                .min_by_key(|w| w.batches.len())
+            else {
+                return;
+            };
+            let jobs: VecDeque<Job> = self.pending.drain(..size).collect();
+            let batch = Arc::new(Batch {
+                id: self.next_batch,
+                jobs: Mutex::new(jobs),
+                cancel: CancelToken::new(),
+                abandoned: Mutex::new(None),
+            });
+            self.next_batch += 1;
+            worker.batches.push(Arc::clone(&batch));
+            worker.ping = None;
+            let to = Addr::<WorkerMsg>::new(worker.pid);
+            let _ = ctx.send(&to, WorkerMsg::Work(batch));
+        }
+    }
+
+    /// Asks the store for more jobs when workers have free slots and nothing is pending.
+    fn take(&mut self, ctx: &Ctx<DispatchMsg>) {
+        if self.taking || self.draining || !self.pending.is_empty() {
+            return;
+        }
+        let free = self.free_slots();
+        if free == 0 {
+            return;
+        }
+        self.taking = true;
+        let store = Arc::clone(&self.store);
+        let actor_id = self.config.actor_id.clone();
+        let max = free * self.config.max_batch.max(1);
+        let wait = self.config.take_wait;
+        ctx.spawn_blocking(move || store.take(&actor_id, max, wait), DispatchMsg::Taken);
+    }
+
+    /// Ends `jobs` with `error: <why>` (on the blocking pool).
+    fn cancel_jobs(&mut self, ctx: &Ctx<DispatchMsg>, jobs: Vec<Job>, why: &str) {
+        if jobs.is_empty() {
+            return;
+        }
+        let n = jobs.len() as u64;
+        self.stats.failed += n;
+        self.completing += n;
+        let store = Arc::clone(&self.store);
+        let why = why.to_string();
+        ctx.spawn_blocking(
+            move || {
+                for mut job in jobs {
+                    job.status = JobStatus::Error;
+                    job.error = Some(why.clone());
+                    job.finished_at = Some(SystemTime::now());
+                    if let Err(error) = store.complete(&job) {
+                        warn!(job = %job.id, %error, "could not record a cancelled job");
+                    }
+                }
+                n
+            },
+            DispatchMsg::Completed,
+        );
+    }
+
+    /// Cancels every running batch: the running job of each ends `error: <why>`; the jobs not
+    /// started are taken back and returned.
+    fn cancel_running(&mut self, why: &str) -> Vec<Job> {
+        let batches: Vec<Arc<Batch>> = self
+            .workers
+            .iter()
+            .flat_map(|w| w.batches.iter().cloned())
+            .collect();
+        let mut back = Vec::new();
+        for batch in batches {
+            back.extend(batch.take_back());
+            batch.abandon(why.to_string());
+        }
+        back
+    }
+
+    fn idle_for_shutdown(&self) -> bool {
+        self.draining
+            && self.completing == 0
+            && !self.taking
+            && self.workers.iter().all(|w| w.batches.is_empty())
+    }
+
+    async fn finish(
+        &mut self,
+        ctx: &mut Ctx<DispatchMsg>,
+        reply: ReplyTo<PoolStats>,
+    ) -> ExitReason {
+        let stats = self.current_stats();
+        let dynamic = self.dynamic.pid();
+        ctx.exit(dynamic, ExitReason::Shutdown);
+        let _ = ctx
+            .recv_matching(|m| matches!(m, Message::Exit(s) if s.from == dynamic))
+            .await;
+        info!(actor = %self.config.actor_id, finished = stats.finished, failed = stats.failed,
+            "worker pool stopped");
+        reply.reply(stats);
+        ExitReason::Normal
+    }
+
+    /// Marks workers beyond the target as retiring; stops the idle ones now.
+    async fn retire_extra(&mut self, ctx: &mut Ctx<DispatchMsg>) {
+        let active = self.workers.iter().filter(|w| !w.retiring).count();
+        let mut extra = active.saturating_sub(self.target);
+        if extra == 0 {
+            return;
+        }
+        // Idle workers first, then the newest.
+        let mut order: Vec<usize> = (0..self.workers.len()).collect();
+        order.sort_by_key(|&i| (self.workers[i].batches.len(), std::cmp::Reverse(i)));
+        let mut idle = Vec::new();
+        for i in order {
+            if extra == 0 {
+                break;
+            }
+            let w = &mut self.workers[i];
+            if w.retiring {
+                continue;
+            }
+            w.retiring = true;
+            extra -= 1;
+            if w.batches.is_empty() {
+                idle.push(w.pid);
+            }
+        }
+        for pid in idle {
+            self.stop_worker(ctx, pid).await;
+        }
+    }
+
+    async fn stop_worker(&mut self, ctx: &mut Ctx<DispatchMsg>, pid: Pid) {
+        if let Some(index) = self.workers.iter().position(|w| w.pid == pid) {
+            let worker = self.workers.remove(index);
+            ctx.demonitor(worker.monitor, true);
+        }
+        let dynamic = self.dynamic;
+        if let Err(error) = dynamic.terminate_child(ctx, pid).await {
+            debug!(worker = %pid, %error, "retiring a worker");
+        }
+    }
+
+    /// Pings idle workers; kills those that missed too many pings.
+    fn check_health(&mut self, ctx: &Ctx<DispatchMsg>, health: HealthCheck) {
+        let now = ctx.now();
+        for w in &mut self.workers {
+            if let Some((_, deadline)) = w.ping
+                && now >= deadline
+            {
+                w.ping = None;
+                w.missed += 1;
+                warn!(worker = %w.pid, missed = w.missed, "worker missed a ping");
+                if w.missed >= health.max_missed {
+                    self.stats.unhealthy += 1;
+                    warn!(worker = %w.pid, "worker unhealthy: killing it (its supervisor restarts it)");
+                    ctx.exit(w.pid, ExitReason::Kill);
+                    continue;
+                }
+            }
+            let idle_long =
+                w.batches.is_empty() && now.saturating_sub(w.last_active) >= health.idle;
+            let retry = w.missed > 0 && w.batches.is_empty();
+            if w.ping.is_none() && (idle_long || retry) {
+                let seq = self.next_ping;
+                self.next_ping += 1;
+                w.ping = Some((seq, now + health.deadline));
+                let _ = ctx.send(&Addr::<WorkerMsg>::new(w.pid), WorkerMsg::Ping(seq));
+            }
+        }
+    }
+}
+
+/// A worker: builds its actor, tells the dispatcher it is ready, runs batches on the
+/// blocking pool, answers pings.
+async fn work(mut ctx: Ctx<WorkerMsg>, args: WorkerArgs) {
+    let actor = (args.factory)();
+    let me = ctx.pid();
+    let _ = ctx.send(&args.dispatcher, DispatchMsg::Ready(me));
+    loop {
+        match ctx.recv().await {
+            Message::User(WorkerMsg::Work(batch)) => {
+                let actor = Arc::clone(&actor);
+                let store = Arc::clone(&args.store);
+                let id = batch.id;
+                ctx.spawn_blocking(
+                    move || run_batch(&*actor, &*store, &batch),
+                    move |(finished, failed, panic)| WorkerMsg::Ran {
+                        batch: id,
+                        finished,
+                        failed,
+                        panic,
+                    },
+                );
+            }
+            Message::User(WorkerMsg::Ran {
+                batch,
+                finished,
+                failed,
+                panic,
+            }) => {
+                let _ = ctx.send(
+                    &args.dispatcher,
+                    DispatchMsg::BatchDone {
+                        worker: me,
+                        batch,
+                        finished,
+                        failed,
+                    },
+                );
+                if let Some(message) = panic {
+                    // A fresh actor (and engine) after a panic: the supervisor restarts us.
+                    ctx.stop(ExitReason::Panic(message.into()));
+                }
+            }
+            Message::User(WorkerMsg::Ping(seq)) => {
+                let actor = Arc::clone(&actor);
+                ctx.spawn_blocking(move || actor.ping(), move |ok| WorkerMsg::Pinged(seq, ok));
+            }
+            Message::User(WorkerMsg::Pinged(seq, ok)) => {
+                if ok {
+                    let _ = ctx.send(&args.dispatcher, DispatchMsg::Pong { worker: me, seq });
+                }
+            }
+            Message::Exit(_) | Message::Down(_) => {}
+        }
+    }
+}
+
+/// Runs a batch's jobs one after the other and records each; stops at a panic (the job that
+/// panicked ends `error` with it; the rest stay in the batch for the dispatcher to take back).
+/// Returns (finished, failed, the panic message).
+fn run_batch(
+    actor: &dyn JobActor,
+    store: &dyn JobStore,
+    batch: &Batch,
+) -> (u64, u64, Option<String>) {
+    let (mut finished, mut failed) = (0, 0);
+    loop {
+        let next = batch
+            .jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front();
+        let Some(mut job) = next else {
+            return (finished, failed, None);
+        };
+        if job.started_at.is_none() {
+            job.started_at = Some(SystemTime::now());
+        }
+        let result = catch_unwind(AssertUnwindSafe(|| actor.process_job(&job, &batch.cancel)));
+        job.finished_at = Some(SystemTime::now());
+        let panic = match result {
+            Ok(result) => {
+                job.log = result.log;
+                match result.outcome {
+                    Ok(output) => {
+                        job.status = JobStatus::Finished;
+                        job.output = Some(output);
+                    }
+                    Err(error) => {
+                        job.status = JobStatus::Error;
+                        let abandoned = batch
+                            .abandoned
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .clone();
+                        job.error = Some(match abandoned {
+                            Some(why) if batch.cancel.is_cancelled() => why,
+                            _ => error,
+                        });
+                    }
+                }
+                None
+            }
+            Err(payload) => {
+                let message = panic_message(&*payload).to_string();
+                job.status = JobStatus::Error;
+                job.error = Some(format!("worker crashed: panic: {message}"));
+                Some(message)
+            }
+        };
+        if job.status == JobStatus::Finished {
+            finished += 1;
+        } else {
+            failed += 1;
+        }
+        if let Err(error) = store.complete(&job) {
+            warn!(job = %job.id, %error, "could not record a job's result");
+        }
+        if panic.is_some() {
+            return (finished, failed, panic);
+        }
+    }
+}

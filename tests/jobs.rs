@@ -1,0 +1,488 @@
+//! The job path in one process: jobs from the in-memory store through the supervised worker
+//! pool and the Rhai sandbox, with crashes, kills, health checks, resizing and shutdown.
+
+mod common;
+
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use baobab::jobs::{
+    CancelToken, HealthCheck, Job, JobActor, JobResult, JobStatus, JobStore, MemoryStore,
+    PoolConfig, RhaiActor, WorkerPool,
+};
+use baobab::script::{Limits, SandboxConfig};
+use baobab::{ExitReason, Runtime};
+use common::{SAFETY, runtime};
+
+fn rhai_factory(config: SandboxConfig) -> baobab::jobs::ActorFactory {
+    Arc::new(move || Arc::new(RhaiActor::new("rhai", config.clone())) as Arc<dyn JobActor>)
+}
+
+fn pool(rt: &Runtime, store: &Arc<MemoryStore>, workers: usize) -> WorkerPool {
+    let mut config = PoolConfig::new("rhai");
+    config.workers = workers;
+    WorkerPool::start(
+        rt.handle(),
+        store.clone(),
+        rhai_factory(SandboxConfig::default()),
+        config,
+    )
+    .unwrap()
+}
+
+fn submit(store: &MemoryStore, script: &str, timeout: Duration) -> String {
+    let job = Job::builder(script).timeout(timeout).build().unwrap();
+    let id = job.id.clone();
+    store.submit(job).unwrap();
+    id
+}
+
+fn ended(store: &MemoryStore, id: &str) -> Job {
+    store.wait(id, SAFETY).unwrap()
+}
+
+fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < SAFETY, "not within {SAFETY:?}: {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_thousand_jobs_run_through_the_pool() {
+    let rt = runtime();
+    let store = Arc::new(MemoryStore::new());
+    let pool = pool(&rt, &store, 2);
+    let ids: Vec<(i64, String)> = (0..1000)
+        .map(|i| {
+            (
+                i,
+                submit(&store, &format!("{i} * 2"), Duration::from_secs(10)),
+            )
+        })
+        .collect();
+    for (i, id) in ids {
+        let job = ended(&store, &id);
+        assert_eq!(job.status, JobStatus::Finished);
+        assert_eq!(job.output, Some((i * 2).to_string()));
+        assert!(job.started_at.is_some() && job.finished_at.is_some());
+    }
+    let stats = pool.shutdown(Duration::from_secs(1)).unwrap();
+    assert_eq!(stats.finished, 1000);
+    assert_eq!(stats.failed, 0);
+}
+
+#[test]
+fn bad_scripts_end_in_error_naming_why_and_the_rest_run() {
+    let rt = runtime();
+    let store = Arc::new(MemoryStore::new());
+    let mut config = PoolConfig::new("rhai");
+    config.workers = 2;
+    let sandbox = SandboxConfig {
+        limits: Limits {
+            max_operations: 100_000,
+            ..Limits::default()
+        },
+        ..SandboxConfig::default()
+    };
+    let pool =
+        WorkerPool::start(rt.handle(), store.clone(), rhai_factory(sandbox), config).unwrap();
+    let forever = submit(&store, "loop {}", Duration::from_secs(1));
+    let greedy = submit(
+        &store,
+        "let x = 0; for i in 0..10000000 { x += i; } x",
+        Duration::from_secs(10),
+    );
+    let broken = submit(&store, "let = ;", Duration::from_secs(10));
+    let thrown = submit(
+        &store,
+        r#"print("about to throw"); throw "nope""#,
+        Duration::from_secs(10),
+    );
+    let good = submit(&store, r#"print("hi"); "fine""#, Duration::from_secs(10));
+
+    let job = ended(&store, &forever);
+    assert_eq!(job.status, JobStatus::Error);
+    // `loop {}` reaches the operations limit or the timeout, whichever comes first.
+    let error = job.error.unwrap();
+    assert!(
+        error.contains("max-operations") || error.contains("timeout"),
+        "{error}"
+    );
+    assert_eq!(
+        ended(&store, &greedy).error.as_deref(),
+        Some("limit exceeded: max-operations (100000)")
+    );
+    assert!(
+        ended(&store, &broken)
+            .error
+            .unwrap()
+            .starts_with("compile error")
+    );
+    let job = ended(&store, &thrown);
+    assert!(job.error.unwrap().contains("nope"));
+    assert_eq!(job.log, ["about to throw"]);
+    let job = ended(&store, &good);
+    assert_eq!(
+        (job.status, job.output.as_deref()),
+        (JobStatus::Finished, Some("fine"))
+    );
+    assert_eq!(job.log, ["hi"]);
+    pool.shutdown(Duration::from_secs(1)).unwrap();
+}
+
+#[test]
+fn a_wall_clock_timeout_ends_an_endless_loop_on_time() {
+    let rt = runtime();
+    let store = Arc::new(MemoryStore::new());
+    let pool = pool(&rt, &store, 1);
+    let start = Instant::now();
+    let id = submit(&store, "loop {}", Duration::from_secs(1));
+    let job = ended(&store, &id);
+    assert_eq!(
+        job.error.as_deref(),
+        Some("timeout: still running after 1s")
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+    pool.shutdown(Duration::from_secs(1)).unwrap();
+}
+
+#[test]
+fn a_panic_in_a_native_function_crashes_the_worker_which_is_restarted() {
+    let rt = runtime();
+    let store = Arc::new(MemoryStore::new());
+    let sandbox = SandboxConfig {
+        extend: Some(Arc::new(|engine: &mut baobab::script::rhai::Engine| {
+            engine.register_fn("explode", || -> i64 { panic!("native code exploded") });
+        })),
+        ..SandboxConfig::default()
+    };
+    let mut config = PoolConfig::new("rhai");
+    config.workers = 1;
+    config.max_batch = 64;
+    let pool =
+        WorkerPool::start(rt.handle(), store.clone(), rhai_factory(sandbox), config).unwrap();
+    let before = pool.workers().unwrap();
+    // One batch: jobs before and after the crashing one.
+    let ids: Vec<String> = ["1", "explode()", "3", "4"]
+        .iter()
+        .map(|s| {
+            let job = Job::builder(*s).build().unwrap();
+            let id = job.id.clone();
+            store.submit(job).unwrap();
+            id
+        })
+        .collect();
+    let crashed = ended(&store, &ids[1]);
+    assert_eq!(crashed.status, JobStatus::Error);
+    assert_eq!(
+        crashed.error.as_deref(),
+        Some("worker crashed: panic: native code exploded")
+    );
+    for i in [0, 2, 3] {
+        let job = ended(&store, &ids[i]);
+        assert_eq!(job.status, JobStatus::Finished, "{job:?}");
+    }
+    eventually("the worker is restarted", || {
+        pool.workers()
+            .unwrap()
+            .first()
+            .is_some_and(|p| !before.contains(p))
+    });
+    let stats = pool.stats().unwrap();
+    assert_eq!(stats.crashes, 1);
+    assert_eq!((stats.finished, stats.failed), (3, 1));
+    pool.shutdown(Duration::from_secs(1)).unwrap();
+}
+
+#[test]
+fn a_killed_worker_ends_its_job_with_the_reason_and_others_are_untouched() {
+    let rt = runtime();
+    let store = Arc::new(MemoryStore::new());
+    let pool = pool(&rt, &store, 2);
+    let long = submit(&store, "loop {}", Duration::from_secs(60));
+    eventually("the long job started", || {
+        store.status(&long).unwrap() == Some(JobStatus::Started)
+    });
+    assert_eq!(pool.stats().unwrap().running_batches, 1);
+    let workers = pool.workers().unwrap();
+    // Kill the workers in turn until the long job ends: only the busy one's death ends it.
+    let mut killed = 0;
+    for pid in workers {
+        if store.status(&long).unwrap() == Some(JobStatus::Error) {
+            break;
+        }
+        rt.handle().exit(pid, ExitReason::Kill);
+        killed += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let job = ended(&store, &long);
+    assert_eq!(job.error.as_deref(), Some("worker exited: killed"));
+    let others: Vec<String> = (0..10)
+        .map(|i| submit(&store, &i.to_string(), Duration::from_secs(10)))
+        .collect();
+    for id in others {
+        assert_eq!(ended(&store, &id).status, JobStatus::Finished);
+    }
+    eventually("both workers are back", || {
+        pool.workers().unwrap().len() == 2
+    });
+    assert_eq!(pool.stats().unwrap().crashes, killed);
+    pool.shutdown(Duration::from_secs(1)).unwrap();
+}
+
+#[test]
+fn the_pool_resizes_while_it_runs() {
+    let rt = runtime();
+    let store = Arc::new(MemoryStore::new());
+    let pool = pool(&rt, &store, 2);
+    eventually("two workers", || pool.workers().unwrap().len() == 2);
+    pool.resize(4).unwrap();
+    eventually("four workers", || pool.workers().unwrap().len() == 4);
+    pool.resize(1).unwrap();
+    eventually("one worker", || pool.workers().unwrap().len() == 1);
+    let id = submit(&store, "6 * 7", Duration::from_secs(10));
+    assert_eq!(ended(&store, &id).output.as_deref(), Some("42"));
+    assert_eq!(
+        pool.stats().unwrap().crashes,
+        0,
+        "retired workers are no crashes"
+    );
+    pool.shutdown(Duration::from_secs(1)).unwrap();
+}
+
+/// An actor that sleeps as long as its job's script says (in ms), and whose pings can be
+/// blocked.
+struct Sleeper {
+    pings: Arc<Mutex<mpsc::Receiver<()>>>,
+    block_pings: bool,
+}
+
+impl JobActor for Sleeper {
+    fn actor_id(&self) -> &str {
+        "sleeper"
+    }
+
+    fn actor_type(&self) -> &str {
+        "Sleeper"
+    }
+
+    fn process_job(&self, job: &Job, cancel: &CancelToken) -> JobResult {
+        let ms: u64 = job.script.trim().parse().unwrap_or(0);
+        let until = Instant::now() + Duration::from_millis(ms);
+        while Instant::now() < until {
+            if cancel.is_cancelled() {
+                return JobResult {
+                    outcome: Err("cancelled".into()),
+                    log: Vec::new(),
+                };
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        JobResult {
+            outcome: Ok(format!("slept {ms}")),
+            log: Vec::new(),
+        }
+    }
+
+    fn ping(&self) -> bool {
+        if self.block_pings {
+            // Waits until the test lets go (or drops the sender): a worker that never answers.
+            let _ = self.pings.lock().unwrap().recv();
+            false
+        } else {
+            true
+        }
+    }
+}
+
+fn sleeper_pool(
+    rt: &Runtime,
+    store: &Arc<MemoryStore>,
+    config: PoolConfig,
+    block_pings: bool,
+) -> (WorkerPool, mpsc::Sender<()>) {
+    let (release, pings) = mpsc::channel();
+    let pings = Arc::new(Mutex::new(pings));
+    let factory: baobab::jobs::ActorFactory = Arc::new(move || {
+        Arc::new(Sleeper {
+            pings: Arc::clone(&pings),
+            block_pings,
+        }) as Arc<dyn JobActor>
+    });
+    let pool = WorkerPool::start(rt.handle(), store.clone(), factory, config).unwrap();
+    (pool, release)
+}
+
+fn sleep_job(store: &MemoryStore, ms: u64) -> String {
+    let job = Job::builder(ms.to_string())
+        .actor_id("sleeper")
+        .build()
+        .unwrap();
+    let id = job.id.clone();
+    store.submit(job).unwrap();
+    id
+}
+
+#[test]
+fn an_async_worker_runs_several_jobs_at_once() {
+    let rt = runtime();
+    let store = Arc::new(MemoryStore::new());
+    let mut config = PoolConfig::new("sleeper");
+    config.workers = 1;
+    config.concurrency = 4;
+    config.max_batch = 1;
+    let (pool, _release) = sleeper_pool(&rt, &store, config, false);
+    let start = Instant::now();
+    let ids: Vec<String> = (0..4).map(|_| sleep_job(&store, 300)).collect();
+    for id in &ids {
+        assert_eq!(ended(&store, id).output.as_deref(), Some("slept 300"));
+    }
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_millis(1100),
+        "4 × 300 ms ran at once: {took:?}"
+    );
+    pool.shutdown(Duration::from_secs(1)).unwrap();
+}
+
+#[test]
+fn a_sync_worker_runs_one_job_at_a_time() {
+    let rt = runtime();
+    let store = Arc::new(MemoryStore::new());
+    let mut config = PoolConfig::new("sleeper");
+    config.workers = 1;
+    let (pool, _release) = sleeper_pool(&rt, &store, config, false);
+    let start = Instant::now();
+    let ids: Vec<String> = (0..3).map(|_| sleep_job(&store, 100)).collect();
+    for id in &ids {
+        ended(&store, id);
+    }
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    pool.shutdown(Duration::from_secs(1)).unwrap();
+}
+
+#[test]
+fn shutdown_lets_running_jobs_finish_within_the_grace_then_cancels_the_rest() {
+    let rt = runtime();
+    let store = Arc::new(MemoryStore::new());
+    let mut config = PoolConfig::new("sleeper");
+    config.workers = 2;
+    config.max_batch = 1;
+    let (pool, _release) = sleeper_pool(&rt, &store, config, false);
+    let quick = sleep_job(&store, 50);
+    let slow = sleep_job(&store, 60_000);
+    eventually("both run", || pool.stats().unwrap().running_batches == 2);
+    let waiting: Vec<String> = (0..5).map(|_| sleep_job(&store, 10)).collect();
+    let start = Instant::now();
+    let stats = pool.shutdown(Duration::from_millis(500)).unwrap();
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(ended(&store, &quick).status, JobStatus::Finished);
+    assert_eq!(ended(&store, &slow).error.as_deref(), Some("cancelled"));
+    // Jobs still queued were never taken: they wait in the store for the next runner.
+    for id in waiting {
+        assert_eq!(store.status(&id).unwrap(), Some(JobStatus::Dispatched));
+    }
+    assert_eq!(stats.finished, 1);
+}
+
+#[test]
+fn an_idle_worker_that_misses_three_pings_is_restarted() {
+    let clock = baobab::ManualClock::new();
+    let rt = Runtime::builder()
+        .threads(2)
+        .clock(baobab::Clock::manual(&clock))
+        .build();
+    let store = Arc::new(MemoryStore::new());
+    let mut config = PoolConfig::new("sleeper");
+    config.workers = 1;
+    config.health = Some(HealthCheck {
+        idle: Duration::from_secs(10),
+        deadline: Duration::from_secs(2),
+        max_missed: 3,
+    });
+    let (pool, release) = sleeper_pool(&rt, &store, config, true);
+    let first = pool.workers().unwrap()[0];
+    let watch = rt.handle().watch(first);
+    // Idle 10 s: a ping; each unanswered for 2 s is a miss; the third miss kills it.
+    let mut exit = None;
+    for _ in 0..30 {
+        clock.advance(Duration::from_secs(1));
+        exit = watch.wait_timeout(Duration::from_millis(20));
+        if exit.is_some() {
+            break;
+        }
+    }
+    assert_eq!(exit, Some(ExitReason::Killed));
+    eventually("a new worker", || {
+        pool.workers().unwrap().first().is_some_and(|&p| p != first)
+    });
+    let stats = pool.stats().unwrap();
+    assert_eq!(stats.unhealthy, 1);
+    drop(release);
+    pool.shutdown(Duration::from_secs(1)).unwrap();
+}
+
+#[test]
+fn a_healthy_idle_worker_answers_its_pings() {
+    let clock = baobab::ManualClock::new();
+    let rt = Runtime::builder()
+        .threads(2)
+        .clock(baobab::Clock::manual(&clock))
+        .build();
+    let store = Arc::new(MemoryStore::new());
+    let mut config = PoolConfig::new("rhai");
+    config.workers = 1;
+    config.health = Some(HealthCheck {
+        idle: Duration::from_secs(10),
+        deadline: Duration::from_secs(2),
+        max_missed: 3,
+    });
+    let pool = WorkerPool::start(
+        rt.handle(),
+        store.clone(),
+        rhai_factory(SandboxConfig::default()),
+        config,
+    )
+    .unwrap();
+    let first = pool.workers().unwrap()[0];
+    for _ in 0..60 {
+        clock.advance(Duration::from_secs(1));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(pool.workers().unwrap(), [first]);
+    assert_eq!(pool.stats().unwrap().unhealthy, 0);
+    pool.shutdown(Duration::from_secs(1)).unwrap();
+}
+
+#[test]
+fn the_scripts_see_their_job_context() {
+    let rt = runtime();
+    let store = Arc::new(MemoryStore::new());
+    let sandbox = SandboxConfig {
+        db_path: "/var/db/baobab".into(),
+        ..SandboxConfig::default()
+    };
+    let mut config = PoolConfig::new("rhai");
+    config.workers = 1;
+    let pool =
+        WorkerPool::start(rt.handle(), store.clone(), rhai_factory(sandbox), config).unwrap();
+    let job = Job::builder(
+        "#{job: JOB_ID, caller: CALLER_ID, context: CONTEXT_ID, db: DB_PATH, who: WHO}",
+    )
+    .id("job-1")
+    .caller_id("alice")
+    .context_id("circle-7")
+    .env("WHO", "world")
+    .build()
+    .unwrap();
+    store.submit(job).unwrap();
+    let done = ended(&store, "job-1");
+    let value: serde_json::Value = serde_json::from_str(done.output.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        value,
+        serde_json::json!({"job": "job-1", "caller": "alice", "context": "circle-7", "db": "/var/db/baobab", "who": "world"})
+    );
+    pool.shutdown(Duration::from_secs(1)).unwrap();
+}
