@@ -371,14 +371,15 @@ fn shutdown_lets_running_jobs_finish_within_the_grace_then_cancels_the_rest() {
     config.workers = 2;
     config.max_batch = 1;
     let (pool, _release) = sleeper_pool(&rt, &store, config, false);
-    let quick = sleep_job(&store, 50);
+    let quick = sleep_job(&store, 300);
     let slow = sleep_job(&store, 60_000);
     eventually("both run", || pool.stats().unwrap().running_batches == 2);
     let waiting: Vec<String> = (0..5).map(|_| sleep_job(&store, 10)).collect();
     let start = Instant::now();
     let stats = pool.shutdown(Duration::from_millis(500)).unwrap();
     assert!(start.elapsed() < Duration::from_secs(5));
-    assert_eq!(ended(&store, &quick).status, JobStatus::Finished);
+    let quick_job = ended(&store, &quick);
+    assert_eq!(quick_job.status, JobStatus::Finished, "{quick_job:?}");
     assert_eq!(ended(&store, &slow).error.as_deref(), Some("cancelled"));
     // Jobs still queued were never taken: they wait in the store for the next runner.
     for id in waiting {

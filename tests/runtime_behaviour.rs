@@ -1068,3 +1068,34 @@ fn wait_timers_of_dead_processes_do_not_pile_up() {
     let pending = handle.pending_timers() - before;
     assert!(pending <= 1024, "{pending} timers of dead processes left");
 }
+
+/// Two blocking jobs queued back to back while one blocking thread is idle: the second gets a
+/// thread of its own, not a place behind the first (which here waits for the second).
+#[test]
+fn a_second_blocking_job_does_not_wait_behind_the_first_for_the_same_idle_thread() {
+    let rt = runtime();
+    let got = rt
+        .block_on(|mut ctx: Ctx<Option<bool>>| async move {
+            // One blocking thread, now idle.
+            ctx.blocking(|| ()).await;
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            // Both queued at once: the first waits for the second.
+            ctx.spawn_blocking(
+                move || rx.recv_timeout(Duration::from_secs(5)).is_ok(),
+                Some,
+            );
+            ctx.spawn_blocking(
+                move || {
+                    let _ = tx.send(());
+                },
+                |()| None,
+            );
+            loop {
+                if let Message::User(Some(ok)) = ctx.recv().await {
+                    return ok;
+                }
+            }
+        })
+        .unwrap();
+    assert!(got, "the second job ran while the first waited");
+}

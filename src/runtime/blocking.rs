@@ -59,7 +59,10 @@ impl BlockingPool {
             return;
         }
         state.queue.push_back(job);
-        if state.idle > 0 {
+        // An idle thread that was notified counts as idle until it wakes and takes its job,
+        // so "some thread is idle" does not mean one is free for this job: one is only if the
+        // queue holds no more jobs than there are idle threads to take them.
+        if state.queue.len() <= state.idle {
             drop(state);
             self.available.notify_one();
         } else if state.threads < self.max_threads {
