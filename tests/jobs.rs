@@ -1,6 +1,8 @@
 //! The job path in one process: jobs from the in-memory store through the supervised worker
 //! pool and the Rhai sandbox, with crashes, kills, health checks, resizing and shutdown.
 
+#![cfg(feature = "rhai")]
+
 mod common;
 
 use std::sync::{Arc, Mutex, mpsc};

@@ -563,11 +563,39 @@ impl Dispatcher {
             .sum()
     }
 
+    /// With nothing pending and a slot free, takes the back half of the longest waiting
+    /// queue of a running batch, so a long job does not hold up the jobs batched behind it
+    /// while another worker idles.
+    fn steal(&mut self) {
+        if !self.pending.is_empty() || self.free_slots() == 0 {
+            return;
+        }
+        let longest = self
+            .workers
+            .iter()
+            .flat_map(|w| w.batches.iter())
+            .map(|b| {
+                (
+                    b.jobs.lock().unwrap_or_else(PoisonError::into_inner).len(),
+                    b,
+                )
+            })
+            .filter(|(waiting, _)| *waiting >= 1)
+            .max_by_key(|(waiting, _)| *waiting)
+            .map(|(_, b)| Arc::clone(b));
+        if let Some(batch) = longest {
+            let mut jobs = batch.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+            let keep = jobs.len() / 2;
+            self.pending.extend(jobs.drain(keep..));
+        }
+    }
+
     /// Hands pending jobs to workers with free slots, spread evenly.
     fn assign(&mut self, ctx: &Ctx<DispatchMsg>) {
         if self.draining {
             return;
         }
+        self.steal();
         let concurrency = self.config.concurrency.max(1);
         loop {
             let free = self.free_slots();
@@ -826,9 +854,8 @@ fn run_batch(
         let Some(mut job) = next else {
             return (finished, failed, None);
         };
-        if job.started_at.is_none() {
-            job.started_at = Some(SystemTime::now());
-        }
+        // Started now (the store marked it when it was taken; it may have waited in the batch).
+        job.started_at = Some(SystemTime::now());
         let result = catch_unwind(AssertUnwindSafe(|| actor.process_job(&job, &batch.cancel)));
         job.finished_at = Some(SystemTime::now());
         let panic = match result {

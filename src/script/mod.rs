@@ -422,6 +422,9 @@ impl Sandbox {
             EvalAltResult::ErrorModuleNotFound(name, ..) if !self.imports => {
                 ScriptError::ImportDenied(name)
             }
+            EvalAltResult::ErrorRuntime(value, position) => {
+                ScriptError::Runtime(format!("{value} ({position})"))
+            }
             EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
             | EvalAltResult::ErrorInModule(_, inner, _) => self.error_of(*inner, stopped, timeout),
             other => ScriptError::Runtime(other.to_string()),
