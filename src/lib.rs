@@ -26,10 +26,12 @@
 //! The layers, bottom up: [`runtime`](Runtime) (schedulers, run queues, reductions, the
 //! blocking pool, clock and timers), the registry, signals ([`ExitReason`], links,
 //! monitors), processes ([`Pid`], [`Ctx`], [`Behaviour`], mailboxes), `server`
-//! (gen_server-style calls), [`supervisor`] (OTP's supervision trees) and [`conversation`]
-//! (request/reply envelopes forwarded to participants under a crash policy). See
+//! (gen_server-style calls), [`supervisor`] (OTP's supervision trees), [`conversation`]
+//! (request/reply envelopes forwarded to participants under a crash policy), [`jobs`] (the
+//! job model, stores and the supervised worker pool) and `script` (the sandboxed Rhai engine,
+//! feature `rhai`). See
 //! `docs/architecture.md`, `docs/semantics.md`, `docs/supervision.md` and
-//! `docs/conversations.md`.
+//! `docs/conversations.md` and `docs/jobs.md`.
 
 #![warn(missing_docs)]
 
