@@ -35,6 +35,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "redis")]
+pub mod bridge;
 pub mod conversation;
 pub mod jobs;
 pub(crate) mod loom;

@@ -1,0 +1,12 @@
+//! The Redis bridge (feature `redis`): jobs in Redis in the Hero or rhailib wire format, taken
+//! with reliable fetch so that a runner's death loses no job, and a client to submit jobs and
+//! read their results. See `docs/wire-format.md`.
+
+mod keys;
+mod wire;
+
+pub use keys::{Keys, Profile};
+pub use wire::{
+    WireError, iso8601, job_from_fields, job_to_fields, parse_time, result_fields,
+    status_from_wire, status_to_wire,
+};

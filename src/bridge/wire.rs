@@ -1,0 +1,286 @@
+//! Jobs as Redis hashes: the fields of each profile, status spellings, times, and the parse of
+//! a hash back into a job with an error naming the field that is wrong.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::keys::Profile;
+use crate::jobs::{Job, JobStatus};
+
+/// Why a hash is not a job.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("malformed job hash: field `{field}`: {reason}")]
+pub struct WireError {
+    /// The field.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn wrong(field: &'static str, reason: impl Into<String>) -> WireError {
+    WireError {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// A status as `profile` spells it.
+pub fn status_to_wire(profile: Profile, status: JobStatus) -> &'static str {
+    match (profile, status) {
+        (Profile::Hero, status) => status.as_str(),
+        (Profile::Rhailib, JobStatus::Dispatched) => "pending",
+        (Profile::Rhailib, JobStatus::Started) => "processing",
+        (Profile::Rhailib, JobStatus::Finished) => "completed",
+        (Profile::Rhailib, JobStatus::Error) => "error",
+    }
+}
+
+/// A status from `profile`'s spelling.
+pub fn status_from_wire(profile: Profile, text: &str) -> Result<JobStatus, WireError> {
+    let status = match (profile, text) {
+        (Profile::Hero, "dispatched") | (Profile::Rhailib, "pending") => JobStatus::Dispatched,
+        (Profile::Hero, "started") | (Profile::Rhailib, "processing") => JobStatus::Started,
+        (Profile::Hero, "finished") | (Profile::Rhailib, "completed") => JobStatus::Finished,
+        (_, "error") => JobStatus::Error,
+        (_, other) => return Err(wrong("status", format!("unknown status {other:?}"))),
+    };
+    Ok(status)
+}
+
+/// ISO 8601 in UTC, to the millisecond: `2026-11-27T01:02:03.456Z`.
+pub fn iso8601(time: SystemTime) -> String {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SS[.fff][Z]`, or a number of seconds since the epoch.
+pub fn parse_time(text: &str) -> Option<SystemTime> {
+    if let Ok(secs) = text.parse::<u64>() {
+        return UNIX_EPOCH.checked_add(Duration::from_secs(secs));
+    }
+    let text = text.strip_suffix('Z').unwrap_or(text);
+    let (date, time) = text.split_once('T')?;
+    let mut date = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, d) = (date.next()??, date.next()??, date.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut hms = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (h, min, s) = (hms.next()??, hms.next()??, hms.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || h > 23 || min > 59 || s > 60 {
+        return None;
+    }
+    let millis: u64 = format!("{frac:0<3}")[..3].parse().ok()?;
+    let secs = days_from_civil(y, m, d) * 86_400 + h * 3600 + min * 60 + s;
+    let secs = u64::try_from(secs).ok()?;
+    UNIX_EPOCH.checked_add(Duration::from_secs(secs) + Duration::from_millis(millis))
+}
+
+// Howard Hinnant's algorithms for the proleptic Gregorian calendar.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A job's fields as `profile` writes them when it is submitted.
+pub fn job_to_fields(profile: Profile, job: &Job) -> Vec<(&'static str, String)> {
+    let now = iso8601(SystemTime::now());
+    let mut fields = vec![
+        ("id", job.id.clone()),
+        ("caller_id", job.caller_id.clone()),
+        ("context_id", job.context_id.clone()),
+        ("script", job.script.clone()),
+        ("status", status_to_wire(profile, job.status).to_string()),
+        ("created_at", iso8601(job.created_at)),
+        ("updated_at", now),
+    ];
+    match profile {
+        Profile::Hero => {
+            let env = serde_json::to_string(&job.env_vars).expect("a map of strings");
+            fields.extend([
+                ("actor_id", job.actor_id.clone()),
+                ("timeout", job.timeout.as_secs().to_string()),
+                ("retries", job.retries.to_string()),
+                ("concurrent", "false".to_string()),
+                ("log_path", String::new()),
+                ("env_vars", env),
+                ("prerequisites", "[]".to_string()),
+                ("dependents", "[]".to_string()),
+            ]);
+        }
+        Profile::Rhailib => {
+            fields.push(("reply_queue_name", format!("rhai_reply:{}", job.id)));
+        }
+    }
+    fields
+}
+
+/// The fields written when a job ends (status, output, error, times).
+pub fn result_fields(profile: Profile, job: &Job) -> Vec<(&'static str, String)> {
+    let now = SystemTime::now();
+    let mut fields = vec![
+        ("status", status_to_wire(profile, job.status).to_string()),
+        ("updated_at", iso8601(now)),
+        ("output", job.output.clone().unwrap_or_default()),
+        ("error", job.error.clone().unwrap_or_default()),
+    ];
+    if profile == Profile::Hero {
+        // The V actors read `result`.
+        fields.push(("result", job.output.clone().unwrap_or_default()));
+        if let Some(started) = job.started_at {
+            fields.push(("started_at", iso8601(started)));
+        }
+        fields.push(("finished_at", iso8601(job.finished_at.unwrap_or(now))));
+    }
+    fields
+}
+
+/// A job from its hash. `id` is the id the hash was found under; `actor` the queue it came
+/// from (a rhailib task has no actor field).
+pub fn job_from_fields(
+    profile: Profile,
+    id: &str,
+    actor: &str,
+    hash: &HashMap<String, String>,
+) -> Result<Job, WireError> {
+    let get = |field: &'static str| hash.get(field).map(String::as_str);
+    let script = get("script").ok_or_else(|| wrong("script", "missing"))?;
+    let timeout = match get("timeout") {
+        None | Some("") => Duration::from_secs(30),
+        Some(text) => {
+            let secs: u64 = text
+                .parse()
+                .map_err(|_| wrong("timeout", format!("{text:?} is not a whole number of seconds")))?;
+            Duration::from_secs(secs)
+        }
+    };
+    let retries = match get("retries") {
+        None | Some("") => 0,
+        Some(text) => text
+            .parse()
+            .map_err(|_| wrong("retries", format!("{text:?} is not a whole number")))?,
+    };
+    let env_vars: BTreeMap<String, String> = match get("env_vars") {
+        None | Some("") => BTreeMap::new(),
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| wrong("env_vars", format!("not a JSON object of strings: {e}")))?,
+    };
+    let status = match get("status") {
+        None => JobStatus::Dispatched,
+        Some(text) => status_from_wire(profile, text)?,
+    };
+    let created_at = match get("created_at") {
+        None | Some("") => SystemTime::now(),
+        Some(text) => parse_time(text)
+            .ok_or_else(|| wrong("created_at", format!("{text:?} is not an ISO 8601 time")))?,
+    };
+    let mut builder = Job::builder(script)
+        .id(id)
+        .caller_id(get("caller_id").filter(|s| !s.is_empty()).unwrap_or("anonymous"))
+        .context_id(get("context_id").filter(|s| !s.is_empty()).unwrap_or("default"))
+        .actor_id(get("actor_id").filter(|s| !s.is_empty()).unwrap_or(actor))
+        .timeout(timeout)
+        .retries(retries);
+    for (name, value) in env_vars {
+        builder = builder.env(name, value);
+    }
+    let mut job = builder.build().map_err(|error| WireError {
+        field: "job",
+        reason: error.to_string(),
+    })?;
+    job.status = status;
+    job.created_at = created_at;
+    job.output = get("output").filter(|s| !s.is_empty()).map(str::to_string);
+    job.error = get("error").filter(|s| !s.is_empty()).map(str::to_string);
+    Ok(job)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip_through_iso_8601() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_742_788_021);
+        let text = iso8601(t);
+        assert_eq!(text, "2026-11-27T01:26:28.021Z"); // `date -u -d @1795742788`
+        assert_eq!(parse_time(&text), Some(t));
+        assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(UNIX_EPOCH));
+        assert_eq!(iso8601(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000Z");
+        assert_eq!(parse_time("12"), Some(UNIX_EPOCH + Duration::from_secs(12)));
+        for bad in ["", "yesterday", "2026-13-01T00:00:00Z", "2026-01-01", "2026-01-01T25:00:00"] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_job_round_trips_through_its_hash_in_both_profiles() {
+        let job = Job::builder("40 + 2")
+            .caller_id("alice")
+            .context_id("c1")
+            .actor_id("a1")
+            .env("X", "1")
+            .retries(2)
+            .build()
+            .unwrap();
+        for profile in [Profile::Hero, Profile::Rhailib] {
+            let hash: HashMap<String, String> = job_to_fields(profile, &job)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+            let back = job_from_fields(profile, &job.id, "a1", &hash).unwrap();
+            assert_eq!(back.script, job.script);
+            assert_eq!(back.caller_id, "alice");
+            assert_eq!(back.status, JobStatus::Dispatched);
+            if profile == Profile::Hero {
+                assert_eq!(back.env_vars, job.env_vars);
+                assert_eq!(back.retries, 2);
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_hashes_name_the_field() {
+        let base: HashMap<String, String> =
+            [("script", "1")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let with = |field: &str, value: &str| {
+            let mut hash = base.clone();
+            hash.insert(field.to_string(), value.to_string());
+            job_from_fields(Profile::Hero, "j", "a", &hash).unwrap_err().field
+        };
+        assert_eq!(job_from_fields(Profile::Hero, "j", "a", &HashMap::new()).unwrap_err().field, "script");
+        assert_eq!(with("timeout", "soon"), "timeout");
+        assert_eq!(with("retries", "-1"), "retries");
+        assert_eq!(with("env_vars", "[1]"), "env_vars");
+        assert_eq!(with("status", "paused"), "status");
+        assert_eq!(with("created_at", "yesterday"), "created_at");
+        assert_eq!(with("timeout", "0"), "job");
+        assert_eq!(status_from_wire(Profile::Rhailib, "completed"), Ok(JobStatus::Finished));
+        assert!(status_from_wire(Profile::Rhailib, "finished").is_err());
+    }
+}
