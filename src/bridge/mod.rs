@@ -3,9 +3,11 @@
 //! read their results. See `docs/wire-format.md`.
 
 mod keys;
+mod store;
 mod wire;
 
 pub use keys::{Keys, Profile};
+pub use store::{RedisConfig, RedisStore};
 pub use wire::{
     WireError, iso8601, job_from_fields, job_to_fields, parse_time, result_fields,
     status_from_wire, status_to_wire,

@@ -173,9 +173,12 @@ pub fn job_from_fields(
     let timeout = match get("timeout") {
         None | Some("") => Duration::from_secs(30),
         Some(text) => {
-            let secs: u64 = text
-                .parse()
-                .map_err(|_| wrong("timeout", format!("{text:?} is not a whole number of seconds")))?;
+            let secs: u64 = text.parse().map_err(|_| {
+                wrong(
+                    "timeout",
+                    format!("{text:?} is not a whole number of seconds"),
+                )
+            })?;
             Duration::from_secs(secs)
         }
     };
@@ -201,8 +204,16 @@ pub fn job_from_fields(
     };
     let mut builder = Job::builder(script)
         .id(id)
-        .caller_id(get("caller_id").filter(|s| !s.is_empty()).unwrap_or("anonymous"))
-        .context_id(get("context_id").filter(|s| !s.is_empty()).unwrap_or("default"))
+        .caller_id(
+            get("caller_id")
+                .filter(|s| !s.is_empty())
+                .unwrap_or("anonymous"),
+        )
+        .context_id(
+            get("context_id")
+                .filter(|s| !s.is_empty())
+                .unwrap_or("default"),
+        )
         .actor_id(get("actor_id").filter(|s| !s.is_empty()).unwrap_or(actor))
         .timeout(timeout)
         .retries(retries);
@@ -231,9 +242,18 @@ mod tests {
         assert_eq!(text, "2026-11-27T01:26:28.021Z"); // `date -u -d @1795742788`
         assert_eq!(parse_time(&text), Some(t));
         assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(UNIX_EPOCH));
-        assert_eq!(iso8601(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            iso8601(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000Z"
+        );
         assert_eq!(parse_time("12"), Some(UNIX_EPOCH + Duration::from_secs(12)));
-        for bad in ["", "yesterday", "2026-13-01T00:00:00Z", "2026-01-01", "2026-01-01T25:00:00"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "2026-01-01",
+            "2026-01-01T25:00:00",
+        ] {
             assert_eq!(parse_time(bad), None, "{bad}");
         }
     }
@@ -266,21 +286,33 @@ mod tests {
 
     #[test]
     fn malformed_hashes_name_the_field() {
-        let base: HashMap<String, String> =
-            [("script", "1")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let base: HashMap<String, String> = [("script", "1")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let with = |field: &str, value: &str| {
             let mut hash = base.clone();
             hash.insert(field.to_string(), value.to_string());
-            job_from_fields(Profile::Hero, "j", "a", &hash).unwrap_err().field
+            job_from_fields(Profile::Hero, "j", "a", &hash)
+                .unwrap_err()
+                .field
         };
-        assert_eq!(job_from_fields(Profile::Hero, "j", "a", &HashMap::new()).unwrap_err().field, "script");
+        assert_eq!(
+            job_from_fields(Profile::Hero, "j", "a", &HashMap::new())
+                .unwrap_err()
+                .field,
+            "script"
+        );
         assert_eq!(with("timeout", "soon"), "timeout");
         assert_eq!(with("retries", "-1"), "retries");
         assert_eq!(with("env_vars", "[1]"), "env_vars");
         assert_eq!(with("status", "paused"), "status");
         assert_eq!(with("created_at", "yesterday"), "created_at");
         assert_eq!(with("timeout", "0"), "job");
-        assert_eq!(status_from_wire(Profile::Rhailib, "completed"), Ok(JobStatus::Finished));
+        assert_eq!(
+            status_from_wire(Profile::Rhailib, "completed"),
+            Ok(JobStatus::Finished)
+        );
         assert!(status_from_wire(Profile::Rhailib, "finished").is_err());
     }
 }

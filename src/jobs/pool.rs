@@ -70,6 +70,9 @@ pub struct PoolConfig {
     pub health: Option<HealthCheck>,
     /// Worker restarts allowed within a period before the pool gives up.
     pub intensity: (u32, Duration),
+    /// On shutdown, give jobs not finished back to the store (`JobStore::release`) instead of
+    /// ending them `error: cancelled`: what a runner sharing a queue with others does.
+    pub requeue_on_shutdown: bool,
 }
 
 impl PoolConfig {
@@ -84,6 +87,7 @@ impl PoolConfig {
             take_wait: Duration::from_millis(100),
             health: Some(HealthCheck::default()),
             intensity: (10, Duration::from_secs(1)),
+            requeue_on_shutdown: false,
         }
     }
 }
@@ -174,6 +178,7 @@ pub(crate) enum DispatchMsg {
     Stats(ReplyTo<PoolStats>),
     Workers(ReplyTo<Vec<Pid>>),
     Shutdown(Duration, ReplyTo<PoolStats>),
+    Cancel(String),
 }
 
 /// Jobs handed to a worker at once. The worker pops them one at a time; the dispatcher takes
@@ -181,12 +186,34 @@ pub(crate) enum DispatchMsg {
 pub(crate) struct Batch {
     id: u64,
     jobs: Mutex<VecDeque<Job>>,
+    /// Set when the batch is given up.
     cancel: CancelToken,
-    /// Why the batch was given up (its running job then ends `error` with this).
-    abandoned: Mutex<Option<String>>,
+    /// Why the batch was given up: its running job then ends with this.
+    abandoned: Mutex<Option<Abandon>>,
+    /// The job running now, and its own cancel token.
+    current: Mutex<Option<(String, CancelToken)>>,
+}
+
+/// What becomes of the running job of a batch that is given up.
+#[derive(Clone, Debug)]
+enum Abandon {
+    /// It ends `error` with this message.
+    Fail(String),
+    /// It goes back to the store's queue (`JobStore::release`).
+    Requeue,
 }
 
 impl Batch {
+    fn new(id: u64, jobs: VecDeque<Job>) -> Batch {
+        Batch {
+            id,
+            jobs: Mutex::new(jobs),
+            cancel: CancelToken::new(),
+            abandoned: Mutex::new(None),
+            current: Mutex::new(None),
+        }
+    }
+
     fn take_back(&self) -> Vec<Job> {
         self.jobs
             .lock()
@@ -195,12 +222,33 @@ impl Batch {
             .collect()
     }
 
-    fn abandon(&self, why: String) {
+    fn abandon(&self, why: Abandon) {
         *self
             .abandoned
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(why);
         self.cancel.cancel();
+        if let Some((_, token)) = &*self.current.lock().unwrap_or_else(PoisonError::into_inner) {
+            token.cancel();
+        }
+    }
+
+    /// Cancels job `id` if it is the one running; `true` if it was.
+    fn cancel_running(&self, id: &str) -> bool {
+        match &*self.current.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some((running, token)) if running == id => {
+                token.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Takes job `id` out of the batch if it has not started.
+    fn remove_waiting(&self, id: &str) -> Option<Job> {
+        let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        let index = jobs.iter().position(|j| j.id == id)?;
+        jobs.remove(index)
     }
 }
 
@@ -284,6 +332,14 @@ impl WorkerPool {
     /// The workers' pids.
     pub fn workers(&self) -> Result<Vec<Pid>, PoolError> {
         self.call(DispatchMsg::Workers, Duration::from_secs(30))
+    }
+
+    /// Cancels job `id` if it is running (or waiting to run) in this pool: it ends
+    /// `error: cancelled`. Does not wait.
+    pub fn cancel(&self, id: &str) {
+        let _ = self
+            .handle
+            .send(&self.dispatcher, DispatchMsg::Cancel(id.to_string()));
     }
 
     /// Stops taking jobs, lets running ones finish for up to `grace`, cancels the rest (they
@@ -459,6 +515,7 @@ async fn dispatch(
                 }
             }
             Message::User(DispatchMsg::Completed(n)) => d.completing -= n,
+            Message::User(DispatchMsg::Cancel(id)) => d.cancel_one(&ctx, &id),
             Message::User(DispatchMsg::Resize(n, reply)) => {
                 d.target = n;
                 let have = d.workers.iter().filter(|w| !w.retiring).count();
@@ -505,7 +562,7 @@ async fn dispatch(
                     for job in back.into_iter().rev() {
                         d.pending.push_front(job);
                     }
-                    batch.abandon(format!("worker exited: {}", down.reason));
+                    batch.abandon(Abandon::Fail(format!("worker exited: {}", down.reason)));
                 }
                 if d.draining {
                     let pending: Vec<Job> = d.pending.drain(..).collect();
@@ -612,12 +669,7 @@ impl Dispatcher {
                 return;
             };
             let jobs: VecDeque<Job> = self.pending.drain(..size).collect();
-            let batch = Arc::new(Batch {
-                id: self.next_batch,
-                jobs: Mutex::new(jobs),
-                cancel: CancelToken::new(),
-                abandoned: Mutex::new(None),
-            });
+            let batch = Arc::new(Batch::new(self.next_batch, jobs));
             self.next_batch += 1;
             worker.batches.push(Arc::clone(&batch));
             worker.ping = None;
@@ -643,15 +695,30 @@ impl Dispatcher {
         ctx.spawn_blocking(move || store.take(&actor_id, max, wait), DispatchMsg::Taken);
     }
 
-    /// Ends `jobs` with `error: <why>` (on the blocking pool).
+    /// Ends `jobs` with `error: <why>` (on the blocking pool); on a shutdown of a pool that
+    /// requeues, gives them back to the store instead.
     fn cancel_jobs(&mut self, ctx: &Ctx<DispatchMsg>, jobs: Vec<Job>, why: &str) {
         if jobs.is_empty() {
             return;
         }
         let n = jobs.len() as u64;
-        self.stats.failed += n;
         self.completing += n;
         let store = Arc::clone(&self.store);
+        if self.config.requeue_on_shutdown && self.draining && why == "cancelled" {
+            ctx.spawn_blocking(
+                move || {
+                    for job in jobs {
+                        if let Err(error) = store.release(&job) {
+                            warn!(job = %job.id, %error, "could not requeue a job");
+                        }
+                    }
+                    n
+                },
+                DispatchMsg::Completed,
+            );
+            return;
+        }
+        self.stats.failed += n;
         let why = why.to_string();
         ctx.spawn_blocking(
             move || {
@@ -678,11 +745,42 @@ impl Dispatcher {
             .flat_map(|w| w.batches.iter().cloned())
             .collect();
         let mut back = Vec::new();
+        let why = if self.config.requeue_on_shutdown && why == "cancelled" {
+            Abandon::Requeue
+        } else {
+            Abandon::Fail(why.to_string())
+        };
         for batch in batches {
             back.extend(batch.take_back());
-            batch.abandon(why.to_string());
+            batch.abandon(why.clone());
         }
         back
+    }
+
+    /// Cancels job `id`: a running one is told to stop (it ends `error: cancelled`); one not
+    /// started ends so at once. Unknown ids are ignored (the job is not running here).
+    fn cancel_one(&mut self, ctx: &Ctx<DispatchMsg>, id: &str) {
+        if let Some(index) = self.pending.iter().position(|j| j.id == id) {
+            let job = self.pending.remove(index).expect("index in bounds");
+            self.cancel_jobs(ctx, vec![job], "cancelled");
+            return;
+        }
+        let batches: Vec<Arc<Batch>> = self
+            .workers
+            .iter()
+            .flat_map(|w| w.batches.iter().cloned())
+            .collect();
+        for batch in batches {
+            if batch.cancel_running(id) {
+                info!(job = %id, "cancelling a running job");
+                return;
+            }
+            if let Some(job) = batch.remove_waiting(id) {
+                self.cancel_jobs(ctx, vec![job], "cancelled");
+                return;
+            }
+        }
+        debug!(job = %id, "cancel for a job not running here");
     }
 
     fn idle_for_shutdown(&self) -> bool {
@@ -856,7 +954,14 @@ fn run_batch(
         };
         // Started now (the store marked it when it was taken; it may have waited in the batch).
         job.started_at = Some(SystemTime::now());
-        let result = catch_unwind(AssertUnwindSafe(|| actor.process_job(&job, &batch.cancel)));
+        let token = CancelToken::new();
+        *batch.current.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((job.id.clone(), token.clone()));
+        if batch.cancel.is_cancelled() {
+            token.cancel();
+        }
+        let result = catch_unwind(AssertUnwindSafe(|| actor.process_job(&job, &token)));
+        *batch.current.lock().unwrap_or_else(PoisonError::into_inner) = None;
         job.finished_at = Some(SystemTime::now());
         let panic = match result {
             Ok(result) => {
@@ -867,16 +972,22 @@ fn run_batch(
                         job.output = Some(output);
                     }
                     Err(error) => {
-                        job.status = JobStatus::Error;
                         let abandoned = batch
                             .abandoned
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner)
                             .clone();
-                        job.error = Some(match abandoned {
-                            Some(why) if batch.cancel.is_cancelled() => why,
-                            _ => error,
-                        });
+                        match abandoned {
+                            Some(Abandon::Requeue) => {
+                                if let Err(error) = store.release(&job) {
+                                    warn!(job = %job.id, %error, "could not requeue a job");
+                                }
+                                continue;
+                            }
+                            Some(Abandon::Fail(why)) => job.error = Some(why),
+                            None => job.error = Some(error),
+                        }
+                        job.status = JobStatus::Error;
                     }
                 }
                 None

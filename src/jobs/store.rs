@@ -59,6 +59,10 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// How many jobs of `actor_id` are queued and not taken.
     fn queued(&self, actor_id: &str) -> Result<usize, StoreError>;
+
+    /// Gives a job that was taken and not finished back to its queue, to be taken next, as if
+    /// it had never been taken (a runner shutting down hands back what it did not run).
+    fn release(&self, job: &Job) -> Result<(), StoreError>;
 }
 
 /// The embedded, in-memory job store: the runner's default, needing no Redis.
@@ -247,6 +251,27 @@ impl JobStore for MemoryStore {
 
     fn queued(&self, actor_id: &str) -> Result<usize, StoreError> {
         Ok(self.lock().queues.get(actor_id).map_or(0, VecDeque::len))
+    }
+
+    fn release(&self, job: &Job) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let stored = state
+            .jobs
+            .get_mut(&job.id)
+            .ok_or_else(|| StoreError::NotFound(job.id.clone()))?;
+        stored.status = JobStatus::Dispatched;
+        stored.started_at = None;
+        state
+            .queues
+            .entry(job.actor_id.clone())
+            .or_default()
+            .push_front(job.id.clone());
+        let wake = state.takers > 0;
+        drop(state);
+        if wake {
+            self.queued.notify_all();
+        }
+        Ok(())
     }
 }
 

@@ -19,3 +19,4 @@ pub fn exit_of(handle: &Handle, pid: Pid) -> ExitReason {
         .wait_timeout(SAFETY)
         .unwrap_or_else(|| panic!("{pid} did not exit within {SAFETY:?}"))
 }
+pub mod redis_server;

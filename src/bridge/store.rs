@@ -1,0 +1,591 @@
+//! [`RedisStore`]: a [`JobStore`] on Redis, with reliable fetch.
+//!
+//! - A runner takes job ids with `BLMOVE` from the actor's queue into its own processing list,
+//!   and removes an id from there only in the same `MULTI` that writes the job's result, its
+//!   status and its reply.
+//! - Every runner keeps a heartbeat key with a time to live and is listed in the actor's set
+//!   of runners. [`RedisStore::reap`] (every runner calls it periodically) moves the ids in
+//!   the processing list of a runner whose heartbeat expired back to the queue, atomically (a
+//!   Lua script). A job requeued more often than its `retries` allow ends `error` instead.
+//! - Delivery is therefore at-least-once: a job whose runner died mid-run runs again.
+//! - Redis unreachable or lost: every operation retries with capped exponential backoff (100 ms
+//!   doubling to 5 s), logging each attempt, until it succeeds or the store is closed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use redis::{Commands, Connection, RedisError};
+use tracing::{debug, info, warn};
+
+use super::keys::{Keys, Profile};
+use super::wire::{iso8601, job_from_fields, job_to_fields, result_fields, status_to_wire};
+use crate::jobs::{Job, JobStatus, JobStore, StoreError};
+
+/// How a [`RedisStore`] connects and identifies itself.
+#[derive(Clone, Debug)]
+pub struct RedisConfig {
+    /// `redis://[:password@]host[:port][/db]`, `redis+unix:///path/to.sock`, or `rediss://…`
+    /// with the `redis-tls` feature.
+    pub url: String,
+    /// The wire format.
+    pub profile: Profile,
+    /// This runner's id (unique among the runners sharing the Redis; default: a UUID).
+    pub runner_id: String,
+    /// How long the heartbeat lives without a refresh; a runner silent this long is dead.
+    pub heartbeat_ttl: Duration,
+    /// How long a reply list is kept for a client to read.
+    pub reply_ttl: Duration,
+}
+
+impl RedisConfig {
+    /// Defaults for `url`: the Hero profile, a fresh runner id, a 10 s heartbeat, replies kept
+    /// a day.
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisConfig {
+            url: url.into(),
+            profile: Profile::Hero,
+            runner_id: uuid::Uuid::new_v4().to_string(),
+            heartbeat_ttl: Duration::from_secs(10),
+            reply_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// The backoff between attempts: 100 ms, doubling, at most 5 s.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Moves a dead runner's processing list back to its queue, or ends jobs requeued too often.
+/// KEYS: runners set. ARGV: me, heartbeat prefix, processing prefix, actor, queue, job prefix,
+/// error status, reply prefix (empty: the hash names it), now (ISO 8601).
+const REAP: &str = r#"
+local moved, failed = 0, 0
+for _, runner in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if runner ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. runner .. ':heartbeat') == 0 then
+    local processing = ARGV[3] .. ARGV[4] .. ':' .. runner
+    while true do
+      local id = redis.call('LPOP', processing)
+      if not id then break end
+      local job = ARGV[6] .. id
+      if redis.call('TYPE', job).ok == 'hash' then
+        local requeues = redis.call('HINCRBY', job, 'requeues', 1)
+        local retries = tonumber(redis.call('HGET', job, 'retries') or '0') or 0
+        if requeues > retries then
+          local message = 'its runners died: requeued ' .. (requeues - 1) .. ' times, retries ' .. retries
+          redis.call('HSET', job, 'status', ARGV[7], 'error', message, 'updated_at', ARGV[9])
+          local reply = ARGV[8] .. id
+          if ARGV[8] == '' then reply = redis.call('HGET', job, 'reply_queue_name') end
+          if reply then redis.call('LPUSH', reply, ARGV[7]) end
+          failed = failed + 1
+        else
+          redis.call('RPUSH', ARGV[5], id)
+          moved = moved + 1
+        end
+      end
+    end
+    redis.call('SREM', KEYS[1], runner)
+  end
+end
+return {moved, failed}
+"#;
+
+/// A job store on Redis. Every call blocks on network I/O: the worker pool makes them from
+/// the runtime's blocking pool.
+pub struct RedisStore {
+    client: redis::Client,
+    keys: Keys,
+    config: RedisConfig,
+    /// Idle connections (a blocking take holds one for its whole wait).
+    idle: Mutex<Vec<Connection>>,
+    /// Ids this runner took and has not completed, per actor.
+    in_flight: Mutex<HashMap<String, HashSet<String>>>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("profile", &self.keys.profile)
+            .field("runner", &self.config.runner_id)
+            .finish()
+    }
+}
+
+impl RedisStore {
+    /// A store; connects lazily (and retries) on first use.
+    pub fn new(config: RedisConfig) -> Result<Self, StoreError> {
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| StoreError::Backend(format!("bad Redis URL {:?}: {e}", config.url)))?;
+        Ok(RedisStore {
+            client,
+            keys: Keys::new(config.profile),
+            config,
+            idle: Mutex::new(Vec::new()),
+            in_flight: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// The keys of its profile.
+    pub fn keys(&self) -> Keys {
+        self.keys
+    }
+
+    /// Its runner id.
+    pub fn runner_id(&self) -> &str {
+        &self.config.runner_id
+    }
+
+    fn in_flight(&self) -> MutexGuard<'_, HashMap<String, HashSet<String>>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `op` on a connection, reconnecting and retrying with backoff while Redis is
+    /// unreachable. Errors that are not about the connection are returned at once.
+    fn with_conn<T>(
+        &self,
+        what: &str,
+        mut op: impl FnMut(&mut Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        let mut backoff = BACKOFF_MIN;
+        let mut attempt = 0u32;
+        loop {
+            let conn = self
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            let conn = match conn {
+                Some(conn) => Ok(conn),
+                None => self
+                    .client
+                    .get_connection_with_timeout(Duration::from_secs(5)),
+            };
+            let error = match conn {
+                Ok(mut conn) => match op(&mut conn) {
+                    Ok(value) => {
+                        self.idle
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push(conn);
+                        if attempt > 0 {
+                            info!(what, attempts = attempt + 1, "Redis reachable again");
+                        }
+                        return Ok(value);
+                    }
+                    Err(error) if !is_connection_error(&error) => {
+                        self.idle
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push(conn);
+                        return Err(StoreError::Backend(format!("{what}: {error}")));
+                    }
+                    Err(error) => error,
+                },
+                Err(error) => error,
+            };
+            attempt += 1;
+            if self.closed.load(Ordering::Relaxed) && attempt > 1 {
+                return Err(StoreError::Closed);
+            }
+            warn!(what, attempt, retry_in = ?backoff, %error, "Redis unreachable; retrying");
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Refreshes this runner's heartbeat and its place in the actor's set of runners.
+    pub fn heartbeat(&self, actor: &str) -> Result<(), StoreError> {
+        let key = self.keys.heartbeat(&self.config.runner_id);
+        let runners = self.keys.runners(actor);
+        let ttl = self.config.heartbeat_ttl.as_millis().max(1) as u64;
+        let me = self.config.runner_id.clone();
+        self.with_conn("heartbeat", |c| {
+            redis::pipe()
+                .cmd("SET")
+                .arg(&key)
+                .arg("alive")
+                .arg("PX")
+                .arg(ttl)
+                .ignore()
+                .sadd(&runners, &me)
+                .ignore()
+                .query::<()>(c)
+        })
+    }
+
+    /// Takes back the jobs of runners of `actor` whose heartbeat expired: requeued, or ended
+    /// `error` if requeued more often than their retries allow. Returns (requeued, failed).
+    pub fn reap(&self, actor: &str) -> Result<(u64, u64), StoreError> {
+        let keys = self.keys;
+        let (heartbeat_prefix, processing_prefix) = match keys.profile {
+            Profile::Hero => ("hero:runner:", "hero:processing:"),
+            Profile::Rhailib => ("rhai:runner:", "rhai:processing:"),
+        };
+        let (job_prefix, reply_prefix) = match keys.profile {
+            Profile::Hero => ("hero:job:", "hero:reply:"),
+            Profile::Rhailib => ("rhai_task_details:", ""),
+        };
+        let script = redis::Script::new(REAP);
+        let now = iso8601(SystemTime::now());
+        let (moved, failed): (u64, u64) = self.with_conn("reap", |c| {
+            script
+                .key(keys.runners(actor))
+                .arg(&self.config.runner_id)
+                .arg(heartbeat_prefix)
+                .arg(processing_prefix)
+                .arg(actor)
+                .arg(keys.queue(actor))
+                .arg(job_prefix)
+                .arg(status_to_wire(keys.profile, JobStatus::Error))
+                .arg(reply_prefix)
+                .arg(&now)
+                .invoke(c)
+        })?;
+        if moved + failed > 0 {
+            warn!(
+                actor,
+                requeued = moved,
+                failed,
+                "took back the jobs of dead runners"
+            );
+        }
+        Ok((moved, failed))
+    }
+
+    /// Puts the ids in this runner's own processing list that it does not know it holds back
+    /// in the queue (a take whose reply was lost with the connection).
+    fn recover_own(&self, actor: &str) -> Result<(), StoreError> {
+        let processing = self.keys.processing(actor, &self.config.runner_id);
+        let listed: Vec<String> = self.with_conn("recover", |c| c.lrange(&processing, 0, -1))?;
+        let known = self.in_flight().get(actor).cloned().unwrap_or_default();
+        let queue = self.keys.queue(actor);
+        for id in listed.into_iter().filter(|id| !known.contains(id)) {
+            self.with_conn("recover", |c| {
+                redis::pipe()
+                    .atomic()
+                    .lrem(&processing, 1, &id)
+                    .ignore()
+                    .rpush(&queue, &id)
+                    .ignore()
+                    .query::<()>(c)
+            })?;
+            warn!(actor, job = %id, "requeued a job this runner had lost track of");
+        }
+        Ok(())
+    }
+
+    /// Ends a job whose hash is unusable: `error` with `message` if a hash exists, else only
+    /// logged. Its id leaves the processing list either way.
+    fn reject(&self, actor: &str, id: &str, message: &str, hash_exists: bool) {
+        let processing = self.keys.processing(actor, &self.config.runner_id);
+        let key = self.keys.job(id);
+        let profile = self.keys.profile;
+        let reply = self.keys.reply(id);
+        warn!(actor, job = %id, message, "malformed job skipped");
+        let result = self.with_conn("reject", |c| {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            if hash_exists {
+                pipe.hset_multiple(
+                    &key,
+                    &[
+                        ("status", status_to_wire(profile, JobStatus::Error)),
+                        ("error", message),
+                        ("updated_at", &iso8601(SystemTime::now())),
+                    ],
+                )
+                .ignore();
+                if profile == Profile::Hero {
+                    pipe.lpush(&reply, status_to_wire(profile, JobStatus::Error))
+                        .ignore();
+                }
+            }
+            pipe.lrem(&processing, 1, id).ignore();
+            pipe.query::<()>(c)
+        });
+        if let Err(error) = result {
+            warn!(job = %id, %error, "could not record a malformed job");
+        }
+    }
+
+    fn load(&self, actor: &str, ids: Vec<String>) -> Result<Vec<Job>, StoreError> {
+        let profile = self.keys.profile;
+        let mut jobs = Vec::with_capacity(ids.len());
+        // One round trip for all the hashes; a WRONGTYPE key fails the pipeline, so fall back
+        // to one by one.
+        let keys: Vec<String> = ids.iter().map(|id| self.keys.job(id)).collect();
+        let hashes: Vec<Result<HashMap<String, String>, String>> =
+            match self.with_conn("load", |c| {
+                let mut pipe = redis::pipe();
+                for key in &keys {
+                    pipe.hgetall(key);
+                }
+                pipe.query::<Vec<HashMap<String, String>>>(c)
+            }) {
+                Ok(hashes) => hashes.into_iter().map(Ok).collect(),
+                Err(_) => keys
+                    .iter()
+                    .map(|key| {
+                        self.with_conn("load", |c| c.hgetall::<_, HashMap<String, String>>(key))
+                            .map_err(|e| e.to_string())
+                    })
+                    .collect(),
+            };
+        let now = SystemTime::now();
+        let mut started = redis::pipe();
+        for (id, hash) in ids.into_iter().zip(hashes) {
+            match hash {
+                Err(error) => {
+                    self.reject(actor, &id, &format!("unreadable job key: {error}"), false)
+                }
+                Ok(hash) if hash.is_empty() => {
+                    self.reject(actor, &id, "no job hash under this id", false)
+                }
+                Ok(hash) => match job_from_fields(profile, &id, actor, &hash) {
+                    Err(error) => self.reject(actor, &id, &error.to_string(), true),
+                    Ok(job) if job.status.is_final() => {
+                        // Already ended (its id was queued twice): not run again.
+                        debug!(job = %id, "an ended job was queued again");
+                        self.reject(actor, &id, "an ended job was queued again; not run", false);
+                    }
+                    Ok(mut job) => {
+                        job.status = JobStatus::Started;
+                        job.started_at = Some(now);
+                        let mut fields = vec![
+                            (
+                                "status",
+                                status_to_wire(profile, JobStatus::Started).to_string(),
+                            ),
+                            ("updated_at", iso8601(now)),
+                        ];
+                        if profile == Profile::Hero {
+                            fields.push(("started_at", iso8601(now)));
+                        }
+                        started.hset_multiple(self.keys.job(&id), &fields).ignore();
+                        self.in_flight()
+                            .entry(actor.to_string())
+                            .or_default()
+                            .insert(id.clone());
+                        jobs.push(job);
+                    }
+                },
+            }
+        }
+        if !jobs.is_empty() {
+            self.with_conn("mark started", |c| started.query::<()>(c))?;
+        }
+        Ok(jobs)
+    }
+
+    /// Gives a job taken but not finished back to its queue (at the end taken next), as if
+    /// it had never been taken.
+    pub fn release(&self, job: &Job) -> Result<(), StoreError> {
+        let processing = self.keys.processing(&job.actor_id, &self.config.runner_id);
+        let queue = self.keys.queue(&job.actor_id);
+        let key = self.keys.job(&job.id);
+        let status = status_to_wire(self.keys.profile, JobStatus::Dispatched);
+        self.with_conn("release", |c| {
+            redis::pipe()
+                .atomic()
+                .hset(&key, "status", status)
+                .ignore()
+                .lrem(&processing, 1, &job.id)
+                .ignore()
+                .rpush(&queue, &job.id)
+                .ignore()
+                .query::<()>(c)
+        })?;
+        if let Some(ids) = self.in_flight().get_mut(&job.actor_id) {
+            ids.remove(&job.id);
+        }
+        Ok(())
+    }
+
+    /// Pops a job id from the actor's stop queue, waiting up to `wait`.
+    pub fn next_stop(&self, actor: &str, wait: Duration) -> Result<Option<String>, StoreError> {
+        let key = self.keys.stop_queue(actor);
+        let secs = wait.as_secs_f64().max(0.01);
+        self.with_conn("stop queue", |c| {
+            let popped: Option<(String, String)> =
+                redis::cmd("BLPOP").arg(&key).arg(secs).query(c)?;
+            Ok(popped.map(|(_, id)| id))
+        })
+    }
+}
+
+fn is_connection_error(error: &RedisError) -> bool {
+    error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_timeout()
+        || error.is_unrecoverable_error()
+}
+
+impl JobStore for RedisStore {
+    fn submit(&self, job: Job) -> Result<(), StoreError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(StoreError::Closed);
+        }
+        let key = self.keys.job(&job.id);
+        let fields = job_to_fields(self.keys.profile, &job);
+        let queue = self.keys.queue(&job.actor_id);
+        let created: bool = self.with_conn("submit", |c| {
+            let (created,): (bool,) = redis::pipe().atomic().cmd("EXISTS").arg(&key).query(c)?;
+            if created {
+                return Ok(false);
+            }
+            redis::pipe()
+                .atomic()
+                .hset_multiple(&key, &fields)
+                .ignore()
+                .lpush(&queue, &job.id)
+                .ignore()
+                .query::<()>(c)?;
+            Ok(true)
+        })?;
+        if created {
+            Ok(())
+        } else {
+            Err(StoreError::Duplicate(job.id))
+        }
+    }
+
+    fn take(&self, actor_id: &str, max: usize, wait: Duration) -> Result<Vec<Job>, StoreError> {
+        if self.closed.load(Ordering::Relaxed) || max == 0 {
+            return Ok(Vec::new());
+        }
+        let queue = self.keys.queue(actor_id);
+        let processing = self.keys.processing(actor_id, &self.config.runner_id);
+        let secs = wait.as_secs_f64().max(0.01);
+        let first = self.with_conn("take", |c| {
+            redis::cmd("BLMOVE")
+                .arg(&queue)
+                .arg(&processing)
+                .arg("RIGHT")
+                .arg("LEFT")
+                .arg(secs)
+                .query::<Option<String>>(c)
+        });
+        let first = match first {
+            Ok(Some(id)) => id,
+            Ok(None) => return Ok(Vec::new()),
+            Err(error) => {
+                // The move may have happened with its reply lost.
+                let _ = self.recover_own(actor_id);
+                return Err(error);
+            }
+        };
+        let mut ids = vec![first];
+        if max > 1 {
+            let more: Vec<Option<String>> = self.with_conn("take", |c| {
+                let mut pipe = redis::pipe();
+                for _ in 1..max {
+                    pipe.cmd("LMOVE")
+                        .arg(&queue)
+                        .arg(&processing)
+                        .arg("RIGHT")
+                        .arg("LEFT");
+                }
+                pipe.query(c)
+            })?;
+            ids.extend(more.into_iter().flatten());
+        }
+        self.load(actor_id, ids)
+    }
+
+    fn complete(&self, job: &Job) -> Result<(), StoreError> {
+        let profile = self.keys.profile;
+        let key = self.keys.job(&job.id);
+        let fields = result_fields(profile, job);
+        let processing = self.keys.processing(&job.actor_id, &self.config.runner_id);
+        let status = status_to_wire(profile, job.status);
+        let reply_ttl = self.config.reply_ttl.as_secs().max(1) as i64;
+        let reply = match profile {
+            Profile::Hero => self.keys.reply(&job.id),
+            Profile::Rhailib => self
+                .with_conn("complete", |c| {
+                    c.hget::<_, _, Option<String>>(&key, "reply_queue_name")
+                })?
+                .unwrap_or_else(|| self.keys.reply(&job.id)),
+        };
+        let payload = match profile {
+            Profile::Hero => status.to_string(),
+            Profile::Rhailib => serde_json::json!({
+                "task_id": job.id,
+                "status": status,
+                "output": job.output,
+                "error": job.error,
+            })
+            .to_string(),
+        };
+        self.with_conn("complete", |c| {
+            redis::pipe()
+                .atomic()
+                .hset_multiple(&key, &fields)
+                .ignore()
+                .lpush(&reply, &payload)
+                .ignore()
+                .expire(&reply, reply_ttl)
+                .ignore()
+                .lrem(&processing, 1, &job.id)
+                .ignore()
+                .query::<()>(c)
+        })?;
+        if let Some(ids) = self.in_flight().get_mut(&job.actor_id) {
+            ids.remove(&job.id);
+        }
+        Ok(())
+    }
+
+    fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        let key = self.keys.job(id);
+        let hash: HashMap<String, String> = self.with_conn("get", |c| c.hgetall(&key))?;
+        if hash.is_empty() {
+            return Ok(None);
+        }
+        let actor = hash.get("actor_id").cloned().unwrap_or_default();
+        let mut job = job_from_fields(self.keys.profile, id, &actor, &hash)
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        job.started_at = hash
+            .get("started_at")
+            .and_then(|t| super::wire::parse_time(t));
+        job.finished_at = hash
+            .get("finished_at")
+            .and_then(|t| super::wire::parse_time(t));
+        Ok(Some(job))
+    }
+
+    fn wait(&self, id: &str, timeout: Duration) -> Result<Job, StoreError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let job = self
+                .get(id)?
+                .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+            if job.status.is_final() {
+                return Ok(job);
+            }
+            if Instant::now() >= deadline {
+                return Err(StoreError::Timeout(id.to_string()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+
+    fn queued(&self, actor_id: &str) -> Result<usize, StoreError> {
+        let queue = self.keys.queue(actor_id);
+        self.with_conn("queued", |c| c.llen(&queue))
+    }
+
+    fn release(&self, job: &Job) -> Result<(), StoreError> {
+        RedisStore::release(self, job)
+    }
+}

@@ -1,0 +1,332 @@
+//! The Redis bridge against a real, private redis-server: round trips in both profiles,
+//! reliable fetch and the reaper, malformed input, a client that only follows
+//! `docs/wire-format.md`.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use baobab::bridge::{Profile, RedisConfig, RedisStore};
+use baobab::jobs::{Job, JobActor, JobStatus, JobStore, PoolConfig, RhaiActor, WorkerPool};
+use baobab::script::SandboxConfig;
+use common::redis_server::{TestRedis, unique};
+use common::{SAFETY, runtime};
+use redis::Commands;
+
+fn store(redis: &TestRedis, profile: Profile) -> Arc<RedisStore> {
+    let mut config = RedisConfig::new(&redis.url);
+    config.profile = profile;
+    Arc::new(RedisStore::new(config).unwrap())
+}
+
+fn rhai_pool(
+    rt: &baobab::Runtime,
+    store: Arc<RedisStore>,
+    actor: &str,
+    workers: usize,
+) -> WorkerPool {
+    let mut config = PoolConfig::new(actor);
+    config.workers = workers;
+    config.requeue_on_shutdown = true;
+    let actor_id = actor.to_string();
+    let factory: baobab::jobs::ActorFactory = Arc::new(move || {
+        Arc::new(RhaiActor::new(actor_id.clone(), SandboxConfig::default())) as Arc<dyn JobActor>
+    });
+    WorkerPool::start(rt.handle(), store, factory, config).unwrap()
+}
+
+#[test]
+fn jobs_round_trip_through_redis_in_the_hero_profile() {
+    let redis = TestRedis::start();
+    let rt = runtime();
+    let actor = unique("actor");
+    let store = store(&redis, Profile::Hero);
+    let pool = rhai_pool(&rt, store.clone(), &actor, 2);
+    let ids: Vec<String> = (0..200)
+        .map(|i| {
+            let job = Job::builder(format!("{i} + 1"))
+                .actor_id(&actor)
+                .build()
+                .unwrap();
+            let id = job.id.clone();
+            store.submit(job).unwrap();
+            id
+        })
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        let job = store.wait(id, SAFETY).unwrap();
+        assert_eq!(job.status, JobStatus::Finished);
+        assert_eq!(job.output, Some((i + 1).to_string()));
+    }
+    // The hash as other clients read it.
+    let mut conn = redis.conn();
+    let hash: HashMap<String, String> = conn.hgetall(format!("hero:job:{}", ids[0])).unwrap();
+    assert_eq!(hash["status"], "finished");
+    assert_eq!(hash["output"], "1");
+    assert_eq!(hash["result"], "1");
+    assert!(hash["finished_at"].ends_with('Z'));
+    let reply: Vec<String> = conn
+        .lrange(format!("hero:reply:{}", ids[0]), 0, -1)
+        .unwrap();
+    assert_eq!(reply, ["finished"]);
+    // Nothing left in the processing list.
+    let processing: usize = conn
+        .llen(format!("hero:processing:{actor}:{}", store.runner_id()))
+        .unwrap();
+    assert_eq!(processing, 0);
+    pool.shutdown(Duration::from_secs(1)).unwrap();
+}
+
+#[test]
+fn jobs_round_trip_in_the_rhailib_profile() {
+    let redis = TestRedis::start();
+    let rt = runtime();
+    let circle = unique("circle");
+    let store = store(&redis, Profile::Rhailib);
+    let pool = rhai_pool(&rt, store.clone(), &circle, 1);
+    // Submitted the way a rhailib client does it, by hand.
+    let mut conn = redis.conn();
+    let task = unique("task");
+    let reply_queue = unique("reply");
+    let _: () = conn
+        .hset_multiple(
+            format!("rhai_task_details:{task}"),
+            &[
+                ("script", "`${CALLER_ID} in ${CONTEXT_ID}`"),
+                ("status", "pending"),
+                ("caller_id", "bob"),
+                ("context_id", "circle-9"),
+                ("reply_queue_name", reply_queue.as_str()),
+                ("created_at", "1795742788"),
+            ],
+        )
+        .unwrap();
+    let _: () = conn.lpush(format!("rhai_tasks:{circle}"), &task).unwrap();
+    let (_, reply): (String, String) = redis::cmd("BLPOP")
+        .arg(&reply_queue)
+        .arg(10)
+        .query(&mut conn)
+        .unwrap();
+    let reply: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(reply["status"], "completed");
+    assert_eq!(reply["output"], "bob in circle-9");
+    let status: String = conn
+        .hget(format!("rhai_task_details:{task}"), "status")
+        .unwrap();
+    assert_eq!(status, "completed");
+    pool.shutdown(Duration::from_secs(1)).unwrap();
+}
+
+#[test]
+fn a_dead_runners_jobs_are_requeued_by_the_reaper() {
+    let redis = TestRedis::start();
+    let actor = unique("actor");
+    let mut conn = redis.conn();
+    // A runner that took three jobs and died: its heartbeat is gone, its processing list not.
+    let dead = store(&redis, Profile::Hero);
+    dead.heartbeat(&actor).unwrap();
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            let job = Job::builder(format!("{i}"))
+                .actor_id(&actor)
+                .retries(1)
+                .build()
+                .unwrap();
+            let id = job.id.clone();
+            dead.submit(job).unwrap();
+            id
+        })
+        .collect();
+    let taken = dead.take(&actor, 10, Duration::from_secs(1)).unwrap();
+    assert_eq!(taken.len(), 3);
+    let _: () = conn
+        .del(format!("hero:runner:{}:heartbeat", dead.runner_id()))
+        .unwrap();
+    // Another runner reaps: the jobs are back in the queue, in order, and run there.
+    let alive = store(&redis, Profile::Hero);
+    alive.heartbeat(&actor).unwrap();
+    assert_eq!(alive.reap(&actor).unwrap(), (3, 0));
+    assert_eq!(alive.queued(&actor).unwrap(), 3);
+    let retaken = alive.take(&actor, 10, Duration::from_secs(1)).unwrap();
+    assert_eq!(
+        retaken.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
+        ids
+    );
+    // It dies too: the jobs were requeued once already and allow one retry: they fail now.
+    let _: () = conn
+        .del(format!("hero:runner:{}:heartbeat", alive.runner_id()))
+        .unwrap();
+    let third = store(&redis, Profile::Hero);
+    third.heartbeat(&actor).unwrap();
+    assert_eq!(third.reap(&actor).unwrap(), (0, 3));
+    let job = third.get(&ids[0]).unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Error);
+    assert!(job.error.unwrap().contains("its runners died"));
+    let reply: Vec<String> = conn
+        .lrange(format!("hero:reply:{}", ids[0]), 0, -1)
+        .unwrap();
+    assert_eq!(reply, ["error"]);
+    // A live runner's jobs are left alone.
+    assert_eq!(third.reap(&actor).unwrap(), (0, 0));
+}
+
+#[test]
+fn malformed_jobs_end_in_error_or_are_skipped_and_the_runner_goes_on() {
+    let redis = TestRedis::start();
+    let rt = runtime();
+    let actor = unique("actor");
+    let store = store(&redis, Profile::Hero);
+    let pool = rhai_pool(&rt, store.clone(), &actor, 1);
+    let mut conn = redis.conn();
+    let queue = format!("hero:job:actor_queue:{actor}");
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Option<&'a str>);
+    let cases: Vec<Case> = vec![
+        (
+            "no-script",
+            vec![("status", "dispatched")],
+            Some("field `script`: missing"),
+        ),
+        (
+            "bad-timeout",
+            vec![("script", "1"), ("timeout", "soon")],
+            Some("field `timeout`"),
+        ),
+        (
+            "bad-env",
+            vec![("script", "1"), ("env_vars", "[1,2]")],
+            Some("field `env_vars`"),
+        ),
+        (
+            "bad-status",
+            vec![("script", "1"), ("status", "paused")],
+            Some("unknown status"),
+        ),
+        (
+            "zero-timeout",
+            vec![("script", "1"), ("timeout", "0")],
+            Some("field `timeout`"),
+        ),
+    ];
+    for (name, fields, _) in &cases {
+        let id = format!("{name}-{actor}");
+        let _: () = conn
+            .hset_multiple(format!("hero:job:{id}"), fields)
+            .unwrap();
+        let _: () = conn.lpush(&queue, &id).unwrap();
+    }
+    // An id with no hash, and a key of the wrong type.
+    let _: () = conn.lpush(&queue, format!("gone-{actor}")).unwrap();
+    let _: () = conn
+        .set(format!("hero:job:wrongtype-{actor}"), "a string")
+        .unwrap();
+    let _: () = conn.lpush(&queue, format!("wrongtype-{actor}")).unwrap();
+    // And a good job after them all.
+    let good = Job::builder("6 * 7").actor_id(&actor).build().unwrap();
+    let good_id = good.id.clone();
+    store.submit(good).unwrap();
+    assert_eq!(
+        store.wait(&good_id, SAFETY).unwrap().output.as_deref(),
+        Some("42")
+    );
+    for (name, _, message) in &cases {
+        let hash: HashMap<String, String> =
+            conn.hgetall(format!("hero:job:{name}-{actor}")).unwrap();
+        assert_eq!(hash["status"], "error", "{name}");
+        assert!(
+            hash["error"].contains(message.unwrap()),
+            "{name}: {}",
+            hash["error"]
+        );
+    }
+    // Skipped ones left nothing behind in the processing list.
+    let processing: usize = conn
+        .llen(format!("hero:processing:{actor}:{}", store.runner_id()))
+        .unwrap();
+    assert_eq!(processing, 0);
+    let value: String = conn.get(format!("hero:job:wrongtype-{actor}")).unwrap();
+    assert_eq!(
+        value, "a string",
+        "a key of the wrong type is not overwritten"
+    );
+    pool.shutdown(Duration::from_secs(1)).unwrap();
+}
+
+#[test]
+fn a_job_in_the_stop_queue_is_cancelled() {
+    let redis = TestRedis::start();
+    let rt = runtime();
+    let actor = unique("actor");
+    let store = store(&redis, Profile::Hero);
+    let pool = rhai_pool(&rt, store.clone(), &actor, 1);
+    let job = Job::builder("loop {}")
+        .actor_id(&actor)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let id = job.id.clone();
+    store.submit(job).unwrap();
+    let start = std::time::Instant::now();
+    while store.status(&id).unwrap() != Some(JobStatus::Started) {
+        assert!(start.elapsed() < SAFETY);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut conn = redis.conn();
+    let _: () = conn.lpush(format!("hero:stop_queue:{actor}"), &id).unwrap();
+    let stop = store.next_stop(&actor, Duration::from_secs(1)).unwrap();
+    assert_eq!(stop.as_deref(), Some(id.as_str()));
+    pool.cancel(&id);
+    let job = store.wait(&id, SAFETY).unwrap();
+    assert_eq!(job.status, JobStatus::Error);
+    assert_eq!(job.error.as_deref(), Some("cancelled"));
+    pool.shutdown(Duration::from_secs(1)).unwrap();
+}
+
+#[test]
+fn a_shutdown_gives_unfinished_jobs_back_to_the_queue() {
+    let redis = TestRedis::start();
+    let rt = runtime();
+    let actor = unique("actor");
+    let store = store(&redis, Profile::Hero);
+    let pool = rhai_pool(&rt, store.clone(), &actor, 1);
+    let long = Job::builder("loop {}")
+        .actor_id(&actor)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let id = long.id.clone();
+    store.submit(long).unwrap();
+    let start = std::time::Instant::now();
+    while store.status(&id).unwrap() != Some(JobStatus::Started) {
+        assert!(start.elapsed() < SAFETY);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    pool.shutdown(Duration::from_millis(200)).unwrap();
+    assert_eq!(store.status(&id).unwrap(), Some(JobStatus::Dispatched));
+    assert_eq!(store.queued(&actor).unwrap(), 1);
+}
+
+#[test]
+fn redis_urls_with_a_password_work() {
+    let redis = TestRedis::start();
+    let mut conn = redis.conn();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("s3cret")
+        .query(&mut conn)
+        .unwrap();
+    let url = if let Some(path) = redis.url.strip_prefix("redis+unix://") {
+        format!("redis+unix://{path}?pass=s3cret")
+    } else {
+        redis.url.replacen("redis://", "redis://:s3cret@", 1)
+    };
+    let mut config = RedisConfig::new(url);
+    config.profile = Profile::Hero;
+    let store = RedisStore::new(config).unwrap();
+    let job = Job::builder("1").actor_id(unique("actor")).build().unwrap();
+    store.submit(job.clone()).unwrap();
+    assert_eq!(store.get(&job.id).unwrap().unwrap().script, "1");
+}
