@@ -40,15 +40,68 @@ struct Cli {
 enum Command {
     /// Runs the `.rhai` files given (a directory: every `.rhai` file under it) as jobs on the
     /// embedded job store and prints a table of their results. Exits 1 if any job failed, 130
-    /// if interrupted.
+    /// if interrupted. With `--redis`, serves the actor's queue in Redis instead, until Ctrl-C
+    /// or SIGTERM.
     Run(RunArgs),
+    /// Submits `.rhai` files as jobs to a Redis-fed runner; with `--wait`, waits for their
+    /// results and prints them.
+    Submit(SubmitArgs),
+    /// Prints a job's status, output and error.
+    Status(StatusArgs),
+}
+
+/// Where the Redis is and how it speaks.
+#[derive(Args, Debug, Clone)]
+struct RedisArgs {
+    /// The Redis URL (`redis://[:password@]host:port/db`, `redis+unix:///path.sock`).
+    #[arg(long)]
+    redis: Option<String>,
+    /// The wire format: `hero` or `rhailib`.
+    #[arg(long, default_value = "hero")]
+    profile: baobab::bridge::Profile,
+}
+
+#[derive(Args, Debug)]
+struct SubmitArgs {
+    /// `.rhai` files, or directories to search for them.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    #[command(flatten)]
+    redis: RedisArgs,
+    /// The actor (queue) to submit to.
+    #[arg(long, default_value = "rhai")]
+    actor: String,
+    /// Each job's timeout, in seconds.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+    /// Wait for the results and print them.
+    #[arg(long)]
+    wait: bool,
+    /// Print results as JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct StatusArgs {
+    /// The job id.
+    job_id: String,
+    #[command(flatten)]
+    redis: RedisArgs,
+    /// Print as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// `.rhai` files, or directories to search for them.
-    #[arg(required = true)]
+    /// `.rhai` files, or directories to search for them (not with `--redis`).
     paths: Vec<PathBuf>,
+    #[command(flatten)]
+    redis: RedisArgs,
+    /// With `--redis`: the actor (queue) to serve.
+    #[arg(long, default_value = "rhai")]
+    actor: String,
     /// Worker processes (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
@@ -108,7 +161,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_level, cli.log_json);
     match cli.command {
+        Command::Run(args) if args.redis.redis.is_some() => serve(args),
         Command::Run(args) => run(args),
+        Command::Submit(args) => submit_jobs(args),
+        Command::Status(args) => status(args),
     }
 }
 
@@ -135,7 +191,246 @@ struct Row {
     failed: bool,
 }
 
+fn limits(args: &RunArgs) -> Limits {
+    Limits {
+        max_operations: args.max_operations,
+        max_call_depth: args.max_call_depth,
+        max_expr_depth: args.max_expr_depth,
+        max_string_size: args.max_string_size,
+        max_array_size: args.max_array_size,
+        max_map_size: args.max_map_size,
+    }
+}
+
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(error) = signal_hook::flag::register(signal, Arc::clone(&interrupted)) {
+            warn!(%error, "could not handle a signal");
+        }
+    }
+    interrupted
+}
+
+/// `baobab run --redis URL`: serves the actor's queue until Ctrl-C or SIGTERM.
+fn serve(args: RunArgs) -> ExitCode {
+    use baobab::bridge::{RedisConfig, Runner, RunnerConfig};
+    if !args.paths.is_empty() {
+        eprintln!("baobab: with --redis, jobs come from Redis: submit files with `baobab submit`");
+        return ExitCode::from(2);
+    }
+    let interrupted = interrupt_flag();
+    let url = args.redis.redis.clone().expect("checked by the caller");
+    let mut redis = RedisConfig::new(url);
+    redis.profile = args.redis.profile;
+    let mut pool = PoolConfig::new(&args.actor);
+    if let Some(workers) = args.workers {
+        pool.workers = workers.max(1);
+    }
+    pool.concurrency = args.concurrency.max(1);
+    let config = RunnerConfig {
+        redis,
+        actor: args.actor.clone(),
+        pool,
+        sandbox: SandboxConfig {
+            limits: limits(&args),
+            db_path: args.db_path.clone(),
+            module_dir: args.modules.clone(),
+            ..SandboxConfig::default()
+        },
+    };
+    let rt = Runtime::new();
+    let runner = match Runner::start(rt.handle(), config) {
+        Ok(runner) => runner,
+        Err(error) => {
+            eprintln!("baobab: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    eprintln!(
+        "baobab: serving actor {:?} ({} profile) as runner {}; Ctrl-C to stop",
+        args.actor,
+        args.redis.profile,
+        runner.store().runner_id()
+    );
+    while !interrupted.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "baobab: stopping; running jobs have {} s to finish",
+        args.grace
+    );
+    match runner.shutdown(Duration::from_secs(args.grace)) {
+        Ok(stats) => {
+            eprintln!(
+                "baobab: stopped: {} finished, {} failed, {} worker crashes",
+                stats.finished, stats.failed, stats.crashes
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("baobab: {error}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn client(args: &RedisArgs) -> Result<baobab::bridge::Client, ExitCode> {
+    let Some(url) = &args.redis else {
+        eprintln!("baobab: --redis URL is required");
+        return Err(ExitCode::from(2));
+    };
+    baobab::bridge::Client::new(url, args.profile).map_err(|error| {
+        eprintln!("baobab: {error}");
+        ExitCode::from(2)
+    })
+}
+
+fn job_json(file: Option<&str>, job: &Job) -> serde_json::Value {
+    serde_json::json!({
+        "file": file,
+        "id": job.id,
+        "status": job.status.as_str(),
+        "output": job.output,
+        "error": job.error,
+    })
+}
+
+/// `baobab submit FILE... --redis URL --actor ID [--wait]`.
+fn submit_jobs(args: SubmitArgs) -> ExitCode {
+    let client = match client(&args.redis) {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let files = match collect(&args.paths) {
+        Ok(files) => files,
+        Err(error) => {
+            eprintln!("baobab: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut submitted = Vec::new();
+    let mut failed = 0;
+    for file in &files {
+        let name = file.display().to_string();
+        let job = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read the file: {e}"))
+            .and_then(|script| {
+                Job::builder(script)
+                    .caller_id("baobab-cli")
+                    .actor_id(&args.actor)
+                    .timeout(Duration::from_secs(args.timeout))
+                    .build()
+                    .map_err(|e| e.to_string())
+            });
+        match job.and_then(|job| client.submit(job).map_err(|e| e.to_string())) {
+            Ok(id) => submitted.push((name, id)),
+            Err(error) => {
+                failed += 1;
+                eprintln!("baobab: {name}: {error}");
+            }
+        }
+    }
+    if !args.wait {
+        for (name, id) in &submitted {
+            if args.json {
+                println!("{}", serde_json::json!({"file": name, "id": id}));
+            } else {
+                println!("{id}  {name}");
+            }
+        }
+        return if failed > 0 {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let progress = if submitted.len() >= 20 {
+        ProgressBar::new(submitted.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut rows = Vec::new();
+    for (name, id) in &submitted {
+        let wait = Duration::from_secs(args.timeout + 60);
+        let row = match client.await_result(id, wait) {
+            Ok(job) => {
+                if args.json {
+                    progress.suspend(|| println!("{}", job_json(Some(name), &job)));
+                }
+                let mut row = Row {
+                    file: name.clone(),
+                    id: Some(id.clone()),
+                    status: String::new(),
+                    time: None,
+                    text: String::new(),
+                    failed: false,
+                };
+                fill(&mut row, Some(job));
+                row
+            }
+            Err(error) => Row {
+                file: name.clone(),
+                id: Some(id.clone()),
+                status: "unknown".into(),
+                time: None,
+                text: error.to_string(),
+                failed: true,
+            },
+        };
+        failed += usize::from(row.failed);
+        rows.push(row);
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    if !args.json {
+        print_table(&rows);
+    }
+    if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `baobab status JOB_ID --redis URL`.
+fn status(args: StatusArgs) -> ExitCode {
+    let client = match client(&args.redis) {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    match client.get(&args.job_id) {
+        Ok(Some(job)) => {
+            if args.json {
+                println!("{}", job_json(None, &job));
+            } else {
+                println!("id:     {}", job.id);
+                println!("status: {}", job.status);
+                if let Some(output) = &job.output {
+                    println!("output: {output}");
+                }
+                if let Some(error) = &job.error {
+                    println!("error:  {error}");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            eprintln!("baobab: no job {}", args.job_id);
+            ExitCode::from(1)
+        }
+        Err(error) => {
+            eprintln!("baobab: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn run(args: RunArgs) -> ExitCode {
+    if args.paths.is_empty() {
+        eprintln!("baobab: give .rhai files or directories to run (or --redis URL to serve)");
+        return ExitCode::from(2);
+    }
     let files = match collect(&args.paths) {
         Ok(files) if files.is_empty() => {
             eprintln!("baobab: no .rhai files in {:?}", args.paths);
@@ -147,12 +442,7 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let interrupted = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(error) = signal_hook::flag::register(signal, Arc::clone(&interrupted)) {
-            warn!(%error, "could not handle a signal");
-        }
-    }
+    let interrupted = interrupt_flag();
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -160,14 +450,7 @@ fn run(args: RunArgs) -> ExitCode {
     let rt = Runtime::new();
     let store = Arc::new(MemoryStore::new());
     let sandbox = SandboxConfig {
-        limits: Limits {
-            max_operations: args.max_operations,
-            max_call_depth: args.max_call_depth,
-            max_expr_depth: args.max_expr_depth,
-            max_string_size: args.max_string_size,
-            max_array_size: args.max_array_size,
-            max_map_size: args.max_map_size,
-        },
+        limits: limits(&args),
         db_path: args.db_path.clone(),
         module_dir: args.modules.clone(),
         ..SandboxConfig::default()

@@ -2,11 +2,15 @@
 //! with reliable fetch so that a runner's death loses no job, and a client to submit jobs and
 //! read their results. See `docs/wire-format.md`.
 
+mod client;
 mod keys;
+mod runner;
 mod store;
 mod wire;
 
+pub use client::Client;
 pub use keys::{Keys, Profile};
+pub use runner::{Runner, RunnerConfig, RunnerError};
 pub use store::{RedisConfig, RedisStore};
 pub use wire::{
     WireError, iso8601, job_from_fields, job_to_fields, parse_time, result_fields,

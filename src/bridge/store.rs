@@ -408,12 +408,34 @@ impl RedisStore {
 
     /// Pops a job id from the actor's stop queue, waiting up to `wait`.
     pub fn next_stop(&self, actor: &str, wait: Duration) -> Result<Option<String>, StoreError> {
-        let key = self.keys.stop_queue(actor);
+        Ok(self
+            .next_command(actor, wait)?
+            .and_then(|(kind, id)| (kind == "stop").then_some(id)))
+    }
+
+    /// Pops the next entry of the actor's stop queue (`("stop", job id)`) or of this runner's
+    /// control list (`("control", command)`), waiting up to `wait`.
+    pub fn next_command(
+        &self,
+        actor: &str,
+        wait: Duration,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(StoreError::Closed);
+        }
+        let stop = self.keys.stop_queue(actor);
+        let control = self.keys.control(&self.config.runner_id);
         let secs = wait.as_secs_f64().max(0.01);
         self.with_conn("stop queue", |c| {
-            let popped: Option<(String, String)> =
-                redis::cmd("BLPOP").arg(&key).arg(secs).query(c)?;
-            Ok(popped.map(|(_, id)| id))
+            let popped: Option<(String, String)> = redis::cmd("BLPOP")
+                .arg(&stop)
+                .arg(&control)
+                .arg(secs)
+                .query(c)?;
+            Ok(popped.map(|(key, value)| {
+                let kind = if key == stop { "stop" } else { "control" };
+                (kind.to_string(), value)
+            }))
         })
     }
 }

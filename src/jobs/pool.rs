@@ -147,6 +147,7 @@ pub struct PoolStats {
 /// assert_eq!((done.status, done.output.as_deref()), (JobStatus::Finished, Some("42")));
 /// pool.shutdown(Duration::from_secs(1));
 /// ```
+#[derive(Clone)]
 pub struct WorkerPool {
     dispatcher: Addr<DispatchMsg>,
     handle: Handle,
@@ -179,6 +180,7 @@ pub(crate) enum DispatchMsg {
     Workers(ReplyTo<Vec<Pid>>),
     Shutdown(Duration, ReplyTo<PoolStats>),
     Cancel(String),
+    SetWorkers(usize),
 }
 
 /// Jobs handed to a worker at once. The worker pops them one at a time; the dispatcher takes
@@ -332,6 +334,13 @@ impl WorkerPool {
     /// The workers' pids.
     pub fn workers(&self) -> Result<Vec<Pid>, PoolError> {
         self.call(DispatchMsg::Workers, Duration::from_secs(30))
+    }
+
+    /// [`resize`](Self::resize) without waiting (callable from inside a process).
+    pub fn set_workers(&self, n: usize) {
+        let _ = self
+            .handle
+            .send(&self.dispatcher, DispatchMsg::SetWorkers(n));
     }
 
     /// Cancels job `id` if it is running (or waiting to run) in this pool: it ends
@@ -517,17 +526,10 @@ async fn dispatch(
             Message::User(DispatchMsg::Completed(n)) => d.completing -= n,
             Message::User(DispatchMsg::Cancel(id)) => d.cancel_one(&ctx, &id),
             Message::User(DispatchMsg::Resize(n, reply)) => {
-                d.target = n;
-                let have = d.workers.iter().filter(|w| !w.retiring).count();
-                for _ in have..n {
-                    let dynamic = d.dynamic;
-                    if let Err(error) = dynamic.start_child(&mut ctx, args.clone()).await {
-                        warn!(%error, "starting a worker failed");
-                    }
-                }
-                d.retire_extra(&mut ctx).await;
+                d.resize(&mut ctx, n, &args).await;
                 reply.reply(n);
             }
+            Message::User(DispatchMsg::SetWorkers(n)) => d.resize(&mut ctx, n, &args).await,
             Message::User(DispatchMsg::Stats(reply)) => reply.reply(d.current_stats()),
             Message::User(DispatchMsg::Workers(reply)) => {
                 reply.reply(d.workers.iter().map(|w| w.pid).collect());
@@ -805,6 +807,19 @@ impl Dispatcher {
             "worker pool stopped");
         reply.reply(stats);
         ExitReason::Normal
+    }
+
+    async fn resize(&mut self, ctx: &mut Ctx<DispatchMsg>, n: usize, args: &WorkerArgs) {
+        info!(actor = %self.config.actor_id, workers = n, "resizing the worker pool");
+        self.target = n;
+        let have = self.workers.iter().filter(|w| !w.retiring).count();
+        for _ in have..n {
+            let dynamic = self.dynamic;
+            if let Err(error) = dynamic.start_child(ctx, args.clone()).await {
+                warn!(%error, "starting a worker failed");
+            }
+        }
+        self.retire_extra(ctx).await;
     }
 
     /// Marks workers beyond the target as retiring; stops the idle ones now.

@@ -1,0 +1,75 @@
+//! [`Client`]: submits jobs to a Redis-fed runner and reads their results.
+
+use std::time::{Duration, Instant};
+
+use redis::Commands;
+
+use super::keys::{Keys, Profile};
+use super::store::{RedisConfig, RedisStore};
+use crate::jobs::{Job, JobStatus, JobStore, StoreError};
+
+/// A client of runners that share a Redis.
+///
+/// `await_result` waits on the job's reply list (`BLPOP`), falling back to the job's hash if
+/// the reply was already taken or expired.
+pub struct Client {
+    store: RedisStore,
+    keys: Keys,
+    client: redis::Client,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Client({})", self.keys.profile)
+    }
+}
+
+impl Client {
+    /// A client for the Redis at `url`, in `profile`.
+    pub fn new(url: &str, profile: Profile) -> Result<Client, StoreError> {
+        let mut config = RedisConfig::new(url);
+        config.profile = profile;
+        let client = redis::Client::open(url).map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(Client {
+            store: RedisStore::new(config)?,
+            keys: Keys::new(profile),
+            client,
+        })
+    }
+
+    /// Submits `job` to its actor's queue; returns its id.
+    pub fn submit(&self, job: Job) -> Result<String, StoreError> {
+        let id = job.id.clone();
+        self.store.submit(job)?;
+        Ok(id)
+    }
+
+    /// The job's status (`None`: no such job).
+    pub fn status(&self, id: &str) -> Result<Option<JobStatus>, StoreError> {
+        self.store.status(id)
+    }
+
+    /// The job as it is now.
+    pub fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        self.store.get(id)
+    }
+
+    /// Waits up to `timeout` for the job to end and returns it.
+    pub fn await_result(&self, id: &str, timeout: Duration) -> Result<Job, StoreError> {
+        let deadline = Instant::now() + timeout;
+        let reply = self.keys.reply(id);
+        if self.keys.profile == Profile::Hero
+            && let Ok(mut conn) = self.client.get_connection()
+        {
+            let secs = timeout.as_secs_f64().max(0.01);
+            let popped: Result<Option<(String, String)>, _> =
+                redis::cmd("BLPOP").arg(&reply).arg(secs).query(&mut conn);
+            if let Ok(Some((_, status))) = popped {
+                // Put it back for other readers; the hash has the rest.
+                let _: Result<(), _> = conn.lpush(&reply, &status);
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.store.wait(id, left)
+    }
+}

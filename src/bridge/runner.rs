@@ -1,0 +1,185 @@
+//! A runner: a worker pool fed from Redis, plus the bridge process that keeps the runner's
+//! heartbeat, reaps dead runners' jobs, and obeys the stop queue and the control list.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use super::store::{RedisConfig, RedisStore};
+use crate::jobs::{
+    ActorFactory, JobActor, JobStore, PoolConfig, PoolError, PoolStats, RhaiActor, StoreError,
+    WorkerPool,
+};
+use crate::script::SandboxConfig;
+use crate::supervisor::{ChildSpec, Strategy, Supervisor, SupervisorSpec};
+use crate::{Ctx, ExitReason, Handle, Message};
+
+/// What a runner serves and how.
+#[derive(Clone, Debug)]
+pub struct RunnerConfig {
+    /// The Redis connection and profile.
+    pub redis: RedisConfig,
+    /// The actor (queue) it serves.
+    pub actor: String,
+    /// The worker pool's settings (its `actor_id` is set to `actor`).
+    pub pool: PoolConfig,
+    /// The sandbox of its Rhai workers.
+    pub sandbox: SandboxConfig,
+}
+
+/// Why a runner could not start.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RunnerError {
+    /// The store could not be made (a bad URL).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The pool could not start.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    /// The bridge process could not start.
+    #[error("the bridge process could not start: {0}")]
+    Bridge(String),
+}
+
+/// A running runner.
+pub struct Runner {
+    store: Arc<RedisStore>,
+    pool: WorkerPool,
+    bridge: Supervisor,
+    handle: Handle,
+}
+
+impl Runner {
+    /// Starts the worker pool and the supervised bridge process. Jobs are taken once the pool
+    /// is up; Redis being unreachable is retried with backoff, not an error.
+    ///
+    /// # Panics
+    /// On a scheduler thread.
+    pub fn start(handle: &Handle, config: RunnerConfig) -> Result<Runner, RunnerError> {
+        let store = Arc::new(RedisStore::new(config.redis.clone())?);
+        let actor = config.actor.clone();
+        let sandbox = config.sandbox.clone();
+        let factory: ActorFactory = {
+            let actor = actor.clone();
+            Arc::new(move || {
+                Arc::new(RhaiActor::new(actor.clone(), sandbox.clone())) as Arc<dyn JobActor>
+            })
+        };
+        let mut pool_config = config.pool.clone();
+        pool_config.actor_id = actor.clone();
+        pool_config.requeue_on_shutdown = true;
+        let pool = WorkerPool::start(handle, store.clone(), factory, pool_config)?;
+        let tick = (config.redis.heartbeat_ttl / 3).max(Duration::from_millis(10));
+        let child = {
+            let (store, pool, actor) = (store.clone(), pool.clone(), actor.clone());
+            ChildSpec::worker("redis-bridge", move |start| {
+                let (store, pool, actor) = (store.clone(), pool.clone(), actor.clone());
+                start.spawn(move |ctx: Ctx<BridgeMsg>| bridge(ctx, store, pool, actor, tick))
+            })
+        };
+        let spec = SupervisorSpec::new(Strategy::OneForOne)
+            .intensity(10, Duration::from_secs(10))
+            .child(child);
+        let bridge =
+            Supervisor::start(handle, spec).map_err(|r| RunnerError::Bridge(r.to_string()))?;
+        info!(actor = %actor, runner = %store.runner_id(), "runner started");
+        Ok(Runner {
+            store,
+            pool,
+            bridge,
+            handle: handle.clone(),
+        })
+    }
+
+    /// The store it takes jobs from.
+    pub fn store(&self) -> &Arc<RedisStore> {
+        &self.store
+    }
+
+    /// Its worker pool (to resize it, read its stats).
+    pub fn pool(&self) -> &WorkerPool {
+        &self.pool
+    }
+
+    /// Stops taking jobs, lets running ones finish for up to `grace`, gives the rest back to
+    /// the queue, stops the bridge. Returns the pool's final stats.
+    pub fn shutdown(&self, grace: Duration) -> Result<PoolStats, PoolError> {
+        self.store.close();
+        let stats = self.pool.shutdown(grace);
+        self.bridge.shutdown(&self.handle);
+        stats
+    }
+}
+
+pub(crate) enum BridgeMsg {
+    Tick,
+    Beat(Result<(u64, u64), StoreError>),
+    Command(Result<Option<(String, String)>, StoreError>),
+}
+
+/// The bridge process: a heartbeat and a reap every `tick`, and the stop queue and the
+/// control list watched in turn. All Redis I/O runs on the blocking pool.
+async fn bridge(
+    mut ctx: Ctx<BridgeMsg>,
+    store: Arc<RedisStore>,
+    pool: WorkerPool,
+    actor: String,
+    tick: Duration,
+) -> ExitReason {
+    let watch = |ctx: &Ctx<BridgeMsg>| {
+        let (store, actor) = (store.clone(), actor.clone());
+        ctx.spawn_blocking(
+            move || store.next_command(&actor, Duration::from_secs(1)),
+            BridgeMsg::Command,
+        );
+    };
+    ctx.send(&ctx.addr(), BridgeMsg::Tick).ok();
+    watch(&ctx);
+    loop {
+        match ctx.recv().await {
+            Message::User(BridgeMsg::Tick) => {
+                let (store, actor) = (store.clone(), actor.clone());
+                ctx.spawn_blocking(
+                    move || {
+                        store.heartbeat(&actor)?;
+                        store.reap(&actor)
+                    },
+                    BridgeMsg::Beat,
+                );
+                ctx.send_after(&ctx.addr(), BridgeMsg::Tick, tick);
+            }
+            Message::User(BridgeMsg::Beat(result)) => {
+                if let Err(error) = result {
+                    warn!(%error, "heartbeat or reap failed");
+                }
+            }
+            Message::User(BridgeMsg::Command(result)) => {
+                match result {
+                    Ok(Some((kind, value))) if kind == "stop" => {
+                        info!(job = %value, "stop requested");
+                        pool.cancel(&value);
+                    }
+                    Ok(Some((_, command))) => match parse_command(&command) {
+                        Some(n) => pool.set_workers(n),
+                        None => warn!(command, "unknown control command"),
+                    },
+                    Ok(None) => {}
+                    Err(StoreError::Closed) => return ExitReason::Normal,
+                    Err(error) => warn!(%error, "watching the stop queue failed"),
+                }
+                watch(&ctx);
+            }
+            Message::Exit(_) | Message::Down(_) => {}
+        }
+    }
+}
+
+/// `workers N`.
+fn parse_command(command: &str) -> Option<usize> {
+    let mut words = command.split_whitespace();
+    match (words.next(), words.next(), words.next()) {
+        (Some("workers"), Some(n), None) => n.parse().ok(),
+        _ => None,
+    }
+}

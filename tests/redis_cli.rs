@@ -1,0 +1,261 @@
+//! The runner binary against a real, private Redis: `baobab run --redis` serving, `baobab
+//! submit` and `baobab status` as clients, and the `redis-cli` session of
+//! `docs/wire-format.md` replayed line by line, so the documented format is the tested one.
+#![cfg(feature = "cli")]
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::redis_server::{TestRedis, unique};
+
+fn baobab() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_baobab"))
+}
+
+/// A runner serving `actor`, stopped with SIGTERM when dropped.
+struct ServingRunner(Child);
+
+impl ServingRunner {
+    fn start(redis: &TestRedis, actor: &str) -> ServingRunner {
+        let child = baobab()
+            .args([
+                "run",
+                "--redis",
+                &redis.url,
+                "--actor",
+                actor,
+                "--workers",
+                "2",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        ServingRunner(child)
+    }
+
+    fn stop(mut self) -> std::process::Output {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let child = std::mem::replace(&mut self.0, Command::new("true").spawn().unwrap());
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for ServingRunner {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `redis-cli` against the test server, with formatted (not raw) replies.
+fn redis_cli(redis: &TestRedis, args: &[String]) -> String {
+    let mut command = Command::new("redis-cli");
+    match redis.url.strip_prefix("redis+unix://") {
+        Some(path) => command.args(["-s", path]),
+        None => command.args(["-u", &redis.url]),
+    };
+    let output = command
+        .arg("--no-raw")
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&output.stdout)
+        .trim_end()
+        .to_string()
+}
+
+/// Splits a `redis-cli` command line into words, honouring double quotes and `\"`.
+fn words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let (mut quoted, mut in_word) = (false, false);
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if quoted => {
+                if let Some(next) = chars.next() {
+                    word.push(next);
+                }
+            }
+            '"' => {
+                quoted = !quoted;
+                in_word = true;
+            }
+            ' ' if !quoted => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            c => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
+}
+
+#[test]
+fn the_documented_redis_cli_session_works_against_a_real_runner() {
+    let redis = TestRedis::start();
+    for key in [
+        "hero:job:demo-1",
+        "hero:job:demo-2",
+        "hero:reply:demo-1",
+        "hero:reply:demo-2",
+    ] {
+        redis_cli(&redis, &["DEL".into(), key.into()]);
+    }
+    let runner = ServingRunner::start(&redis, "demo");
+    let doc = std::fs::read_to_string("docs/wire-format.md").unwrap();
+    let session = doc
+        .split("## A session with `redis-cli`")
+        .nth(1)
+        .and_then(|s| s.split("```text").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("the session block");
+    let mut steps: Vec<(String, Vec<String>)> = Vec::new();
+    for line in session.lines().filter(|l| !l.is_empty()) {
+        match line.strip_prefix("redis> ") {
+            Some(command) => steps.push((command.to_string(), Vec::new())),
+            None => steps
+                .last_mut()
+                .expect("a command first")
+                .1
+                .push(line.to_string()),
+        }
+    }
+    assert!(steps.len() >= 8);
+    for (command, expected) in steps {
+        let got = redis_cli(&redis, &words(&command));
+        assert_eq!(got, expected.join("\n"), "`{command}`");
+    }
+    let output = runner.stop();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn submit_and_status_talk_to_a_serving_runner() {
+    let redis = TestRedis::start();
+    let actor = unique("actor");
+    let runner = ServingRunner::start(&redis, &actor);
+    let output = baobab()
+        .args([
+            "submit",
+            "examples/jobs/01_answer.rhai",
+            "examples/jobs/06_thrown_error.rhai",
+        ])
+        .args(["--redis", &redis.url, "--actor", &actor, "--wait", "--json"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "one job fails on purpose: {text}"
+    );
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["status"], "finished");
+    assert_eq!(lines[0]["output"], "42");
+    assert_eq!(lines[1]["status"], "error");
+    let id = lines[0]["id"].as_str().unwrap();
+    let status = baobab()
+        .args(["status", id, "--redis", &redis.url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("status: finished") && text.contains("output: 42"),
+        "{text}"
+    );
+    let missing = baobab()
+        .args(["status", "no-such-job", "--redis", &redis.url])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    let stopped = runner.stop();
+    assert_eq!(stopped.status.code(), Some(0));
+}
+
+#[test]
+fn a_runner_waits_out_an_unreachable_redis_then_serves() {
+    // Start the runner against a socket where no Redis listens yet.
+    let dir = std::env::temp_dir().join(unique("late-redis"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("redis.sock");
+    let url = format!("redis+unix://{}", socket.display());
+    let actor = unique("actor");
+    let mut runner = baobab()
+        .args(["run", "--redis", &url, "--actor", &actor, "--workers", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        runner.try_wait().unwrap().is_none(),
+        "no crash loop: it keeps trying"
+    );
+    let mut server = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--unixsocket",
+        ])
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let output = loop {
+        let output = baobab()
+            .args([
+                "submit",
+                "examples/jobs/01_answer.rhai",
+                "--redis",
+                &url,
+                "--actor",
+                &actor,
+            ])
+            .args(["--wait", "--json", "--timeout", "5"])
+            .output()
+            .unwrap();
+        if output.status.success() || start.elapsed() > Duration::from_secs(20) {
+            break output;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("\"output\":\"42\""), "{text}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &runner.id().to_string()])
+        .status();
+    let runner_output = runner.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&runner_output.stderr);
+    assert!(logs.contains("Redis unreachable; retrying"), "{logs}");
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(dir);
+}
