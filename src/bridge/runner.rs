@@ -69,6 +69,11 @@ impl Runner {
         let mut pool_config = config.pool.clone();
         pool_config.actor_id = actor.clone();
         pool_config.requeue_on_shutdown = true;
+        if pool_config.prefetch == 0 {
+            // One batch ahead per worker slot: takes overlap with the work.
+            pool_config.prefetch =
+                pool_config.workers * pool_config.concurrency.max(1) * pool_config.max_batch.max(1);
+        }
         let pool = WorkerPool::start(handle, store.clone(), factory, pool_config)?;
         let tick = (config.redis.heartbeat_ttl / 3).max(Duration::from_millis(10));
         let child = {
@@ -107,6 +112,7 @@ impl Runner {
     pub fn shutdown(&self, grace: Duration) -> Result<PoolStats, PoolError> {
         self.store.close();
         let stats = self.pool.shutdown(grace);
+        self.store.flush();
         self.bridge.shutdown(&self.handle);
         stats
     }

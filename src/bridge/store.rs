@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use redis::{Commands, Connection, RedisError};
@@ -102,6 +102,15 @@ pub struct RedisStore {
     /// Ids this runner took and has not completed, per actor.
     in_flight: Mutex<HashMap<String, HashSet<String>>>,
     closed: AtomicBool,
+    /// Results waiting to be written, and whether a thread is writing them.
+    writes: Mutex<Writes>,
+    written: Condvar,
+}
+
+#[derive(Default)]
+struct Writes {
+    pending: Vec<Job>,
+    writing: bool,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -125,6 +134,8 @@ impl RedisStore {
             idle: Mutex::new(Vec::new()),
             in_flight: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
+            writes: Mutex::new(Writes::default()),
+            written: Condvar::new(),
         })
     }
 
@@ -313,39 +324,83 @@ impl RedisStore {
         }
     }
 
-    fn load(&self, actor: &str, ids: Vec<String>) -> Result<Vec<Job>, StoreError> {
-        let profile = self.keys.profile;
-        let mut jobs = Vec::with_capacity(ids.len());
-        // One round trip for all the hashes; a WRONGTYPE key fails the pipeline, so fall back
-        // to one by one.
+    /// Every job hash in one round trip (a key of another type fails the pipeline: then one
+    /// by one). `Err` holds the key's type (`none`: no key).
+    fn read_hashes(&self, ids: &[String]) -> Vec<Result<HashMap<String, String>, String>> {
         let keys: Vec<String> = ids.iter().map(|id| self.keys.job(id)).collect();
-        let hashes: Vec<Result<HashMap<String, String>, String>> =
-            match self.with_conn("load", |c| {
-                let mut pipe = redis::pipe();
-                for key in &keys {
-                    pipe.hgetall(key);
-                }
-                pipe.query::<Vec<HashMap<String, String>>>(c)
-            }) {
-                Ok(hashes) => hashes.into_iter().map(Ok).collect(),
-                Err(_) => keys
-                    .iter()
-                    .map(|key| {
-                        self.with_conn("load", |c| c.hgetall::<_, HashMap<String, String>>(key))
-                            .map_err(|e| e.to_string())
-                    })
-                    .collect(),
-            };
+        let all = self.with_conn("load", |c| {
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.hgetall(key);
+            }
+            pipe.query::<Vec<HashMap<String, String>>>(c)
+        });
+        let one = |key: &String| -> Result<HashMap<String, String>, String> {
+            match self.with_conn("load", |c| c.hgetall::<_, HashMap<String, String>>(key)) {
+                Ok(hash) if hash.is_empty() => Err("none".into()),
+                Ok(hash) => Ok(hash),
+                Err(_) => Err(self
+                    .with_conn("load", |c| redis::cmd("TYPE").arg(key).query::<String>(c))
+                    .unwrap_or_else(|e| e.to_string())),
+            }
+        };
+        match all {
+            Ok(hashes) => keys
+                .iter()
+                .zip(hashes)
+                .map(|(key, hash)| if hash.is_empty() { one(key) } else { Ok(hash) })
+                .collect(),
+            Err(_) => keys.iter().map(one).collect(),
+        }
+    }
+
+    /// Marks taken jobs `started` in the store.
+    fn mark_started(&self, jobs: &[Job]) -> Result<(), StoreError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let profile = self.keys.profile;
+        let now = iso8601(SystemTime::now());
+        let status = status_to_wire(profile, JobStatus::Started);
+        let mut pipe = redis::pipe();
+        for job in jobs {
+            let key = self.keys.job(&job.id);
+            if profile == Profile::Hero {
+                pipe.hset_multiple(
+                    key,
+                    &[
+                        ("status", status),
+                        ("updated_at", &now),
+                        ("started_at", &now),
+                    ],
+                );
+            } else {
+                pipe.hset_multiple(key, &[("status", status), ("updated_at", &now)]);
+            }
+            pipe.ignore();
+        }
+        self.with_conn("mark started", |c| pipe.query::<()>(c))
+    }
+
+    fn load(
+        &self,
+        actor: &str,
+        entries: Vec<(String, Result<HashMap<String, String>, String>)>,
+    ) -> Vec<Job> {
+        let profile = self.keys.profile;
         let now = SystemTime::now();
-        let mut started = redis::pipe();
-        for (id, hash) in ids.into_iter().zip(hashes) {
+        let mut jobs = Vec::with_capacity(entries.len());
+        for (id, hash) in entries {
             match hash {
-                Err(error) => {
-                    self.reject(actor, &id, &format!("unreadable job key: {error}"), false)
-                }
-                Ok(hash) if hash.is_empty() => {
+                Err(kind) if kind == "none" => {
                     self.reject(actor, &id, "no job hash under this id", false)
                 }
+                Err(kind) => self.reject(
+                    actor,
+                    &id,
+                    &format!("the job key holds a {kind}, not a hash"),
+                    false,
+                ),
                 Ok(hash) => match job_from_fields(profile, &id, actor, &hash) {
                     Err(error) => self.reject(actor, &id, &error.to_string(), true),
                     Ok(job) if job.status.is_final() => {
@@ -356,30 +411,17 @@ impl RedisStore {
                     Ok(mut job) => {
                         job.status = JobStatus::Started;
                         job.started_at = Some(now);
-                        let mut fields = vec![
-                            (
-                                "status",
-                                status_to_wire(profile, JobStatus::Started).to_string(),
-                            ),
-                            ("updated_at", iso8601(now)),
-                        ];
-                        if profile == Profile::Hero {
-                            fields.push(("started_at", iso8601(now)));
-                        }
-                        started.hset_multiple(self.keys.job(&id), &fields).ignore();
-                        self.in_flight()
-                            .entry(actor.to_string())
-                            .or_default()
-                            .insert(id.clone());
                         jobs.push(job);
                     }
                 },
             }
         }
-        if !jobs.is_empty() {
-            self.with_conn("mark started", |c| started.query::<()>(c))?;
+        let mut in_flight = self.in_flight();
+        let ids = in_flight.entry(actor.to_string()).or_default();
+        for job in &jobs {
+            ids.insert(job.id.clone());
         }
-        Ok(jobs)
+        jobs
     }
 
     /// Gives a job taken but not finished back to its queue (at the end taken next), as if
@@ -437,6 +479,75 @@ impl RedisStore {
                 (kind.to_string(), value)
             }))
         })
+    }
+}
+
+impl RedisStore {
+    /// Writes the results of `jobs` (fields, reply, processing list) in one round trip.
+    fn write_results(&self, jobs: &[Job]) -> Result<(), StoreError> {
+        let profile = self.keys.profile;
+        let reply_ttl = self.config.reply_ttl.as_secs().max(1) as i64;
+        let replies: Vec<String> = match profile {
+            Profile::Hero => jobs.iter().map(|job| self.keys.reply(&job.id)).collect(),
+            Profile::Rhailib => {
+                let named: Vec<Option<String>> = self.with_conn("complete", |c| {
+                    let mut pipe = redis::pipe();
+                    for job in jobs {
+                        pipe.hget(self.keys.job(&job.id), "reply_queue_name");
+                    }
+                    pipe.query(c)
+                })?;
+                jobs.iter()
+                    .zip(named)
+                    .map(|(job, name)| name.unwrap_or_else(|| self.keys.reply(&job.id)))
+                    .collect()
+            }
+        };
+        // One pipeline, not one transaction: a crash between a job's result and its removal
+        // from the processing list only requeues an ended job, which is then not run again.
+        let mut pipe = redis::pipe();
+        for (job, reply) in jobs.iter().zip(&replies) {
+            let status = status_to_wire(profile, job.status);
+            let payload = match profile {
+                Profile::Hero => status.to_string(),
+                Profile::Rhailib => serde_json::json!({
+                    "task_id": job.id,
+                    "status": status,
+                    "output": job.output,
+                    "error": job.error,
+                })
+                .to_string(),
+            };
+            let processing = self.keys.processing(&job.actor_id, &self.config.runner_id);
+            pipe.hset_multiple(self.keys.job(&job.id), &result_fields(profile, job))
+                .ignore()
+                .lpush(reply, payload)
+                .ignore()
+                .expire(reply, reply_ttl)
+                .ignore()
+                // The oldest ids are at the tail: search from there.
+                .lrem(processing, -1, &job.id)
+                .ignore();
+        }
+        self.with_conn("complete", |c| pipe.query::<()>(c))?;
+        let mut in_flight = self.in_flight();
+        for job in jobs {
+            if let Some(ids) = in_flight.get_mut(&job.actor_id) {
+                ids.remove(&job.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every result handed to `complete` is written.
+    pub fn flush(&self) {
+        let mut writes = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+        while writes.writing || !writes.pending.is_empty() {
+            writes = self
+                .written
+                .wait(writes)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
     }
 }
 
@@ -517,51 +628,38 @@ impl JobStore for RedisStore {
             })?;
             ids.extend(more.into_iter().flatten());
         }
-        self.load(actor_id, ids)
+        let entries = self.read_hashes(&ids);
+        let jobs = self.load(actor_id, ids.into_iter().zip(entries).collect());
+        self.mark_started(&jobs)?;
+        Ok(jobs)
     }
 
     fn complete(&self, job: &Job) -> Result<(), StoreError> {
-        let profile = self.keys.profile;
-        let key = self.keys.job(&job.id);
-        let fields = result_fields(profile, job);
-        let processing = self.keys.processing(&job.actor_id, &self.config.runner_id);
-        let status = status_to_wire(profile, job.status);
-        let reply_ttl = self.config.reply_ttl.as_secs().max(1) as i64;
-        let reply = match profile {
-            Profile::Hero => self.keys.reply(&job.id),
-            Profile::Rhailib => self
-                .with_conn("complete", |c| {
-                    c.hget::<_, _, Option<String>>(&key, "reply_queue_name")
-                })?
-                .unwrap_or_else(|| self.keys.reply(&job.id)),
-        };
-        let payload = match profile {
-            Profile::Hero => status.to_string(),
-            Profile::Rhailib => serde_json::json!({
-                "task_id": job.id,
-                "status": status,
-                "output": job.output,
-                "error": job.error,
-            })
-            .to_string(),
-        };
-        self.with_conn("complete", |c| {
-            redis::pipe()
-                .atomic()
-                .hset_multiple(&key, &fields)
-                .ignore()
-                .lpush(&reply, &payload)
-                .ignore()
-                .expire(&reply, reply_ttl)
-                .ignore()
-                .lrem(&processing, 1, &job.id)
-                .ignore()
-                .query::<()>(c)
-        })?;
-        if let Some(ids) = self.in_flight().get_mut(&job.actor_id) {
-            ids.remove(&job.id);
+        // Group commit: the first completer writes every result queued meanwhile in one round
+        // trip; the others return at once. Until written, a result is not lost: its id is in
+        // the processing list, and a dead runner's ids are requeued.
+        let mut writes = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+        writes.pending.push(job.clone());
+        if writes.writing {
+            return Ok(());
         }
-        Ok(())
+        writes.writing = true;
+        let mut result = Ok(());
+        loop {
+            let group = std::mem::take(&mut writes.pending);
+            if group.is_empty() {
+                writes.writing = false;
+                drop(writes);
+                self.written.notify_all();
+                return result;
+            }
+            drop(writes);
+            if let Err(error) = self.write_results(&group) {
+                warn!(jobs = group.len(), %error, "could not record job results");
+                result = Err(error);
+            }
+            writes = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+        }
     }
 
     fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {

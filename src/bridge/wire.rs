@@ -142,20 +142,26 @@ pub fn job_to_fields(profile: Profile, job: &Job) -> Vec<(&'static str, String)>
 
 /// The fields written when a job ends (status, output, error, times).
 pub fn result_fields(profile: Profile, job: &Job) -> Vec<(&'static str, String)> {
+    // `started_at` was written when the job was taken; an empty `output` or `error` is not
+    // written (a job ends with one or the other).
     let now = SystemTime::now();
+    let finished_at = iso8601(job.finished_at.unwrap_or(now));
     let mut fields = vec![
         ("status", status_to_wire(profile, job.status).to_string()),
-        ("updated_at", iso8601(now)),
-        ("output", job.output.clone().unwrap_or_default()),
-        ("error", job.error.clone().unwrap_or_default()),
+        ("updated_at", finished_at.clone()),
     ];
-    if profile == Profile::Hero {
-        // The V actors read `result`.
-        fields.push(("result", job.output.clone().unwrap_or_default()));
-        if let Some(started) = job.started_at {
-            fields.push(("started_at", iso8601(started)));
+    if let Some(output) = &job.output {
+        fields.push(("output", output.clone()));
+        if profile == Profile::Hero {
+            // The V actors read `result`.
+            fields.push(("result", output.clone()));
         }
-        fields.push(("finished_at", iso8601(job.finished_at.unwrap_or(now))));
+    }
+    if let Some(error) = &job.error {
+        fields.push(("error", error.clone()));
+    }
+    if profile == Profile::Hero {
+        fields.push(("finished_at", finished_at));
     }
     fields
 }

@@ -70,6 +70,10 @@ pub struct PoolConfig {
     pub health: Option<HealthCheck>,
     /// Worker restarts allowed within a period before the pool gives up.
     pub intensity: (u32, Duration),
+    /// Jobs to take from the store ahead of need, so workers do not wait for a take when their
+    /// batch ends (a network store's round trips then overlap with the work). 0: take only
+    /// for free workers.
+    pub prefetch: usize,
     /// On shutdown, give jobs not finished back to the store (`JobStore::release`) instead of
     /// ending them `error: cancelled`: what a runner sharing a queue with others does.
     pub requeue_on_shutdown: bool,
@@ -88,6 +92,7 @@ impl PoolConfig {
             health: Some(HealthCheck::default()),
             intensity: (10, Duration::from_secs(1)),
             requeue_on_shutdown: false,
+            prefetch: 0,
         }
     }
 }
@@ -680,19 +685,23 @@ impl Dispatcher {
         }
     }
 
-    /// Asks the store for more jobs when workers have free slots and nothing is pending.
+    /// Asks the store for more jobs when workers have free slots and nothing is pending, or
+    /// when fewer than `prefetch` jobs are pending.
     fn take(&mut self, ctx: &Ctx<DispatchMsg>) {
-        if self.taking || self.draining || !self.pending.is_empty() {
+        if self.taking || self.draining {
             return;
         }
-        let free = self.free_slots();
-        if free == 0 {
+        let batch = self.config.max_batch.max(1);
+        let max = if self.pending.len() < self.config.prefetch {
+            (self.config.prefetch - self.pending.len()).max(batch)
+        } else if self.pending.is_empty() && self.free_slots() > 0 {
+            self.free_slots() * batch
+        } else {
             return;
-        }
+        };
         self.taking = true;
         let store = Arc::clone(&self.store);
         let actor_id = self.config.actor_id.clone();
-        let max = free * self.config.max_batch.max(1);
         let wait = self.config.take_wait;
         ctx.spawn_blocking(move || store.take(&actor_id, max, wait), DispatchMsg::Taken);
     }

@@ -1,0 +1,235 @@
+//! Jobs per second through Redis: trivial jobs pre-loaded in a private redis-server (unix
+//! socket), one runner with two workers, until every job has ended; and, in the same run, a
+//! baseline that consumes the same kind of jobs the seeds' way (BLPOP, HGETALL, HSET, LPUSH,
+//! one command at a time, on one connection).
+//!
+//! ```text
+//! cargo bench --bench redis
+//! BAOBAB_BENCH_REDIS_JOBS=100000 BAOBAB_BENCH_RUNS=3 cargo bench --bench redis
+//! ```
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use baobab::Runtime;
+use baobab::bridge::{Profile, RedisConfig, Runner, RunnerConfig};
+use baobab::jobs::{Job, PoolConfig};
+use baobab::script::{Sandbox, SandboxConfig};
+use redis::Commands;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Server {
+    child: Child,
+    dir: std::path::PathBuf,
+    url: String,
+}
+
+impl Server {
+    fn start() -> Server {
+        let dir = std::env::temp_dir().join(format!("baobab-bench-redis-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("redis.sock");
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--unixsocket",
+            ])
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        let url = format!("redis+unix://{}", socket.display());
+        let start = Instant::now();
+        while redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection())
+            .is_err()
+        {
+            assert!(start.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Server { child, dir, url }
+    }
+
+    fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Empties the database, then queues `n` jobs of `40 + 2` for `actor`, pipelined.
+fn preload(server: &Server, actor: &str, n: usize) {
+    let mut conn = server.conn();
+    let _: () = redis::cmd("FLUSHALL").query(&mut conn).unwrap();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let mut pipe = redis::pipe();
+        for _ in chunk {
+            let job = Job::builder("40 + 2").actor_id(actor).build().unwrap();
+            pipe.hset_multiple(
+                format!("hero:job:{}", job.id),
+                &baobab::bridge::job_to_fields(Profile::Hero, &job),
+            )
+            .ignore()
+            .lpush(format!("hero:job:actor_queue:{actor}"), &job.id)
+            .ignore();
+        }
+        pipe.query::<()>(&mut conn).unwrap();
+    }
+}
+
+/// Redis's CPU seconds so far (user + system), from `INFO cpu`.
+fn redis_cpu(server: &Server) -> f64 {
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query(&mut server.conn())
+        .unwrap();
+    info.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| *k == "used_cpu_user" || *k == "used_cpu_sys")
+        .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// This process's CPU seconds so far (user + system), from `/proc/self/stat`.
+fn own_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, r)| r)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Jobs/s through a runner with two workers.
+fn runner(server: &Server, n: usize, run: usize) -> f64 {
+    let actor = format!("bench-{run}");
+    preload(server, &actor, n);
+    let rt = Runtime::new();
+    let mut pool = PoolConfig::new(&actor);
+    pool.workers = 2;
+    pool.max_batch = 256;
+    let config = RunnerConfig {
+        redis: RedisConfig::new(&server.url),
+        actor: actor.clone(),
+        pool,
+        sandbox: SandboxConfig::default(),
+    };
+    let (redis_before, own_before) = (redis_cpu(server), own_cpu());
+    let start = Instant::now();
+    let runner = Runner::start(rt.handle(), config).expect("runner");
+    loop {
+        let stats = runner.pool().stats().expect("stats");
+        if stats.finished + stats.failed >= n as u64 {
+            assert_eq!(stats.failed, 0);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    runner.store().flush();
+    let elapsed = start.elapsed();
+    println!(
+        "#   run {run}: {:.2} s wall, Redis CPU {:.2} s, runner CPU {:.2} s",
+        elapsed.as_secs_f64(),
+        redis_cpu(server) - redis_before,
+        own_cpu() - own_before
+    );
+    runner.shutdown(Duration::from_secs(1)).expect("shutdown");
+    n as f64 / elapsed.as_secs_f64()
+}
+
+/// Jobs/s consumed the seeds' way: one command at a time on one connection.
+fn baseline(server: &Server, n: usize, run: usize) -> f64 {
+    let actor = format!("seed-{run}");
+    preload(server, &actor, n);
+    let mut conn = server.conn();
+    let sandbox = Sandbox::new(SandboxConfig::default());
+    let queue = format!("hero:job:actor_queue:{actor}");
+    let start = Instant::now();
+    for _ in 0..n {
+        let (_, id): (String, String) = redis::cmd("BLPOP")
+            .arg(&queue)
+            .arg(1)
+            .query(&mut conn)
+            .unwrap();
+        let key = format!("hero:job:{id}");
+        let hash: HashMap<String, String> = conn.hgetall(&key).unwrap();
+        let job = baobab::bridge::job_from_fields(Profile::Hero, &id, &actor, &hash).unwrap();
+        let output = sandbox.run(&job, None).unwrap().output;
+        let _: () = conn
+            .hset_multiple(
+                &key,
+                &[
+                    ("status", "finished"),
+                    ("output", &output),
+                    ("result", &output),
+                ],
+            )
+            .unwrap();
+        let _: () = conn.lpush(format!("hero:reply:{id}"), "finished").unwrap();
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn summary(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    (
+        values[values.len() / 2],
+        values[0],
+        values[values.len() - 1],
+    )
+}
+
+fn main() {
+    let runs = env("BAOBAB_BENCH_RUNS", 3).max(1);
+    let n = env("BAOBAB_BENCH_REDIS_JOBS", 100_000);
+    let n_baseline = env("BAOBAB_BENCH_REDIS_BASELINE_JOBS", 20_000);
+    let server = Server::start();
+    println!("# baobab through Redis (private redis-server, unix socket), median of {runs} runs");
+    println!("# reproduce: cargo bench --bench redis   (env BAOBAB_BENCH_REDIS_JOBS, _RUNS)");
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for run in 0..runs {
+        ours.push(runner(&server, n, run));
+        theirs.push(baseline(&server, n_baseline, run));
+    }
+    let (median, min, max) = summary(ours.clone());
+    println!(
+        "{:<28} {median:>10.0} {min:>10.0} {max:>10.0}  jobs/s ({n} jobs)",
+        "runner, 2 workers"
+    );
+    let (b_median, b_min, b_max) = summary(theirs);
+    println!(
+        "{:<28} {b_median:>10.0} {b_min:>10.0} {b_max:>10.0}  jobs/s ({n_baseline} jobs)",
+        "baseline, seeds' way"
+    );
+    println!("ratio (medians): {:.1}x", median / b_median);
+}
