@@ -91,6 +91,9 @@ end
 return {moved, failed}
 "#;
 
+/// A job's hash, or (`Err`) the type its key holds instead (`none`: no key).
+type HashOrKind = Result<HashMap<String, String>, String>;
+
 /// A job store on Redis. Every call blocks on network I/O: the worker pool makes them from
 /// the runtime's blocking pool.
 pub struct RedisStore {
@@ -326,7 +329,7 @@ impl RedisStore {
 
     /// Every job hash in one round trip (a key of another type fails the pipeline: then one
     /// by one). `Err` holds the key's type (`none`: no key).
-    fn read_hashes(&self, ids: &[String]) -> Vec<Result<HashMap<String, String>, String>> {
+    fn read_hashes(&self, ids: &[String]) -> Vec<HashOrKind> {
         let keys: Vec<String> = ids.iter().map(|id| self.keys.job(id)).collect();
         let all = self.with_conn("load", |c| {
             let mut pipe = redis::pipe();
@@ -335,7 +338,7 @@ impl RedisStore {
             }
             pipe.query::<Vec<HashMap<String, String>>>(c)
         });
-        let one = |key: &String| -> Result<HashMap<String, String>, String> {
+        let one = |key: &String| -> HashOrKind {
             match self.with_conn("load", |c| c.hgetall::<_, HashMap<String, String>>(key)) {
                 Ok(hash) if hash.is_empty() => Err("none".into()),
                 Ok(hash) => Ok(hash),
@@ -385,7 +388,7 @@ impl RedisStore {
     fn load(
         &self,
         actor: &str,
-        entries: Vec<(String, Result<HashMap<String, String>, String>)>,
+        entries: Vec<(String, HashOrKind)>,
     ) -> Vec<Job> {
         let profile = self.keys.profile;
         let now = SystemTime::now();
