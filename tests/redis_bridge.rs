@@ -330,3 +330,58 @@ fn redis_urls_with_a_password_work() {
     store.submit(job.clone()).unwrap();
     assert_eq!(store.get(&job.id).unwrap().unwrap().script, "1");
 }
+
+#[test]
+fn a_runner_resizes_its_pool_on_a_control_command_and_heartbeats() {
+    use baobab::bridge::{Runner, RunnerConfig};
+    let redis = TestRedis::start();
+    let rt = runtime();
+    let actor = unique("actor");
+    let mut pool = PoolConfig::new(&actor);
+    pool.workers = 1;
+    let mut redis_config = RedisConfig::new(&redis.url);
+    redis_config.heartbeat_ttl = Duration::from_millis(600);
+    let runner = Runner::start(
+        rt.handle(),
+        RunnerConfig {
+            redis: redis_config,
+            actor: actor.clone(),
+            pool,
+            sandbox: SandboxConfig::default(),
+        },
+    )
+    .unwrap();
+    let mut conn = redis.conn();
+    let me = runner.store().runner_id().to_string();
+    let start = std::time::Instant::now();
+    // The bridge keeps the heartbeat alive and lists the runner.
+    loop {
+        let alive: bool = conn.exists(format!("hero:runner:{me}:heartbeat")).unwrap();
+        let listed: bool = conn
+            .sismember(format!("hero:runners:{actor}"), &me)
+            .unwrap();
+        if alive && listed {
+            break;
+        }
+        assert!(start.elapsed() < SAFETY);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let alive: bool = conn.exists(format!("hero:runner:{me}:heartbeat")).unwrap();
+    assert!(alive, "refreshed beyond its time to live");
+    let _: () = conn
+        .lpush(format!("hero:runner:{me}:control"), "workers 3")
+        .unwrap();
+    while runner.pool().workers().unwrap().len() != 3 {
+        assert!(start.elapsed() < SAFETY);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _: () = conn
+        .lpush(format!("hero:runner:{me}:control"), "workers 1")
+        .unwrap();
+    while runner.pool().workers().unwrap().len() != 1 {
+        assert!(start.elapsed() < SAFETY);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    runner.shutdown(Duration::from_secs(1)).unwrap();
+}

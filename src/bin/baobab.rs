@@ -102,6 +102,10 @@ struct RunArgs {
     /// With `--redis`: the actor (queue) to serve.
     #[arg(long, default_value = "rhai")]
     actor: String,
+    /// With `--redis`: seconds this runner's heartbeat lives; other runners take its jobs
+    /// back this long after it dies.
+    #[arg(long, default_value_t = 10.0)]
+    heartbeat_ttl: f64,
     /// Worker processes (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
@@ -223,6 +227,7 @@ fn serve(args: RunArgs) -> ExitCode {
     let url = args.redis.redis.clone().expect("checked by the caller");
     let mut redis = RedisConfig::new(url);
     redis.profile = args.redis.profile;
+    redis.heartbeat_ttl = Duration::from_secs_f64(args.heartbeat_ttl.max(0.1));
     let mut pool = PoolConfig::new(&args.actor);
     if let Some(workers) = args.workers {
         pool.workers = workers.max(1);

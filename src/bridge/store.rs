@@ -385,11 +385,7 @@ impl RedisStore {
         self.with_conn("mark started", |c| pipe.query::<()>(c))
     }
 
-    fn load(
-        &self,
-        actor: &str,
-        entries: Vec<(String, HashOrKind)>,
-    ) -> Vec<Job> {
+    fn load(&self, actor: &str, entries: Vec<(String, HashOrKind)>) -> Vec<Job> {
         let profile = self.keys.profile;
         let now = SystemTime::now();
         let mut jobs = Vec::with_capacity(entries.len());
