@@ -1,8 +1,9 @@
 //! [`RedisStore`]: a [`JobStore`] on Redis, with reliable fetch.
 //!
 //! - A runner takes job ids with `BLMOVE` from the actor's queue into its own processing list,
-//!   and removes an id from there only in the same `MULTI` that writes the job's result, its
-//!   status and its reply.
+//!   and removes an id from there only in the pipeline that writes the job's result, its
+//!   status and its reply, after them (a crash in between only requeues an ended job, which
+//!   is then not run again).
 //! - Every runner keeps a heartbeat key with a time to live and is listed in the actor's set
 //!   of runners. [`RedisStore::reap`] (every runner calls it periodically) moves the ids in
 //!   the processing list of a runner whose heartbeat expired back to the queue, atomically (a
