@@ -29,9 +29,10 @@ impl Client {
     pub fn new(url: &str, profile: Profile) -> Result<Client, StoreError> {
         let mut config = RedisConfig::new(url);
         config.profile = profile;
+        let store = RedisStore::new(config)?;
         let client = redis::Client::open(url).map_err(|e| StoreError::Backend(e.to_string()))?;
         Ok(Client {
-            store: RedisStore::new(config)?,
+            store,
             keys: Keys::new(profile),
             client,
         })

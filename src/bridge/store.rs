@@ -129,6 +129,11 @@ impl std::fmt::Debug for RedisStore {
 impl RedisStore {
     /// A store; connects lazily (and retries) on first use.
     pub fn new(config: RedisConfig) -> Result<Self, StoreError> {
+        #[cfg(feature = "redis-tls")]
+        {
+            // rustls needs a process-wide crypto provider; a second install is a no-op error.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         let client = redis::Client::open(config.url.as_str())
             .map_err(|e| StoreError::Backend(format!("bad Redis URL {:?}: {e}", config.url)))?;
         Ok(RedisStore {
