@@ -385,3 +385,49 @@ fn a_runner_resizes_its_pool_on_a_control_command_and_heartbeats() {
     }
     runner.shutdown(Duration::from_secs(1)).unwrap();
 }
+
+#[test]
+fn a_crashed_pool_is_restarted_and_gives_back_what_it_held() {
+    use baobab::bridge::{Runner, RunnerConfig};
+    let redis = TestRedis::start();
+    let rt = runtime();
+    let actor = unique("actor");
+    let mut pool = PoolConfig::new(&actor);
+    pool.workers = 2;
+    pool.max_batch = 8;
+    let runner = Runner::start(
+        rt.handle(),
+        RunnerConfig {
+            redis: RedisConfig::new(&redis.url),
+            actor: actor.clone(),
+            pool,
+            sandbox: SandboxConfig::default(),
+        },
+    )
+    .unwrap();
+    let store = runner.store().clone();
+    let ids: Vec<String> = (0..300)
+        .map(|i| {
+            let script = format!("let x = 0; for i in 0..300 {{ x += i; }} x + {i}");
+            let job = Job::builder(script)
+                .actor_id(&actor)
+                .retries(3)
+                .build()
+                .unwrap();
+            let id = job.id.clone();
+            store.submit(job).unwrap();
+            id
+        })
+        .collect();
+    let first = runner.pool().pid().unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    rt.handle().exit(first, baobab::ExitReason::Kill);
+    for (i, id) in ids.iter().enumerate() {
+        let job = store.wait(id, SAFETY).unwrap();
+        assert_eq!(job.status, JobStatus::Finished, "{job:?}");
+        assert_eq!(job.output, Some((44_850 + i).to_string()));
+    }
+    let second = runner.pool().pid().unwrap();
+    assert_ne!(first, second, "the supervisor started a new dispatcher");
+    runner.shutdown(Duration::from_secs(1)).unwrap();
+}

@@ -37,8 +37,8 @@ pub enum RunnerError {
     /// The pool could not start.
     #[error(transparent)]
     Pool(#[from] PoolError),
-    /// The bridge process could not start.
-    #[error("the bridge process could not start: {0}")]
+    /// The runner's supervisor (pool and bridge) could not start.
+    #[error("the runner could not start: {0}")]
     Bridge(String),
 }
 
@@ -46,7 +46,7 @@ pub enum RunnerError {
 pub struct Runner {
     store: Arc<RedisStore>,
     pool: WorkerPool,
-    bridge: Supervisor,
+    supervisor: Supervisor,
     handle: Handle,
 }
 
@@ -74,25 +74,46 @@ impl Runner {
             pool_config.prefetch =
                 pool_config.workers * pool_config.concurrency.max(1) * pool_config.max_batch.max(1);
         }
-        let pool = WorkerPool::start(handle, store.clone(), factory, pool_config)?;
         let tick = (config.redis.heartbeat_ttl / 3).max(Duration::from_millis(10));
-        let child = {
+        // The pool's dispatcher is registered under a name unique to this runner, so the
+        // bridge and the handle find the current one after a restart.
+        let name = format!("baobab-pool-{}", store.runner_id());
+        let pool = WorkerPool::named(handle, &name);
+        let bridge_child = {
             let (store, pool, actor) = (store.clone(), pool.clone(), actor.clone());
             ChildSpec::worker("redis-bridge", move |start| {
                 let (store, pool, actor) = (store.clone(), pool.clone(), actor.clone());
                 start.spawn(move |ctx: Ctx<BridgeMsg>| bridge(ctx, store, pool, actor, tick))
             })
         };
-        let spec = SupervisorSpec::new(Strategy::OneForOne)
+        // One for all: a crashed pool takes the bridge down with it and both restart; the
+        // new dispatcher first gives back what the old one held.
+        let spec = SupervisorSpec::new(Strategy::OneForAll)
             .intensity(10, Duration::from_secs(10))
-            .child(child);
-        let bridge =
+            .child(WorkerPool::child_spec(
+                &name,
+                store.clone(),
+                factory,
+                pool_config,
+            ))
+            .child(bridge_child);
+        let supervisor =
             Supervisor::start(handle, spec).map_err(|r| RunnerError::Bridge(r.to_string()))?;
+        // Ready once the dispatcher has registered (its workers started).
+        let start = std::time::Instant::now();
+        while pool.pid().is_none() {
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err(RunnerError::Pool(PoolError::Start(
+                    "the worker pool did not start".into(),
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
         info!(actor = %actor, runner = %store.runner_id(), "runner started");
         Ok(Runner {
             store,
             pool,
-            bridge,
+            supervisor,
             handle: handle.clone(),
         })
     }
@@ -113,7 +134,7 @@ impl Runner {
         self.store.close();
         let stats = self.pool.shutdown(grace);
         self.store.flush();
-        self.bridge.shutdown(&self.handle);
+        self.supervisor.shutdown(&self.handle);
         stats
     }
 }

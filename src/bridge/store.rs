@@ -713,4 +713,29 @@ impl JobStore for RedisStore {
     fn release(&self, job: &Job) -> Result<(), StoreError> {
         RedisStore::release(self, job)
     }
+
+    fn recover(&self, actor_id: &str) -> Result<usize, StoreError> {
+        // Whatever an earlier pool of this runner held is either finished (its result is in
+        // the writer: flushed first) or abandoned.
+        self.flush();
+        self.in_flight().remove(actor_id);
+        let processing = self.keys.processing(actor_id, &self.config.runner_id);
+        let queue = self.keys.queue(actor_id);
+        let mut moved = 0;
+        while self
+            .with_conn("recover", |c| {
+                redis::cmd("LMOVE")
+                    .arg(&processing)
+                    .arg(&queue)
+                    // Newest first to the taking end: the oldest is taken next.
+                    .arg("LEFT")
+                    .arg("RIGHT")
+                    .query::<Option<String>>(c)
+            })?
+            .is_some()
+        {
+            moved += 1;
+        }
+        Ok(moved)
+    }
 }

@@ -154,13 +154,24 @@ pub struct PoolStats {
 /// ```
 #[derive(Clone)]
 pub struct WorkerPool {
-    dispatcher: Addr<DispatchMsg>,
+    dispatcher: Target,
     handle: Handle,
+}
+
+/// How a pool handle finds its dispatcher: by address, or by registered name (a pool under a
+/// supervisor gets a new dispatcher at each restart).
+#[derive(Clone)]
+enum Target {
+    Addr(Addr<DispatchMsg>),
+    Name(Arc<str>),
 }
 
 impl std::fmt::Debug for WorkerPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "WorkerPool({})", self.dispatcher.pid())
+        match &self.dispatcher {
+            Target::Addr(addr) => write!(f, "WorkerPool({})", addr.pid()),
+            Target::Name(name) => write!(f, "WorkerPool({name:?})"),
+        }
     }
 }
 
@@ -293,11 +304,13 @@ impl WorkerPool {
     ) -> Result<WorkerPool, PoolError> {
         let (ready, started) = std::sync::mpsc::channel();
         let dispatcher = handle
-            .spawn(move |ctx: Ctx<DispatchMsg>| dispatch(ctx, store, factory, config, ready))
+            .spawn(move |ctx: Ctx<DispatchMsg>| {
+                dispatch(ctx, store, factory, config, Some(ready), None)
+            })
             .map_err(|error| PoolError::Start(error.to_string()))?;
         match started.recv() {
             Ok(Ok(())) => Ok(WorkerPool {
-                dispatcher,
+                dispatcher: Target::Addr(dispatcher),
                 handle: handle.clone(),
             }),
             Ok(Err(reason)) => Err(PoolError::Start(reason)),
@@ -305,9 +318,46 @@ impl WorkerPool {
         }
     }
 
-    /// The dispatcher's pid.
-    pub fn pid(&self) -> Pid {
-        self.dispatcher.pid()
+    /// The pool as a child of a supervisor: its dispatcher registers as `name` and, at each
+    /// (re)start, first gives back to the store the jobs an earlier dispatcher took and did
+    /// not finish ([`JobStore::recover`]). Reach it with [`WorkerPool::named`].
+    pub fn child_spec(
+        name: &str,
+        store: Arc<dyn JobStore>,
+        factory: ActorFactory,
+        config: PoolConfig,
+    ) -> crate::supervisor::ChildSpec {
+        let name: Arc<str> = Arc::from(name);
+        crate::supervisor::ChildSpec::worker(name.to_string(), move |start| {
+            let (store, factory, config, name) =
+                (store.clone(), factory.clone(), config.clone(), name.clone());
+            start.spawn(move |ctx: Ctx<DispatchMsg>| {
+                dispatch(ctx, store, factory, config, None, Some(name))
+            })
+        })
+        .restart(crate::supervisor::Restart::Transient)
+        .shutdown(Shutdown::Infinity)
+    }
+
+    /// A handle to the pool whose dispatcher is registered as `name` (see
+    /// [`child_spec`](Self::child_spec)).
+    pub fn named(handle: &Handle, name: &str) -> WorkerPool {
+        WorkerPool {
+            dispatcher: Target::Name(Arc::from(name)),
+            handle: handle.clone(),
+        }
+    }
+
+    fn addr(&self) -> Result<Addr<DispatchMsg>, PoolError> {
+        match &self.dispatcher {
+            Target::Addr(addr) => Ok(*addr),
+            Target::Name(name) => self.handle.whereis(name).ok_or(PoolError::Stopped),
+        }
+    }
+
+    /// The dispatcher's pid (`None` while a supervised pool has none running).
+    pub fn pid(&self) -> Option<Pid> {
+        self.addr().ok().map(|addr| addr.pid())
     }
 
     fn call<R: Send + 'static>(
@@ -315,7 +365,7 @@ impl WorkerPool {
         request: impl FnOnce(ReplyTo<R>) -> DispatchMsg + Send + 'static,
         timeout: Duration,
     ) -> Result<R, PoolError> {
-        let to = self.dispatcher;
+        let to = self.addr()?;
         self.handle
             .block_on(move |mut ctx: Ctx<()>| async move { ctx.call(&to, request, timeout).await })
             .map_err(|_| PoolError::Stopped)?
@@ -343,23 +393,23 @@ impl WorkerPool {
 
     /// [`resize`](Self::resize) without waiting (callable from inside a process).
     pub fn set_workers(&self, n: usize) {
-        let _ = self
-            .handle
-            .send(&self.dispatcher, DispatchMsg::SetWorkers(n));
+        if let Ok(to) = self.addr() {
+            let _ = self.handle.send(&to, DispatchMsg::SetWorkers(n));
+        }
     }
 
     /// Cancels job `id` if it is running (or waiting to run) in this pool: it ends
     /// `error: cancelled`. Does not wait.
     pub fn cancel(&self, id: &str) {
-        let _ = self
-            .handle
-            .send(&self.dispatcher, DispatchMsg::Cancel(id.to_string()));
+        if let Ok(to) = self.addr() {
+            let _ = self.handle.send(&to, DispatchMsg::Cancel(id.to_string()));
+        }
     }
 
     /// Stops taking jobs, lets running ones finish for up to `grace`, cancels the rest (they
     /// end `error: cancelled`), stops the workers and the dispatcher. Returns the final stats.
     pub fn shutdown(&self, grace: Duration) -> Result<PoolStats, PoolError> {
-        let watch = self.handle.watch(self.dispatcher.pid());
+        let watch = self.handle.watch(self.addr()?.pid());
         let stats = self.call(
             move |reply| DispatchMsg::Shutdown(grace, reply),
             grace + Duration::from_secs(60),
@@ -401,9 +451,27 @@ async fn dispatch(
     store: Arc<dyn JobStore>,
     factory: ActorFactory,
     config: PoolConfig,
-    started: std::sync::mpsc::Sender<Result<(), String>>,
+    started: Option<std::sync::mpsc::Sender<Result<(), String>>>,
+    name: Option<Arc<str>>,
 ) -> ExitReason {
     ctx.trap_exit(true);
+    let report = |result: Result<(), String>| {
+        if let Some(started) = &started {
+            let _ = started.send(result);
+        }
+    };
+    // A restarted dispatcher: what the previous one took and did not finish goes back.
+    let recover = {
+        let (store, actor) = (Arc::clone(&store), config.actor_id.clone());
+        move || store.recover(&actor)
+    };
+    match ctx.blocking(recover).await {
+        Ok(0) => {}
+        Ok(n) => {
+            warn!(actor = %config.actor_id, requeued = n, "gave back the jobs of an earlier dispatcher")
+        }
+        Err(error) => warn!(actor = %config.actor_id, %error, "could not give back earlier jobs"),
+    }
     let spec = DynamicSpec::worker("job-worker", |start, args: WorkerArgs| {
         start.spawn(move |ctx: Ctx<WorkerMsg>| work(ctx, args))
     })
@@ -413,7 +481,7 @@ async fn dispatch(
     let dynamic = match DynamicSupervisor::start_link(&mut ctx, spec).await {
         Ok(dynamic) => dynamic,
         Err(reason) => {
-            let _ = started.send(Err(reason.to_string()));
+            report(Err(reason.to_string()));
             return reason;
         }
     };
@@ -423,7 +491,7 @@ async fn dispatch(
         store: Arc::clone(&store),
     };
     if let Err(error) = dynamic.scale(&mut ctx, config.workers, args.clone()).await {
-        let _ = started.send(Err(error.to_string()));
+        report(Err(error.to_string()));
         return ExitReason::error(error.to_string());
     }
     // `start` returns once every worker has built its actor and said so.
@@ -435,13 +503,19 @@ async fn dispatch(
         {
             Message::User(DispatchMsg::Ready(pid)) => ready.push(pid),
             Message::Exit(signal) => {
-                let _ = started.send(Err(format!("a worker could not start: {}", signal.reason)));
+                report(Err(format!("a worker could not start: {}", signal.reason)));
                 return signal.reason;
             }
             _ => unreachable!("only what the predicate takes"),
         }
     }
-    let _ = started.send(Ok(()));
+    if let Some(name) = &name
+        && let Err(error) = ctx.register(name)
+    {
+        report(Err(error.to_string()));
+        return ExitReason::error(error.to_string());
+    }
+    report(Ok(()));
     drop(started);
     let mut d = Dispatcher {
         store,

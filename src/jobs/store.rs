@@ -63,6 +63,14 @@ pub trait JobStore: Send + Sync + 'static {
     /// Gives a job that was taken and not finished back to its queue, to be taken next, as if
     /// it had never been taken (a runner shutting down hands back what it did not run).
     fn release(&self, job: &Job) -> Result<(), StoreError>;
+
+    /// Gives back every job of `actor_id` this runner took and has not finished: called when a
+    /// worker pool (re)starts, so a crashed pool's jobs are not stuck. Returns how many. The
+    /// in-memory store keeps no owner per job: nothing to do.
+    fn recover(&self, actor_id: &str) -> Result<usize, StoreError> {
+        let _ = actor_id;
+        Ok(0)
+    }
 }
 
 /// The embedded, in-memory job store: the runner's default, needing no Redis.
