@@ -136,7 +136,7 @@ fn runner(server: &Server, n: usize, run: usize) -> f64 {
     let rt = Runtime::new();
     let mut pool = PoolConfig::new(&actor);
     pool.workers = 2;
-    pool.max_batch = 256;
+    pool.max_batch = env("BAOBAB_BENCH_REDIS_BATCH", 256);
     let config = RunnerConfig {
         redis: RedisConfig::new(&server.url),
         actor: actor.clone(),
