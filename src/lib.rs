@@ -28,10 +28,10 @@
 //! monitors), processes ([`Pid`], [`Ctx`], [`Behaviour`], mailboxes), `server`
 //! (gen_server-style calls), [`supervisor`] (OTP's supervision trees), [`conversation`]
 //! (request/reply envelopes forwarded to participants under a crash policy), [`jobs`] (the
-//! job model, stores and the supervised worker pool) and `script` (the sandboxed Rhai engine,
-//! feature `rhai`). See
+//! job model, stores and the supervised worker pool), `script` (the sandboxed Rhai engine,
+//! feature `rhai`) and `bridge` (jobs in Redis, feature `redis`). See
 //! `docs/architecture.md`, `docs/semantics.md`, `docs/supervision.md` and
-//! `docs/conversations.md` and `docs/jobs.md`.
+//! `docs/conversations.md`, `docs/jobs.md` and `docs/wire-format.md`.
 
 #![warn(missing_docs)]
 
