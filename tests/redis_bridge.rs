@@ -431,3 +431,66 @@ fn a_crashed_pool_is_restarted_and_gives_back_what_it_held() {
     assert_ne!(first, second, "the supervisor started a new dispatcher");
     runner.shutdown(Duration::from_secs(1)).unwrap();
 }
+
+#[test]
+fn a_runner_shutting_down_keeps_its_heartbeat_so_its_running_jobs_are_not_reaped() {
+    use baobab::bridge::{Runner, RunnerConfig};
+    let redis = TestRedis::start();
+    let rt = runtime();
+    let actor = unique("actor");
+    let mut pool = PoolConfig::new(&actor);
+    pool.workers = 1;
+    let mut redis_config = RedisConfig::new(&redis.url);
+    redis_config.heartbeat_ttl = Duration::from_millis(500);
+    let runner = Runner::start(
+        rt.handle(),
+        RunnerConfig {
+            redis: redis_config,
+            actor: actor.clone(),
+            pool,
+            sandbox: SandboxConfig::default(),
+        },
+    )
+    .unwrap();
+    let job = Job::builder("loop {}")
+        .actor_id(&actor)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let id = job.id.clone();
+    runner.store().submit(job).unwrap();
+    let start = std::time::Instant::now();
+    while runner.store().status(&id).unwrap() != Some(JobStatus::Started) {
+        assert!(start.elapsed() < SAFETY);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Another runner reaps all through the shutdown's grace period, which outlasts the
+    // heartbeat's time to live several times.
+    let other = store(&redis, Profile::Hero);
+    let reaper_actor = actor.clone();
+    let reaper = std::thread::spawn(move || {
+        let mut reaped = (0, 0);
+        let until = std::time::Instant::now() + Duration::from_millis(2500);
+        while std::time::Instant::now() < until {
+            let (moved, failed) = other.reap(&reaper_actor).unwrap();
+            reaped = (reaped.0 + moved, reaped.1 + failed);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        reaped
+    });
+    runner.shutdown(Duration::from_secs(2)).unwrap();
+    assert_eq!(
+        reaper.join().unwrap(),
+        (0, 0),
+        "nothing reaped from a live runner"
+    );
+    // Not finished within the grace: given back, untouched by any reaper.
+    let mut conn = redis.conn();
+    let hash: HashMap<String, String> = conn.hgetall(format!("hero:job:{id}")).unwrap();
+    assert_eq!(hash["status"], "dispatched");
+    assert!(!hash.contains_key("requeues"));
+    let queued: Vec<String> = conn
+        .lrange(format!("hero:job:actor_queue:{actor}"), 0, -1)
+        .unwrap();
+    assert_eq!(queued, [id]);
+}

@@ -85,6 +85,7 @@ impl Runner {
                 let (store, pool, actor) = (store.clone(), pool.clone(), actor.clone());
                 start.spawn(move |ctx: Ctx<BridgeMsg>| bridge(ctx, store, pool, actor, tick))
             })
+            .restart(crate::supervisor::Restart::Transient)
         };
         // One for all: a crashed pool takes the bridge down with it and both restart; the
         // new dispatcher first gives back what the old one held.
@@ -131,9 +132,11 @@ impl Runner {
     /// Stops taking jobs, lets running ones finish for up to `grace`, gives the rest back to
     /// the queue, stops the bridge. Returns the pool's final stats.
     pub fn shutdown(&self, grace: Duration) -> Result<PoolStats, PoolError> {
-        self.store.close();
+        // The pool drains first (it takes nothing more) while the bridge keeps the heartbeat
+        // alive, so no other runner reaps jobs still running here; then everything stops.
         let stats = self.pool.shutdown(grace);
         self.store.flush();
+        self.store.close();
         self.supervisor.shutdown(&self.handle);
         stats
     }

@@ -57,10 +57,13 @@ impl RedisConfig {
 /// The backoff between attempts: 100 ms, doubling, at most 5 s.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A reply that takes longer than this means a dead connection.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Moves a dead runner's processing list back to its queue, or ends jobs requeued too often.
 /// KEYS: runners set. ARGV: me, heartbeat prefix, processing prefix, actor, queue, job prefix,
-/// error status, reply prefix (empty: the hash names it), now (ISO 8601).
+/// error status, reply prefix (empty: the hash names it), now (ISO 8601), the finished status,
+/// the finished status's other spelling.
 const REAP: &str = r#"
 local moved, failed = 0, 0
 for _, runner in ipairs(redis.call('SMEMBERS', KEYS[1])) do
@@ -70,8 +73,15 @@ for _, runner in ipairs(redis.call('SMEMBERS', KEYS[1])) do
       local id = redis.call('LPOP', processing)
       if not id then break end
       local job = ARGV[6] .. id
+      local status = false
       if redis.call('TYPE', job).ok == 'hash' then
-        local requeues = redis.call('HINCRBY', job, 'requeues', 1)
+        status = redis.call('HGET', job, 'status') or ''
+      end
+      -- No hash: nothing to run. A job that ended (its result written, its removal lost) is
+      -- done: dropped too.
+      if status and status ~= ARGV[7] and status ~= ARGV[10] and status ~= ARGV[11] then
+        local requeues = (tonumber(redis.call('HGET', job, 'requeues') or '0') or 0) + 1
+        redis.call('HSET', job, 'requeues', requeues)
         local retries = tonumber(redis.call('HGET', job, 'retries') or '0') or 0
         if requeues > retries then
           local message = 'its runners died: requeued ' .. (requeues - 1) .. ' times, retries ' .. retries
@@ -183,7 +193,14 @@ impl RedisStore {
                 Some(conn) => Ok(conn),
                 None => self
                     .client
-                    .get_connection_with_timeout(Duration::from_secs(5)),
+                    .get_connection_with_timeout(Duration::from_secs(5))
+                    .and_then(|conn| {
+                        // A half-open connection must fail, not hang (longer than any
+                        // blocking command's own wait).
+                        conn.set_read_timeout(Some(IO_TIMEOUT))?;
+                        conn.set_write_timeout(Some(IO_TIMEOUT))?;
+                        Ok(conn)
+                    }),
             };
             let error = match conn {
                 Ok(mut conn) => match op(&mut conn) {
@@ -264,6 +281,8 @@ impl RedisStore {
                 .arg(status_to_wire(keys.profile, JobStatus::Error))
                 .arg(reply_prefix)
                 .arg(&now)
+                .arg(status_to_wire(keys.profile, JobStatus::Finished))
+                .arg("finished")
                 .invoke(c)
         })?;
         if moved + failed > 0 {
@@ -364,11 +383,14 @@ impl RedisStore {
             }
             pipe.query::<Vec<Vec<Option<String>>>>(c)
         });
-        // No field at all: no key, a key of another type, or a hash without our fields.
+        // No field at all: no key, a key of another type, or a hash without our fields. An
+        // error here is not an answer: `Err("")` (the id is given back to the queue).
         let one = |key: &String| -> HashOrKind {
-            let kind = self
-                .with_conn("load", |c| redis::cmd("TYPE").arg(key).query::<String>(c))
-                .unwrap_or_else(|e| e.to_string());
+            let kind =
+                match self.with_conn("load", |c| redis::cmd("TYPE").arg(key).query::<String>(c)) {
+                    Ok(kind) => kind,
+                    Err(_) => return Err(String::new()),
+                };
             if kind != "hash" {
                 return Err(kind);
             }
@@ -428,6 +450,17 @@ impl RedisStore {
         let mut jobs = Vec::with_capacity(entries.len());
         for (id, hash) in entries {
             match hash {
+                Err(kind) if kind.is_empty() => {
+                    // Unreadable just now: back to the queue, to be read again later.
+                    let job = Job {
+                        id: id.clone(),
+                        actor_id: actor.to_string(),
+                        ..Job::builder("unread").build().expect("a valid job")
+                    };
+                    if let Err(error) = self.release(&job) {
+                        warn!(job = %id, %error, "could not give back an unreadable job");
+                    }
+                }
                 Err(kind) if kind == "none" => {
                     self.reject(actor, &id, "no job hash under this id", false)
                 }
@@ -575,14 +608,76 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Waits until every result handed to `complete` is written.
+    /// As the writer (`writing` set by the caller): writes the pending results, up to
+    /// `groups` round trips (so one worker is not kept writing for the others forever), then
+    /// lets go. A failed group goes back to the pending results, to be tried again by the next
+    /// writer.
+    fn write_pending(&self, groups: usize) -> Result<(), StoreError> {
+        /// Lets go of the writer's role even if writing panics.
+        struct Release<'a>(&'a RedisStore);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                self.0
+                    .writes
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .writing = false;
+                self.0.written.notify_all();
+            }
+        }
+        let _release = Release(self);
+        let mut result = Ok(());
+        for _ in 0..groups {
+            let group = std::mem::take(
+                &mut self
+                    .writes
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .pending,
+            );
+            if group.is_empty() {
+                break;
+            }
+            if let Err(error) = self.write_results(&group) {
+                warn!(jobs = group.len(), %error, "could not record job results; will retry");
+                self.writes
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .pending
+                    .extend(group);
+                result = Err(error);
+                break;
+            }
+        }
+        result
+    }
+
+    /// Waits until every result handed to `complete` is written (writing them itself if no
+    /// one is). Gives up after a few failed attempts while Redis refuses them.
     pub fn flush(&self) {
-        let mut writes = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
-        while writes.writing || !writes.pending.is_empty() {
-            writes = self
-                .written
-                .wait(writes)
-                .unwrap_or_else(PoisonError::into_inner);
+        let mut failures = 0;
+        loop {
+            let mut writes = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+            while writes.writing {
+                writes = self
+                    .written
+                    .wait(writes)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            if writes.pending.is_empty() {
+                return;
+            }
+            writes.writing = true;
+            drop(writes);
+            if self.write_pending(usize::MAX).is_err() {
+                failures += 1;
+                if failures >= 3 {
+                    warn!(
+                        "results still unwritten after flushing; their jobs stay in the processing list"
+                    );
+                    return;
+                }
+            }
         }
     }
 }
@@ -666,7 +761,10 @@ impl JobStore for RedisStore {
         }
         let entries = self.read_hashes(&ids);
         let jobs = self.load(actor_id, ids.into_iter().zip(entries).collect());
-        self.mark_started(&jobs)?;
+        if let Err(error) = self.mark_started(&jobs) {
+            // They are taken (in the processing list): run them all the same.
+            warn!(%error, jobs = jobs.len(), "could not mark jobs started");
+        }
         Ok(jobs)
     }
 
@@ -680,22 +778,8 @@ impl JobStore for RedisStore {
             return Ok(());
         }
         writes.writing = true;
-        let mut result = Ok(());
-        loop {
-            let group = std::mem::take(&mut writes.pending);
-            if group.is_empty() {
-                writes.writing = false;
-                drop(writes);
-                self.written.notify_all();
-                return result;
-            }
-            drop(writes);
-            if let Err(error) = self.write_results(&group) {
-                warn!(jobs = group.len(), %error, "could not record job results");
-                result = Err(error);
-            }
-            writes = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
-        }
+        drop(writes);
+        self.write_pending(4)
     }
 
     fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {

@@ -219,6 +219,8 @@ enum Abandon {
     Fail(String),
     /// It goes back to the store's queue (`JobStore::release`).
     Requeue,
+    /// Nothing is written: its dispatcher is gone and a new one (or a reaper) owns it.
+    Forget,
 }
 
 impl Batch {
@@ -444,6 +446,29 @@ struct Dispatcher {
     stats: PoolStats,
     /// Jobs the dispatcher itself is completing on the blocking pool (cancelled ones).
     completing: u64,
+    /// No take before this (after a failed one).
+    take_after: Duration,
+}
+
+impl Drop for Dispatcher {
+    /// A dispatcher that dies (killed, or its process ends) lets go of its running batches:
+    /// their jobs are no longer written by it (a restarted pool gives them back with
+    /// `JobStore::recover`, or a reaper does).
+    fn drop(&mut self) {
+        for worker in &self.workers {
+            for batch in &worker.batches {
+                let undecided = batch
+                    .abandoned
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .is_none();
+                if undecided {
+                    batch.take_back();
+                    batch.abandon(Abandon::Forget);
+                }
+            }
+        }
+    }
 }
 
 async fn dispatch(
@@ -530,6 +555,7 @@ async fn dispatch(
         next_ping: 0,
         stats: PoolStats::default(),
         completing: 0,
+        take_after: Duration::ZERO,
     };
     for pid in ready {
         d.add_worker(&mut ctx, pid);
@@ -537,7 +563,7 @@ async fn dispatch(
     if let Some(health) = d.config.health {
         ctx.send_after(&ctx.addr(), DispatchMsg::Tick, tick_every(health));
     }
-    let mut shutdown: Option<(Duration, ReplyTo<PoolStats>)> = None;
+    let mut shutdown: Option<(Duration, Option<ReplyTo<PoolStats>>)> = None;
     loop {
         d.assign(&ctx);
         d.take(&ctx);
@@ -555,7 +581,15 @@ async fn dispatch(
                 match taken {
                     Ok(jobs) if d.draining => d.cancel_jobs(&ctx, jobs, "cancelled"),
                     Ok(jobs) => d.pending.extend(jobs),
-                    Err(error) => warn!(actor = %d.config.actor_id, %error, "taking jobs failed"),
+                    Err(error) => {
+                        warn!(actor = %d.config.actor_id, %error, "taking jobs failed; retrying in 1 s");
+                        d.take_after = ctx.now() + Duration::from_secs(1);
+                        ctx.send_after(
+                            &ctx.addr(),
+                            DispatchMsg::Completed(0),
+                            Duration::from_secs(1),
+                        );
+                    }
                 }
             }
             Message::User(DispatchMsg::BatchDone {
@@ -575,6 +609,13 @@ async fn dispatch(
                         }
                     }
                     w.last_active = ctx.now();
+                    if d.draining && !d.pending.is_empty() {
+                        let jobs: Vec<Job> = d.pending.drain(..).collect();
+                        d.cancel_jobs(&ctx, jobs, "cancelled");
+                    }
+                    let Some(w) = d.workers.iter_mut().find(|w| w.pid == worker) else {
+                        continue;
+                    };
                     if w.retiring && w.batches.is_empty() {
                         let pid = w.pid;
                         d.stop_worker(&mut ctx, pid).await;
@@ -620,7 +661,7 @@ async fn dispatch(
                 d.cancel_jobs(&ctx, pending, "cancelled");
                 let deadline = ctx.now() + grace;
                 ctx.send_after(&ctx.addr(), DispatchMsg::Tick, grace);
-                shutdown = Some((deadline, reply));
+                shutdown = Some((deadline, Some(reply)));
             }
             Message::Down(down) => {
                 let Some(index) = d.workers.iter().position(|w| w.monitor == down.reference) else {
@@ -655,11 +696,23 @@ async fn dispatch(
                     "worker supervisor stopped; the pool stops");
                 let mut jobs = d.cancel_running("worker pool stopped");
                 jobs.extend(d.pending.drain(..));
+                d.draining = true;
                 d.cancel_jobs(&ctx, jobs, "worker pool stopped");
-                if let Some((_, reply)) = shutdown.take() {
+                if let Some((_, Some(reply))) = shutdown.take() {
                     reply.reply(d.current_stats());
                 }
-                return signal.reason;
+                // Abnormal, so a supervisor above restarts the pool.
+                return ExitReason::error(format!("worker supervisor stopped: {}", signal.reason));
+            }
+            Message::Exit(signal) if signal.from == ctx.parent() && shutdown.is_none() => {
+                // Our own supervisor stops us: drain at once (a pool that requeues gives back
+                // what it holds), then exit.
+                info!(actor = %d.config.actor_id, reason = %signal.reason, "worker pool told to stop");
+                d.draining = true;
+                let mut jobs: Vec<Job> = d.pending.drain(..).collect();
+                jobs.extend(d.cancel_running("cancelled"));
+                d.cancel_jobs(&ctx, jobs, "cancelled");
+                shutdown = Some((ctx.now(), None));
             }
             Message::Exit(_) => {}
         }
@@ -762,7 +815,7 @@ impl Dispatcher {
     /// Asks the store for more jobs when workers have free slots and nothing is pending, or
     /// when fewer than `prefetch` jobs are pending.
     fn take(&mut self, ctx: &Ctx<DispatchMsg>) {
-        if self.taking || self.draining {
+        if self.taking || self.draining || ctx.now() < self.take_after {
             return;
         }
         let batch = self.config.max_batch.max(1);
@@ -789,7 +842,7 @@ impl Dispatcher {
         let n = jobs.len() as u64;
         self.completing += n;
         let store = Arc::clone(&self.store);
-        if self.config.requeue_on_shutdown && self.draining && why == "cancelled" {
+        if self.config.requeue_on_shutdown && self.draining {
             ctx.spawn_blocking(
                 move || {
                     for job in jobs {
@@ -830,7 +883,7 @@ impl Dispatcher {
             .flat_map(|w| w.batches.iter().cloned())
             .collect();
         let mut back = Vec::new();
-        let why = if self.config.requeue_on_shutdown && why == "cancelled" {
+        let why = if self.config.requeue_on_shutdown {
             Abandon::Requeue
         } else {
             Abandon::Fail(why.to_string())
@@ -870,6 +923,7 @@ impl Dispatcher {
 
     fn idle_for_shutdown(&self) -> bool {
         self.draining
+            && self.pending.is_empty()
             && self.completing == 0
             && !self.taking
             && self.workers.iter().all(|w| w.batches.is_empty())
@@ -878,7 +932,7 @@ impl Dispatcher {
     async fn finish(
         &mut self,
         ctx: &mut Ctx<DispatchMsg>,
-        reply: ReplyTo<PoolStats>,
+        reply: Option<ReplyTo<PoolStats>>,
     ) -> ExitReason {
         let stats = self.current_stats();
         let dynamic = self.dynamic.pid();
@@ -888,7 +942,9 @@ impl Dispatcher {
             .await;
         info!(actor = %self.config.actor_id, finished = stats.finished, failed = stats.failed,
             "worker pool stopped");
-        reply.reply(stats);
+        if let Some(reply) = reply {
+            reply.reply(stats);
+        }
         ExitReason::Normal
     }
 
@@ -1082,6 +1138,7 @@ fn run_batch(
                                 }
                                 continue;
                             }
+                            Some(Abandon::Forget) => continue,
                             Some(Abandon::Fail(why)) => job.error = Some(why),
                             None => job.error = Some(error),
                         }
