@@ -9,7 +9,6 @@
 //! ```
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use baobab::Runtime;
@@ -25,59 +24,13 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-struct Server {
-    child: Child,
-    dir: std::path::PathBuf,
-    url: String,
-}
+/// The tests' private redis-server (never the one `BAOBAB_REDIS_URL` names: the bench
+/// empties its database).
+#[allow(dead_code)]
+#[path = "../tests/common/redis_server.rs"]
+mod redis_server;
 
-impl Server {
-    fn start() -> Server {
-        let dir = std::env::temp_dir().join(format!("baobab-bench-redis-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let socket = dir.join("redis.sock");
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                "0",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--unixsocket",
-            ])
-            .arg(&socket)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server");
-        let url = format!("redis+unix://{}", socket.display());
-        let start = Instant::now();
-        while redis::Client::open(url.as_str())
-            .and_then(|c| c.get_connection())
-            .is_err()
-        {
-            assert!(start.elapsed() < Duration::from_secs(10));
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Server { child, dir, url }
-    }
-
-    fn conn(&self) -> redis::Connection {
-        redis::Client::open(self.url.as_str())
-            .unwrap()
-            .get_connection()
-            .unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use redis_server::TestRedis as Server;
 
 /// Empties the database, then queues `n` jobs of `40 + 2` for `actor`, pipelined.
 fn preload(server: &Server, actor: &str, n: usize) {
@@ -212,7 +165,7 @@ fn main() {
     let runs = env("BAOBAB_BENCH_RUNS", 3).max(1);
     let n = env("BAOBAB_BENCH_REDIS_JOBS", 100_000);
     let n_baseline = env("BAOBAB_BENCH_REDIS_BASELINE_JOBS", 20_000);
-    let server = Server::start();
+    let server = Server::private();
     println!("# baobab through Redis (private redis-server, unix socket), median of {runs} runs");
     println!("# reproduce: cargo bench --bench redis   (env BAOBAB_BENCH_REDIS_JOBS, _RUNS)");
     let mut ours = Vec::new();

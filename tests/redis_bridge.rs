@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use baobab::bridge::{Profile, RedisConfig, RedisStore};
+use baobab::bridge::{Profile, RedisConfig, RedisStore, Runner, RunnerConfig};
 use baobab::jobs::{Job, JobActor, JobStatus, JobStore, PoolConfig, RhaiActor, WorkerPool};
 use baobab::script::SandboxConfig;
 use common::redis_server::{TestRedis, unique};
@@ -36,6 +36,32 @@ fn rhai_pool(
         Arc::new(RhaiActor::new(actor_id.clone(), SandboxConfig::default())) as Arc<dyn JobActor>
     });
     WorkerPool::start(rt.handle(), store, factory, config).unwrap()
+}
+
+/// A `Runner` (pool and bridge, Hero profile) serving `actor` with `workers` workers;
+/// `tune` adjusts its pool, `heartbeat_ttl` (if given) its heartbeat.
+fn start_runner(
+    rt: &baobab::Runtime,
+    redis: &TestRedis,
+    actor: &str,
+    workers: usize,
+    tune: impl FnOnce(&mut PoolConfig),
+    heartbeat_ttl: Option<Duration>,
+) -> Runner {
+    let mut pool = PoolConfig::new(actor);
+    pool.workers = workers;
+    tune(&mut pool);
+    let mut redis_config = RedisConfig::new(&redis.url);
+    if let Some(ttl) = heartbeat_ttl {
+        redis_config.heartbeat_ttl = ttl;
+    }
+    let config = RunnerConfig {
+        redis: redis_config,
+        actor: actor.to_string(),
+        pool,
+        sandbox: SandboxConfig::default(),
+    };
+    Runner::start(rt.handle(), config).unwrap()
 }
 
 #[test]
@@ -333,24 +359,17 @@ fn redis_urls_with_a_password_work() {
 
 #[test]
 fn a_runner_resizes_its_pool_on_a_control_command_and_heartbeats() {
-    use baobab::bridge::{Runner, RunnerConfig};
     let redis = TestRedis::start();
     let rt = runtime();
     let actor = unique("actor");
-    let mut pool = PoolConfig::new(&actor);
-    pool.workers = 1;
-    let mut redis_config = RedisConfig::new(&redis.url);
-    redis_config.heartbeat_ttl = Duration::from_millis(600);
-    let runner = Runner::start(
-        rt.handle(),
-        RunnerConfig {
-            redis: redis_config,
-            actor: actor.clone(),
-            pool,
-            sandbox: SandboxConfig::default(),
-        },
-    )
-    .unwrap();
+    let runner = start_runner(
+        &rt,
+        &redis,
+        &actor,
+        1,
+        |_| {},
+        Some(Duration::from_millis(600)),
+    );
     let mut conn = redis.conn();
     let me = runner.store().runner_id().to_string();
     let start = std::time::Instant::now();
@@ -388,23 +407,10 @@ fn a_runner_resizes_its_pool_on_a_control_command_and_heartbeats() {
 
 #[test]
 fn a_crashed_pool_is_restarted_and_gives_back_what_it_held() {
-    use baobab::bridge::{Runner, RunnerConfig};
     let redis = TestRedis::start();
     let rt = runtime();
     let actor = unique("actor");
-    let mut pool = PoolConfig::new(&actor);
-    pool.workers = 2;
-    pool.max_batch = 8;
-    let runner = Runner::start(
-        rt.handle(),
-        RunnerConfig {
-            redis: RedisConfig::new(&redis.url),
-            actor: actor.clone(),
-            pool,
-            sandbox: SandboxConfig::default(),
-        },
-    )
-    .unwrap();
+    let runner = start_runner(&rt, &redis, &actor, 2, |pool| pool.max_batch = 8, None);
     let store = runner.store().clone();
     let ids: Vec<String> = (0..300)
         .map(|i| {
@@ -434,24 +440,17 @@ fn a_crashed_pool_is_restarted_and_gives_back_what_it_held() {
 
 #[test]
 fn a_runner_shutting_down_keeps_its_heartbeat_so_its_running_jobs_are_not_reaped() {
-    use baobab::bridge::{Runner, RunnerConfig};
     let redis = TestRedis::start();
     let rt = runtime();
     let actor = unique("actor");
-    let mut pool = PoolConfig::new(&actor);
-    pool.workers = 1;
-    let mut redis_config = RedisConfig::new(&redis.url);
-    redis_config.heartbeat_ttl = Duration::from_millis(500);
-    let runner = Runner::start(
-        rt.handle(),
-        RunnerConfig {
-            redis: redis_config,
-            actor: actor.clone(),
-            pool,
-            sandbox: SandboxConfig::default(),
-        },
-    )
-    .unwrap();
+    let runner = start_runner(
+        &rt,
+        &redis,
+        &actor,
+        1,
+        |_| {},
+        Some(Duration::from_millis(500)),
+    );
     let job = Job::builder("loop {}")
         .actor_id(&actor)
         .timeout(Duration::from_secs(60))

@@ -200,8 +200,7 @@ fn a_runner_waits_out_an_unreachable_redis_then_serves() {
     // Start the runner against a socket where no Redis listens yet.
     let dir = std::env::temp_dir().join(unique("late-redis"));
     std::fs::create_dir_all(&dir).unwrap();
-    let socket = dir.join("redis.sock");
-    let url = format!("redis+unix://{}", socket.display());
+    let url = format!("redis+unix://{}", TestRedis::socket_in(&dir).display());
     let actor = unique("actor");
     let mut runner = baobab()
         .args(["run", "--redis", &url, "--actor", &actor, "--workers", "1"])
@@ -214,20 +213,7 @@ fn a_runner_waits_out_an_unreachable_redis_then_serves() {
         runner.try_wait().unwrap().is_none(),
         "no crash loop: it keeps trying"
     );
-    let mut server = Command::new("redis-server")
-        .args([
-            "--port",
-            "0",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--unixsocket",
-        ])
-        .arg(&socket)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let server = TestRedis::at(dir);
     let start = Instant::now();
     let output = loop {
         let output = baobab()
@@ -255,7 +241,5 @@ fn a_runner_waits_out_an_unreachable_redis_then_serves() {
     let runner_output = runner.wait_with_output().unwrap();
     let logs = String::from_utf8_lossy(&runner_output.stderr);
     assert!(logs.contains("Redis unreachable; retrying"), "{logs}");
-    let _ = server.kill();
-    let _ = server.wait();
-    let _ = std::fs::remove_dir_all(dir);
+    drop(server);
 }

@@ -452,12 +452,7 @@ impl RedisStore {
             match hash {
                 Err(kind) if kind.is_empty() => {
                     // Unreadable just now: back to the queue, to be read again later.
-                    let job = Job {
-                        id: id.clone(),
-                        actor_id: actor.to_string(),
-                        ..Job::builder("unread").build().expect("a valid job")
-                    };
-                    if let Err(error) = self.release(&job) {
+                    if let Err(error) = self.release_id(actor, &id) {
                         warn!(job = %id, %error, "could not give back an unreadable job");
                     }
                 }
@@ -496,23 +491,27 @@ impl RedisStore {
     /// Gives a job taken but not finished back to its queue (at the end taken next), as if
     /// it had never been taken.
     pub fn release(&self, job: &Job) -> Result<(), StoreError> {
-        let processing = self.keys.processing(&job.actor_id, &self.config.runner_id);
-        let queue = self.keys.queue(&job.actor_id);
-        let key = self.keys.job(&job.id);
+        self.release_id(&job.actor_id, &job.id)
+    }
+
+    fn release_id(&self, actor: &str, id: &str) -> Result<(), StoreError> {
+        let processing = self.keys.processing(actor, &self.config.runner_id);
+        let queue = self.keys.queue(actor);
+        let key = self.keys.job(id);
         let status = status_to_wire(self.keys.profile, JobStatus::Dispatched);
         self.with_conn("release", |c| {
             redis::pipe()
                 .atomic()
                 .hset(&key, "status", status)
                 .ignore()
-                .lrem(&processing, 1, &job.id)
+                .lrem(&processing, 1, id)
                 .ignore()
-                .rpush(&queue, &job.id)
+                .rpush(&queue, id)
                 .ignore()
                 .query::<()>(c)
         })?;
-        if let Some(ids) = self.in_flight().get_mut(&job.actor_id) {
-            ids.remove(&job.id);
+        if let Some(ids) = self.in_flight().get_mut(actor) {
+            ids.remove(id);
         }
         Ok(())
     }

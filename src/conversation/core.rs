@@ -259,7 +259,7 @@ impl Core {
         slot: &ReplySlot,
     ) -> Result<Option<Envelope>, ConversationError> {
         let mut state = self.lock();
-        state.refusal()?;
+        state.accepting()?;
         if let Some(reply) = state.replies.pop_front() {
             return Ok(Some(reply));
         }
@@ -323,7 +323,7 @@ impl Core {
 
     pub(crate) fn pid(&self) -> Result<Pid, ConversationError> {
         let state = self.lock();
-        state.refusal()?;
+        state.accepting()?;
         // Set by the first incarnation before `spawn` returns, replaced by each restart, and
         // cleared only when the conversation ends. Between a crash and the restart it names
         // the dead process, as a registered name does in OTP.
@@ -353,7 +353,7 @@ impl Core {
                 at: *at,
             }))));
         }
-        state.refusal()?;
+        state.accepting()?;
         let slot = Arc::new(Slot::new());
         state.notifiers.push((pid, Arc::clone(&slot)));
         Ok(slot)
@@ -473,14 +473,7 @@ impl Core {
             state.queue.clear();
             return Vec::new();
         }
-        let Some(target) = state.members.iter().find(|m| m.alive()).map(|m| m.addr) else {
-            return Vec::new();
-        };
-        let queued: Vec<Envelope> = state.queue.drain(..).collect();
-        queued
-            .into_iter()
-            .map(|request| state.assign(self, target, request, now))
-            .collect()
+        self.forward_locked(&mut state, now)
     }
 
     /// A linked process exited (a trapped exit signal from `pid`).
@@ -531,7 +524,7 @@ impl Core {
                 AfterExit::Failed
             }
             CrashPolicy::RouteToNext => {
-                let Some(next) = state.members.iter().find(|m| m.alive()).map(|m| m.addr) else {
+                let Some(next) = state.first_alive() else {
                     state.fail(crashed);
                     return AfterExit::Failed;
                 };
@@ -624,7 +617,7 @@ impl Core {
         state: &mut State,
         now: Duration,
     ) -> Vec<(Addr<ParticipantRequest>, ParticipantRequest)> {
-        let Some(target) = state.members.iter().find(|m| m.alive()).map(|m| m.addr) else {
+        let Some(target) = state.first_alive() else {
             return Vec::new();
         };
         let queued: Vec<Envelope> = state.queue.drain(..).collect();
@@ -711,7 +704,12 @@ impl Core {
 }
 
 impl State {
-    /// `Ok` while new requests are taken.
+    /// The first live participant: where requests go.
+    fn first_alive(&self) -> Option<Addr<ParticipantRequest>> {
+        self.members.iter().find(|m| m.alive()).map(|m| m.addr)
+    }
+
+    /// `Ok` while new requests are taken (and receives wait).
     fn accepting(&self) -> Result<(), ConversationError> {
         match self.phase {
             Phase::Created | Phase::Active => Ok(()),
@@ -719,11 +717,6 @@ impl State {
             Phase::Closed => Err(ConversationError::Closed),
             Phase::Failed => Err(self.failure()),
         }
-    }
-
-    /// Why a receive is refused, if it is.
-    fn refusal(&self) -> Result<(), ConversationError> {
-        self.accepting()
     }
 
     fn failure(&self) -> ConversationError {

@@ -600,26 +600,20 @@ async fn dispatch(
             }) => {
                 d.stats.finished += finished;
                 d.stats.failed += failed;
-                if let Some(w) = d.workers.iter_mut().find(|w| w.pid == worker) {
-                    if let Some(index) = w.batches.iter().position(|b| b.id == batch) {
-                        // A batch that stopped at a panic leaves its unstarted jobs behind.
-                        let back = w.batches.remove(index).take_back();
-                        for job in back.into_iter().rev() {
-                            d.pending.push_front(job);
-                        }
-                    }
-                    w.last_active = ctx.now();
-                    if d.draining && !d.pending.is_empty() {
-                        let jobs: Vec<Job> = d.pending.drain(..).collect();
-                        d.cancel_jobs(&ctx, jobs, "cancelled");
-                    }
-                    let Some(w) = d.workers.iter_mut().find(|w| w.pid == worker) else {
-                        continue;
-                    };
-                    if w.retiring && w.batches.is_empty() {
-                        let pid = w.pid;
-                        d.stop_worker(&mut ctx, pid).await;
-                    }
+                let Some(w) = d.workers.iter_mut().find(|w| w.pid == worker) else {
+                    continue;
+                };
+                w.last_active = ctx.now();
+                // A batch that stopped at a panic leaves its unstarted jobs behind.
+                let back = match w.batches.iter().position(|b| b.id == batch) {
+                    Some(index) => w.batches.remove(index).take_back(),
+                    None => Vec::new(),
+                };
+                let retire = w.retiring && w.batches.is_empty();
+                d.requeue_front(back);
+                d.cancel_pending_if_draining(&ctx);
+                if retire {
+                    d.stop_worker(&mut ctx, worker).await;
                 }
             }
             Message::User(DispatchMsg::Pong { worker, seq }) => {
@@ -657,8 +651,7 @@ async fn dispatch(
             Message::User(DispatchMsg::Shutdown(grace, reply)) => {
                 info!(actor = %d.config.actor_id, ?grace, "worker pool shutting down");
                 d.draining = true;
-                let pending: Vec<Job> = d.pending.drain(..).collect();
-                d.cancel_jobs(&ctx, pending, "cancelled");
+                d.cancel_pending_if_draining(&ctx);
                 let deadline = ctx.now() + grace;
                 ctx.send_after(&ctx.addr(), DispatchMsg::Tick, grace);
                 shutdown = Some((deadline, Some(reply)));
@@ -680,16 +673,10 @@ async fn dispatch(
                         requeued = back.len(),
                         "batch of an exited worker"
                     );
-                    // Not started: back to the front of the queue, in order.
-                    for job in back.into_iter().rev() {
-                        d.pending.push_front(job);
-                    }
+                    d.requeue_front(back);
                     batch.abandon(Abandon::Fail(format!("worker exited: {}", down.reason)));
                 }
-                if d.draining {
-                    let pending: Vec<Job> = d.pending.drain(..).collect();
-                    d.cancel_jobs(&ctx, pending, "cancelled");
-                }
+                d.cancel_pending_if_draining(&ctx);
             }
             Message::Exit(signal) if signal.from == d.dynamic.pid() => {
                 warn!(actor = %d.config.actor_id, reason = %signal.reason,
@@ -743,6 +730,21 @@ impl Dispatcher {
             running_batches: self.workers.iter().map(|w| w.batches.len()).sum(),
             pending: self.pending.len(),
             ..self.stats
+        }
+    }
+
+    /// Jobs taken back before they started: to the front of the queue, in their order.
+    fn requeue_front(&mut self, jobs: Vec<Job>) {
+        for job in jobs.into_iter().rev() {
+            self.pending.push_front(job);
+        }
+    }
+
+    /// While draining nothing more is handed out: what is pending ends now.
+    fn cancel_pending_if_draining(&mut self, ctx: &Ctx<DispatchMsg>) {
+        if self.draining && !self.pending.is_empty() {
+            let jobs: Vec<Job> = self.pending.drain(..).collect();
+            self.cancel_jobs(ctx, jobs, "cancelled");
         }
     }
 

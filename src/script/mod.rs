@@ -292,10 +292,7 @@ impl Sandbox {
         drop(cache);
         let ast = Arc::new(self.engine.compile(script).map_err(
             |error| match error.err_type() {
-                ParseErrorType::ExprTooDeep => ScriptError::Limit {
-                    limit: Limit::ExprDepth,
-                    value: Limit::ExprDepth.of(&self.limits),
-                },
+                ParseErrorType::ExprTooDeep => self.limit_error(Limit::ExprDepth),
                 _ => ScriptError::Compile(error.to_string()),
             },
         )?);
@@ -376,22 +373,25 @@ impl Sandbox {
         (result, run.log)
     }
 
+    fn limit_error(&self, limit: Limit) -> ScriptError {
+        ScriptError::Limit {
+            limit,
+            value: limit.of(&self.limits),
+        }
+    }
+
     /// Rhai checks sizes when values pass through functions and operators, not when an index
     /// assignment adds a map key; the output is checked here so no oversized value leaves.
     fn check_output(&self, value: &Dynamic) -> Result<(), ScriptError> {
-        let limit = |limit: Limit| ScriptError::Limit {
-            limit,
-            value: limit.of(&self.limits),
-        };
         if let Some(map) = value.read_lock::<rhai::Map>()
             && map.len() > self.limits.max_map_size
         {
-            return Err(limit(Limit::MapSize));
+            return Err(self.limit_error(Limit::MapSize));
         }
         if let Some(array) = value.read_lock::<rhai::Array>()
             && array.len() > self.limits.max_array_size
         {
-            return Err(limit(Limit::ArraySize));
+            return Err(self.limit_error(Limit::ArraySize));
         }
         Ok(())
     }
@@ -402,10 +402,7 @@ impl Sandbox {
         stopped: Option<ScriptError>,
         timeout: Duration,
     ) -> ScriptError {
-        let limit = |limit: Limit| ScriptError::Limit {
-            limit,
-            value: limit.of(&self.limits),
-        };
+        let limit = |limit: Limit| self.limit_error(limit);
         match error {
             EvalAltResult::ErrorTerminated(..) => stopped.unwrap_or(ScriptError::Timeout(timeout)),
             EvalAltResult::ErrorTooManyOperations(..) => limit(Limit::Operations),

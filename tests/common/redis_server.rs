@@ -21,12 +21,28 @@ impl TestRedis {
                 dir: None,
             };
         }
+        TestRedis::private()
+    }
+
+    /// A server of this process's own, whatever `BAOBAB_REDIS_URL` says.
+    pub fn private() -> TestRedis {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("baobab-redis-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let socket = dir.join("redis.sock");
+        TestRedis::at(dir)
+    }
+
+    /// The socket a server started with [`TestRedis::at`]`(dir)` listens on.
+    pub fn socket_in(dir: &std::path::Path) -> PathBuf {
+        dir.join("redis.sock")
+    }
+
+    /// A server listening on [`TestRedis::socket_in`]`(dir)`; `dir` (which must exist) is
+    /// removed when it is dropped.
+    pub fn at(dir: PathBuf) -> TestRedis {
+        let socket = TestRedis::socket_in(&dir);
         let child = Command::new("redis-server")
             .args(["--port", "0", "--save", "", "--appendonly", "no"])
             .arg("--unixsocket")
