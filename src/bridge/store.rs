@@ -608,9 +608,8 @@ impl RedisStore {
     }
 
     /// As the writer (`writing` set by the caller): writes the pending results, up to
-    /// `groups` round trips (so one worker is not kept writing for the others forever), then
-    /// lets go. A failed group goes back to the pending results, to be tried again by the next
-    /// writer.
+    /// `groups` round trips, then lets go. A failed group goes back to the pending results, to
+    /// be tried again by the next writer (the next completion, or `flush`).
     fn write_pending(&self, groups: usize) -> Result<(), StoreError> {
         /// Lets go of the writer's role even if writing panics.
         struct Release<'a>(&'a RedisStore);
@@ -778,7 +777,9 @@ impl JobStore for RedisStore {
         }
         writes.writing = true;
         drop(writes);
-        self.write_pending(4)
+        // Until nothing is pending: a writer that stopped earlier could leave the last results
+        // of a run unwritten, with no later completion to write them.
+        self.write_pending(usize::MAX)
     }
 
     fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
