@@ -126,10 +126,18 @@ fn main() {
     println!("\n== the conversation process crashes");
     let (conversation, _) = spawn(CrashPolicy::Fail);
     conversation.send(ask("first")).expect("send");
+    // Let alice's reply reach the conversation's queue before the process is killed.
+    wait_until("the reply is queued", || {
+        conversation.query_state().pending_replies == 1
+    });
     let before = conversation.pid().expect("pid");
     let watch = rt.handle().watch(before);
     rt.handle().exit(before, ExitReason::Kill);
     watch.wait();
+    // The supervisor restarts the conversation asynchronously, after the exit signal.
+    wait_until("the conversation is restarted", || {
+        conversation.query_state().restarts == 1
+    });
     let reply = conversation
         .receive_timeout(TIMEOUT)
         .expect("the reply survived");
@@ -151,4 +159,16 @@ fn main() {
     assert_eq!(conversations.open_conversations(), 0);
     conversations.shutdown();
     println!("\nall conversations closed or failed; none left open");
+}
+
+/// Polls `done` until it holds, panicking after five seconds.
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
