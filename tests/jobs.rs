@@ -366,6 +366,28 @@ fn a_sync_worker_runs_one_job_at_a_time() {
 }
 
 #[test]
+fn a_cancel_that_overtakes_its_job_cancels_it_when_it_arrives() {
+    let rt = runtime();
+    let store = Arc::new(MemoryStore::new());
+    let pool = pool(&rt, &store, 1);
+    let job = Job::builder("40 + 2").build().unwrap();
+    let id = job.id.clone();
+    // The stop comes before the job reaches the pool (as when another runner passes a stop
+    // on while this one's take is still on its way).
+    pool.cancel(&id);
+    store.submit(job).unwrap();
+    let job = ended(&store, &id);
+    assert_eq!(job.status, JobStatus::Error);
+    assert_eq!(job.error.as_deref(), Some("cancelled"));
+    assert_eq!(job.output, None);
+    // Only that job: the next one runs.
+    let next = submit(&store, "1 + 1", Duration::from_secs(5));
+    assert_eq!(ended(&store, &next).output.as_deref(), Some("2"));
+    let stats = pool.shutdown(Duration::from_secs(1)).unwrap();
+    assert_eq!((stats.finished, stats.failed), (1, 1));
+}
+
+#[test]
 fn shutdown_lets_running_jobs_finish_within_the_grace_then_cancels_the_rest() {
     let rt = runtime();
     let store = Arc::new(MemoryStore::new());

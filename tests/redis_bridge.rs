@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use baobab::bridge::{Profile, RedisConfig, RedisStore, Runner, RunnerConfig};
+use baobab::bridge::{Profile, RedisConfig, RedisStore, Runner, RunnerConfig, StopRoute};
 use baobab::jobs::{Job, JobActor, JobStatus, JobStore, PoolConfig, RhaiActor, WorkerPool};
 use baobab::script::SandboxConfig;
 use common::redis_server::{TestRedis, unique};
@@ -308,6 +308,153 @@ fn a_job_in_the_stop_queue_is_cancelled() {
     assert_eq!(job.status, JobStatus::Error);
     assert_eq!(job.error.as_deref(), Some("cancelled"));
     pool.shutdown(Duration::from_secs(1)).unwrap();
+}
+
+fn long_job(actor: &str) -> Job {
+    Job::builder("loop {}")
+        .actor_id(actor)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+fn wait_started(store: &RedisStore, id: &str) {
+    let start = std::time::Instant::now();
+    while store.status(id).unwrap() != Some(JobStatus::Started) {
+        assert!(start.elapsed() < SAFETY, "job {id} did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_stop_popped_by_another_runner_is_passed_on_to_the_runner_running_the_job() {
+    let redis = TestRedis::start();
+    let rt = runtime();
+    let actor = unique("actor");
+    let runner = start_runner(&rt, &redis, &actor, 1, |_| {}, None);
+    let job = long_job(&actor);
+    let id = job.id.clone();
+    runner.store().submit(job).unwrap();
+    wait_started(runner.store(), &id);
+    // The runner is listed among the actor's runners once its first heartbeat is written.
+    let mut conn = redis.conn();
+    let start = std::time::Instant::now();
+    while !conn
+        .sismember::<_, _, bool>(format!("hero:runners:{actor}"), runner.store().runner_id())
+        .unwrap()
+    {
+        assert!(start.elapsed() < SAFETY);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Another runner (it holds nothing) pops the stop.
+    let other = store(&redis, Profile::Hero);
+    assert_eq!(
+        other.route_stop(&actor, &id).unwrap(),
+        StopRoute::Forwarded {
+            runner: runner.store().runner_id().to_string()
+        }
+    );
+    let job = other.wait(&id, SAFETY).unwrap();
+    assert_eq!(job.status, JobStatus::Error);
+    assert_eq!(job.error.as_deref(), Some("cancelled"));
+    assert_eq!(other.route_stop(&actor, &id).unwrap(), StopRoute::Ended);
+    runner.shutdown(Duration::from_secs(1)).unwrap();
+}
+
+#[test]
+fn a_stop_for_a_queued_job_cancels_it_before_it_runs() {
+    let redis = TestRedis::start();
+    let actor = unique("actor");
+    let store = store(&redis, Profile::Hero);
+    let job = Job::builder("40 + 2").actor_id(&actor).build().unwrap();
+    let id = job.id.clone();
+    store.submit(job).unwrap();
+    assert_eq!(store.route_stop(&actor, &id).unwrap(), StopRoute::Cancelled);
+    let job = store.get(&id).unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Error);
+    assert_eq!(job.error.as_deref(), Some("cancelled"));
+    assert_eq!(job.output, None);
+    let mut conn = redis.conn();
+    let queued: usize = conn.llen(format!("hero:job:actor_queue:{actor}")).unwrap();
+    let held: usize = conn
+        .llen(format!("hero:processing:{actor}:{}", store.runner_id()))
+        .unwrap();
+    assert_eq!((queued, held), (0, 0));
+    let reply: Vec<String> = conn.lrange(format!("hero:reply:{id}"), 0, -1).unwrap();
+    assert_eq!(reply, ["error"]);
+    // A second stop finds it ended; an id with no job is unknown.
+    assert_eq!(store.route_stop(&actor, &id).unwrap(), StopRoute::Ended);
+    assert_eq!(
+        store.route_stop(&actor, "no-such-job").unwrap(),
+        StopRoute::Unknown
+    );
+    // A job queued for another actor is not this actor's to cancel.
+    let elsewhere = Job::builder("1").actor_id(unique("other")).build().unwrap();
+    let elsewhere_id = elsewhere.id.clone();
+    store.submit(elsewhere).unwrap();
+    assert_eq!(
+        store.route_stop(&actor, &elsewhere_id).unwrap(),
+        StopRoute::NotFound
+    );
+    assert_eq!(
+        store.status(&elsewhere_id).unwrap(),
+        Some(JobStatus::Dispatched)
+    );
+    // The same in the rhailib profile: its reply is JSON on the task's reply queue.
+    let rhailib = self::store(&redis, Profile::Rhailib);
+    let task = Job::builder("1").actor_id(&actor).build().unwrap();
+    let task_id = task.id.clone();
+    rhailib.submit(task).unwrap();
+    assert_eq!(
+        rhailib.route_stop(&actor, &task_id).unwrap(),
+        StopRoute::Cancelled
+    );
+    let reply: String = conn.lpop(format!("rhai_reply:{task_id}"), None).unwrap();
+    let reply: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(reply["status"], "error");
+    assert_eq!(reply["error"], "cancelled");
+}
+
+#[test]
+fn stops_in_the_shared_stop_queue_reach_their_jobs_whichever_runner_pops_them() {
+    let redis = TestRedis::start();
+    let rt = runtime();
+    let actor = unique("actor");
+    let runners: Vec<Runner> = (0..2)
+        .map(|_| start_runner(&rt, &redis, &actor, 2, |_| {}, None))
+        .collect();
+    let ids: Vec<String> = (0..6)
+        .map(|_| {
+            let job = long_job(&actor);
+            let id = job.id.clone();
+            runners[0].store().submit(job).unwrap();
+            id
+        })
+        .collect();
+    // Four run (one per worker), the others wait in a runner or in the queue.
+    let start = std::time::Instant::now();
+    while ids
+        .iter()
+        .filter(|id| runners[0].store().status(id).unwrap() == Some(JobStatus::Started))
+        .count()
+        < 4
+    {
+        assert!(start.elapsed() < SAFETY);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut conn = redis.conn();
+    // The runners pop them in turn, whatever runner holds each job.
+    for id in ids.iter().rev() {
+        let _: () = conn.lpush(format!("hero:stop_queue:{actor}"), id).unwrap();
+    }
+    for id in &ids {
+        let job = runners[0].store().wait(id, SAFETY).unwrap();
+        assert_eq!(job.status, JobStatus::Error, "{job:?}");
+        assert_eq!(job.error.as_deref(), Some("cancelled"), "{job:?}");
+    }
+    for runner in &runners {
+        runner.shutdown(Duration::from_secs(1)).unwrap();
+    }
 }
 
 #[test]

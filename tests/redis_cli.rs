@@ -8,6 +8,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::SAFETY;
 use common::redis_server::{TestRedis, unique};
 
 fn baobab() -> Command {
@@ -193,6 +194,53 @@ fn submit_and_status_talk_to_a_serving_runner() {
     assert_eq!(missing.status.code(), Some(1));
     let stopped = runner.stop();
     assert_eq!(stopped.status.code(), Some(0));
+}
+
+#[test]
+fn stop_cancels_a_running_job_and_a_queued_one() {
+    let redis = TestRedis::start();
+    let actor = unique("actor");
+    let client = baobab::bridge::Client::new(&redis.url, baobab::bridge::Profile::Hero).unwrap();
+    let endless = |actor: &str| {
+        baobab::jobs::Job::builder("loop {}")
+            .actor_id(actor)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap()
+    };
+    // Stopped while queued, with no runner yet: the first runner cancels it without running it.
+    let queued = client.submit(endless(&actor)).unwrap();
+    let stop = baobab()
+        .args(["stop", &queued, "--redis", &redis.url])
+        .output()
+        .unwrap();
+    assert_eq!(stop.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&stop.stdout).contains("stop requested"));
+    let runner = ServingRunner::start(&redis, &actor);
+    let job = client.await_result(&queued, SAFETY).unwrap();
+    assert_eq!(job.error.as_deref(), Some("cancelled"), "{job:?}");
+
+    // Stopped while running, waiting for the end.
+    let running = client.submit(endless(&actor)).unwrap();
+    let start = Instant::now();
+    while client.status(&running).unwrap() != Some(baobab::jobs::JobStatus::Started) {
+        assert!(start.elapsed() < SAFETY, "the job did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stop = baobab()
+        .args(["stop", &running, "--redis", &redis.url, "--wait", "10"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&stop.stdout);
+    assert_eq!(stop.status.code(), Some(0), "{text}");
+    assert_eq!(text.trim(), format!("{running}: error (cancelled)"));
+
+    let missing = baobab()
+        .args(["stop", "no-such-job", "--redis", &redis.url])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(runner.stop().status.code(), Some(0));
 }
 
 #[test]

@@ -48,6 +48,9 @@ enum Command {
     Submit(SubmitArgs),
     /// Prints a job's status, output and error.
     Status(StatusArgs),
+    /// Stops a job: a running one ends `error: cancelled`, a queued one is cancelled before
+    /// it runs.
+    Stop(StopArgs),
 }
 
 /// Where the Redis is and how it speaks.
@@ -91,6 +94,17 @@ struct StatusArgs {
     /// Print as JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args, Debug)]
+struct StopArgs {
+    /// The job id.
+    job_id: String,
+    #[command(flatten)]
+    redis: RedisArgs,
+    /// Wait up to this many seconds for the job to end, and print its status.
+    #[arg(long)]
+    wait: Option<f64>,
 }
 
 #[derive(Args, Debug)]
@@ -169,6 +183,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Submit(args) => submit_jobs(args),
         Command::Status(args) => status(args),
+        Command::Stop(args) => stop(args),
     }
 }
 
@@ -427,6 +442,42 @@ fn status(args: StatusArgs) -> ExitCode {
         Err(error) => {
             eprintln!("baobab: {error}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `baobab stop JOB_ID --redis URL [--wait SECS]`.
+fn stop(args: StopArgs) -> ExitCode {
+    let client = match client(&args.redis) {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    match client.stop(&args.job_id) {
+        Ok(true) => {}
+        Ok(false) => {
+            eprintln!("baobab: no job {}", args.job_id);
+            return ExitCode::from(1);
+        }
+        Err(error) => {
+            eprintln!("baobab: {error}");
+            return ExitCode::from(2);
+        }
+    }
+    let Some(secs) = args.wait else {
+        println!("stop requested for {}", args.job_id);
+        return ExitCode::SUCCESS;
+    };
+    match client.await_result(&args.job_id, Duration::from_secs_f64(secs.max(0.0))) {
+        Ok(job) => {
+            match &job.error {
+                Some(error) => println!("{}: {} ({error})", job.id, job.status),
+                None => println!("{}: {}", job.id, job.status),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("baobab: {error}");
+            ExitCode::from(1)
         }
     }
 }

@@ -55,6 +55,25 @@ impl Client {
         self.store.get(id)
     }
 
+    /// Asks the runners to stop job `id`: its id goes to its actor's stop queue. Whichever
+    /// runner pops it finds the job: a running one ends `error: cancelled`, a queued one is
+    /// taken out of the queue and ends so without running, an ended one is left alone.
+    /// Returns `false` (and pushes nothing) if there is no such job. Does not wait: use
+    /// [`await_result`](Self::await_result).
+    pub fn stop(&self, id: &str) -> Result<bool, StoreError> {
+        let Some(job) = self.store.get(id)? else {
+            return Ok(false);
+        };
+        let queue = self.keys.stop_queue(&job.actor_id);
+        let mut conn = self
+            .client
+            .get_connection()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        conn.lpush::<_, _, ()>(&queue, id)
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(true)
+    }
+
     /// Waits up to `timeout` for the job to end and returns it.
     pub fn await_result(&self, id: &str, timeout: Duration) -> Result<Job, StoreError> {
         let deadline = Instant::now() + timeout;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::store::{RedisConfig, RedisStore};
+use super::store::{RedisConfig, RedisStore, StopRoute};
 use crate::jobs::{
     ActorFactory, JobActor, JobStore, PoolConfig, PoolError, PoolStats, RhaiActor, StoreError,
     WorkerPool,
@@ -146,6 +146,8 @@ pub(crate) enum BridgeMsg {
     Tick,
     Beat(Result<(u64, u64), StoreError>),
     Command(Result<Option<(String, String)>, StoreError>),
+    /// Where a popped stop found its job.
+    Routed(String, Result<StopRoute, StoreError>),
 }
 
 /// The bridge process: a heartbeat and a reap every `tick`, and the stop queue and the
@@ -186,12 +188,23 @@ async fn bridge(
             }
             Message::User(BridgeMsg::Command(result)) => {
                 match result {
-                    Ok(Some((kind, value))) if kind == "stop" => {
-                        info!(job = %value, "stop requested");
-                        pool.cancel(&value);
+                    Ok(Some((kind, id))) if kind == "stop" => {
+                        info!(job = %id, "stop requested");
+                        let (store, actor) = (store.clone(), actor.clone());
+                        ctx.spawn_blocking(
+                            move || {
+                                let route = store.route_stop(&actor, &id);
+                                (id, route)
+                            },
+                            |(id, route)| BridgeMsg::Routed(id, route),
+                        );
                     }
                     Ok(Some((_, command))) => match parse_command(&command) {
-                        Some(n) => pool.set_workers(n),
+                        Some(Command::Workers(n)) => pool.set_workers(n),
+                        Some(Command::Stop(id)) => {
+                            info!(job = %id, "stop passed on by another runner");
+                            pool.cancel(&id);
+                        }
                         None => warn!(command, "unknown control command"),
                     },
                     Ok(None) => {}
@@ -200,16 +213,53 @@ async fn bridge(
                 }
                 watch(&ctx);
             }
+            Message::User(BridgeMsg::Routed(id, route)) => match route {
+                Ok(StopRoute::Here) => pool.cancel(&id),
+                Ok(route) => info!(job = %id, ?route, "stop routed"),
+                Err(error) => {
+                    // Cancel it here if it is here; elsewhere the stop is lost (logged).
+                    warn!(job = %id, %error, "could not route a stop");
+                    pool.cancel(&id);
+                }
+            },
             Message::Exit(_) | Message::Down(_) => {}
         }
     }
 }
 
-/// `workers N`.
-fn parse_command(command: &str) -> Option<usize> {
+/// A command read from a runner's control list.
+#[derive(Debug, PartialEq, Eq)]
+enum Command {
+    /// `workers N`: resize the pool.
+    Workers(usize),
+    /// `stop ID`: cancel a job this runner holds (passed on by the runner that popped the
+    /// stop).
+    Stop(String),
+}
+
+fn parse_command(command: &str) -> Option<Command> {
     let mut words = command.split_whitespace();
     match (words.next(), words.next(), words.next()) {
-        (Some("workers"), Some(n), None) => n.parse().ok(),
+        (Some("workers"), Some(n), None) => n.parse().ok().map(Command::Workers),
+        (Some("stop"), Some(id), None) => Some(Command::Stop(id.to_string())),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Command, parse_command};
+
+    #[test]
+    fn control_commands_parse() {
+        assert_eq!(parse_command("workers 4"), Some(Command::Workers(4)));
+        assert_eq!(
+            parse_command("stop job-1"),
+            Some(Command::Stop("job-1".into()))
+        );
+        assert_eq!(parse_command("workers four"), None);
+        assert_eq!(parse_command("stop"), None);
+        assert_eq!(parse_command("stop a b"), None);
+        assert_eq!(parse_command("restart"), None);
     }
 }

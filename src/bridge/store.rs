@@ -102,6 +102,55 @@ end
 return {moved, failed}
 "#;
 
+/// Finds where a stopped job is, atomically.
+/// KEYS: runners set, queue, job hash, this runner's processing list. ARGV: job id, me, the
+/// actor's processing-list prefix, a control list's key before and after the runner id, then
+/// the statuses of ended jobs.
+/// Returns `{where, runner}`: `unknown` (no hash), `ended`, `here` (in this runner's
+/// processing list), `forwarded` (in `runner`'s: `stop ID` pushed to its control list),
+/// `claimed` (was queued: moved to this runner's processing list), `nowhere`.
+const ROUTE_STOP: &str = r#"
+if redis.call('TYPE', KEYS[3]).ok ~= 'hash' then return {'unknown'} end
+local status = redis.call('HGET', KEYS[3], 'status') or ''
+for i = 6, #ARGV do
+  if status == ARGV[i] then return {'ended'} end
+end
+if redis.call('LPOS', KEYS[4], ARGV[1]) then return {'here'} end
+for _, runner in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if runner ~= ARGV[2] and redis.call('LPOS', ARGV[3] .. runner, ARGV[1]) then
+    redis.call('RPUSH', ARGV[4] .. runner .. ARGV[5], 'stop ' .. ARGV[1])
+    return {'forwarded', runner}
+  end
+end
+if redis.call('LREM', KEYS[2], 1, ARGV[1]) > 0 then
+  redis.call('LPUSH', KEYS[4], ARGV[1])
+  return {'claimed'}
+end
+return {'nowhere'}
+"#;
+
+/// Where a stop request found its job: see [`RedisStore::route_stop`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopRoute {
+    /// Taken by this runner: the caller cancels it in its pool.
+    Here,
+    /// Taken by another runner: the stop was passed on to that runner's control list as
+    /// `stop ID`.
+    Forwarded {
+        /// The runner that holds the job.
+        runner: String,
+    },
+    /// Still queued: taken out of the queue and ended `error: cancelled` without running.
+    Cancelled,
+    /// The job had already ended: nothing to do.
+    Ended,
+    /// No job hash under this id.
+    Unknown,
+    /// The job has not ended but is in neither the actor's queue nor a runner's processing
+    /// list (queued for another actor, or not queued yet): left alone.
+    NotFound,
+}
+
 /// A job's hash, or (`Err`) the type its key holds instead (`none`: no key).
 type HashOrKind = Result<HashMap<String, String>, String>;
 
@@ -514,6 +563,68 @@ impl RedisStore {
             ids.remove(id);
         }
         Ok(())
+    }
+
+    /// Finds the job a stop request names and acts on it, in one atomic step: a job held by
+    /// another runner gets the stop passed on to that runner's control list; a job still
+    /// queued is taken out and ended `error: cancelled` here; a job held by this runner is
+    /// left to the caller to cancel ([`StopRoute::Here`]). So a stop reaches its job whichever
+    /// runner pops it from the shared stop queue.
+    pub fn route_stop(&self, actor: &str, id: &str) -> Result<StopRoute, StoreError> {
+        let keys = self.keys;
+        let control = keys.control("{runner}");
+        let (control_head, control_tail) = control
+            .split_once("{runner}")
+            .expect("the control key holds the runner id");
+        let script = redis::Script::new(ROUTE_STOP);
+        let found: Vec<String> = self.with_conn("route stop", |c| {
+            script
+                .key(keys.runners(actor))
+                .key(keys.queue(actor))
+                .key(keys.job(id))
+                .key(keys.processing(actor, &self.config.runner_id))
+                .arg(id)
+                .arg(&self.config.runner_id)
+                .arg(keys.processing(actor, ""))
+                .arg(control_head)
+                .arg(control_tail)
+                .arg(status_to_wire(keys.profile, JobStatus::Error))
+                .arg(status_to_wire(keys.profile, JobStatus::Finished))
+                .arg("finished")
+                .invoke(c)
+        })?;
+        let route = match found.first().map(String::as_str) {
+            Some("here") => StopRoute::Here,
+            Some("forwarded") => StopRoute::Forwarded {
+                runner: found.get(1).cloned().unwrap_or_default(),
+            },
+            Some("claimed") => {
+                let hash = self
+                    .read_hashes(&[id.to_string()])
+                    .pop()
+                    .unwrap_or(Err(String::new()));
+                if matches!(&hash, Err(kind) if kind.is_empty()) {
+                    self.release_id(actor, id)?;
+                    return Err(StoreError::Backend(format!(
+                        "could not read stopped job {id}; it went back to the queue"
+                    )));
+                }
+                // A malformed hash is ended `error` by `load`, and nothing is left to stop.
+                let Some(mut job) = self.load(actor, vec![(id.to_string(), hash)]).pop() else {
+                    return Ok(StopRoute::Ended);
+                };
+                job.status = JobStatus::Error;
+                job.error = Some("cancelled".to_string());
+                job.finished_at = Some(SystemTime::now());
+                self.complete(&job)?;
+                StopRoute::Cancelled
+            }
+            Some("ended") => StopRoute::Ended,
+            Some("unknown") => StopRoute::Unknown,
+            _ => StopRoute::NotFound,
+        };
+        debug!(actor, job = %id, ?route, "stop routed");
+        Ok(route)
     }
 
     /// Pops a job id from the actor's stop queue, waiting up to `wait`.

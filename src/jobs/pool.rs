@@ -253,23 +253,31 @@ impl Batch {
         }
     }
 
-    /// Cancels job `id` if it is the one running; `true` if it was.
-    fn cancel_running(&self, id: &str) -> bool {
+    /// Cancels job `id` if it is in this batch: a running one is told to stop (and
+    /// `Cancelled::Running` returned), one not started is taken out and returned.
+    fn cancel(&self, id: &str) -> Option<Cancelled> {
+        // The jobs lock first, as `run_batch` takes them, so the job cannot be between the
+        // queue and `current` while we look.
+        let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(index) = jobs.iter().position(|j| j.id == id) {
+            return jobs.remove(index).map(|job| Cancelled::Waiting(Box::new(job)));
+        }
         match &*self.current.lock().unwrap_or_else(PoisonError::into_inner) {
             Some((running, token)) if running == id => {
                 token.cancel();
-                true
+                Some(Cancelled::Running)
             }
-            _ => false,
+            _ => None,
         }
     }
+}
 
-    /// Takes job `id` out of the batch if it has not started.
-    fn remove_waiting(&self, id: &str) -> Option<Job> {
-        let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
-        let index = jobs.iter().position(|j| j.id == id)?;
-        jobs.remove(index)
-    }
+/// What [`Batch::cancel`] found.
+enum Cancelled {
+    /// The job was running: it was told to stop.
+    Running,
+    /// The job had not started: here it is.
+    Waiting(Box<Job>),
 }
 
 /// What a worker receives.
@@ -401,7 +409,9 @@ impl WorkerPool {
     }
 
     /// Cancels job `id` if it is running (or waiting to run) in this pool: it ends
-    /// `error: cancelled`. Does not wait.
+    /// `error: cancelled`. An id not in the pool is remembered (the newest 1,024), and the job
+    /// is cancelled if a take brings it later: a stop that overtakes its job is not lost.
+    /// Does not wait.
     pub fn cancel(&self, id: &str) {
         if let Ok(to) = self.addr() {
             let _ = self.handle.send(&to, DispatchMsg::Cancel(id.to_string()));
@@ -448,7 +458,13 @@ struct Dispatcher {
     completing: u64,
     /// No take before this (after a failed one).
     take_after: Duration,
+    /// Ids cancelled before they reached this pool (a take still on its way), newest last:
+    /// each is cancelled when it arrives. At most [`EARLY_CANCELS`].
+    early_cancels: VecDeque<String>,
 }
+
+/// How many cancels of jobs not (yet) in a pool it remembers.
+const EARLY_CANCELS: usize = 1024;
 
 impl Drop for Dispatcher {
     /// A dispatcher that dies (killed, or its process ends) lets go of its running batches:
@@ -556,6 +572,7 @@ async fn dispatch(
         stats: PoolStats::default(),
         completing: 0,
         take_after: Duration::ZERO,
+        early_cancels: VecDeque::new(),
     };
     for pid in ready {
         d.add_worker(&mut ctx, pid);
@@ -580,7 +597,7 @@ async fn dispatch(
                 d.taking = false;
                 match taken {
                     Ok(jobs) if d.draining => d.cancel_jobs(&ctx, jobs, "cancelled"),
-                    Ok(jobs) => d.pending.extend(jobs),
+                    Ok(jobs) => d.add_taken(&ctx, jobs),
                     Err(error) => {
                         warn!(actor = %d.config.actor_id, %error, "taking jobs failed; retrying in 1 s");
                         d.take_after = ctx.now() + Duration::from_secs(1);
@@ -897,8 +914,27 @@ impl Dispatcher {
         back
     }
 
+    /// Queues taken jobs, except those cancelled before they arrived: they end
+    /// `error: cancelled`.
+    fn add_taken(&mut self, ctx: &Ctx<DispatchMsg>, jobs: Vec<Job>) {
+        if self.early_cancels.is_empty() {
+            self.pending.extend(jobs);
+            return;
+        }
+        let (cancelled, jobs): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|job| {
+            let early = self.early_cancels.iter().position(|id| *id == job.id);
+            early.and_then(|i| self.early_cancels.remove(i)).is_some()
+        });
+        self.pending.extend(jobs);
+        for job in &cancelled {
+            info!(job = %job.id, "cancelling a job stopped before it arrived");
+        }
+        self.cancel_jobs(ctx, cancelled, "cancelled");
+    }
+
     /// Cancels job `id`: a running one is told to stop (it ends `error: cancelled`); one not
-    /// started ends so at once. Unknown ids are ignored (the job is not running here).
+    /// started ends so at once. An id not here is remembered (the newest
+    /// [`EARLY_CANCELS`]), and the job is cancelled if a take brings it later.
     fn cancel_one(&mut self, ctx: &Ctx<DispatchMsg>, id: &str) {
         if let Some(index) = self.pending.iter().position(|j| j.id == id) {
             let job = self.pending.remove(index).expect("index in bounds");
@@ -911,16 +947,25 @@ impl Dispatcher {
             .flat_map(|w| w.batches.iter().cloned())
             .collect();
         for batch in batches {
-            if batch.cancel_running(id) {
-                info!(job = %id, "cancelling a running job");
-                return;
-            }
-            if let Some(job) = batch.remove_waiting(id) {
-                self.cancel_jobs(ctx, vec![job], "cancelled");
-                return;
+            match batch.cancel(id) {
+                Some(Cancelled::Running) => {
+                    info!(job = %id, "cancelling a running job");
+                    return;
+                }
+                Some(Cancelled::Waiting(job)) => {
+                    self.cancel_jobs(ctx, vec![*job], "cancelled");
+                    return;
+                }
+                None => {}
             }
         }
-        debug!(job = %id, "cancel for a job not running here");
+        debug!(job = %id, "cancel for a job not here (yet): remembered");
+        if !self.early_cancels.iter().any(|early| early == id) {
+            if self.early_cancels.len() == EARLY_CANCELS {
+                self.early_cancels.pop_front();
+            }
+            self.early_cancels.push_back(id.to_string());
+        }
     }
 
     fn idle_for_shutdown(&self) -> bool {
@@ -1100,19 +1145,23 @@ fn run_batch(
 ) -> (u64, u64, Option<String>) {
     let (mut finished, mut failed) = (0, 0);
     loop {
-        let next = batch
-            .jobs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop_front();
+        let token = CancelToken::new();
+        let next = {
+            // Popped and marked current under the jobs lock, which `Batch::cancel` also holds:
+            // a cancel finds the job either waiting or running, never in between.
+            let mut jobs = batch.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+            let next = jobs.pop_front();
+            if let Some(job) = &next {
+                *batch.current.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some((job.id.clone(), token.clone()));
+            }
+            next
+        };
         let Some(mut job) = next else {
             return (finished, failed, None);
         };
         // Started now (the store marked it when it was taken; it may have waited in the batch).
         job.started_at = Some(SystemTime::now());
-        let token = CancelToken::new();
-        *batch.current.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((job.id.clone(), token.clone()));
         if batch.cancel.is_cancelled() {
             token.cancel();
         }
