@@ -388,6 +388,39 @@ fn a_cancel_that_overtakes_its_job_cancels_it_when_it_arrives() {
 }
 
 #[test]
+fn jobs_stopped_during_a_requeueing_shutdown_end_cancelled_and_are_not_requeued() {
+    let rt = runtime();
+    let store = Arc::new(MemoryStore::new());
+    let mut config = PoolConfig::new("sleeper");
+    config.workers = 1;
+    config.max_batch = 2;
+    config.requeue_on_shutdown = true;
+    // Both in one batch: one runs, one waits behind it.
+    let running = sleep_job(&store, 60_000);
+    let waiting = sleep_job(&store, 60_000);
+    let (pool, _release) = sleeper_pool(&rt, &store, config, false);
+    eventually("the batch runs", || {
+        pool.stats().unwrap().running_batches == 1
+    });
+    let shutdown = {
+        let pool = pool.clone();
+        std::thread::spawn(move || pool.shutdown(Duration::from_secs(30)))
+    };
+    // Let the shutdown begin: during its grace, jobs it would give back are stopped.
+    std::thread::sleep(Duration::from_millis(100));
+    pool.cancel(&waiting);
+    pool.cancel(&running);
+    for id in [&running, &waiting] {
+        let job = ended(&store, id);
+        assert_eq!(job.status, JobStatus::Error, "{job:?}");
+        assert_eq!(job.error.as_deref(), Some("cancelled"), "{job:?}");
+    }
+    let stats = shutdown.join().unwrap().unwrap();
+    assert_eq!(stats.failed, 2);
+    assert_eq!(store.queued("sleeper").unwrap(), 0);
+}
+
+#[test]
 fn shutdown_lets_running_jobs_finish_within_the_grace_then_cancels_the_rest() {
     let rt = runtime();
     let store = Arc::new(MemoryStore::new());

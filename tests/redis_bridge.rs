@@ -369,7 +369,10 @@ fn a_stop_for_a_queued_job_cancels_it_before_it_runs() {
     let job = Job::builder("40 + 2").actor_id(&actor).build().unwrap();
     let id = job.id.clone();
     store.submit(job).unwrap();
-    assert_eq!(store.route_stop(&actor, &id).unwrap(), StopRoute::Cancelled);
+    assert_eq!(
+        store.route_stop(&actor, &id).unwrap(),
+        StopRoute::Cancelled { dead_runner: None }
+    );
     let job = store.get(&id).unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Error);
     assert_eq!(job.error.as_deref(), Some("cancelled"));
@@ -407,7 +410,7 @@ fn a_stop_for_a_queued_job_cancels_it_before_it_runs() {
     rhailib.submit(task).unwrap();
     assert_eq!(
         rhailib.route_stop(&actor, &task_id).unwrap(),
-        StopRoute::Cancelled
+        StopRoute::Cancelled { dead_runner: None }
     );
     let reply: String = conn.lpop(format!("rhai_reply:{task_id}"), None).unwrap();
     let reply: serde_json::Value = serde_json::from_str(&reply).unwrap();
@@ -416,14 +419,55 @@ fn a_stop_for_a_queued_job_cancels_it_before_it_runs() {
 }
 
 #[test]
+fn a_stop_for_a_job_held_by_a_dead_runner_cancels_it_instead_of_letting_it_run_again() {
+    let redis = TestRedis::start();
+    let actor = unique("actor");
+    // A runner that took a job, listed among the actor's runners, whose heartbeat is gone.
+    let dead = store(&redis, Profile::Hero);
+    let job = Job::builder("40 + 2")
+        .actor_id(&actor)
+        .retries(3)
+        .build()
+        .unwrap();
+    let id = job.id.clone();
+    dead.submit(job).unwrap();
+    let taken = dead.take(&actor, 1, Duration::from_secs(1)).unwrap();
+    assert_eq!(taken.len(), 1);
+    let mut conn = redis.conn();
+    let _: () = conn
+        .sadd(format!("hero:runners:{actor}"), dead.runner_id())
+        .unwrap();
+    let other = store(&redis, Profile::Hero);
+    assert_eq!(
+        other.route_stop(&actor, &id).unwrap(),
+        StopRoute::Cancelled {
+            dead_runner: Some(dead.runner_id().to_string())
+        }
+    );
+    let job = other.get(&id).unwrap().unwrap();
+    assert_eq!(job.error.as_deref(), Some("cancelled"));
+    // Nothing is left for the reaper to run again.
+    let held: usize = conn
+        .llen(format!("hero:processing:{actor}:{}", dead.runner_id()))
+        .unwrap();
+    assert_eq!(held, 0);
+    assert_eq!(other.reap(&actor).unwrap(), (0, 0));
+}
+
+#[test]
 fn stops_in_the_shared_stop_queue_reach_their_jobs_whichever_runner_pops_them() {
     let redis = TestRedis::start();
     let rt = runtime();
     let actor = unique("actor");
     let runners: Vec<Runner> = (0..2)
-        .map(|_| start_runner(&rt, &redis, &actor, 2, |_| {}, None))
+        .map(|_| {
+            // One job per batch: each runner runs two and takes two ahead (its default
+            // prefetch), so two of the ten stay in the queue.
+            let tune = |pool: &mut PoolConfig| pool.max_batch = 1;
+            start_runner(&rt, &redis, &actor, 2, tune, None)
+        })
         .collect();
-    let ids: Vec<String> = (0..6)
+    let ids: Vec<String> = (0..10)
         .map(|_| {
             let job = long_job(&actor);
             let id = job.id.clone();
@@ -431,26 +475,44 @@ fn stops_in_the_shared_stop_queue_reach_their_jobs_whichever_runner_pops_them() 
             id
         })
         .collect();
-    // Four run (one per worker), the others wait in a runner or in the queue.
+    // Four run (one per worker), four wait in the runners, two in the queue.
     let start = std::time::Instant::now();
     while ids
         .iter()
         .filter(|id| runners[0].store().status(id).unwrap() == Some(JobStatus::Started))
         .count()
-        < 4
+        < 8
     {
         assert!(start.elapsed() < SAFETY);
         std::thread::sleep(Duration::from_millis(5));
     }
+    let queued: Vec<&String> = ids
+        .iter()
+        .filter(|id| runners[0].store().status(id).unwrap() == Some(JobStatus::Dispatched))
+        .collect();
+    assert_eq!(queued.len(), 2);
     let mut conn = redis.conn();
-    // The runners pop them in turn, whatever runner holds each job.
-    for id in ids.iter().rev() {
-        let _: () = conn.lpush(format!("hero:stop_queue:{actor}"), id).unwrap();
-    }
-    for id in &ids {
+    let stop_queue = format!("hero:stop_queue:{actor}");
+    let ended = |id: &String| {
         let job = runners[0].store().wait(id, SAFETY).unwrap();
         assert_eq!(job.status, JobStatus::Error, "{job:?}");
         assert_eq!(job.error.as_deref(), Some("cancelled"), "{job:?}");
+    };
+    // The queued ones first (a worker freed by a stop would take them): they never run.
+    for id in &queued {
+        let _: () = conn.lpush(&stop_queue, *id).unwrap();
+    }
+    for id in &queued {
+        ended(id);
+        let started: Option<String> = conn.hget(format!("hero:job:{id}"), "started_at").unwrap();
+        assert_eq!(started, None, "{id}");
+    }
+    // Then the rest: the runners pop them in turn, whatever runner holds each job.
+    for id in ids.iter().rev() {
+        let _: () = conn.lpush(&stop_queue, id).unwrap();
+    }
+    for id in &ids {
+        ended(id);
     }
     for runner in &runners {
         runner.shutdown(Duration::from_secs(1)).unwrap();

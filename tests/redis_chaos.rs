@@ -109,11 +109,20 @@ fn settle(redis: &TestRedis, ids: &[String], limit: Duration) -> (usize, Vec<Str
             let again = rows.iter().filter(|r| r.2.unwrap_or(0) > 0).count();
             return (finished, errors, again);
         }
-        assert!(
-            start.elapsed() < limit,
-            "{open} of {} jobs still open after {limit:?}",
-            ids.len()
-        );
+        if start.elapsed() >= limit {
+            // Where the open jobs are, to tell a lost id from a slow runner.
+            let mut lists = Vec::new();
+            for pattern in ["hero:processing:*", "hero:job:actor_queue:*"] {
+                for key in conn.keys::<_, Vec<String>>(pattern).unwrap() {
+                    let len: usize = conn.llen(&key).unwrap();
+                    lists.push(format!("{key}: {len}"));
+                }
+            }
+            panic!(
+                "{open} of {} jobs still open after {limit:?}; lists: {lists:?}",
+                ids.len()
+            );
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }

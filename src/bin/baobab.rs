@@ -102,6 +102,10 @@ struct StopArgs {
     job_id: String,
     #[command(flatten)]
     redis: RedisArgs,
+    /// The actor whose runners run the job (default: the job hash's `actor_id`; a rhailib
+    /// task's circle must be given).
+    #[arg(long)]
+    actor: Option<String>,
     /// Wait up to this many seconds for the job to end, and print its status.
     #[arg(long)]
     wait: Option<f64>,
@@ -446,13 +450,13 @@ fn status(args: StatusArgs) -> ExitCode {
     }
 }
 
-/// `baobab stop JOB_ID --redis URL [--wait SECS]`.
+/// `baobab stop JOB_ID --redis URL [--actor ID] [--wait SECS]`.
 fn stop(args: StopArgs) -> ExitCode {
     let client = match client(&args.redis) {
         Ok(client) => client,
         Err(code) => return code,
     };
-    match client.stop(&args.job_id) {
+    match client.stop(&args.job_id, args.actor.as_deref()) {
         Ok(true) => {}
         Ok(false) => {
             eprintln!("baobab: no job {}", args.job_id);

@@ -55,22 +55,37 @@ impl Client {
         self.store.get(id)
     }
 
-    /// Asks the runners to stop job `id`: its id goes to its actor's stop queue. Whichever
-    /// runner pops it finds the job: a running one ends `error: cancelled`, a queued one is
-    /// taken out of the queue and ends so without running, an ended one is left alone.
+    /// Asks the runners to stop job `id`: its id goes to the stop queue of `actor` (default:
+    /// the `actor_id` in the job's hash; a rhailib task names none, so give its circle).
+    /// Whichever runner pops it finds the job: a running one ends `error: cancelled`, a queued
+    /// one is taken out of the queue and ends so without running, an ended one is left alone.
     /// Returns `false` (and pushes nothing) if there is no such job. Does not wait: use
     /// [`await_result`](Self::await_result).
-    pub fn stop(&self, id: &str) -> Result<bool, StoreError> {
-        let Some(job) = self.store.get(id)? else {
+    pub fn stop(&self, id: &str, actor: Option<&str>) -> Result<bool, StoreError> {
+        let backend = |e: redis::RedisError| StoreError::Backend(e.to_string());
+        let mut conn = self.client.get_connection().map_err(backend)?;
+        let key = self.keys.job(id);
+        let (exists, named): (bool, Option<String>) = redis::pipe()
+            .exists(&key)
+            .cmd("HGET")
+            .arg(&key)
+            .arg("actor_id")
+            .query(&mut conn)
+            .map_err(backend)?;
+        if !exists {
             return Ok(false);
+        }
+        let actor = match (actor, named.as_deref()) {
+            (Some(actor), _) => actor,
+            (None, Some(named)) if !named.is_empty() => named,
+            _ => {
+                return Err(StoreError::Backend(format!(
+                    "job {id} names no actor: say which actor's runners run it"
+                )));
+            }
         };
-        let queue = self.keys.stop_queue(&job.actor_id);
-        let mut conn = self
-            .client
-            .get_connection()
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
-        conn.lpush::<_, _, ()>(&queue, id)
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        conn.lpush::<_, _, ()>(self.keys.stop_queue(actor), id)
+            .map_err(backend)?;
         Ok(true)
     }
 

@@ -21,7 +21,9 @@ use redis::{Commands, Connection, RedisError};
 use tracing::{debug, info, warn};
 
 use super::keys::{Keys, Profile};
-use super::wire::{iso8601, job_from_fields, job_to_fields, result_fields, status_to_wire};
+use super::wire::{
+    ending_fields, iso8601, job_from_fields, job_to_fields, result_fields, status_to_wire,
+};
 use crate::jobs::{Job, JobStatus, JobStore, StoreError};
 
 /// How a [`RedisStore`] connects and identifies itself.
@@ -102,29 +104,49 @@ end
 return {moved, failed}
 "#;
 
-/// Finds where a stopped job is, atomically.
-/// KEYS: runners set, queue, job hash, this runner's processing list. ARGV: job id, me, the
-/// actor's processing-list prefix, a control list's key before and after the runner id, then
-/// the statuses of ended jobs.
+/// Finds where a stopped job is and acts on it, atomically.
+/// KEYS: runners set, queue, job hash, this runner's processing list, the job's default reply
+/// list. ARGV: job id, me, the actor's processing-list prefix, a control list's key before
+/// and after the runner id, a heartbeat key before and after the runner id, the reply payload,
+/// the reply's time to live (s), `1` if the hash's `reply_queue_name` names the reply list, the
+/// number of ended statuses N, N ended statuses, then the cancelled job's fields as pairs.
 /// Returns `{where, runner}`: `unknown` (no hash), `ended`, `here` (in this runner's
-/// processing list), `forwarded` (in `runner`'s: `stop ID` pushed to its control list),
-/// `claimed` (was queued: moved to this runner's processing list), `nowhere`.
+/// processing list), `forwarded` (in live `runner`'s: `stop ID` pushed to its control list),
+/// `cancelled` (it was queued, or held by a runner whose heartbeat expired: ended here),
+/// `nowhere`.
 const ROUTE_STOP: &str = r#"
 if redis.call('TYPE', KEYS[3]).ok ~= 'hash' then return {'unknown'} end
 local status = redis.call('HGET', KEYS[3], 'status') or ''
-for i = 6, #ARGV do
+local ended = tonumber(ARGV[11])
+for i = 12, 11 + ended do
   if status == ARGV[i] then return {'ended'} end
+end
+local function cancel()
+  for i = 12 + ended, #ARGV, 2 do
+    redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+  end
+  local reply = KEYS[5]
+  if ARGV[10] == '1' then reply = redis.call('HGET', KEYS[3], 'reply_queue_name') or reply end
+  redis.call('LPUSH', reply, ARGV[8])
+  redis.call('EXPIRE', reply, ARGV[9])
 end
 if redis.call('LPOS', KEYS[4], ARGV[1]) then return {'here'} end
 for _, runner in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if runner ~= ARGV[2] and redis.call('LPOS', ARGV[3] .. runner, ARGV[1]) then
-    redis.call('RPUSH', ARGV[4] .. runner .. ARGV[5], 'stop ' .. ARGV[1])
-    return {'forwarded', runner}
+  local processing = ARGV[3] .. runner
+  if runner ~= ARGV[2] and redis.call('LPOS', processing, ARGV[1]) then
+    if redis.call('EXISTS', ARGV[6] .. runner .. ARGV[7]) == 1 then
+      redis.call('RPUSH', ARGV[4] .. runner .. ARGV[5], 'stop ' .. ARGV[1])
+      return {'forwarded', runner}
+    end
+    -- Its runner is dead (not reaped yet): the reaper would run it again.
+    redis.call('LREM', processing, 0, ARGV[1])
+    cancel()
+    return {'cancelled', runner}
   end
 end
-if redis.call('LREM', KEYS[2], 1, ARGV[1]) > 0 then
-  redis.call('LPUSH', KEYS[4], ARGV[1])
-  return {'claimed'}
+if redis.call('LREM', KEYS[2], 0, ARGV[1]) > 0 then
+  cancel()
+  return {'cancelled'}
 end
 return {'nowhere'}
 "#;
@@ -140,8 +162,12 @@ pub enum StopRoute {
         /// The runner that holds the job.
         runner: String,
     },
-    /// Still queued: taken out of the queue and ended `error: cancelled` without running.
-    Cancelled,
+    /// Ended `error: cancelled` here, without running (again): it was still queued, or held
+    /// by `dead_runner`, whose heartbeat has expired (the reaper would have run it again).
+    Cancelled {
+        /// The dead runner that held it, if one did.
+        dead_runner: Option<String>,
+    },
     /// The job had already ended: nothing to do.
     Ended,
     /// No job hash under this id.
@@ -165,6 +191,10 @@ pub struct RedisStore {
     /// Ids this runner took and has not completed, per actor.
     in_flight: Mutex<HashMap<String, HashSet<String>>>,
     closed: AtomicBool,
+    /// A move into the processing list may have happened with its reply lost (a retried or
+    /// failed take, an id that could not be given back): the next take first gives back
+    /// what this runner holds without knowing it.
+    lost_track: AtomicBool,
     /// Results waiting to be written, and whether a thread is writing them.
     writes: Mutex<Writes>,
     written: Condvar,
@@ -202,6 +232,7 @@ impl RedisStore {
             idle: Mutex::new(Vec::new()),
             in_flight: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
+            lost_track: AtomicBool::new(false),
             writes: Mutex::new(Writes::default()),
             written: Condvar::new(),
         })
@@ -503,6 +534,7 @@ impl RedisStore {
                     // Unreadable just now: back to the queue, to be read again later.
                     if let Err(error) = self.release_id(actor, &id) {
                         warn!(job = %id, %error, "could not give back an unreadable job");
+                        self.lost_track.store(true, Ordering::SeqCst);
                     }
                 }
                 Err(kind) if kind == "none" => {
@@ -572,53 +604,67 @@ impl RedisStore {
     /// runner pops it from the shared stop queue.
     pub fn route_stop(&self, actor: &str, id: &str) -> Result<StopRoute, StoreError> {
         let keys = self.keys;
-        let control = keys.control("{runner}");
-        let (control_head, control_tail) = control
-            .split_once("{runner}")
-            .expect("the control key holds the runner id");
+        let profile = keys.profile;
+        let split = |key: String| -> (String, String) {
+            let (head, tail) = key
+                .split_once("{runner}")
+                .expect("the key holds the runner id");
+            (head.to_string(), tail.to_string())
+        };
+        let (control_head, control_tail) = split(keys.control("{runner}"));
+        let (heartbeat_head, heartbeat_tail) = split(keys.heartbeat("{runner}"));
+        let cancelled = Some("cancelled");
+        let payload = reply_payload(profile, id, JobStatus::Error, None, cancelled);
+        let fields = ending_fields(
+            profile,
+            JobStatus::Error,
+            None,
+            cancelled,
+            SystemTime::now(),
+        );
+        let ended = [
+            status_to_wire(profile, JobStatus::Error),
+            status_to_wire(profile, JobStatus::Finished),
+            "finished",
+        ];
         let script = redis::Script::new(ROUTE_STOP);
         let found: Vec<String> = self.with_conn("route stop", |c| {
-            script
+            let mut invocation = script.prepare_invoke();
+            invocation
                 .key(keys.runners(actor))
                 .key(keys.queue(actor))
                 .key(keys.job(id))
                 .key(keys.processing(actor, &self.config.runner_id))
+                .key(keys.reply(id))
                 .arg(id)
                 .arg(&self.config.runner_id)
                 .arg(keys.processing(actor, ""))
-                .arg(control_head)
-                .arg(control_tail)
-                .arg(status_to_wire(keys.profile, JobStatus::Error))
-                .arg(status_to_wire(keys.profile, JobStatus::Finished))
-                .arg("finished")
-                .invoke(c)
+                .arg(&control_head)
+                .arg(&control_tail)
+                .arg(&heartbeat_head)
+                .arg(&heartbeat_tail)
+                .arg(&payload)
+                .arg(self.config.reply_ttl.as_secs().max(1))
+                .arg(if profile == Profile::Rhailib {
+                    "1"
+                } else {
+                    "0"
+                })
+                .arg(ended.len())
+                .arg(&ended[..]);
+            for (field, value) in &fields {
+                invocation.arg(*field).arg(value);
+            }
+            invocation.invoke(c)
         })?;
         let route = match found.first().map(String::as_str) {
             Some("here") => StopRoute::Here,
             Some("forwarded") => StopRoute::Forwarded {
                 runner: found.get(1).cloned().unwrap_or_default(),
             },
-            Some("claimed") => {
-                let hash = self
-                    .read_hashes(&[id.to_string()])
-                    .pop()
-                    .unwrap_or(Err(String::new()));
-                if matches!(&hash, Err(kind) if kind.is_empty()) {
-                    self.release_id(actor, id)?;
-                    return Err(StoreError::Backend(format!(
-                        "could not read stopped job {id}; it went back to the queue"
-                    )));
-                }
-                // A malformed hash is ended `error` by `load`, and nothing is left to stop.
-                let Some(mut job) = self.load(actor, vec![(id.to_string(), hash)]).pop() else {
-                    return Ok(StopRoute::Ended);
-                };
-                job.status = JobStatus::Error;
-                job.error = Some("cancelled".to_string());
-                job.finished_at = Some(SystemTime::now());
-                self.complete(&job)?;
-                StopRoute::Cancelled
-            }
+            Some("cancelled") => StopRoute::Cancelled {
+                dead_runner: found.get(1).cloned(),
+            },
             Some("ended") => StopRoute::Ended,
             Some("unknown") => StopRoute::Unknown,
             _ => StopRoute::NotFound,
@@ -686,17 +732,13 @@ impl RedisStore {
         // from the processing list only requeues an ended job, which is then not run again.
         let mut pipe = redis::pipe();
         for (job, reply) in jobs.iter().zip(&replies) {
-            let status = status_to_wire(profile, job.status);
-            let payload = match profile {
-                Profile::Hero => status.to_string(),
-                Profile::Rhailib => serde_json::json!({
-                    "task_id": job.id,
-                    "status": status,
-                    "output": job.output,
-                    "error": job.error,
-                })
-                .to_string(),
-            };
+            let payload = reply_payload(
+                profile,
+                &job.id,
+                job.status,
+                job.output.as_deref(),
+                job.error.as_deref(),
+            );
             let processing = self.keys.processing(&job.actor_id, &self.config.runner_id);
             pipe.hset_multiple(self.keys.job(&job.id), &result_fields(profile, job))
                 .ignore()
@@ -791,6 +833,27 @@ impl RedisStore {
     }
 }
 
+/// What a job's reply list gets when it ends: the status (Hero), or the task as JSON (rhailib).
+fn reply_payload(
+    profile: Profile,
+    id: &str,
+    status: JobStatus,
+    output: Option<&str>,
+    error: Option<&str>,
+) -> String {
+    let status = status_to_wire(profile, status);
+    match profile {
+        Profile::Hero => status.to_string(),
+        Profile::Rhailib => serde_json::json!({
+            "task_id": id,
+            "status": status,
+            "output": output,
+            "error": error,
+        })
+        .to_string(),
+    }
+}
+
 fn is_connection_error(error: &RedisError) -> bool {
     error.is_io_error()
         || error.is_connection_dropped()
@@ -832,10 +895,22 @@ impl JobStore for RedisStore {
         if self.closed.load(Ordering::Relaxed) || max == 0 {
             return Ok(Vec::new());
         }
+        // Takes are one at a time (the pool's dispatcher makes them), so every id in the
+        // processing list that is not in flight was lost by an earlier take.
+        if self.lost_track.swap(false, Ordering::SeqCst)
+            && let Err(error) = self.recover_own(actor_id)
+        {
+            self.lost_track.store(true, Ordering::SeqCst);
+            return Err(error);
+        }
         let queue = self.keys.queue(actor_id);
         let processing = self.keys.processing(actor_id, &self.config.runner_id);
         let secs = wait.as_secs_f64().max(0.01);
+        // A move whose reply is lost with the connection is retried by `with_conn`: the id
+        // moved first is then in the processing list, unknown. Count the attempts to know.
+        let mut attempts = 0;
         let first = self.with_conn("take", |c| {
+            attempts += 1;
             redis::cmd("BLMOVE")
                 .arg(&queue)
                 .arg(&processing)
@@ -844,18 +919,18 @@ impl JobStore for RedisStore {
                 .arg(secs)
                 .query::<Option<String>>(c)
         });
-        let first = match first {
-            Ok(Some(id)) => id,
-            Ok(None) => return Ok(Vec::new()),
-            Err(error) => {
-                // The move may have happened with its reply lost.
-                let _ = self.recover_own(actor_id);
-                return Err(error);
-            }
+        if attempts > 1 || first.is_err() {
+            self.lost_track.store(true, Ordering::SeqCst);
+        }
+        let first = match first? {
+            Some(id) => id,
+            None => return Ok(Vec::new()),
         };
         let mut ids = vec![first];
         if max > 1 {
-            let more: Vec<Option<String>> = self.with_conn("take", |c| {
+            let mut attempts = 0;
+            let more: Result<Vec<Option<String>>, StoreError> = self.with_conn("take", |c| {
+                attempts += 1;
                 let mut pipe = redis::pipe();
                 for _ in 1..max {
                     pipe.cmd("LMOVE")
@@ -865,8 +940,12 @@ impl JobStore for RedisStore {
                         .arg("LEFT");
                 }
                 pipe.query(c)
-            })?;
-            ids.extend(more.into_iter().flatten());
+            });
+            if attempts > 1 || more.is_err() {
+                self.lost_track.store(true, Ordering::SeqCst);
+            }
+            // On an error, run with the one id known (the rest is given back next time).
+            ids.extend(more.unwrap_or_default().into_iter().flatten());
         }
         let entries = self.read_hashes(&ids);
         let jobs = self.load(actor_id, ids.into_iter().zip(entries).collect());

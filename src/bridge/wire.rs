@@ -142,23 +142,40 @@ pub fn job_to_fields(profile: Profile, job: &Job) -> Vec<(&'static str, String)>
 
 /// The fields written when a job ends (status, output, error, times).
 pub fn result_fields(profile: Profile, job: &Job) -> Vec<(&'static str, String)> {
+    ending_fields(
+        profile,
+        job.status,
+        job.output.as_deref(),
+        job.error.as_deref(),
+        job.finished_at.unwrap_or_else(SystemTime::now),
+    )
+}
+
+/// The fields written when a job ends with `status` and its output or error at `finished_at`
+/// (what [`result_fields`] writes for a job).
+pub(crate) fn ending_fields(
+    profile: Profile,
+    status: JobStatus,
+    output: Option<&str>,
+    error: Option<&str>,
+    finished_at: SystemTime,
+) -> Vec<(&'static str, String)> {
     // `started_at` was written when the job was taken; an empty `output` or `error` is not
     // written (a job ends with one or the other).
-    let now = SystemTime::now();
-    let finished_at = iso8601(job.finished_at.unwrap_or(now));
+    let finished_at = iso8601(finished_at);
     let mut fields = vec![
-        ("status", status_to_wire(profile, job.status).to_string()),
+        ("status", status_to_wire(profile, status).to_string()),
         ("updated_at", finished_at.clone()),
     ];
-    if let Some(output) = &job.output {
-        fields.push(("output", output.clone()));
+    if let Some(output) = output {
+        fields.push(("output", output.to_string()));
         if profile == Profile::Hero {
             // The V actors read `result`.
-            fields.push(("result", output.clone()));
+            fields.push(("result", output.to_string()));
         }
     }
-    if let Some(error) = &job.error {
-        fields.push(("error", error.clone()));
+    if let Some(error) = error {
+        fields.push(("error", error.to_string()));
     }
     if profile == Profile::Hero {
         fields.push(("finished_at", finished_at));

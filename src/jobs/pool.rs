@@ -15,6 +15,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -210,6 +211,9 @@ pub(crate) struct Batch {
     abandoned: Mutex<Option<Abandon>>,
     /// The job running now, and its own cancel token.
     current: Mutex<Option<(String, CancelToken)>>,
+    /// The running job was cancelled by [`Batch::cancel`] (a stop): it ends `cancelled` even
+    /// if the batch is given up to be requeued meanwhile.
+    stopped: AtomicBool,
 }
 
 /// What becomes of the running job of a batch that is given up.
@@ -231,6 +235,7 @@ impl Batch {
             cancel: CancelToken::new(),
             abandoned: Mutex::new(None),
             current: Mutex::new(None),
+            stopped: AtomicBool::new(false),
         }
     }
 
@@ -260,10 +265,13 @@ impl Batch {
         // queue and `current` while we look.
         let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(index) = jobs.iter().position(|j| j.id == id) {
-            return jobs.remove(index).map(|job| Cancelled::Waiting(Box::new(job)));
+            return jobs
+                .remove(index)
+                .map(|job| Cancelled::Waiting(Box::new(job)));
         }
         match &*self.current.lock().unwrap_or_else(PoisonError::into_inner) {
             Some((running, token)) if running == id => {
+                self.stopped.store(true, Ordering::SeqCst);
                 token.cancel();
                 Some(Cancelled::Running)
             }
@@ -596,7 +604,6 @@ async fn dispatch(
             Message::User(DispatchMsg::Taken(taken)) => {
                 d.taking = false;
                 match taken {
-                    Ok(jobs) if d.draining => d.cancel_jobs(&ctx, jobs, "cancelled"),
                     Ok(jobs) => d.add_taken(&ctx, jobs),
                     Err(error) => {
                         warn!(actor = %d.config.actor_id, %error, "taking jobs failed; retrying in 1 s");
@@ -858,23 +865,35 @@ impl Dispatcher {
         if jobs.is_empty() {
             return;
         }
+        if !(self.config.requeue_on_shutdown && self.draining) {
+            self.end_jobs(ctx, jobs, why);
+            return;
+        }
         let n = jobs.len() as u64;
         self.completing += n;
         let store = Arc::clone(&self.store);
-        if self.config.requeue_on_shutdown && self.draining {
-            ctx.spawn_blocking(
-                move || {
-                    for job in jobs {
-                        if let Err(error) = store.release(&job) {
-                            warn!(job = %job.id, %error, "could not requeue a job");
-                        }
+        ctx.spawn_blocking(
+            move || {
+                for job in jobs {
+                    if let Err(error) = store.release(&job) {
+                        warn!(job = %job.id, %error, "could not requeue a job");
                     }
-                    n
-                },
-                DispatchMsg::Completed,
-            );
+                }
+                n
+            },
+            DispatchMsg::Completed,
+        );
+    }
+
+    /// Ends `jobs` `error: <why>` in the store (on the blocking pool), even during a drain:
+    /// a stopped job is not given back to the queue.
+    fn end_jobs(&mut self, ctx: &Ctx<DispatchMsg>, jobs: Vec<Job>, why: &str) {
+        if jobs.is_empty() {
             return;
         }
+        let n = jobs.len() as u64;
+        self.completing += n;
+        let store = Arc::clone(&self.store);
         self.stats.failed += n;
         let why = why.to_string();
         ctx.spawn_blocking(
@@ -915,21 +934,29 @@ impl Dispatcher {
     }
 
     /// Queues taken jobs, except those cancelled before they arrived: they end
-    /// `error: cancelled`.
+    /// `error: cancelled`. During a drain, none is queued (see [`Self::cancel_jobs`]).
     fn add_taken(&mut self, ctx: &Ctx<DispatchMsg>, jobs: Vec<Job>) {
         if self.early_cancels.is_empty() {
-            self.pending.extend(jobs);
+            if self.draining {
+                self.cancel_jobs(ctx, jobs, "cancelled");
+            } else {
+                self.pending.extend(jobs);
+            }
             return;
         }
         let (cancelled, jobs): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|job| {
             let early = self.early_cancels.iter().position(|id| *id == job.id);
             early.and_then(|i| self.early_cancels.remove(i)).is_some()
         });
-        self.pending.extend(jobs);
+        if self.draining {
+            self.cancel_jobs(ctx, jobs, "cancelled");
+        } else {
+            self.pending.extend(jobs);
+        }
         for job in &cancelled {
             info!(job = %job.id, "cancelling a job stopped before it arrived");
         }
-        self.cancel_jobs(ctx, cancelled, "cancelled");
+        self.end_jobs(ctx, cancelled, "cancelled");
     }
 
     /// Cancels job `id`: a running one is told to stop (it ends `error: cancelled`); one not
@@ -938,7 +965,7 @@ impl Dispatcher {
     fn cancel_one(&mut self, ctx: &Ctx<DispatchMsg>, id: &str) {
         if let Some(index) = self.pending.iter().position(|j| j.id == id) {
             let job = self.pending.remove(index).expect("index in bounds");
-            self.cancel_jobs(ctx, vec![job], "cancelled");
+            self.end_jobs(ctx, vec![job], "cancelled");
             return;
         }
         let batches: Vec<Arc<Batch>> = self
@@ -953,7 +980,7 @@ impl Dispatcher {
                     return;
                 }
                 Some(Cancelled::Waiting(job)) => {
-                    self.cancel_jobs(ctx, vec![*job], "cancelled");
+                    self.end_jobs(ctx, vec![*job], "cancelled");
                     return;
                 }
                 None => {}
@@ -1152,6 +1179,7 @@ fn run_batch(
             let mut jobs = batch.jobs.lock().unwrap_or_else(PoisonError::into_inner);
             let next = jobs.pop_front();
             if let Some(job) = &next {
+                batch.stopped.store(false, Ordering::SeqCst);
                 *batch.current.lock().unwrap_or_else(PoisonError::into_inner) =
                     Some((job.id.clone(), token.clone()));
             }
@@ -1177,11 +1205,16 @@ fn run_batch(
                         job.output = Some(output);
                     }
                     Err(error) => {
-                        let abandoned = batch
-                            .abandoned
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .clone();
+                        // A stopped job ends `cancelled`, whatever became of its batch.
+                        let abandoned = if batch.stopped.load(Ordering::SeqCst) {
+                            None
+                        } else {
+                            batch
+                                .abandoned
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .clone()
+                        };
                         match abandoned {
                             Some(Abandon::Requeue) => {
                                 if let Err(error) = store.release(&job) {
