@@ -478,6 +478,9 @@ fn an_idle_worker_that_misses_three_pings_is_restarted() {
     });
     let stats = pool.stats().unwrap();
     assert_eq!(stats.unhealthy, 1);
+    // Three pings went unanswered (the blocked worker never answers one).
+    assert!(stats.pings >= 3, "{stats:?}");
+    assert_eq!(stats.pongs, 0, "{stats:?}");
     drop(release);
     pool.shutdown(Duration::from_secs(1)).unwrap();
 }
@@ -505,10 +508,17 @@ fn a_healthy_idle_worker_answers_its_pings() {
     )
     .unwrap();
     let first = pool.workers().unwrap()[0];
+    // A minute idle: a ping every 10 s. The clock moves on only once every ping sent is
+    // answered, so a slow machine cannot make one late.
     for _ in 0..60 {
         clock.advance(Duration::from_secs(1));
         std::thread::sleep(Duration::from_millis(2));
+        eventually("the ping is answered", || {
+            let stats = pool.stats().unwrap();
+            stats.pongs == stats.pings
+        });
     }
+    assert!(pool.stats().unwrap().pongs >= 3);
     assert_eq!(pool.workers().unwrap(), [first]);
     assert_eq!(pool.stats().unwrap().unhealthy, 0);
     pool.shutdown(Duration::from_secs(1)).unwrap();

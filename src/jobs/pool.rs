@@ -126,6 +126,10 @@ pub struct PoolStats {
     pub crashes: u64,
     /// Workers killed for missing pings.
     pub unhealthy: u64,
+    /// Health pings sent to idle workers.
+    pub pings: u64,
+    /// Health pings answered in time.
+    pub pongs: u64,
 }
 
 /// A running worker pool.
@@ -647,6 +651,7 @@ async fn dispatch(
                     w.ping = None;
                     w.missed = 0;
                     w.last_active = ctx.now();
+                    d.stats.pongs += 1;
                 }
             }
             Message::User(DispatchMsg::Tick) => {
@@ -1100,6 +1105,7 @@ impl Dispatcher {
                 let seq = self.next_ping;
                 self.next_ping += 1;
                 w.ping = Some((seq, now + health.deadline));
+                self.stats.pings += 1;
                 let _ = ctx.send(&Addr::<WorkerMsg>::new(w.pid), WorkerMsg::Ping(seq));
             }
         }
