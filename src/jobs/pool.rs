@@ -13,9 +13,9 @@
 //!   jobs, lets the running ones finish until the grace period ends, then cancels the rest
 //!   (they end `error: cancelled`).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -187,9 +187,10 @@ pub(crate) enum DispatchMsg {
     BatchDone {
         worker: Pid,
         batch: u64,
-        finished: u64,
-        failed: u64,
     },
+    /// Sent from the blocking thread that ran batch `id`, when it is done: the dispatcher
+    /// waits for the batches of dead workers this way.
+    BatchEnded(u64),
     Pong {
         worker: Pid,
         seq: u64,
@@ -218,6 +219,32 @@ pub(crate) struct Batch {
     /// The running job was cancelled by [`Batch::cancel`] (a stop): it ends `cancelled` even
     /// if the batch is given up to be requeued meanwhile.
     stopped: AtomicBool,
+    /// Set by the worker when it hands the batch to the blocking pool (a batch sent to a
+    /// worker that died first never runs).
+    handed: AtomicBool,
+    /// Set by the blocking thread that ran the batch when it is done.
+    done: AtomicBool,
+    /// The pool's count of ended jobs: the batch adds its own as they end.
+    ended: Arc<Ended>,
+}
+
+/// Jobs ended by a pool's batches and by its dispatcher, counted where they end (a batch
+/// whose worker died still counts its jobs).
+#[derive(Default)]
+struct Ended {
+    finished: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Ended {
+    fn add(&self, status: JobStatus) {
+        let counter = if status == JobStatus::Finished {
+            &self.finished
+        } else {
+            &self.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// What becomes of the running job of a batch that is given up.
@@ -232,7 +259,7 @@ enum Abandon {
 }
 
 impl Batch {
-    fn new(id: u64, jobs: VecDeque<Job>) -> Batch {
+    fn new(id: u64, jobs: VecDeque<Job>, ended: Arc<Ended>) -> Batch {
         Batch {
             id,
             jobs: Mutex::new(jobs),
@@ -240,6 +267,9 @@ impl Batch {
             abandoned: Mutex::new(None),
             current: Mutex::new(None),
             stopped: AtomicBool::new(false),
+            handed: AtomicBool::new(false),
+            done: AtomicBool::new(false),
+            ended,
         }
     }
 
@@ -296,12 +326,7 @@ enum Cancelled {
 pub(crate) enum WorkerMsg {
     Work(Arc<Batch>),
     Ping(u64),
-    Ran {
-        batch: u64,
-        finished: u64,
-        failed: u64,
-        panic: Option<String>,
-    },
+    Ran { batch: u64, panic: Option<String> },
     Pinged(u64, bool),
 }
 
@@ -473,6 +498,11 @@ struct Dispatcher {
     /// Ids cancelled before they reached this pool (a take still on its way), newest last:
     /// each is cancelled when it arrives. At most [`EARLY_CANCELS`].
     early_cancels: VecDeque<String>,
+    /// Jobs ended so far (shared with the batches).
+    ended: Arc<Ended>,
+    /// Batches of dead workers still running on the blocking pool (their jobs were told to
+    /// stop): a shutdown waits for them.
+    orphans: HashMap<u64, Arc<Batch>>,
 }
 
 /// How many cancels of jobs not (yet) in a pool it remembers.
@@ -585,6 +615,8 @@ async fn dispatch(
         completing: 0,
         take_after: Duration::ZERO,
         early_cancels: VecDeque::new(),
+        ended: Arc::default(),
+        orphans: HashMap::new(),
     };
     for pid in ready {
         d.add_worker(&mut ctx, pid);
@@ -620,14 +652,10 @@ async fn dispatch(
                     }
                 }
             }
-            Message::User(DispatchMsg::BatchDone {
-                worker,
-                batch,
-                finished,
-                failed,
-            }) => {
-                d.stats.finished += finished;
-                d.stats.failed += failed;
+            Message::User(DispatchMsg::BatchEnded(batch)) => {
+                d.orphans.remove(&batch);
+            }
+            Message::User(DispatchMsg::BatchDone { worker, batch }) => {
                 let Some(w) = d.workers.iter_mut().find(|w| w.pid == worker) else {
                     continue;
                 };
@@ -704,6 +732,12 @@ async fn dispatch(
                     );
                     d.requeue_front(back);
                     batch.abandon(Abandon::Fail(format!("worker exited: {}", down.reason)));
+                    // A batch the worker handed to the blocking pool runs (on an empty queue
+                    // now) even though the worker is gone. `done` is set before `BatchEnded`
+                    // is sent: unset here, the message comes after this.
+                    if batch.handed.load(Ordering::SeqCst) && !batch.done.load(Ordering::SeqCst) {
+                        d.orphans.insert(batch.id, batch);
+                    }
                 }
                 d.cancel_pending_if_draining(&ctx);
             }
@@ -758,6 +792,8 @@ impl Dispatcher {
             workers: self.workers.iter().filter(|w| !w.retiring).count(),
             running_batches: self.workers.iter().map(|w| w.batches.len()).sum(),
             pending: self.pending.len(),
+            finished: self.ended.finished.load(Ordering::Relaxed),
+            failed: self.ended.failed.load(Ordering::Relaxed),
             ..self.stats
         }
     }
@@ -834,7 +870,7 @@ impl Dispatcher {
                 return;
             };
             let jobs: VecDeque<Job> = self.pending.drain(..size).collect();
-            let batch = Arc::new(Batch::new(self.next_batch, jobs));
+            let batch = Arc::new(Batch::new(self.next_batch, jobs, Arc::clone(&self.ended)));
             self.next_batch += 1;
             worker.batches.push(Arc::clone(&batch));
             worker.ping = None;
@@ -899,7 +935,7 @@ impl Dispatcher {
         let n = jobs.len() as u64;
         self.completing += n;
         let store = Arc::clone(&self.store);
-        self.stats.failed += n;
+        let ended = Arc::clone(&self.ended);
         let why = why.to_string();
         ctx.spawn_blocking(
             move || {
@@ -910,6 +946,7 @@ impl Dispatcher {
                     if let Err(error) = store.complete(&job) {
                         warn!(job = %job.id, %error, "could not record a cancelled job");
                     }
+                    ended.add(JobStatus::Error);
                 }
                 n
             },
@@ -1006,6 +1043,7 @@ impl Dispatcher {
             && self.completing == 0
             && !self.taking
             && self.workers.iter().all(|w| w.batches.is_empty())
+            && self.orphans.is_empty()
     }
 
     async fn finish(
@@ -1124,30 +1162,22 @@ async fn work(mut ctx: Ctx<WorkerMsg>, args: WorkerArgs) {
                 let actor = Arc::clone(&actor);
                 let store = Arc::clone(&args.store);
                 let id = batch.id;
+                batch.handed.store(true, Ordering::SeqCst);
+                let (handle, dispatcher) = (ctx.handle(), args.dispatcher);
                 ctx.spawn_blocking(
-                    move || run_batch(&*actor, &*store, &batch),
-                    move |(finished, failed, panic)| WorkerMsg::Ran {
-                        batch: id,
-                        finished,
-                        failed,
-                        panic,
+                    move || {
+                        let panic = run_batch(&*actor, &*store, &batch);
+                        batch.done.store(true, Ordering::SeqCst);
+                        let _ = handle.send(&dispatcher, DispatchMsg::BatchEnded(id));
+                        panic
                     },
+                    move |panic| WorkerMsg::Ran { batch: id, panic },
                 );
             }
-            Message::User(WorkerMsg::Ran {
-                batch,
-                finished,
-                failed,
-                panic,
-            }) => {
+            Message::User(WorkerMsg::Ran { batch, panic }) => {
                 let _ = ctx.send(
                     &args.dispatcher,
-                    DispatchMsg::BatchDone {
-                        worker: me,
-                        batch,
-                        finished,
-                        failed,
-                    },
+                    DispatchMsg::BatchDone { worker: me, batch },
                 );
                 if let Some(message) = panic {
                     // A fresh actor (and engine) after a panic: the supervisor restarts us.
@@ -1170,13 +1200,8 @@ async fn work(mut ctx: Ctx<WorkerMsg>, args: WorkerArgs) {
 
 /// Runs a batch's jobs one after the other and records each; stops at a panic (the job that
 /// panicked ends `error` with it; the rest stay in the batch for the dispatcher to take back).
-/// Returns (finished, failed, the panic message).
-fn run_batch(
-    actor: &dyn JobActor,
-    store: &dyn JobStore,
-    batch: &Batch,
-) -> (u64, u64, Option<String>) {
-    let (mut finished, mut failed) = (0, 0);
+/// Each ended job is counted in the batch's `ended`. Returns the panic message, if any.
+fn run_batch(actor: &dyn JobActor, store: &dyn JobStore, batch: &Batch) -> Option<String> {
     loop {
         let token = CancelToken::new();
         let next = {
@@ -1191,9 +1216,8 @@ fn run_batch(
             }
             next
         };
-        let Some(mut job) = next else {
-            return (finished, failed, None);
-        };
+        // Nothing left: the batch is done.
+        let mut job = next?;
         // Started now (the store marked it when it was taken; it may have waited in the batch).
         job.started_at = Some(SystemTime::now());
         if batch.cancel.is_cancelled() {
@@ -1244,16 +1268,12 @@ fn run_batch(
                 Some(message)
             }
         };
-        if job.status == JobStatus::Finished {
-            finished += 1;
-        } else {
-            failed += 1;
-        }
         if let Err(error) = store.complete(&job) {
             warn!(job = %job.id, %error, "could not record a job's result");
         }
+        batch.ended.add(job.status);
         if panic.is_some() {
-            return (finished, failed, panic);
+            return panic;
         }
     }
 }
