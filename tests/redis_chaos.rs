@@ -15,7 +15,17 @@ use baobab::jobs::Job;
 use common::redis_server::{TestRedis, unique};
 use redis::Commands;
 
-fn runner(redis: &TestRedis, actor: &str) -> Child {
+/// A runner process, killed if the test ends (or fails) without stopping it.
+struct RunnerProcess(Child);
+
+impl Drop for RunnerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn runner(redis: &TestRedis, actor: &str) -> RunnerProcess {
     Command::new(env!("CARGO_BIN_EXE_baobab"))
         .args([
             "run",
@@ -30,19 +40,21 @@ fn runner(redis: &TestRedis, actor: &str) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(RunnerProcess)
         .unwrap()
 }
 
-fn sigkill(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+fn sigkill(runner: &mut RunnerProcess) {
+    let _ = runner.0.kill();
+    let _ = runner.0.wait();
 }
 
-fn sigterm(mut child: Child) {
+/// Stops the runner with SIGTERM and waits for it.
+fn sigterm(mut runner: RunnerProcess) {
     let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &runner.0.id().to_string()])
         .status();
-    let _ = child.wait();
+    let _ = runner.0.wait();
 }
 
 /// A pseudo-random delay in `[min, min + spread)`.
@@ -174,7 +186,7 @@ fn of_three_runners_one_killed_the_other_two_recover_its_jobs() {
     let redis = TestRedis::start();
     let actor = unique("three");
     let ids = preload(&redis, &actor, 3_000, 3);
-    let mut runners: Vec<Child> = (0..3).map(|_| runner(&redis, &actor)).collect();
+    let mut runners: Vec<RunnerProcess> = (0..3).map(|_| runner(&redis, &actor)).collect();
     std::thread::sleep(random_delay(200, 500));
     sigkill(&mut runners[0]);
     let (finished, errors, again) = settle(&redis, &ids, Duration::from_secs(240));

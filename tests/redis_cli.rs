@@ -244,6 +244,60 @@ fn stop_cancels_a_running_job_and_a_queued_one() {
 }
 
 #[test]
+fn a_runner_stops_on_sigterm_even_with_its_redis_gone() {
+    let dir = std::env::temp_dir().join(unique("gone-redis"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = TestRedis::at(dir);
+    let url = server.url.clone();
+    let actor = unique("actor");
+    let client = baobab::bridge::Client::new(&url, baobab::bridge::Profile::Hero).unwrap();
+    let mut runner = baobab()
+        .args(["run", "--redis", &url, "--actor", &actor, "--workers", "1"])
+        .args(["--grace", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let job = baobab::jobs::Job::builder("loop {}")
+        .actor_id(&actor)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let id = client.submit(job).unwrap();
+    let start = Instant::now();
+    while client.status(&id).unwrap() != Some(baobab::jobs::JobStatus::Started) {
+        assert!(start.elapsed() < SAFETY, "the job did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Redis goes away with a job running, then the runner is told to stop.
+    drop(server);
+    let _ = Command::new("kill")
+        .args(["-TERM", &runner.id().to_string()])
+        .status();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = runner.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = runner.kill();
+            panic!("the runner did not stop within 30 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The grace (1 s), then at most the wind-down margin (5 s) of retries.
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        start.elapsed()
+    );
+    let output = runner.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(status.code(), Some(0), "{logs}");
+    assert!(logs.contains("giving up"), "{logs}");
+}
+
+#[test]
 fn a_runner_waits_out_an_unreachable_redis_then_serves() {
     // Start the runner against a socket where no Redis listens yet.
     let dir = std::env::temp_dir().join(unique("late-redis"));

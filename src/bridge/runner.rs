@@ -131,7 +131,13 @@ impl Runner {
 
     /// Stops taking jobs, lets running ones finish for up to `grace`, gives the rest back to
     /// the queue, stops the bridge. Returns the pool's final stats.
+    ///
+    /// With Redis unreachable it still returns, within about `grace` + 5 s: what could not be
+    /// written by then is left to the other runners' reapers (see
+    /// [`RedisStore::wind_down`]).
     pub fn shutdown(&self, grace: Duration) -> Result<PoolStats, PoolError> {
+        self.store
+            .wind_down(std::time::Instant::now() + grace + WIND_DOWN_MARGIN);
         // The pool drains first (it takes nothing more) while the bridge keeps the heartbeat
         // alive, so no other runner reaps jobs still running here; then everything stops.
         let stats = self.pool.shutdown(grace);
@@ -141,6 +147,9 @@ impl Runner {
         stats
     }
 }
+
+/// How long past its grace a shutting-down runner keeps trying to reach Redis.
+const WIND_DOWN_MARGIN: Duration = Duration::from_secs(5);
 
 pub(crate) enum BridgeMsg {
     Tick,

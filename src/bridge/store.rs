@@ -195,6 +195,10 @@ pub struct RedisStore {
     /// failed take, an id that could not be given back): the next take first gives back
     /// what this runner holds without knowing it.
     lost_track: AtomicBool,
+    /// Set by [`RedisStore::wind_down`]: no more takes.
+    taking_stopped: AtomicBool,
+    /// Set by [`RedisStore::wind_down`]: no retry past this instant.
+    give_up_at: Mutex<Option<Instant>>,
     /// Results waiting to be written, and whether a thread is writing them.
     writes: Mutex<Writes>,
     written: Condvar,
@@ -233,6 +237,8 @@ impl RedisStore {
             in_flight: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
             lost_track: AtomicBool::new(false),
+            taking_stopped: AtomicBool::new(false),
+            give_up_at: Mutex::new(None),
             writes: Mutex::new(Writes::default()),
             written: Condvar::new(),
         })
@@ -254,11 +260,35 @@ impl RedisStore {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Winds the store down for a shutdown: takes end at once (a take waiting for Redis gives
+    /// up), and from `deadline` on no operation retries: one that cannot reach Redis by then
+    /// fails with [`StoreError::Closed`]. A result not written then is lost, but its id stays
+    /// in this runner's processing list, so another runner's reaper gives the job back to the
+    /// queue once this runner's heartbeat expires. So a runner stops even with Redis gone.
+    pub fn wind_down(&self, deadline: Instant) {
+        self.taking_stopped.store(true, Ordering::SeqCst);
+        *self
+            .give_up_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(deadline);
+    }
+
     /// Runs `op` on a connection, reconnecting and retrying with backoff while Redis is
     /// unreachable. Errors that are not about the connection are returned at once.
     fn with_conn<T>(
         &self,
         what: &str,
+        op: impl FnMut(&mut Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        self.with_conn_unless(what, || false, op)
+    }
+
+    /// [`with_conn`](Self::with_conn) that stops retrying once `stop` holds (or the
+    /// wind-down's deadline has passed), with [`StoreError::Closed`].
+    fn with_conn_unless<T>(
+        &self,
+        what: &str,
+        stop: impl Fn() -> bool,
         mut op: impl FnMut(&mut Connection) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
         let mut backoff = BACKOFF_MIN;
@@ -306,11 +336,21 @@ impl RedisStore {
                 Err(error) => error,
             };
             attempt += 1;
-            if self.closed.load(Ordering::Relaxed) && attempt > 1 {
+            if self.closed.load(Ordering::Relaxed) && attempt > 1 || stop() {
+                return Err(StoreError::Closed);
+            }
+            let give_up_at = *self
+                .give_up_at
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            if give_up_at.is_some_and(|at| now >= at) {
+                warn!(what, attempt, %error, "Redis unreachable; winding down, giving up");
                 return Err(StoreError::Closed);
             }
             warn!(what, attempt, retry_in = ?backoff, %error, "Redis unreachable; retrying");
-            std::thread::sleep(backoff);
+            let pause = give_up_at.map_or(backoff, |at| backoff.min(at - now));
+            std::thread::sleep(pause);
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
     }
@@ -892,7 +932,8 @@ impl JobStore for RedisStore {
     }
 
     fn take(&self, actor_id: &str, max: usize, wait: Duration) -> Result<Vec<Job>, StoreError> {
-        if self.closed.load(Ordering::Relaxed) || max == 0 {
+        let stopped = || self.taking_stopped.load(Ordering::SeqCst);
+        if self.closed.load(Ordering::Relaxed) || stopped() || max == 0 {
             return Ok(Vec::new());
         }
         // Takes are one at a time (the pool's dispatcher makes them), so every id in the
@@ -909,7 +950,7 @@ impl JobStore for RedisStore {
         // A move whose reply is lost with the connection is retried by `with_conn`: the id
         // moved first is then in the processing list, unknown. Count the attempts to know.
         let mut attempts = 0;
-        let first = self.with_conn("take", |c| {
+        let first = self.with_conn_unless("take", stopped, |c| {
             attempts += 1;
             redis::cmd("BLMOVE")
                 .arg(&queue)
