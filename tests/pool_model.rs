@@ -98,6 +98,9 @@ impl JobActor for Scripted {
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
+            if cancel.is_cancelled() {
+                return Err("cancelled".into());
+            }
             Ok(())
         };
         let outcome = match job.script.split_whitespace().collect::<Vec<_>>()[..] {
@@ -122,6 +125,9 @@ impl JobActor for Scripted {
 struct Counting {
     inner: MemoryStore,
     ended: Mutex<HashMap<String, u32>>,
+    /// Held by a take, and by the test while it reads a job's status and sends a cancel: so
+    /// a job seen queued is still queued when the cancel reaches the pool's mailbox.
+    takes: Mutex<()>,
 }
 
 impl JobStore for Counting {
@@ -129,7 +135,12 @@ impl JobStore for Counting {
         self.inner.submit(job)
     }
     fn take(&self, actor_id: &str, max: usize, wait: Duration) -> Result<Vec<Job>, StoreError> {
-        self.inner.take(actor_id, max, wait)
+        // Waiting without the lock, taking with it.
+        if self.inner.queued(actor_id)? == 0 {
+            std::thread::sleep(wait.min(Duration::from_millis(5)));
+        }
+        let _takes = self.takes.lock().unwrap_or_else(PoisonError::into_inner);
+        self.inner.take(actor_id, max, Duration::ZERO)
     }
     fn complete(&self, job: &Job) -> Result<(), StoreError> {
         *self
@@ -165,7 +176,12 @@ struct Submitted {
     cancelled_while_queued: bool,
 }
 
-fn run(ops: Vec<Op>, max_batch: usize, concurrency: usize) -> Result<(), TestCaseError> {
+fn run(
+    ops: Vec<Op>,
+    max_batch: usize,
+    concurrency: usize,
+    requeue_on_shutdown: bool,
+) -> Result<(), TestCaseError> {
     let rt = common::runtime();
     let store = Arc::new(Counting::default());
     let mut config = PoolConfig::new(ACTOR);
@@ -173,6 +189,7 @@ fn run(ops: Vec<Op>, max_batch: usize, concurrency: usize) -> Result<(), TestCas
     config.max_batch = max_batch;
     config.concurrency = concurrency;
     config.take_wait = Duration::from_millis(20);
+    config.requeue_on_shutdown = requeue_on_shutdown;
     // Crashes are part of the test: the intensity must not end the pool.
     config.intensity = (1_000, Duration::from_secs(1));
     let factory: baobab::jobs::ActorFactory = Arc::new(|| Arc::new(Scripted) as Arc<dyn JobActor>);
@@ -191,6 +208,7 @@ fn run(ops: Vec<Op>, max_batch: usize, concurrency: usize) -> Result<(), TestCas
             }
             Op::Cancel(i) if !jobs.is_empty() => {
                 let i = i % jobs.len();
+                let _takes = store.takes.lock().unwrap();
                 let queued = store.status(&jobs[i].id).unwrap() == Some(JobStatus::Dispatched);
                 jobs[i].cancelled_while_queued |= queued;
                 pool.cancel(&jobs[i].id);
@@ -268,7 +286,8 @@ proptest! {
         ops in prop::collection::vec(op(), 1..30),
         max_batch in 1..4usize,
         concurrency in 1..3usize,
+        requeue_on_shutdown in any::<bool>(),
     ) {
-        run(ops, max_batch, concurrency)?;
+        run(ops, max_batch, concurrency, requeue_on_shutdown)?;
     }
 }

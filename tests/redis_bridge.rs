@@ -446,11 +446,16 @@ fn a_stop_for_a_job_held_by_a_dead_runner_cancels_it_instead_of_letting_it_run_a
     );
     let job = other.get(&id).unwrap().unwrap();
     assert_eq!(job.error.as_deref(), Some("cancelled"));
-    // Nothing is left for the reaper to run again.
+    // Nothing is left for the reaper to run again, and the runner is told, should it be
+    // alive after all.
     let held: usize = conn
         .llen(format!("hero:processing:{actor}:{}", dead.runner_id()))
         .unwrap();
     assert_eq!(held, 0);
+    let told: Vec<String> = conn
+        .lrange(format!("hero:runner:{}:control", dead.runner_id()), 0, -1)
+        .unwrap();
+    assert_eq!(told, [format!("stop {id}")]);
     assert_eq!(other.reap(&actor).unwrap(), (0, 0));
 }
 

@@ -138,9 +138,13 @@ for _, runner in ipairs(redis.call('SMEMBERS', KEYS[1])) do
       redis.call('RPUSH', ARGV[4] .. runner .. ARGV[5], 'stop ' .. ARGV[1])
       return {'forwarded', runner}
     end
-    -- Its runner is dead (not reaped yet): the reaper would run it again.
+    -- Its heartbeat expired: the reaper would run it again. Cancelled here; the runner is
+    -- told too, in case it is only cut off from Redis for a while (its list then expires).
     redis.call('LREM', processing, 0, ARGV[1])
     cancel()
+    local control = ARGV[4] .. runner .. ARGV[5]
+    redis.call('RPUSH', control, 'stop ' .. ARGV[1])
+    redis.call('EXPIRE', control, ARGV[9])
     return {'cancelled', runner}
   end
 end
@@ -149,6 +153,15 @@ if redis.call('LREM', KEYS[2], 0, ARGV[1]) > 0 then
   return {'cancelled'}
 end
 return {'nowhere'}
+"#;
+
+/// Moves id ARGV[1] from list KEYS[1] to the tail of KEYS[2] if it is in KEYS[1]; 1 if moved.
+const MOVE_IF_LISTED: &str = r#"
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) > 0 then
+  redis.call('RPUSH', KEYS[2], ARGV[1])
+  return 1
+end
+return 0
 "#;
 
 /// Where a stop request found its job: see [`RedisStore::route_stop`].
@@ -164,8 +177,11 @@ pub enum StopRoute {
     },
     /// Ended `error: cancelled` here, without running (again): it was still queued, or held
     /// by `dead_runner`, whose heartbeat has expired (the reaper would have run it again).
+    /// That runner also gets `stop ID` on its control list (kept for the reply TTL), in case
+    /// it is alive but was cut off from Redis: if it finishes the job before it reads the
+    /// stop, its result overwrites `cancelled` and a second reply is pushed.
     Cancelled {
-        /// The dead runner that held it, if one did.
+        /// The runner, with an expired heartbeat, that held it, if one did.
         dead_runner: Option<String>,
     },
     /// The job had already ended: nothing to do.
@@ -331,7 +347,14 @@ impl RedisStore {
                             .push(conn);
                         return Err(StoreError::Backend(format!("{what}: {error}")));
                     }
-                    Err(error) => error,
+                    Err(error) => {
+                        // The pooled connections are likely as dead as this one.
+                        self.idle
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .clear();
+                        error
+                    }
                 },
                 Err(error) => error,
             };
@@ -344,12 +367,14 @@ impl RedisStore {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             let now = Instant::now();
-            if give_up_at.is_some_and(|at| now >= at) {
+            // Past the deadline, one more try on a fresh connection, then no more.
+            if give_up_at.is_some_and(|at| now >= at) && attempt > 1 {
                 warn!(what, attempt, %error, "Redis unreachable; winding down, giving up");
                 return Err(StoreError::Closed);
             }
             warn!(what, attempt, retry_in = ?backoff, %error, "Redis unreachable; retrying");
-            let pause = give_up_at.map_or(backoff, |at| backoff.min(at - now));
+            let pause =
+                give_up_at.map_or(backoff, |at| backoff.min(at.saturating_duration_since(now)));
             std::thread::sleep(pause);
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
@@ -418,22 +443,23 @@ impl RedisStore {
 
     /// Puts the ids in this runner's own processing list that it does not know it holds back
     /// in the queue (a take whose reply was lost with the connection).
-    fn recover_own(&self, actor: &str) -> Result<(), StoreError> {
+    fn recover_own(&self, actor: &str, stop: impl Fn() -> bool) -> Result<(), StoreError> {
         let processing = self.keys.processing(actor, &self.config.runner_id);
-        let listed: Vec<String> = self.with_conn("recover", |c| c.lrange(&processing, 0, -1))?;
+        // What is in flight first, then the list: ids only join `in_flight` in a take (and
+        // takes are one at a time), while results and releases leave the list before they
+        // leave `in_flight`. So a listed id not in flight was lost.
         let known = self.in_flight().get(actor).cloned().unwrap_or_default();
+        let listed: Vec<String> =
+            self.with_conn_unless("recover", &stop, |c| c.lrange(&processing, 0, -1))?;
         let queue = self.keys.queue(actor);
+        let script = redis::Script::new(MOVE_IF_LISTED);
         for id in listed.into_iter().filter(|id| !known.contains(id)) {
-            self.with_conn("recover", |c| {
-                redis::pipe()
-                    .atomic()
-                    .lrem(&processing, 1, &id)
-                    .ignore()
-                    .rpush(&queue, &id)
-                    .ignore()
-                    .query::<()>(c)
+            let moved: bool = self.with_conn_unless("recover", &stop, |c| {
+                script.key(&processing).key(&queue).arg(&id).invoke(c)
             })?;
-            warn!(actor, job = %id, "requeued a job this runner had lost track of");
+            if moved {
+                warn!(actor, job = %id, "requeued a job this runner had lost track of");
+            }
         }
         Ok(())
     }
@@ -933,13 +959,18 @@ impl JobStore for RedisStore {
 
     fn take(&self, actor_id: &str, max: usize, wait: Duration) -> Result<Vec<Job>, StoreError> {
         let stopped = || self.taking_stopped.load(Ordering::SeqCst);
-        if self.closed.load(Ordering::Relaxed) || stopped() || max == 0 {
+        if self.closed.load(Ordering::Relaxed) || max == 0 {
+            return Ok(Vec::new());
+        }
+        if stopped() {
+            // Not a busy loop for a dispatcher that has not yet begun its drain.
+            std::thread::sleep(wait.min(Duration::from_millis(100)));
             return Ok(Vec::new());
         }
         // Takes are one at a time (the pool's dispatcher makes them), so every id in the
         // processing list that is not in flight was lost by an earlier take.
         if self.lost_track.swap(false, Ordering::SeqCst)
-            && let Err(error) = self.recover_own(actor_id)
+            && let Err(error) = self.recover_own(actor_id, stopped)
         {
             self.lost_track.store(true, Ordering::SeqCst);
             return Err(error);
@@ -970,18 +1001,19 @@ impl JobStore for RedisStore {
         let mut ids = vec![first];
         if max > 1 {
             let mut attempts = 0;
-            let more: Result<Vec<Option<String>>, StoreError> = self.with_conn("take", |c| {
-                attempts += 1;
-                let mut pipe = redis::pipe();
-                for _ in 1..max {
-                    pipe.cmd("LMOVE")
-                        .arg(&queue)
-                        .arg(&processing)
-                        .arg("RIGHT")
-                        .arg("LEFT");
-                }
-                pipe.query(c)
-            });
+            let more: Result<Vec<Option<String>>, StoreError> =
+                self.with_conn_unless("take", stopped, |c| {
+                    attempts += 1;
+                    let mut pipe = redis::pipe();
+                    for _ in 1..max {
+                        pipe.cmd("LMOVE")
+                            .arg(&queue)
+                            .arg(&processing)
+                            .arg("RIGHT")
+                            .arg("LEFT");
+                    }
+                    pipe.query(c)
+                });
             if attempts > 1 || more.is_err() {
                 self.lost_track.store(true, Ordering::SeqCst);
             }

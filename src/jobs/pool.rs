@@ -642,7 +642,11 @@ async fn dispatch(
                 match taken {
                     Ok(jobs) => d.add_taken(&ctx, jobs),
                     Err(error) => {
-                        warn!(actor = %d.config.actor_id, %error, "taking jobs failed; retrying in 1 s");
+                        if error == StoreError::Closed {
+                            debug!(actor = %d.config.actor_id, "the store takes no more jobs");
+                        } else {
+                            warn!(actor = %d.config.actor_id, %error, "taking jobs failed; retrying in 1 s");
+                        }
                         d.take_after = ctx.now() + Duration::from_secs(1);
                         ctx.send_after(
                             &ctx.addr(),
@@ -1166,9 +1170,18 @@ async fn work(mut ctx: Ctx<WorkerMsg>, args: WorkerArgs) {
                 let (handle, dispatcher) = (ctx.handle(), args.dispatcher);
                 ctx.spawn_blocking(
                     move || {
+                        /// Tells the dispatcher the batch is done, even if running it panics
+                        /// outside the jobs' own guard.
+                        struct Done(Arc<Batch>, Handle, Addr<DispatchMsg>);
+                        impl Drop for Done {
+                            fn drop(&mut self) {
+                                self.0.done.store(true, Ordering::SeqCst);
+                                let _ = self.1.send(&self.2, DispatchMsg::BatchEnded(self.0.id));
+                            }
+                        }
+                        let done = Done(Arc::clone(&batch), handle, dispatcher);
                         let panic = run_batch(&*actor, &*store, &batch);
-                        batch.done.store(true, Ordering::SeqCst);
-                        let _ = handle.send(&dispatcher, DispatchMsg::BatchEnded(id));
+                        drop(done);
                         panic
                     },
                     move |panic| WorkerMsg::Ran { batch: id, panic },
