@@ -707,3 +707,99 @@ fn a_runner_shutting_down_keeps_its_heartbeat_so_its_running_jobs_are_not_reaped
         .unwrap();
     assert_eq!(queued, [id]);
 }
+
+/// A TCP proxy to a unix-socket Redis that, on the `drop_at`-th `EXEC` it forwards, lets the
+/// server run it but cuts the client's connection before the reply: a write whose reply is
+/// lost. Returns the proxy's `redis://` URL.
+fn reply_losing_proxy(socket: std::path::PathBuf, drop_at: usize) -> String {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener};
+    use std::os::unix::net::UnixStream;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}", listener.local_addr().unwrap());
+    let execs = Arc::new(AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = UnixStream::connect(&socket) else {
+                return;
+            };
+            let (mut from_client, mut to_client) = (client.try_clone().unwrap(), client);
+            let (mut to_server, mut from_server) = (server.try_clone().unwrap(), server);
+            let execs = Arc::clone(&execs);
+            let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let cut_replies = Arc::clone(&cut);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 * 1024];
+                while let Ok(n) = from_client.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let text = String::from_utf8_lossy(&buf[..n]);
+                    let seen = text.matches("EXEC\r\n").count();
+                    let last =
+                        seen > 0 && execs.fetch_add(seen, Ordering::SeqCst) + seen == drop_at;
+                    if last {
+                        // No reply reaches the client from here on.
+                        cut.store(true, Ordering::SeqCst);
+                    }
+                    if to_server.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    if last {
+                        // Let the server run it, then cut the client off.
+                        std::thread::sleep(Duration::from_millis(100));
+                        let _ = from_client.shutdown(Shutdown::Both);
+                        let _ = to_server.shutdown(Shutdown::Both);
+                        break;
+                    }
+                }
+            });
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 * 1024];
+                while let Ok(n) = from_server.read(&mut buf) {
+                    if n == 0
+                        || cut_replies.load(Ordering::SeqCst)
+                        || to_client.write_all(&buf[..n]).is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn a_submit_whose_reply_is_lost_is_retried_and_reported_done_not_duplicate() {
+    let dir = std::env::temp_dir().join(unique("lost-reply"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let redis = TestRedis::at(dir.clone());
+    // The submit runs two transactions: the existence check, then the write. The write's
+    // reply is the one lost.
+    let url = reply_losing_proxy(TestRedis::socket_in(&dir), 2);
+    let store = RedisStore::new(RedisConfig::new(&url)).unwrap();
+    let actor = unique("actor");
+    let job = Job::builder("40 + 2").actor_id(&actor).build().unwrap();
+    let id = job.id.clone();
+    store.submit(job).unwrap();
+    // Written once: one hash, one queue entry.
+    let mut conn = redis.conn();
+    let queued: Vec<String> = conn
+        .lrange(format!("hero:job:actor_queue:{actor}"), 0, -1)
+        .unwrap();
+    assert_eq!(queued, std::slice::from_ref(&id));
+    // Another job under the same id is still a duplicate.
+    let again = Job::builder("1 + 1")
+        .id(&id)
+        .actor_id(&actor)
+        .build()
+        .unwrap();
+    assert!(matches!(
+        store.submit(again),
+        Err(baobab::jobs::StoreError::Duplicate(_))
+    ));
+}

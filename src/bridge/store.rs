@@ -936,11 +936,29 @@ impl JobStore for RedisStore {
         let key = self.keys.job(&job.id);
         let fields = job_to_fields(self.keys.profile, &job);
         let queue = self.keys.queue(&job.actor_id);
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(field, _)| *field == name)
+                .map(|(_, value)| value.clone())
+        };
+        let ours = (field("created_at"), field("script"));
+        // A write whose reply was lost is retried: the hash is then there, and ours.
+        let mut sent = false;
         let created: bool = self.with_conn("submit", |c| {
-            let (created,): (bool,) = redis::pipe().atomic().cmd("EXISTS").arg(&key).query(c)?;
-            if created {
-                return Ok(false);
+            let (exists,): (bool,) = redis::pipe().atomic().cmd("EXISTS").arg(&key).query(c)?;
+            if exists {
+                if !sent {
+                    return Ok(false);
+                }
+                let theirs: (Option<String>, Option<String>) = redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg("created_at")
+                    .arg("script")
+                    .query(c)?;
+                return Ok(theirs == ours);
             }
+            sent = true;
             redis::pipe()
                 .atomic()
                 .hset_multiple(&key, &fields)
