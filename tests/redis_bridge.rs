@@ -200,6 +200,40 @@ fn a_dead_runners_jobs_are_requeued_by_the_reaper() {
 }
 
 #[test]
+fn the_reaper_answers_a_failed_rhailib_task_with_json_on_its_reply_queue() {
+    let redis = TestRedis::start();
+    let circle = unique("circle");
+    let mut conn = redis.conn();
+    let dead = store(&redis, Profile::Rhailib);
+    dead.heartbeat(&circle).unwrap();
+    let task = Job::builder("1").actor_id(&circle).build().unwrap();
+    let id = task.id.clone();
+    dead.submit(task).unwrap();
+    assert_eq!(
+        dead.take(&circle, 1, Duration::from_secs(1)).unwrap().len(),
+        1
+    );
+    let _: () = conn
+        .del(format!("rhai:runner:{}:heartbeat", dead.runner_id()))
+        .unwrap();
+    // No retries: the reaper ends it, and answers as a runner would.
+    let alive = store(&redis, Profile::Rhailib);
+    assert_eq!(alive.reap(&circle).unwrap(), (0, 1));
+    let reply: String = conn.lpop(format!("rhai_reply:{id}"), None).unwrap();
+    let reply: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(reply["task_id"], id.as_str());
+    assert_eq!(reply["status"], "error");
+    assert_eq!(reply["output"], serde_json::Value::Null);
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .contains("its runners died"),
+        "{reply}"
+    );
+}
+
+#[test]
 fn malformed_jobs_end_in_error_or_are_skipped_and_the_runner_goes_on() {
     let redis = TestRedis::start();
     let rt = runtime();

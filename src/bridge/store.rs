@@ -64,8 +64,8 @@ const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Moves a dead runner's processing list back to its queue, or ends jobs requeued too often.
 /// KEYS: runners set. ARGV: me, heartbeat prefix, processing prefix, actor, queue, job prefix,
-/// error status, reply prefix (empty: the hash names it), now (ISO 8601), the finished status,
-/// the finished status's other spelling.
+/// error status, reply prefix (empty: rhailib, whose hash names it), now (ISO 8601), the
+/// finished status, the finished status's other spelling, the default reply prefix (rhailib).
 const REAP: &str = r#"
 local moved, failed = 0, 0
 for _, runner in ipairs(redis.call('SMEMBERS', KEYS[1])) do
@@ -88,9 +88,15 @@ for _, runner in ipairs(redis.call('SMEMBERS', KEYS[1])) do
         if requeues > retries then
           local message = 'its runners died: requeued ' .. (requeues - 1) .. ' times, retries ' .. retries
           redis.call('HSET', job, 'status', ARGV[7], 'error', message, 'updated_at', ARGV[9])
+          -- Hero: the status; rhailib: the task as JSON, on the queue its hash names.
           local reply = ARGV[8] .. id
-          if ARGV[8] == '' then reply = redis.call('HGET', job, 'reply_queue_name') end
-          if reply then redis.call('LPUSH', reply, ARGV[7]) end
+          local payload = ARGV[7]
+          if ARGV[8] == '' then
+            reply = redis.call('HGET', job, 'reply_queue_name') or (ARGV[12] .. id)
+            payload = '{"task_id":' .. cjson.encode(id) .. ',"status":' .. cjson.encode(ARGV[7])
+              .. ',"output":null,"error":' .. cjson.encode(message) .. '}'
+          end
+          redis.call('LPUSH', reply, payload)
           failed = failed + 1
         else
           redis.call('RPUSH', ARGV[5], id)
@@ -428,6 +434,7 @@ impl RedisStore {
                 .arg(&now)
                 .arg(status_to_wire(keys.profile, JobStatus::Finished))
                 .arg("finished")
+                .arg(keys.reply(""))
                 .invoke(c)
         })?;
         if moved + failed > 0 {
