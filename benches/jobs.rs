@@ -14,12 +14,9 @@ use baobab::Runtime;
 use baobab::jobs::{Job, JobActor, JobStore, MemoryStore, PoolConfig, RhaiActor, WorkerPool};
 use baobab::script::{Sandbox, SandboxConfig};
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
+
+use common::{env, summary};
 
 /// Jobs per second through the pool: all jobs are queued first, then the clock runs from the
 /// pool's start until the last one has ended.
@@ -62,15 +59,6 @@ fn sandbox(n: usize) -> f64 {
         std::hint::black_box(out);
     }
     start.elapsed().as_nanos() as f64 / n as f64
-}
-
-fn summary(mut values: Vec<f64>) -> (f64, f64, f64) {
-    values.sort_by(f64::total_cmp);
-    (
-        values[values.len() / 2],
-        values[0],
-        values[values.len() - 1],
-    )
 }
 
 fn main() {

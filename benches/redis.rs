@@ -17,12 +17,9 @@ use baobab::jobs::{Job, PoolConfig};
 use baobab::script::{Sandbox, SandboxConfig};
 use redis::Commands;
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
+
+use common::{env, summary};
 
 /// The tests' private redis-server (never the one `BAOBAB_REDIS_URL` names: the bench
 /// empties its database).
@@ -150,15 +147,6 @@ fn baseline(server: &Server, n: usize, run: usize) -> f64 {
         let _: () = conn.lpush(format!("hero:reply:{id}"), "finished").unwrap();
     }
     n as f64 / start.elapsed().as_secs_f64()
-}
-
-fn summary(mut values: Vec<f64>) -> (f64, f64, f64) {
-    values.sort_by(f64::total_cmp);
-    (
-        values[values.len() / 2],
-        values[0],
-        values[values.len() - 1],
-    )
 }
 
 fn main() {

@@ -20,12 +20,9 @@ use baobab::server::{ReplyTo, Server, ServerMsg};
 use baobab::supervisor::{ChildSpec, Strategy, Supervisor, SupervisorSpec};
 use baobab::{Addr, Ctx, ExitReason, Message, Runtime};
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
+
+use common::env;
 
 fn resident_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();

@@ -445,21 +445,29 @@ fn shutdown_lets_running_jobs_finish_within_the_grace_then_cancels_the_rest() {
     assert_eq!(stats.finished, 1);
 }
 
+/// A ping after 10 s idle, answered within 2 s; three misses kill the worker.
+const HEALTH: HealthCheck = HealthCheck {
+    idle: Duration::from_secs(10),
+    deadline: Duration::from_secs(2),
+    max_missed: 3,
+};
+
+/// A runtime on `clock`.
+fn manual_runtime(clock: &baobab::ManualClock) -> Runtime {
+    Runtime::builder()
+        .threads(2)
+        .clock(baobab::Clock::manual(clock))
+        .build()
+}
+
 #[test]
 fn an_idle_worker_that_misses_three_pings_is_restarted() {
     let clock = baobab::ManualClock::new();
-    let rt = Runtime::builder()
-        .threads(2)
-        .clock(baobab::Clock::manual(&clock))
-        .build();
+    let rt = manual_runtime(&clock);
     let store = Arc::new(MemoryStore::new());
     let mut config = PoolConfig::new("sleeper");
     config.workers = 1;
-    config.health = Some(HealthCheck {
-        idle: Duration::from_secs(10),
-        deadline: Duration::from_secs(2),
-        max_missed: 3,
-    });
+    config.health = Some(HEALTH);
     let (pool, release) = sleeper_pool(&rt, &store, config, true);
     let first = pool.workers().unwrap()[0];
     let watch = rt.handle().watch(first);
@@ -488,18 +496,11 @@ fn an_idle_worker_that_misses_three_pings_is_restarted() {
 #[test]
 fn a_healthy_idle_worker_answers_its_pings() {
     let clock = baobab::ManualClock::new();
-    let rt = Runtime::builder()
-        .threads(2)
-        .clock(baobab::Clock::manual(&clock))
-        .build();
+    let rt = manual_runtime(&clock);
     let store = Arc::new(MemoryStore::new());
     let mut config = PoolConfig::new("rhai");
     config.workers = 1;
-    config.health = Some(HealthCheck {
-        idle: Duration::from_secs(10),
-        deadline: Duration::from_secs(2),
-        max_missed: 3,
-    });
+    config.health = Some(HEALTH);
     let pool = WorkerPool::start(
         rt.handle(),
         store.clone(),

@@ -64,6 +64,24 @@ fn start_runner(
     Runner::start(rt.handle(), config).unwrap()
 }
 
+/// A job that runs until it is stopped (or for a minute).
+fn long_job(actor: &str) -> Job {
+    Job::builder("loop {}")
+        .actor_id(actor)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// Waits until job `id` is taken and marked started.
+fn wait_started(store: &RedisStore, id: &str) {
+    let start = std::time::Instant::now();
+    while store.status(id).unwrap() != Some(JobStatus::Started) {
+        assert!(start.elapsed() < SAFETY, "job {id} did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn jobs_round_trip_through_redis_in_the_hero_profile() {
     let redis = TestRedis::start();
@@ -315,24 +333,16 @@ fn malformed_jobs_end_in_error_or_are_skipped_and_the_runner_goes_on() {
 }
 
 #[test]
-fn a_job_in_the_stop_queue_is_cancelled() {
+fn next_stop_pops_the_stop_queue_and_cancel_ends_the_running_job() {
     let redis = TestRedis::start();
     let rt = runtime();
     let actor = unique("actor");
     let store = store(&redis, Profile::Hero);
     let pool = rhai_pool(&rt, store.clone(), &actor, 1);
-    let job = Job::builder("loop {}")
-        .actor_id(&actor)
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let job = long_job(&actor);
     let id = job.id.clone();
     store.submit(job).unwrap();
-    let start = std::time::Instant::now();
-    while store.status(&id).unwrap() != Some(JobStatus::Started) {
-        assert!(start.elapsed() < SAFETY);
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_started(&store, &id);
     let mut conn = redis.conn();
     let _: () = conn.lpush(format!("hero:stop_queue:{actor}"), &id).unwrap();
     let stop = store.next_stop(&actor, Duration::from_secs(1)).unwrap();
@@ -342,22 +352,6 @@ fn a_job_in_the_stop_queue_is_cancelled() {
     assert_eq!(job.status, JobStatus::Error);
     assert_eq!(job.error.as_deref(), Some("cancelled"));
     pool.shutdown(Duration::from_secs(1)).unwrap();
-}
-
-fn long_job(actor: &str) -> Job {
-    Job::builder("loop {}")
-        .actor_id(actor)
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
-}
-
-fn wait_started(store: &RedisStore, id: &str) {
-    let start = std::time::Instant::now();
-    while store.status(id).unwrap() != Some(JobStatus::Started) {
-        assert!(start.elapsed() < SAFETY, "job {id} did not start");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]
@@ -565,18 +559,10 @@ fn a_shutdown_gives_unfinished_jobs_back_to_the_queue() {
     let actor = unique("actor");
     let store = store(&redis, Profile::Hero);
     let pool = rhai_pool(&rt, store.clone(), &actor, 1);
-    let long = Job::builder("loop {}")
-        .actor_id(&actor)
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let long = long_job(&actor);
     let id = long.id.clone();
     store.submit(long).unwrap();
-    let start = std::time::Instant::now();
-    while store.status(&id).unwrap() != Some(JobStatus::Started) {
-        assert!(start.elapsed() < SAFETY);
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_started(&store, &id);
     pool.shutdown(Duration::from_millis(200)).unwrap();
     assert_eq!(store.status(&id).unwrap(), Some(JobStatus::Dispatched));
     assert_eq!(store.queued(&actor).unwrap(), 1);
@@ -699,18 +685,10 @@ fn a_runner_shutting_down_keeps_its_heartbeat_so_its_running_jobs_are_not_reaped
         |_| {},
         Some(Duration::from_millis(500)),
     );
-    let job = Job::builder("loop {}")
-        .actor_id(&actor)
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let job = long_job(&actor);
     let id = job.id.clone();
     runner.store().submit(job).unwrap();
-    let start = std::time::Instant::now();
-    while runner.store().status(&id).unwrap() != Some(JobStatus::Started) {
-        assert!(start.elapsed() < SAFETY);
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_started(runner.store(), &id);
     // Another runner reaps all through the shutdown's grace period, which outlasts the
     // heartbeat's time to live several times.
     let other = store(&redis, Profile::Hero);

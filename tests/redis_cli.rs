@@ -196,18 +196,31 @@ fn submit_and_status_talk_to_a_serving_runner() {
     assert_eq!(stopped.status.code(), Some(0));
 }
 
+/// A job that runs until it is stopped (or for a minute).
+fn endless(actor: &str) -> baobab::jobs::Job {
+    baobab::jobs::Job::builder("loop {}")
+        .actor_id(actor)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// Submits an endless job and waits until a runner has started it; returns its id.
+fn submit_endless(client: &baobab::bridge::Client, actor: &str) -> String {
+    let id = client.submit(endless(actor)).unwrap();
+    let start = Instant::now();
+    while client.status(&id).unwrap() != Some(baobab::jobs::JobStatus::Started) {
+        assert!(start.elapsed() < SAFETY, "the job did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    id
+}
+
 #[test]
 fn stop_cancels_a_running_job_and_a_queued_one() {
     let redis = TestRedis::start();
     let actor = unique("actor");
     let client = baobab::bridge::Client::new(&redis.url, baobab::bridge::Profile::Hero).unwrap();
-    let endless = |actor: &str| {
-        baobab::jobs::Job::builder("loop {}")
-            .actor_id(actor)
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap()
-    };
     // Stopped while queued, with no runner yet: the first runner cancels it without running it.
     let queued = client.submit(endless(&actor)).unwrap();
     let stop = baobab()
@@ -221,12 +234,7 @@ fn stop_cancels_a_running_job_and_a_queued_one() {
     assert_eq!(job.error.as_deref(), Some("cancelled"), "{job:?}");
 
     // Stopped while running, waiting for the end.
-    let running = client.submit(endless(&actor)).unwrap();
-    let start = Instant::now();
-    while client.status(&running).unwrap() != Some(baobab::jobs::JobStatus::Started) {
-        assert!(start.elapsed() < SAFETY, "the job did not start");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let running = submit_endless(&client, &actor);
     let stop = baobab()
         .args(["stop", &running, "--redis", &redis.url, "--wait", "10"])
         .output()
@@ -258,17 +266,7 @@ fn a_runner_stops_on_sigterm_even_with_its_redis_gone() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let job = baobab::jobs::Job::builder("loop {}")
-        .actor_id(&actor)
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
-    let id = client.submit(job).unwrap();
-    let start = Instant::now();
-    while client.status(&id).unwrap() != Some(baobab::jobs::JobStatus::Started) {
-        assert!(start.elapsed() < SAFETY, "the job did not start");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    submit_endless(&client, &actor);
     // Redis goes away with a job running, then the runner is told to stop.
     drop(server);
     let _ = Command::new("kill")

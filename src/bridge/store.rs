@@ -63,14 +63,15 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Moves a dead runner's processing list back to its queue, or ends jobs requeued too often.
-/// KEYS: runners set. ARGV: me, heartbeat prefix, processing prefix, actor, queue, job prefix,
-/// error status, reply prefix (empty: rhailib, whose hash names it), now (ISO 8601), the
-/// finished status, the finished status's other spelling, the default reply prefix (rhailib).
+/// KEYS: runners set. ARGV: me, a heartbeat key before and after the runner id, the actor's
+/// processing-list prefix, queue, job prefix, error status, reply prefix, `1` if the hash's
+/// `reply_queue_name` names the reply list (rhailib), now (ISO 8601), the finished status, the
+/// finished status's other spelling.
 const REAP: &str = r#"
 local moved, failed = 0, 0
 for _, runner in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if runner ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. runner .. ':heartbeat') == 0 then
-    local processing = ARGV[3] .. ARGV[4] .. ':' .. runner
+  if runner ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. runner .. ARGV[3]) == 0 then
+    local processing = ARGV[4] .. runner
     while true do
       local id = redis.call('LPOP', processing)
       if not id then break end
@@ -91,8 +92,8 @@ for _, runner in ipairs(redis.call('SMEMBERS', KEYS[1])) do
           -- Hero: the status; rhailib: the task as JSON, on the queue its hash names.
           local reply = ARGV[8] .. id
           local payload = ARGV[7]
-          if ARGV[8] == '' then
-            reply = redis.call('HGET', job, 'reply_queue_name') or (ARGV[12] .. id)
+          if ARGV[9] == '1' then
+            reply = redis.call('HGET', job, 'reply_queue_name') or reply
             payload = '{"task_id":' .. cjson.encode(id) .. ',"status":' .. cjson.encode(ARGV[7])
               .. ',"output":null,"error":' .. cjson.encode(message) .. '}'
           end
@@ -410,31 +411,24 @@ impl RedisStore {
     /// `error` if requeued more often than their retries allow. Returns (requeued, failed).
     pub fn reap(&self, actor: &str) -> Result<(u64, u64), StoreError> {
         let keys = self.keys;
-        let (heartbeat_prefix, processing_prefix) = match keys.profile {
-            Profile::Hero => ("hero:runner:", "hero:processing:"),
-            Profile::Rhailib => ("rhai:runner:", "rhai:processing:"),
-        };
-        let (job_prefix, reply_prefix) = match keys.profile {
-            Profile::Hero => ("hero:job:", "hero:reply:"),
-            Profile::Rhailib => ("rhai_task_details:", ""),
-        };
+        let (heartbeat_head, heartbeat_tail) = around_runner(keys.heartbeat(RUNNER));
         let script = redis::Script::new(REAP);
         let now = iso8601(SystemTime::now());
         let (moved, failed): (u64, u64) = self.with_conn("reap", |c| {
             script
                 .key(keys.runners(actor))
                 .arg(&self.config.runner_id)
-                .arg(heartbeat_prefix)
-                .arg(processing_prefix)
-                .arg(actor)
+                .arg(&heartbeat_head)
+                .arg(&heartbeat_tail)
+                .arg(keys.processing(actor, ""))
                 .arg(keys.queue(actor))
-                .arg(job_prefix)
+                .arg(keys.job(""))
                 .arg(status_to_wire(keys.profile, JobStatus::Error))
-                .arg(reply_prefix)
+                .arg(keys.reply(""))
+                .arg(reply_named_in_hash(keys.profile))
                 .arg(&now)
                 .arg(status_to_wire(keys.profile, JobStatus::Finished))
                 .arg("finished")
-                .arg(keys.reply(""))
                 .invoke(c)
         })?;
         if moved + failed > 0 {
@@ -469,6 +463,25 @@ impl RedisStore {
             }
         }
         Ok(())
+    }
+
+    /// Runs a take's move of ids into the processing list. A move whose reply is lost with
+    /// the connection is retried by `with_conn`; the ids moved by the lost attempt are then in
+    /// the processing list, unknown: so a retried or failed move sets `lost_track`.
+    fn moving<T>(
+        &self,
+        stop: impl Fn() -> bool,
+        mut op: impl FnMut(&mut Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        let mut attempts = 0;
+        let result = self.with_conn_unless("take", stop, |c| {
+            attempts += 1;
+            op(c)
+        });
+        if attempts > 1 || result.is_err() {
+            self.lost_track.store(true, Ordering::SeqCst);
+        }
+        result
     }
 
     /// Ends a job whose hash is unusable: `error` with `message` if a hash exists, else only
@@ -678,14 +691,8 @@ impl RedisStore {
     pub fn route_stop(&self, actor: &str, id: &str) -> Result<StopRoute, StoreError> {
         let keys = self.keys;
         let profile = keys.profile;
-        let split = |key: String| -> (String, String) {
-            let (head, tail) = key
-                .split_once("{runner}")
-                .expect("the key holds the runner id");
-            (head.to_string(), tail.to_string())
-        };
-        let (control_head, control_tail) = split(keys.control("{runner}"));
-        let (heartbeat_head, heartbeat_tail) = split(keys.heartbeat("{runner}"));
+        let (control_head, control_tail) = around_runner(keys.control(RUNNER));
+        let (heartbeat_head, heartbeat_tail) = around_runner(keys.heartbeat(RUNNER));
         let cancelled = Some("cancelled");
         let payload = reply_payload(profile, id, JobStatus::Error, None, cancelled);
         let fields = ending_fields(
@@ -718,11 +725,7 @@ impl RedisStore {
                 .arg(&heartbeat_tail)
                 .arg(&payload)
                 .arg(self.config.reply_ttl.as_secs().max(1))
-                .arg(if profile == Profile::Rhailib {
-                    "1"
-                } else {
-                    "0"
-                })
+                .arg(reply_named_in_hash(profile))
                 .arg(ended.len())
                 .arg(&ended[..]);
             for (field, value) in &fields {
@@ -906,6 +909,25 @@ impl RedisStore {
     }
 }
 
+/// A stand-in runner id, to split a key built for one ([`around_runner`]).
+const RUNNER: &str = "\u{0}runner\u{0}";
+
+/// A runner's key (built for [`RUNNER`]) as the parts before and after the runner id: the Lua
+/// scripts build the keys of every runner from them, as `keys.rs` spells them.
+fn around_runner(key: String) -> (String, String) {
+    let (head, tail) = key.split_once(RUNNER).expect("the key holds the runner id");
+    (head.to_string(), tail.to_string())
+}
+
+/// `1` where the job's hash names its reply list (`reply_queue_name`, rhailib), for the Lua
+/// scripts.
+fn reply_named_in_hash(profile: Profile) -> &'static str {
+    match profile {
+        Profile::Rhailib => "1",
+        Profile::Hero => "0",
+    }
+}
+
 /// What a job's reply list gets when it ends: the status (Hero), or the task as JSON (rhailib).
 fn reply_payload(
     profile: Profile,
@@ -1003,11 +1025,7 @@ impl JobStore for RedisStore {
         let queue = self.keys.queue(actor_id);
         let processing = self.keys.processing(actor_id, &self.config.runner_id);
         let secs = wait.as_secs_f64().max(0.01);
-        // A move whose reply is lost with the connection is retried by `with_conn`: the id
-        // moved first is then in the processing list, unknown. Count the attempts to know.
-        let mut attempts = 0;
-        let first = self.with_conn_unless("take", stopped, |c| {
-            attempts += 1;
+        let first = self.moving(stopped, |c| {
             redis::cmd("BLMOVE")
                 .arg(&queue)
                 .arg(&processing)
@@ -1016,32 +1034,23 @@ impl JobStore for RedisStore {
                 .arg(secs)
                 .query::<Option<String>>(c)
         });
-        if attempts > 1 || first.is_err() {
-            self.lost_track.store(true, Ordering::SeqCst);
-        }
         let first = match first? {
             Some(id) => id,
             None => return Ok(Vec::new()),
         };
         let mut ids = vec![first];
         if max > 1 {
-            let mut attempts = 0;
-            let more: Result<Vec<Option<String>>, StoreError> =
-                self.with_conn_unless("take", stopped, |c| {
-                    attempts += 1;
-                    let mut pipe = redis::pipe();
-                    for _ in 1..max {
-                        pipe.cmd("LMOVE")
-                            .arg(&queue)
-                            .arg(&processing)
-                            .arg("RIGHT")
-                            .arg("LEFT");
-                    }
-                    pipe.query(c)
-                });
-            if attempts > 1 || more.is_err() {
-                self.lost_track.store(true, Ordering::SeqCst);
-            }
+            let more: Result<Vec<Option<String>>, StoreError> = self.moving(stopped, |c| {
+                let mut pipe = redis::pipe();
+                for _ in 1..max {
+                    pipe.cmd("LMOVE")
+                        .arg(&queue)
+                        .arg(&processing)
+                        .arg("RIGHT")
+                        .arg("LEFT");
+                }
+                pipe.query(c)
+            });
             // On an error, run with the one id known (the rest is given back next time).
             ids.extend(more.unwrap_or_default().into_iter().flatten());
         }

@@ -982,18 +982,14 @@ impl Dispatcher {
     /// Queues taken jobs, except those cancelled before they arrived: they end
     /// `error: cancelled`. During a drain, none is queued (see [`Self::cancel_jobs`]).
     fn add_taken(&mut self, ctx: &Ctx<DispatchMsg>, jobs: Vec<Job>) {
-        if self.early_cancels.is_empty() {
-            if self.draining {
-                self.cancel_jobs(ctx, jobs, "cancelled");
-            } else {
-                self.pending.extend(jobs);
-            }
-            return;
-        }
-        let (cancelled, jobs): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|job| {
-            let early = self.early_cancels.iter().position(|id| *id == job.id);
-            early.and_then(|i| self.early_cancels.remove(i)).is_some()
-        });
+        let (cancelled, jobs): (Vec<Job>, Vec<Job>) = if self.early_cancels.is_empty() {
+            (Vec::new(), jobs)
+        } else {
+            jobs.into_iter().partition(|job| {
+                let early = self.early_cancels.iter().position(|id| *id == job.id);
+                early.and_then(|i| self.early_cancels.remove(i)).is_some()
+            })
+        };
         if self.draining {
             self.cancel_jobs(ctx, jobs, "cancelled");
         } else {
@@ -1179,10 +1175,8 @@ async fn work(mut ctx: Ctx<WorkerMsg>, args: WorkerArgs) {
                                 let _ = self.1.send(&self.2, DispatchMsg::BatchEnded(self.0.id));
                             }
                         }
-                        let done = Done(Arc::clone(&batch), handle, dispatcher);
-                        let panic = run_batch(&*actor, &*store, &batch);
-                        drop(done);
-                        panic
+                        let _done = Done(Arc::clone(&batch), handle, dispatcher);
+                        run_batch(&*actor, &*store, &batch)
                     },
                     move |panic| WorkerMsg::Ran { batch: id, panic },
                 );
