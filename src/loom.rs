@@ -67,6 +67,12 @@ pub(crate) mod cell {
     pub(crate) struct MutPtr<T>(*mut T);
 
     impl<T> MutPtr<T> {
+        /// Runs `f` with the raw pointer (for a shared read through `*const T`, say).
+        #[inline]
+        pub(crate) fn with<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0)
+        }
+
         /// # Safety
         /// No other reference to the value exists while the returned one lives.
         #[inline]

@@ -88,8 +88,9 @@ impl<T> Deref for SpinGuard<'_, T> {
     fn deref(&self) -> &T {
         // SAFETY: this guard exists only while its thread holds the lock (the acquire in
         // `lock` pairs with the release in `drop` of the previous holder), so no other
-        // thread touches `value` now.
-        unsafe { &*self.value.deref() }
+        // thread touches `value` now. The read goes through a `*const T`: no `&mut T` is made
+        // for it, so two shared borrows from one guard never alias a unique one.
+        self.value.with(|ptr| unsafe { &*ptr.cast_const() })
     }
 }
 
@@ -105,5 +106,46 @@ impl<T> Drop for SpinGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         self.lock.locked.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::SpinLock;
+
+    /// Two shared borrows from one guard, both used after the second was made: under Miri's
+    /// borrow models this is undefined behaviour if `deref` makes a `&mut T` for each read
+    /// (`cargo +nightly miri test --lib spin`).
+    #[test]
+    fn shared_reads_through_one_guard_do_not_alias_a_unique_borrow() {
+        let lock = SpinLock::new(vec![1, 2, 3]);
+        let guard = lock.lock();
+        let first: &Vec<i32> = &guard;
+        let second: &Vec<i32> = &guard;
+        assert_eq!(first.len() + second.len(), 6);
+        assert_eq!(first[0], second[0]);
+        drop(guard);
+        let mut guard = lock.lock();
+        guard.push(4);
+        assert_eq!(guard.len(), 4);
+    }
+
+    #[test]
+    fn the_lock_excludes_other_threads() {
+        let lock = std::sync::Arc::new(SpinLock::new(0u64));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let lock = std::sync::Arc::clone(&lock);
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        *lock.lock() += 1;
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(*lock.lock(), 200);
     }
 }
