@@ -1,0 +1,91 @@
+//! `baobab`: runs Rhai jobs through a supervised, sandboxed worker pool.
+//!
+//! ```text
+//! baobab run examples/jobs            # every .rhai file under the directory
+//! baobab run a.rhai b.rhai --workers 4 --timeout 10
+//! ```
+
+mod args;
+mod files;
+mod run;
+mod serve;
+mod status;
+mod stop;
+mod submit;
+mod table;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use clap::{Parser, Subcommand};
+use tracing::warn;
+
+use args::{RunArgs, StatusArgs, StopArgs, SubmitArgs};
+
+/// Runs Rhai jobs through baobab's supervised, sandboxed worker pool.
+#[derive(Parser, Debug)]
+#[command(name = "baobab", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log level: error, warn, info, debug or trace (or a tracing filter such as
+    /// `baobab=debug`). Logs go to stderr.
+    #[arg(long, global = true, default_value = "warn")]
+    log_level: String,
+    /// Logs as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    log_json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs the `.rhai` files given (a directory: every `.rhai` file under it) as jobs on the
+    /// embedded job store and prints a table of their results. Exits 1 if any job failed, 130
+    /// if interrupted. With `--redis`, serves the actor's queue in Redis instead, until Ctrl-C
+    /// or SIGTERM.
+    Run(RunArgs),
+    /// Submits `.rhai` files as jobs to a Redis-fed runner; with `--wait`, waits for their
+    /// results and prints them.
+    Submit(SubmitArgs),
+    /// Prints a job's status, output and error.
+    Status(StatusArgs),
+    /// Stops a job: a running one ends `error: cancelled`, a queued one is cancelled before
+    /// it runs.
+    Stop(StopArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level, cli.log_json);
+    match cli.command {
+        Command::Run(args) if args.redis.redis.is_some() => serve::serve(args),
+        Command::Run(args) => run::run(args),
+        Command::Submit(args) => submit::submit(args),
+        Command::Status(args) => status::status(args),
+        Command::Stop(args) => stop::stop(args),
+    }
+}
+
+fn init_logging(level: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+pub(crate) fn interrupt_flag() -> Arc<AtomicBool> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(error) = signal_hook::flag::register(signal, Arc::clone(&interrupted)) {
+            warn!(%error, "could not handle a signal");
+        }
+    }
+    interrupted
+}

@@ -1,0 +1,39 @@
+//! `baobab status JOB_ID --redis URL`.
+
+use std::process::ExitCode;
+
+use crate::args::StatusArgs;
+use crate::submit::{client, job_json};
+
+/// `baobab status JOB_ID --redis URL`.
+pub(crate) fn status(args: StatusArgs) -> ExitCode {
+    let client = match client(&args.redis) {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    match client.get(&args.job_id) {
+        Ok(Some(job)) => {
+            if args.json {
+                println!("{}", job_json(None, &job));
+            } else {
+                println!("id:     {}", job.id);
+                println!("status: {}", job.status);
+                if let Some(output) = &job.output {
+                    println!("output: {output}");
+                }
+                if let Some(error) = &job.error {
+                    println!("error:  {error}");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            eprintln!("baobab: no job {}", args.job_id);
+            ExitCode::from(1)
+        }
+        Err(error) => {
+            eprintln!("baobab: {error}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! `baobab submit FILE... --redis URL`: queues jobs in Redis, and waits for them if asked.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use baobab::jobs::Job;
+use indicatif::ProgressBar;
+
+use crate::args::{RedisArgs, SubmitArgs};
+use crate::files::collect;
+use crate::table::{Row, fill, print_table};
+
+pub(crate) fn client(args: &RedisArgs) -> Result<baobab::bridge::Client, ExitCode> {
+    let Some(url) = &args.redis else {
+        eprintln!("baobab: --redis URL is required");
+        return Err(ExitCode::from(2));
+    };
+    baobab::bridge::Client::new(url, args.profile).map_err(|error| {
+        eprintln!("baobab: {error}");
+        ExitCode::from(2)
+    })
+}
+
+pub(crate) fn job_json(file: Option<&str>, job: &Job) -> serde_json::Value {
+    serde_json::json!({
+        "file": file,
+        "id": job.id,
+        "status": job.status.as_str(),
+        "output": job.output,
+        "error": job.error,
+    })
+}
+
+/// `baobab submit FILE... --redis URL --actor ID [--wait]`.
+pub(crate) fn submit(args: SubmitArgs) -> ExitCode {
+    let client = match client(&args.redis) {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let files = match collect(&args.paths) {
+        Ok(files) => files,
+        Err(error) => {
+            eprintln!("baobab: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut submitted = Vec::new();
+    let mut failed = 0;
+    for file in &files {
+        let name = file.display().to_string();
+        let job = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read the file: {e}"))
+            .and_then(|script| {
+                Job::builder(script)
+                    .caller_id("baobab-cli")
+                    .actor_id(&args.actor)
+                    .timeout(Duration::from_secs(args.timeout))
+                    .build()
+                    .map_err(|e| e.to_string())
+            });
+        match job.and_then(|job| client.submit(job).map_err(|e| e.to_string())) {
+            Ok(id) => submitted.push((name, id)),
+            Err(error) => {
+                failed += 1;
+                eprintln!("baobab: {name}: {error}");
+            }
+        }
+    }
+    if !args.wait {
+        for (name, id) in &submitted {
+            if args.json {
+                println!("{}", serde_json::json!({"file": name, "id": id}));
+            } else {
+                println!("{id}  {name}");
+            }
+        }
+        return if failed > 0 {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let progress = if submitted.len() >= 20 {
+        ProgressBar::new(submitted.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut rows = Vec::new();
+    for (name, id) in &submitted {
+        let wait = Duration::from_secs(args.timeout + 60);
+        let row = match client.await_result(id, wait) {
+            Ok(job) => {
+                if args.json {
+                    progress.suspend(|| println!("{}", job_json(Some(name), &job)));
+                }
+                let mut row = Row {
+                    file: name.clone(),
+                    id: Some(id.clone()),
+                    status: String::new(),
+                    time: None,
+                    text: String::new(),
+                    failed: false,
+                };
+                fill(&mut row, Some(job));
+                row
+            }
+            Err(error) => Row {
+                file: name.clone(),
+                id: Some(id.clone()),
+                status: "unknown".into(),
+                time: None,
+                text: error.to_string(),
+                failed: true,
+            },
+        };
+        failed += usize::from(row.failed);
+        rows.push(row);
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    if !args.json {
+        print_table(&rows);
+    }
+    if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
