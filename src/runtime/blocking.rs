@@ -35,15 +35,17 @@ pub(crate) struct BlockingPool {
     state: Mutex<PoolState>,
     available: Condvar,
     max_threads: usize,
+    stack_size: Option<usize>,
     keep_alive: Duration,
 }
 
 impl BlockingPool {
-    pub(crate) fn new(max_threads: usize) -> Arc<Self> {
+    pub(crate) fn new(max_threads: usize, stack_size: Option<usize>) -> Arc<Self> {
         Arc::new(BlockingPool {
             state: Mutex::default(),
             available: Condvar::new(),
             max_threads: max_threads.max(1),
+            stack_size,
             keep_alive: Duration::from_secs(10),
         })
     }
@@ -69,9 +71,11 @@ impl BlockingPool {
             state.threads += 1;
             drop(state);
             let pool = Arc::clone(self);
-            let started = std::thread::Builder::new()
-                .name("baobab-blocking".into())
-                .spawn(move || pool.run_thread());
+            let mut builder = std::thread::Builder::new().name("baobab-blocking".into());
+            if let Some(bytes) = self.stack_size {
+                builder = builder.stack_size(bytes);
+            }
+            let started = builder.spawn(move || pool.run_thread());
             if let Err(error) = started {
                 warn!(%error, "could not start a blocking thread");
                 self.lock().threads -= 1;

@@ -33,6 +33,8 @@ impl std::fmt::Debug for Handle {
 pub struct ExitWatch {
     pid: Pid,
     exits: mpsc::Receiver<ExitReason>,
+    /// The reason once received (by [`ExitWatch::exited`]).
+    seen: std::sync::OnceLock<ExitReason>,
 }
 
 impl ExitWatch {
@@ -43,12 +45,24 @@ impl ExitWatch {
 
     /// Blocks until the process exits; its reason.
     pub fn wait(self) -> ExitReason {
+        if let Some(reason) = self.seen.get() {
+            return reason.clone();
+        }
         self.exits.recv().unwrap_or(ExitReason::NoProc)
     }
 
     /// Blocks until the process exits or `timeout` passes (real time, not the runtime clock).
     pub fn wait_timeout(&self, timeout: Duration) -> Option<ExitReason> {
-        self.exits.recv_timeout(timeout).ok()
+        if let Some(reason) = self.seen.get() {
+            return Some(reason.clone());
+        }
+        let reason = self.exits.recv_timeout(timeout).ok()?;
+        Some(self.seen.get_or_init(|| reason).clone())
+    }
+
+    /// The exit reason if the process has exited, without waiting.
+    pub fn exited(&self) -> Option<ExitReason> {
+        self.wait_timeout(Duration::ZERO)
     }
 }
 
@@ -189,7 +203,11 @@ impl Handle {
                 let _ = tx.send(reason.clone());
             }),
         );
-        ExitWatch { pid, exits }
+        ExitWatch {
+            pid,
+            exits,
+            seen: std::sync::OnceLock::new(),
+        }
     }
 
     /// Runs `body` as a process and blocks the calling thread until it ends: `Ok` with the

@@ -70,6 +70,7 @@ pub struct Builder {
     threads: usize,
     budget: u32,
     blocking_threads: usize,
+    blocking_stack_size: Option<usize>,
     clock: Clock,
     seed: Option<u64>,
 }
@@ -80,6 +81,7 @@ impl Default for Builder {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             budget: 2000,
             blocking_threads: 64,
+            blocking_stack_size: None,
             clock: Clock::system(),
             seed: None,
         }
@@ -103,6 +105,15 @@ impl Builder {
     /// The most threads the blocking pool grows to (default 64).
     pub fn blocking_threads(mut self, threads: usize) -> Self {
         self.blocking_threads = threads.max(1);
+        self
+    }
+
+    /// The stack size of each blocking thread, in bytes (default: the standard library's, 2 MiB
+    /// unless `RUST_MIN_STACK` says otherwise). Work that recurses deeply needs more: the
+    /// Rhai sandbox's [`Sandbox::stack_size`](crate::script::Sandbox::stack_size) tells how
+    /// much its limits need. Only touched pages take memory.
+    pub fn blocking_stack_size(mut self, bytes: usize) -> Self {
+        self.blocking_stack_size = Some(bytes);
         self
     }
 
@@ -141,7 +152,7 @@ impl Builder {
             scheduler,
             timers: Timers::default(),
             clock: self.clock.clone(),
-            blocking: BlockingPool::new(self.blocking_threads),
+            blocking: BlockingPool::new(self.blocking_threads, self.blocking_stack_size),
             registry: Registry::default(),
             refs: RefSource::default(),
             stats: Stats::new(id, self.threads),
