@@ -92,6 +92,7 @@ fn runner(server: &Server, n: usize, run: usize) -> f64 {
         actor: actor.clone(),
         pool,
         sandbox: SandboxConfig::default(),
+        actors: None,
     };
     let (redis_before, own_before) = (redis_cpu(server), own_cpu());
     let start = Instant::now();

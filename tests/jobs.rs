@@ -151,7 +151,7 @@ fn a_wall_clock_timeout_ends_an_endless_loop_on_time() {
 }
 
 #[test]
-fn a_panic_in_a_native_function_crashes_the_worker_which_is_restarted() {
+fn a_panic_in_a_native_function_ends_only_its_job_and_the_worker_goes_on() {
     let rt = runtime();
     let store = Arc::new(MemoryStore::new());
     let sandbox = SandboxConfig {
@@ -166,8 +166,14 @@ fn a_panic_in_a_native_function_crashes_the_worker_which_is_restarted() {
     let pool =
         WorkerPool::start(rt.handle(), store.clone(), rhai_factory(sandbox), config).unwrap();
     let before = pool.workers().unwrap();
-    // One batch: jobs before and after the crashing one.
-    let ids: Vec<String> = ["1", "explode()", "3", "4"]
+    // One batch: jobs before and after the panicking ones, more panics than the restart
+    // intensity (10 a second) would allow were each a worker's death.
+    let scripts: Vec<&str> = ["1"]
+        .into_iter()
+        .chain(std::iter::repeat_n("explode()", 30))
+        .chain(["3", "4"])
+        .collect();
+    let ids: Vec<String> = scripts
         .iter()
         .map(|s| {
             let job = Job::builder(*s).build().unwrap();
@@ -176,26 +182,101 @@ fn a_panic_in_a_native_function_crashes_the_worker_which_is_restarted() {
             id
         })
         .collect();
-    let crashed = ended(&store, &ids[1]);
-    assert_eq!(crashed.status, JobStatus::Error);
-    assert_eq!(
-        crashed.error.as_deref(),
-        Some("worker crashed: panic: native code exploded")
-    );
-    for i in [0, 2, 3] {
-        let job = ended(&store, &ids[i]);
-        assert_eq!(job.status, JobStatus::Finished, "{job:?}");
+    for (id, script) in ids.iter().zip(&scripts) {
+        let job = ended(&store, id);
+        if *script == "explode()" {
+            assert_eq!(job.status, JobStatus::Error);
+            assert_eq!(job.error.as_deref(), Some("panic: native code exploded"));
+        } else {
+            assert_eq!(job.status, JobStatus::Finished, "{job:?}");
+        }
     }
-    eventually("the worker is restarted", || {
-        pool.workers()
-            .unwrap()
-            .first()
-            .is_some_and(|p| !before.contains(p))
-    });
+    assert_eq!(pool.workers().unwrap(), before, "no worker died");
     let stats = pool.stats().unwrap();
-    assert_eq!(stats.crashes, 1);
-    assert_eq!((stats.finished, stats.failed), (3, 1));
+    assert_eq!(stats.crashes, 0);
+    assert_eq!((stats.finished, stats.failed), (3, 30));
+    assert_eq!(pool.exited(), None);
     pool.shutdown(Duration::from_secs(1)).unwrap();
+}
+
+/// An actor whose every job panics (a custom actor: the sandbox is not there to catch it).
+struct Panicker;
+
+impl JobActor for Panicker {
+    fn actor_id(&self) -> &str {
+        "panicker"
+    }
+
+    fn actor_type(&self) -> &str {
+        "Panicker"
+    }
+
+    fn process_job(&self, job: &Job, _cancel: &CancelToken) -> JobResult {
+        if job.script == "ok" {
+            return JobResult {
+                outcome: Ok("fine".into()),
+                log: Vec::new(),
+            };
+        }
+        panic!("actor exploded")
+    }
+}
+
+#[test]
+fn a_pool_whose_workers_keep_crashing_stops_and_ends_every_job_at_once() {
+    let rt = runtime();
+    let store = Arc::new(MemoryStore::new());
+    let mut config = PoolConfig::new("panicker");
+    config.workers = 2;
+    config.max_batch = 1;
+    config.intensity = (3, Duration::from_secs(60));
+    let factory: baobab::jobs::ActorFactory = Arc::new(|| Arc::new(Panicker) as Arc<dyn JobActor>);
+    let pool = WorkerPool::start(rt.handle(), store.clone(), factory, config).unwrap();
+    let submit = |script: &str| {
+        let job = Job::builder(script).actor_id("panicker").build().unwrap();
+        let id = job.id.clone();
+        store.submit(job).unwrap();
+        id
+    };
+    // More crashes than the intensity allows, then jobs that would run fine: they are still
+    // queued when the pool stops, and must not be left waiting.
+    let crashing: Vec<String> = (0..10).map(|_| submit("boom")).collect();
+    let queued: Vec<String> = (0..50).map(|_| submit("ok")).collect();
+    let start = Instant::now();
+    for id in crashing.iter().chain(&queued) {
+        let job = store.wait(id, Duration::from_secs(10)).unwrap_or_else(|e| {
+            panic!(
+                "{e}: {:?} (crashing: {})",
+                store.get(id),
+                crashing.contains(id)
+            )
+        });
+        assert!(job.status.is_final());
+        if job.status == JobStatus::Error {
+            let error = job.error.unwrap();
+            assert!(
+                error.starts_with("worker crashed: panic: actor exploded")
+                    || error
+                        .starts_with("worker pool stopped: its workers crashed more than 3 times"),
+                "{error}"
+            );
+        }
+    }
+    assert!(start.elapsed() < Duration::from_secs(10));
+    let stopped = queued
+        .iter()
+        .filter(|id| {
+            store.get(id).unwrap().unwrap().error.as_deref().is_some_and(|e| {
+                e.starts_with("worker pool stopped: its workers crashed more than 3 times in 60s (the last: panic: actor exploded)")
+            })
+        })
+        .count();
+    assert!(stopped > 0, "the jobs queued behind end with the reason");
+    assert_eq!(store.queued("panicker").unwrap(), 0);
+    eventually("the pool reports its end", || pool.exited().is_some());
+    let reason = pool.exited().unwrap().to_string();
+    assert!(reason.contains("worker pool stopped"), "{reason}");
+    assert!(pool.shutdown(Duration::from_secs(1)).is_err());
 }
 
 #[test]

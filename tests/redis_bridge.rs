@@ -60,6 +60,7 @@ fn start_runner(
         actor: actor.to_string(),
         pool,
         sandbox: SandboxConfig::default(),
+        actors: None,
     };
     Runner::start(rt.handle(), config).unwrap()
 }

@@ -16,7 +16,7 @@ use crate::supervisor::{ChildSpec, Strategy, Supervisor, SupervisorSpec};
 use crate::{Ctx, ExitReason, Handle, Message};
 
 /// What a runner serves and how.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RunnerConfig {
     /// The Redis connection and profile.
     pub redis: RedisConfig,
@@ -26,6 +26,35 @@ pub struct RunnerConfig {
     pub pool: PoolConfig,
     /// The sandbox of its Rhai workers.
     pub sandbox: SandboxConfig,
+    /// The job actors, if not the built-in [`RhaiActor`] with `sandbox`.
+    pub actors: Option<ActorFactory>,
+}
+
+impl RunnerConfig {
+    /// Defaults for serving `actor` from the Redis at `url`: Rhai workers with the default
+    /// sandbox, a worker per core.
+    pub fn new(url: impl Into<String>, actor: impl Into<String>) -> Self {
+        let actor = actor.into();
+        RunnerConfig {
+            redis: RedisConfig::new(url),
+            pool: PoolConfig::new(actor.clone()),
+            actor,
+            sandbox: SandboxConfig::default(),
+            actors: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for RunnerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunnerConfig")
+            .field("redis", &self.redis)
+            .field("actor", &self.actor)
+            .field("pool", &self.pool)
+            .field("sandbox", &self.sandbox)
+            .field("actors", &self.actors.is_some())
+            .finish()
+    }
 }
 
 /// Why a runner could not start.
@@ -48,6 +77,8 @@ pub struct Runner {
     pool: WorkerPool,
     supervisor: Supervisor,
     handle: Handle,
+    /// The watch on the runner's supervisor.
+    exit: std::sync::Mutex<crate::ExitWatch>,
 }
 
 impl Runner {
@@ -60,11 +91,14 @@ impl Runner {
         let store = Arc::new(RedisStore::new(config.redis.clone())?);
         let actor = config.actor.clone();
         let sandbox = config.sandbox.clone();
-        let factory: ActorFactory = {
-            let actor = actor.clone();
-            Arc::new(move || {
-                Arc::new(RhaiActor::new(actor.clone(), sandbox.clone())) as Arc<dyn JobActor>
-            })
+        let factory: ActorFactory = match &config.actors {
+            Some(factory) => Arc::clone(factory),
+            None => {
+                let actor = actor.clone();
+                Arc::new(move || {
+                    Arc::new(RhaiActor::new(actor.clone(), sandbox.clone())) as Arc<dyn JobActor>
+                })
+            }
         };
         let mut pool_config = config.pool.clone();
         pool_config.actor_id = actor.clone();
@@ -111,12 +145,25 @@ impl Runner {
             std::thread::sleep(Duration::from_millis(1));
         }
         info!(actor = %actor, runner = %store.runner_id(), "runner started");
+        let exit = std::sync::Mutex::new(handle.watch(supervisor.pid()));
         Ok(Runner {
             store,
             pool,
             supervisor,
             handle: handle.clone(),
+            exit,
         })
+    }
+
+    /// Why the runner stopped, once it has on its own (`None` while it runs): its worker pool
+    /// crashed more often than its supervisor's intensity allows (10 restarts in 10 s). What
+    /// its pool held went back to the queue (or stays in its processing list, for the other
+    /// runners' reapers). Does not wait.
+    pub fn exited(&self) -> Option<ExitReason> {
+        self.exit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .exited()
     }
 
     /// The store it takes jobs from.
@@ -149,7 +196,7 @@ impl Runner {
 }
 
 /// How long past its grace a shutting-down runner keeps trying to reach Redis.
-const WIND_DOWN_MARGIN: Duration = Duration::from_secs(5);
+pub const WIND_DOWN_MARGIN: Duration = Duration::from_secs(5);
 
 pub(crate) enum BridgeMsg {
     Tick,

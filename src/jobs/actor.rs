@@ -81,26 +81,36 @@ pub trait JobActor: Send + Sync + 'static {
     }
 }
 
-/// The built-in actor: runs a job's script in its own sandboxed Rhai engine.
+/// The built-in actor: runs a job's script in its own sandboxed Rhai engine. A script whose
+/// native function panicked ends `error: panic: …`; the actor then builds a fresh engine for
+/// the next job (the old one might hold state the panic left half-changed).
 #[cfg(feature = "rhai")]
 pub struct RhaiActor {
     actor_id: String,
-    sandbox: crate::script::Sandbox,
+    config: crate::script::SandboxConfig,
+    sandbox: std::sync::RwLock<Arc<crate::script::Sandbox>>,
 }
 
 #[cfg(feature = "rhai")]
 impl RhaiActor {
     /// An actor for the queue `actor_id`, with an engine built from `config`.
     pub fn new(actor_id: impl Into<String>, config: crate::script::SandboxConfig) -> Self {
+        let sandbox = Arc::new(crate::script::Sandbox::new(config.clone()));
         RhaiActor {
             actor_id: actor_id.into(),
-            sandbox: crate::script::Sandbox::new(config),
+            config,
+            sandbox: std::sync::RwLock::new(sandbox),
         }
     }
 
-    /// Its sandbox.
-    pub fn sandbox(&self) -> &crate::script::Sandbox {
-        &self.sandbox
+    /// Its sandbox (the current one: a panic replaces it).
+    pub fn sandbox(&self) -> Arc<crate::script::Sandbox> {
+        Arc::clone(
+            &self
+                .sandbox
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 }
 
@@ -115,7 +125,16 @@ impl JobActor for RhaiActor {
     }
 
     fn process_job(&self, job: &Job, cancel: &CancelToken) -> JobResult {
-        let (outcome, log) = self.sandbox.run_logged(job, Some(cancel.flag()));
+        let sandbox = self.sandbox();
+        let (outcome, log) = sandbox.run_logged(job, Some(cancel.flag()));
+        if let Err(crate::script::ScriptError::Panic(message)) = &outcome {
+            tracing::warn!(job = %job.id, panic = %message, "a native function panicked; the engine is rebuilt");
+            let fresh = Arc::new(crate::script::Sandbox::new(self.config.clone()));
+            *self
+                .sandbox
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        }
         JobResult {
             outcome: outcome.map_err(|error| error.to_string()),
             log,
@@ -127,7 +146,7 @@ impl JobActor for RhaiActor {
             .id("ping")
             .build()
             .expect("a valid job");
-        self.sandbox
+        self.sandbox()
             .run(&job, None)
             .is_ok_and(|done| done.output == "pong")
     }

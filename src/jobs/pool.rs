@@ -161,6 +161,8 @@ pub struct PoolStats {
 pub struct WorkerPool {
     dispatcher: Target,
     handle: Handle,
+    /// The watch on the dispatcher, for a pool made by [`WorkerPool::start`].
+    exit: Option<Arc<Mutex<crate::ExitWatch>>>,
 }
 
 /// How a pool handle finds its dispatcher: by address, or by registered name (a pool under a
@@ -355,10 +357,13 @@ impl WorkerPool {
                 dispatch(ctx, store, factory, config, Some(ready), None)
             })
             .map_err(|error| PoolError::Start(error.to_string()))?;
+        // Watched before it could have exited: a dispatcher gone by now answers `noproc`.
+        let watch = handle.watch(dispatcher.pid());
         match started.recv() {
             Ok(Ok(())) => Ok(WorkerPool {
                 dispatcher: Target::Addr(dispatcher),
                 handle: handle.clone(),
+                exit: Some(Arc::new(Mutex::new(watch))),
             }),
             Ok(Err(reason)) => Err(PoolError::Start(reason)),
             Err(_) => Err(PoolError::Start("the dispatcher exited".into())),
@@ -392,6 +397,7 @@ impl WorkerPool {
         WorkerPool {
             dispatcher: Target::Name(Arc::from(name)),
             handle: handle.clone(),
+            exit: None,
         }
     }
 
@@ -400,6 +406,20 @@ impl WorkerPool {
             Target::Addr(addr) => Ok(*addr),
             Target::Name(name) => self.handle.whereis(name).ok_or(PoolError::Stopped),
         }
+    }
+
+    /// Why the pool stopped, once it has (`None` while it runs). A pool stops after
+    /// [`shutdown`](Self::shutdown) (reason `normal`), or when its workers crash more often
+    /// than [`PoolConfig::intensity`] allows: then every job it held, and (unless it requeues
+    /// on shutdown) every job still queued in the store for its actor, has ended
+    /// `error: worker pool stopped: …`. Does not wait. Always `None` for a pool reached by
+    /// [`named`](Self::named) (its supervisor restarts it).
+    pub fn exited(&self) -> Option<ExitReason> {
+        self.exit
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .exited()
     }
 
     /// The dispatcher's pid (`None` while a supervised pool has none running).
@@ -503,6 +523,8 @@ struct Dispatcher {
     /// Batches of dead workers still running on the blocking pool (their jobs were told to
     /// stop): a shutdown waits for them.
     orphans: HashMap<u64, Arc<Batch>>,
+    /// Why the last worker that crashed exited.
+    last_crash: Option<String>,
 }
 
 /// How many cancels of jobs not (yet) in a pool it remembers.
@@ -617,6 +639,7 @@ async fn dispatch(
         early_cancels: VecDeque::new(),
         ended: Arc::default(),
         orphans: HashMap::new(),
+        last_crash: None,
     };
     for pid in ready {
         d.add_worker(&mut ctx, pid);
@@ -725,6 +748,7 @@ async fn dispatch(
                 let planned = matches!(down.reason, ExitReason::Normal | ExitReason::Shutdown);
                 if !planned {
                     d.stats.crashes += 1;
+                    d.last_crash = Some(down.reason.to_string());
                     warn!(worker = %worker.pid, reason = %down.reason, "job worker exited");
                 }
                 for batch in worker.batches {
@@ -746,17 +770,38 @@ async fn dispatch(
                 d.cancel_pending_if_draining(&ctx);
             }
             Message::Exit(signal) if signal.from == d.dynamic.pid() => {
-                warn!(actor = %d.config.actor_id, reason = %signal.reason,
-                    "worker supervisor stopped; the pool stops");
-                let mut jobs = d.cancel_running("worker pool stopped");
+                let why = d.gave_up(&signal.reason);
+                warn!(actor = %d.config.actor_id, reason = %why, "the pool stops");
+                let mut jobs = d.cancel_running(&why);
                 jobs.extend(d.pending.drain(..));
+                // A take on its way holds jobs the store counts as taken: wait for it (a
+                // store that cannot answer by then keeps them, as after a crash).
+                if d.taking {
+                    let wait = d.config.take_wait + Duration::from_secs(5);
+                    let taken = ctx
+                        .recv_matching_timeout(
+                            |m| matches!(m, Message::User(DispatchMsg::Taken(_))),
+                            wait,
+                        )
+                        .await;
+                    if let Some(Message::User(DispatchMsg::Taken(Ok(taken)))) = taken {
+                        jobs.extend(taken);
+                    }
+                    d.taking = false;
+                }
                 d.draining = true;
-                d.cancel_jobs(&ctx, jobs, "worker pool stopped");
+                d.cancel_jobs(&ctx, jobs, &why);
+                if !d.config.requeue_on_shutdown {
+                    // Nothing will take the jobs still queued for this actor: they end now,
+                    // so no caller waits for them forever. (A pool that requeues shares its
+                    // queue with other runners: it leaves them there.)
+                    d.fail_queued(&ctx, &why);
+                }
                 if let Some((_, Some(reply))) = shutdown.take() {
                     reply.reply(d.current_stats());
                 }
                 // Abnormal, so a supervisor above restarts the pool.
-                return ExitReason::error(format!("worker supervisor stopped: {}", signal.reason));
+                return ExitReason::error(why);
             }
             Message::Exit(signal) if signal.from == ctx.parent() && shutdown.is_none() => {
                 // Our own supervisor stops us: drain at once (a pool that requeues gives back
@@ -1035,6 +1080,57 @@ impl Dispatcher {
             }
             self.early_cancels.push_back(id.to_string());
         }
+    }
+
+    /// Why the pool stops when its workers' supervisor has given up (`reason`, its exit).
+    fn gave_up(&self, reason: &ExitReason) -> String {
+        let (restarts, period) = self.config.intensity;
+        match &self.last_crash {
+            Some(last) => format!(
+                "worker pool stopped: its workers crashed more than {restarts} times in \
+                 {period:?} (the last: {last})"
+            ),
+            None => format!("worker pool stopped: its workers' supervisor exited ({reason})"),
+        }
+    }
+
+    /// Ends every job still queued in the store for this pool's actor `error: <why>` (on the
+    /// blocking pool, which finishes the work even after this process has exited).
+    fn fail_queued(&mut self, ctx: &Ctx<DispatchMsg>, why: &str) {
+        let store = Arc::clone(&self.store);
+        let ended = Arc::clone(&self.ended);
+        let actor = self.config.actor_id.clone();
+        let why = why.to_string();
+        ctx.spawn_blocking(
+            move || {
+                let mut failed = 0u64;
+                loop {
+                    let jobs = match store.take(&actor, 1024, Duration::ZERO) {
+                        Ok(jobs) if !jobs.is_empty() => jobs,
+                        Ok(_) => break,
+                        Err(error) => {
+                            warn!(%actor, %error, "could not end the jobs still queued");
+                            break;
+                        }
+                    };
+                    for mut job in jobs {
+                        job.status = JobStatus::Error;
+                        job.error = Some(why.clone());
+                        job.finished_at = Some(SystemTime::now());
+                        if let Err(error) = store.complete(&job) {
+                            warn!(job = %job.id, %error, "could not end a queued job");
+                        }
+                        ended.add(JobStatus::Error);
+                        failed += 1;
+                    }
+                }
+                if failed > 0 {
+                    warn!(%actor, failed, "ended the jobs still queued: the pool stopped");
+                }
+                failed
+            },
+            DispatchMsg::Completed,
+        );
     }
 
     fn idle_for_shutdown(&self) -> bool {

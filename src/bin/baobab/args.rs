@@ -1,10 +1,25 @@
-//! The subcommands' arguments.
+//! The subcommands' arguments, each checked against its range when parsed: a value outside
+//! it is a usage error (exit code 2) naming the flag and the range.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use baobab::jobs::DEFAULT_MAX_SCRIPT_BYTES;
+use baobab::jobs::Job;
 use baobab::script::Limits;
 use clap::Args;
+
+/// The most worker processes a runner may have.
+pub(crate) const MAX_WORKERS: u64 = 1024;
+/// The most jobs one worker may run at once.
+pub(crate) const MAX_CONCURRENCY: u64 = 64;
+/// The most jobs one runner may run at once (workers × concurrency).
+pub(crate) const MAX_RUNNING: usize = 1024;
+/// The longest job timeout, in seconds (a day).
+const MAX_TIMEOUT: u64 = 86_400;
+/// The longest shutdown grace, in seconds (an hour).
+const MAX_GRACE: u64 = 3_600;
+/// The largest script, in bytes.
+const MAX_SCRIPT_SIZE: usize = 64 * 1024 * 1024;
 
 /// Where the Redis is and how it speaks.
 #[derive(Args, Debug, Clone)]
@@ -25,11 +40,14 @@ pub(crate) struct SubmitArgs {
     #[command(flatten)]
     pub(crate) redis: RedisArgs,
     /// The actor (queue) to submit to.
-    #[arg(long, default_value = "rhai")]
+    #[arg(long, default_value = "rhai", value_parser = parse_actor)]
     pub(crate) actor: String,
-    /// Each job's timeout, in seconds.
-    #[arg(long, default_value_t = 30)]
+    /// Each job's timeout, in seconds (1 to 86400).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT))]
     pub(crate) timeout: u64,
+    /// Largest script, in bytes (1 to 64MiB; a size may end in K, M or G).
+    #[arg(long, default_value = "1MiB", value_parser = parse_script_size)]
+    pub(crate) max_script_size: usize,
     /// Wait for the results and print them.
     #[arg(long)]
     pub(crate) wait: bool,
@@ -57,11 +75,11 @@ pub(crate) struct StopArgs {
     pub(crate) redis: RedisArgs,
     /// The actor whose runners run the job (default: the job hash's `actor_id`; a rhailib
     /// task's circle must be given).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_actor)]
     pub(crate) actor: Option<String>,
-    /// Wait up to this many seconds for the job to end, and print its status.
-    #[arg(long)]
-    pub(crate) wait: Option<f64>,
+    /// Wait up to this many seconds (0 to 86400) for the job to end, and print its status.
+    #[arg(long, value_parser = parse_wait)]
+    pub(crate) wait: Option<Duration>,
 }
 
 #[derive(Args, Debug)]
@@ -71,74 +89,295 @@ pub(crate) struct RunArgs {
     #[command(flatten)]
     pub(crate) redis: RedisArgs,
     /// With `--redis`: the actor (queue) to serve.
-    #[arg(long, default_value = "rhai")]
+    #[arg(long, default_value = "rhai", value_parser = parse_actor)]
     pub(crate) actor: String,
-    /// With `--redis`: seconds this runner's heartbeat lives; other runners take its jobs
-    /// back this long after it dies.
-    #[arg(long, default_value_t = 10.0)]
-    pub(crate) heartbeat_ttl: f64,
-    /// Worker processes (default: one per core).
-    #[arg(long)]
-    pub(crate) workers: Option<usize>,
-    /// Jobs each worker runs at once (1: one at a time).
-    #[arg(long, default_value_t = 1)]
-    pub(crate) concurrency: usize,
-    /// Each job's timeout, in seconds (wall clock).
-    #[arg(long, default_value_t = 30)]
+    /// With `--redis`: seconds (0.5 to 3600) this runner's heartbeat lives; other runners take
+    /// its jobs back this long after it dies.
+    #[arg(long, default_value = "10", value_parser = parse_heartbeat_ttl)]
+    pub(crate) heartbeat_ttl: Duration,
+    /// Worker processes (1 to 1024; default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_WORKERS))]
+    pub(crate) workers: Option<u64>,
+    /// Jobs each worker runs at once (1 to 64; 1: one at a time). Workers × concurrency may
+    /// be at most 1024.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=MAX_CONCURRENCY))]
+    pub(crate) concurrency: u64,
+    /// Each job's timeout, in seconds (1 to 86400, wall clock).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT))]
     pub(crate) timeout: u64,
-    /// Most Rhai operations a job may perform (0: no limit).
+    /// Most Rhai operations a job may perform (0: no limit; the timeout still ends it).
     #[arg(long, default_value_t = Limits::default().max_operations)]
     pub(crate) max_operations: u64,
-    /// Deepest nesting of function calls.
-    #[arg(long, default_value_t = Limits::default().max_call_depth)]
+    /// Deepest nesting of function calls (1 to 256).
+    #[arg(long, default_value_t = Limits::default().max_call_depth, value_parser = parse_depth)]
     pub(crate) max_call_depth: usize,
-    /// Deepest nesting of expressions.
-    #[arg(long, default_value_t = Limits::default().max_expr_depth)]
+    /// Deepest nesting of expressions (1 to 256).
+    #[arg(long, default_value_t = Limits::default().max_expr_depth, value_parser = parse_depth)]
     pub(crate) max_expr_depth: usize,
-    /// Largest string, in bytes.
-    #[arg(long, default_value_t = Limits::default().max_string_size)]
+    /// Largest string, in bytes (0: no limit but --max-memory).
+    #[arg(long, default_value = "10MiB", value_parser = parse_size)]
     pub(crate) max_string_size: usize,
-    /// Largest array, in elements.
-    #[arg(long, default_value_t = Limits::default().max_array_size)]
+    /// Largest array (or blob), in elements, nested arrays counted (1 to 1048576).
+    #[arg(long, default_value_t = Limits::default().max_array_size, value_parser = parse_container_size)]
     pub(crate) max_array_size: usize,
-    /// Largest map, in entries.
-    #[arg(long, default_value_t = Limits::default().max_map_size)]
+    /// Largest map, in entries, nested maps counted (1 to 1048576).
+    #[arg(long, default_value_t = Limits::default().max_map_size, value_parser = parse_container_size)]
     pub(crate) max_map_size: usize,
-    /// Largest script, in bytes.
-    #[arg(long, default_value_t = DEFAULT_MAX_SCRIPT_BYTES)]
+    /// Most memory a running job may hold, in bytes (0: no limit).
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    pub(crate) max_memory: usize,
+    /// Largest output, in bytes, as stored (1 to 512MiB).
+    #[arg(long, default_value = "10MiB", value_parser = parse_output_size)]
+    pub(crate) max_output_size: usize,
+    /// Most bytes of `print`/`debug` lines kept per job (0: keep none); past it, lines are
+    /// dropped and a last line says how many.
+    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
+    pub(crate) max_log_size: usize,
+    /// Largest script, in bytes (1 to 64MiB); a larger file is not read past the limit.
+    #[arg(long, default_value = "1MiB", value_parser = parse_script_size)]
     pub(crate) max_script_size: usize,
+    /// Bytes of compiled scripts each worker keeps for reuse (0: none).
+    #[arg(long, default_value = "32MiB", value_parser = parse_size)]
+    pub(crate) cache_size: usize,
     /// What scripts see as `DB_PATH`.
     #[arg(long, default_value = "")]
     pub(crate) db_path: String,
     /// A directory scripts may `import` modules from (without it, `import` fails).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_dir)]
     pub(crate) modules: Option<PathBuf>,
     /// `NAME=VALUE`, seen by every script as the constant `NAME` (repeatable).
     #[arg(long = "env", value_parser = parse_env)]
     pub(crate) env: Vec<(String, String)>,
     /// On Ctrl-C or SIGTERM: how long running jobs may go on before they are cancelled, in
-    /// seconds.
-    #[arg(long, default_value_t = 10)]
+    /// seconds (0 to 3600).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=MAX_GRACE))]
     pub(crate) grace: u64,
     /// Never show the progress bar.
     #[arg(long)]
     pub(crate) no_progress: bool,
 }
 
+impl RunArgs {
+    /// The sandbox limits the flags set.
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            max_operations: self.max_operations,
+            max_call_depth: self.max_call_depth,
+            max_expr_depth: self.max_expr_depth,
+            max_string_size: self.max_string_size,
+            max_array_size: self.max_array_size,
+            max_map_size: self.max_map_size,
+            max_memory: self.max_memory,
+            max_output_size: self.max_output_size,
+            max_log_size: self.max_log_size,
+        }
+    }
+
+    /// Workers (default: one per core) and jobs per worker, checked together.
+    pub(crate) fn workers(&self) -> Result<(usize, usize), String> {
+        let workers = self.workers.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            |n| n as usize,
+        );
+        let concurrency = self.concurrency as usize;
+        if workers * concurrency > MAX_RUNNING {
+            return Err(format!(
+                "--workers {workers} × --concurrency {concurrency} is {} jobs at once: at most \
+                 {MAX_RUNNING}",
+                workers * concurrency
+            ));
+        }
+        Ok((workers, concurrency))
+    }
+
+    /// The sandbox's settings.
+    pub(crate) fn sandbox(&self) -> baobab::script::SandboxConfig {
+        baobab::script::SandboxConfig {
+            limits: self.limits(),
+            db_path: self.db_path.clone(),
+            module_dir: self.modules.clone(),
+            cache_bytes: self.cache_size,
+            ..baobab::script::SandboxConfig::default()
+        }
+    }
+}
+
+/// `NAME=VALUE`, with a name a script can see (checked as a job checks it).
 pub(crate) fn parse_env(text: &str) -> Result<(String, String), String> {
     let (name, value) = text
         .split_once('=')
         .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))?;
+    Job::builder("1")
+        .env(name, value)
+        .build()
+        .map_err(|e| e.to_string())?;
     Ok((name.to_string(), value.to_string()))
 }
 
-pub(crate) fn limits(args: &RunArgs) -> Limits {
-    Limits {
-        max_operations: args.max_operations,
-        max_call_depth: args.max_call_depth,
-        max_expr_depth: args.max_expr_depth,
-        max_string_size: args.max_string_size,
-        max_array_size: args.max_array_size,
-        max_map_size: args.max_map_size,
+/// An actor id, checked as a job checks it.
+fn parse_actor(text: &str) -> Result<String, String> {
+    Job::builder("1")
+        .actor_id(text)
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok(text.to_string())
+}
+
+/// A byte count: digits, optionally followed by `K`, `M` or `G` (binary multiples; `KiB`,
+/// `KB` and lower case are read the same way).
+pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
+    let trimmed = text.trim();
+    let digits_end = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(digits_end);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (a number of bytes, e.g. 1048576 or 1MiB)"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use K, M or G)")),
+    };
+    number
+        .checked_mul(factor)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+fn parse_size_in(text: &str, min: usize, max: usize, what: &str) -> Result<usize, String> {
+    let size = parse_size(text)?;
+    if size < min || size > max {
+        return Err(format!("{size} is not in {min}..={max} ({what})"));
+    }
+    Ok(size)
+}
+
+fn parse_script_size(text: &str) -> Result<usize, String> {
+    parse_size_in(text, 1, MAX_SCRIPT_SIZE, "bytes")
+}
+
+fn parse_output_size(text: &str) -> Result<usize, String> {
+    parse_size_in(text, 1, Limits::MAX_OUTPUT_SIZE, "bytes")
+}
+
+fn parse_container_size(text: &str) -> Result<usize, String> {
+    parse_size_in(
+        text,
+        1,
+        Limits::MAX_CONTAINER_SIZE,
+        "it bounds how deeply values nest",
+    )
+}
+
+fn parse_depth(text: &str) -> Result<usize, String> {
+    let depth: usize = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))?;
+    if depth == 0 || depth > Limits::MAX_DEPTH {
+        return Err(format!(
+            "{depth} is not in 1..={} (0 would mean no limit)",
+            Limits::MAX_DEPTH
+        ));
+    }
+    Ok(depth)
+}
+
+fn parse_seconds(text: &str, min: f64, max: f64) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(min..=max).contains(&secs) {
+        return Err(format!("{secs} is not in {min}..={max} (seconds)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_heartbeat_ttl(text: &str) -> Result<Duration, String> {
+    parse_seconds(text, 0.5, 3600.0)
+}
+
+fn parse_wait(text: &str) -> Result<Duration, String> {
+    parse_seconds(text, 0.0, MAX_TIMEOUT as f64)
+}
+
+/// A directory that exists.
+fn parse_dir(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_dir() => Ok(path),
+        Ok(_) => Err(format!("{text:?} is not a directory")),
+        Err(error) => Err(format!("{text:?}: {error}")),
+    }
+}
+
+/// A log level (`error`, `warn`, `info`, `debug`, `trace`, `off`) or a tracing filter of
+/// comma-separated `target=level` directives (a bare level among them sets the default).
+pub(crate) fn parse_log_level(text: &str) -> Result<String, String> {
+    use std::str::FromStr;
+    use tracing::level_filters::LevelFilter;
+    let level = |word: &str| {
+        LevelFilter::from_str(word.trim()).map_err(|_| {
+            format!("{text:?}: {word:?} is not a level (error, warn, info, debug, trace, off)")
+        })
+    };
+    for directive in text.split(',') {
+        match directive.split_once('=') {
+            Some((target, word)) if !target.trim().is_empty() => {
+                level(word)?;
+            }
+            Some(_) => return Err(format!("{text:?}: a directive without a target")),
+            None => {
+                level(directive)?;
+            }
+        }
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(text)
+        .map(|_| text.to_string())
+        .map_err(|error| format!("{text:?} is not a log level or filter: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("1536"), Ok(1536));
+        assert_eq!(parse_size("1K"), Ok(1024));
+        assert_eq!(parse_size("10MiB"), Ok(10 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("1T").is_err());
+        assert!(parse_size("99999999999999999999").is_err());
+        assert!(parse_size("18446744073709551615G").is_err());
+    }
+
+    #[test]
+    fn ranges_are_checked() {
+        assert!(parse_depth("0").is_err());
+        assert!(parse_depth("257").is_err());
+        assert_eq!(parse_depth("256"), Ok(256));
+        assert!(parse_script_size("0").is_err());
+        assert!(parse_output_size("513MiB").is_err());
+        assert!(parse_heartbeat_ttl("0").is_err());
+        assert!(parse_heartbeat_ttl("nan").is_err());
+        assert!(parse_wait("-1").is_err());
+        assert!(parse_log_level("garbage").is_err());
+        assert!(parse_log_level("baobab=garbage").is_err());
+        assert!(parse_log_level("=debug").is_err());
+        assert_eq!(parse_log_level("warn"), Ok("warn".into()));
+        assert_eq!(
+            parse_log_level("info,baobab::jobs=trace"),
+            Ok("info,baobab::jobs=trace".into())
+        );
+        assert!(parse_env("1BAD=x").is_err());
+        assert!(parse_env("JOB_ID=x").is_err());
+        assert!(parse_actor("has space").is_err());
     }
 }

@@ -18,10 +18,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use baobab::script::CountingAllocator;
 use clap::{Parser, Subcommand};
 use tracing::warn;
 
 use args::{RunArgs, StatusArgs, StopArgs, SubmitArgs};
+
+/// Allocations are counted per thread, so the sandbox can hold each job to `--max-memory`.
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 /// Runs Rhai jobs through baobab's supervised, sandboxed worker pool.
 #[derive(Parser, Debug)]
@@ -31,7 +36,7 @@ struct Cli {
     command: Command,
     /// Log level: error, warn, info, debug or trace (or a tracing filter such as
     /// `baobab=debug`). Logs go to stderr.
-    #[arg(long, global = true, default_value = "warn")]
+    #[arg(long, global = true, default_value = "warn", value_parser = args::parse_log_level)]
     log_level: String,
     /// Logs as JSON lines instead of human-readable text.
     #[arg(long, global = true)]
@@ -41,9 +46,10 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Runs the `.rhai` files given (a directory: every `.rhai` file under it) as jobs on the
-    /// embedded job store and prints a table of their results. Exits 1 if any job failed, 130
-    /// if interrupted. With `--redis`, serves the actor's queue in Redis instead, until Ctrl-C
-    /// or SIGTERM.
+    /// embedded job store and prints a table of their results. Exits 1 if any job failed, 2 on
+    /// a usage error, 3 if the runner itself failed (its worker pool stopped), 130 if
+    /// interrupted. With `--redis`, serves the actor's queue in Redis instead, until Ctrl-C or
+    /// SIGTERM (exit 0), or until the runner fails (exit 3).
     Run(RunArgs),
     /// Submits `.rhai` files as jobs to a Redis-fed runner; with `--wait`, waits for their
     /// results and prints them.
@@ -68,6 +74,7 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(level: &str, json: bool) {
+    // Checked when the flag was parsed.
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()
@@ -78,6 +85,18 @@ fn init_logging(level: &str, json: bool) {
     } else {
         builder.init();
     }
+}
+
+/// A runtime for `running` jobs at once with `sandbox`'s limits: a blocking thread for each
+/// (and some for the pool's own I/O), each with the stack the limits need.
+pub(crate) fn runtime_for(
+    sandbox: &baobab::script::SandboxConfig,
+    running: usize,
+) -> baobab::Runtime {
+    baobab::Runtime::builder()
+        .blocking_threads(running + 16)
+        .blocking_stack_size(baobab::script::Sandbox::stack_size(&sandbox.limits))
+        .build()
 }
 
 pub(crate) fn interrupt_flag() -> Arc<AtomicBool> {

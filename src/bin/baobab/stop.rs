@@ -1,7 +1,6 @@
 //! `baobab stop JOB_ID --redis URL`.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use crate::args::StopArgs;
 use crate::submit::client;
@@ -23,11 +22,11 @@ pub(crate) fn stop(args: StopArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let Some(secs) = args.wait else {
+    let Some(wait) = args.wait else {
         println!("stop requested for {}", args.job_id);
         return ExitCode::SUCCESS;
     };
-    match client.await_result(&args.job_id, Duration::from_secs_f64(secs.max(0.0))) {
+    match client.await_result(&args.job_id, wait) {
         Ok(job) => {
             match &job.error {
                 Some(error) => println!("{}: {} ({error})", job.id, job.status),

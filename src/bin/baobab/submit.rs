@@ -7,7 +7,7 @@ use baobab::jobs::Job;
 use indicatif::ProgressBar;
 
 use crate::args::{RedisArgs, SubmitArgs};
-use crate::files::collect;
+use crate::files::{Found, collect, read_script};
 use crate::table::{Row, fill, print_table};
 
 pub(crate) fn client(args: &RedisArgs) -> Result<baobab::bridge::Client, ExitCode> {
@@ -46,15 +46,23 @@ pub(crate) fn submit(args: SubmitArgs) -> ExitCode {
     };
     let mut submitted = Vec::new();
     let mut failed = 0;
-    for file in &files {
+    for found in &files {
+        let file = match found {
+            Found::File(file) => file,
+            Found::Skipped(path, why) => {
+                eprintln!("baobab: {}: skipped: {why}", path.display());
+                continue;
+            }
+        };
         let name = file.display().to_string();
-        let job = std::fs::read_to_string(file)
-            .map_err(|e| format!("cannot read the file: {e}"))
+        let job = read_script(file, args.max_script_size)
+            .map_err(|e| e.to_string())
             .and_then(|script| {
                 Job::builder(script)
                     .caller_id("baobab-cli")
                     .actor_id(&args.actor)
                     .timeout(Duration::from_secs(args.timeout))
+                    .max_script_bytes(args.max_script_size)
                     .build()
                     .map_err(|e| e.to_string())
             });

@@ -14,6 +14,52 @@ pub(crate) struct Row {
     pub(crate) failed: bool,
 }
 
+/// The status of a row whose path is not a file to run.
+const SKIPPED: &str = "skipped";
+
+impl Row {
+    /// A file whose job was refused before it was queued.
+    pub(crate) fn refused(file: String, why: String) -> Row {
+        Row {
+            file,
+            id: None,
+            status: JobStatus::Error.to_string(),
+            time: None,
+            text: why,
+            failed: true,
+        }
+    }
+
+    /// A path that is not a regular file: not run, and not a failure.
+    pub(crate) fn skipped(file: String, why: String) -> Row {
+        Row {
+            file,
+            id: None,
+            status: SKIPPED.into(),
+            time: None,
+            text: why,
+            failed: false,
+        }
+    }
+
+    /// Whether the row is a skipped path.
+    pub(crate) fn skipped_row(&self) -> bool {
+        self.status == SKIPPED
+    }
+
+    /// Whether its job was queued and its end not yet seen.
+    pub(crate) fn pending(&self) -> bool {
+        self.id.is_some() && self.status == JobStatus::Dispatched.as_str()
+    }
+
+    /// Ends the row `error: why`.
+    pub(crate) fn fail(&mut self, why: String) {
+        self.status = JobStatus::Error.to_string();
+        self.text = why;
+        self.failed = true;
+    }
+}
+
 pub(crate) fn fill(row: &mut Row, job: Option<Job>) {
     match job {
         Some(job) => {
