@@ -192,9 +192,12 @@ fn a_panic_in_a_native_function_ends_only_its_job_and_the_worker_goes_on() {
         }
     }
     assert_eq!(pool.workers().unwrap(), before, "no worker died");
-    let stats = pool.stats().unwrap();
-    assert_eq!(stats.crashes, 0);
-    assert_eq!((stats.finished, stats.failed), (3, 30));
+    // A job is counted just after its result is stored.
+    eventually("every job counted", || {
+        let stats = pool.stats().unwrap();
+        (stats.finished, stats.failed) == (3, 30)
+    });
+    assert_eq!(pool.stats().unwrap().crashes, 0);
     assert_eq!(pool.exited(), None);
     pool.shutdown(Duration::from_secs(1)).unwrap();
 }

@@ -9,7 +9,11 @@
 //! | `sleep(INT)`, `sleep(FLOAT)` | blocks the thread for any time; panics on a huge or NaN float | sleeps in slices, ends the script at its timeout or cancel; negative and NaN are 0 |
 //! | `print`, `debug`, `to_string`, `to_debug` of arrays, maps and function pointers | recurse once per level of nesting and build the whole text first (a map of many references to one large string makes a text far larger than any limit) | write without recursion and stop at the string limit, ending the script |
 //! | `==`, `!=` of arrays and of maps | recurse through the engine once per level (~2 KB of stack each) | compare without recursion |
-//! | `curry` | nests function pointers without any size check, so a value can nest without bound | refuses to nest past the array limit |
+//!
+//! Removed outright (the engine refuses them when compiling): `eval` (it compiles text at
+//! run time, past the checks made on a script) and `curry` (it nests values inside function
+//! pointers with no size check, so a value could nest without bound and overflow the stack
+//! when dropped).
 
 use std::time::{Duration, Instant};
 
@@ -45,31 +49,42 @@ pub(crate) fn register(engine: &mut Engine) {
         });
 }
 
-fn register_text<T: rhai::Variant + Clone + Into<Dynamic>>(engine: &mut Engine) {
+fn register_text<T: rhai::Variant + Clone + Default + Into<Dynamic>>(engine: &mut Engine) {
     for (name, style) in [
         ("print", Style::Display),
         ("to_string", Style::Display),
         ("debug", Style::Debug),
         ("to_debug", Style::Debug),
     ] {
-        engine.register_fn(name, move |value: &mut T| text(value.clone().into(), style));
+        engine.register_fn(name, move |value: &mut T| {
+            let (text, complete) = text(&value.clone().into(), style);
+            if !complete {
+                // Past the limit, and so (Rhai counts each string a value holds) a value
+                // over the string limit. Rhai checks the value after this call, and on that
+                // error writes it with its own formatting, unbounded: so it is emptied. The
+                // script ends at its next operation and never sees it again.
+                *value = T::default();
+            }
+            text
+        });
     }
 }
 
-/// `value` as text, within the string limit. Past it, the text is cut and the script is
-/// ended at its next operation with `limit exceeded: max-string-size`. (An error returned
-/// here would make Rhai write the value with its own unbounded formatting instead.)
-fn text(value: Dynamic, style: Style) -> rhai::ImmutableString {
+/// `value` as text, within the string limit, and whether it is whole. Past the limit, the
+/// text is cut and the script is ended at its next operation with
+/// `limit exceeded: max-string-size`. (An error returned here would make Rhai write the value
+/// with its own formatting instead, which is unbounded.)
+fn text(value: &Dynamic, style: Style) -> (rhai::ImmutableString, bool) {
     let limit = run::text_limit();
-    let (text, complete) = render_bounded(&value, style, limit);
+    let (text, complete) = render_bounded(value, style, limit);
     if !complete {
         run::stop(run::Stop::Limit(super::Limit::StringSize));
     }
-    text.into()
+    (text.into(), complete)
 }
 
 fn debug_fn_ptr(f: &FnPtr) -> rhai::ImmutableString {
-    text(Dynamic::from(f.clone()), Style::Debug)
+    text(&Dynamic::from(f.clone()), Style::Debug).0
 }
 
 /// Sleeps `seconds` (negative or NaN: not at all) in slices, so the run's timeout and cancel

@@ -161,8 +161,9 @@ impl Sandbox {
                 run::log_line(&format!("[debug {at}] {text}"));
             })
             .on_progress(run::progress);
-        // `eval` compiles text at run time, past the checks made when a script is compiled.
-        engine.disable_symbol("eval");
+        // `eval` compiles text at run time, past the checks made when a script is compiled;
+        // `curry` nests values in function pointers, unchecked by the size limits.
+        engine.disable_symbol("eval").disable_symbol("curry");
         natives::register(&mut engine);
         match &config.module_dir {
             Some(dir) => {
@@ -233,8 +234,9 @@ impl Sandbox {
         job: &Job,
         cancel: Option<Arc<AtomicBool>>,
     ) -> (Result<String, ScriptError>, Vec<String>) {
+        // A thread given `stack_needed` has used a little of it before it gets here.
         let room = stack::remaining();
-        if room.is_none_or(|room| room >= self.stack_needed) {
+        if room.is_none_or(|room| room >= self.stack_needed - stack::ENTRY_SLACK) {
             return self.run_here(job, cancel);
         }
         static WARNED: AtomicBool = AtomicBool::new(false);
@@ -422,7 +424,7 @@ impl Sandbox {
 /// Refuses a script whose closures capture variables: a captured variable is shared, and
 /// shared values can refer to each other in a cycle, which is never freed (a script could
 /// leak memory the runner never gets back). Anonymous functions that capture nothing are
-/// fine; a value can be passed to one as a parameter, or bound with `curry`.
+/// fine; a value can be passed to one as a parameter.
 fn check_no_captures(ast: &AST) -> Result<(), ScriptError> {
     let mut captures = false;
     ast.walk(&mut |nodes: &[rhai::ASTNode]| {
@@ -435,8 +437,7 @@ fn check_no_captures(ast: &AST) -> Result<(), ScriptError> {
     if captures {
         return Err(ScriptError::Compile(
             "closures may not capture variables in the sandbox (captured variables can form \
-             reference cycles that are never freed): pass the value as a parameter, or bind it \
-             with `curry`"
+             reference cycles that are never freed): pass the value as a parameter"
                 .into(),
         ));
     }

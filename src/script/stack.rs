@@ -42,6 +42,10 @@ const CALL_FRAME: usize = 48 * 1024;
 /// engine's entry.
 const BASE: usize = 512 * 1024;
 
+/// How much of a thread's stack may be in use when a run starts on it: a thread given
+/// [`stack_size`] still runs scripts itself if it has used no more than this.
+pub(crate) const ENTRY_SLACK: usize = BASE / 2;
+
 /// The stack a script needs under `limits`, in bytes: see the module's docs.
 pub(crate) fn stack_size(limits: &Limits) -> usize {
     let limits = limits.clamped();
