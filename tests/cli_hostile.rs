@@ -2,7 +2,7 @@
 //! flag holds can hang, wedge or exhaust the runner.
 #![cfg(feature = "cli")]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
