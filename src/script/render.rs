@@ -107,6 +107,33 @@ pub(crate) struct Sizes {
     pub(crate) strings: usize,
 }
 
+/// What `value` holds in all (see [`Sizes`]), walked without recursion.
+pub(crate) fn sizes(value: &Dynamic) -> Sizes {
+    let mut total = Sizes::default();
+    let mut steps = vec![value.clone()];
+    while let Some(value) = steps.pop() {
+        count(&value, &mut total);
+        if value.is_array() {
+            steps.extend(value.cast::<Array>());
+        } else if value.is_map() {
+            steps.extend(value.cast::<Map>().into_values());
+        }
+    }
+    total
+}
+
+fn count(value: &Dynamic, sizes: &mut Sizes) {
+    if let Ok(blob) = value.as_blob_ref() {
+        sizes.arrays += blob.len();
+    } else if let Some(text) = value.read_lock::<rhai::ImmutableString>() {
+        sizes.strings += text.len();
+    } else if let Ok(array) = value.as_array_ref() {
+        sizes.arrays += array.len();
+    } else if let Ok(map) = value.as_map_ref() {
+        sizes.maps += map.len();
+    }
+}
+
 /// `value` as text in `style` within `limit` bytes (`None` past it), and what it holds.
 pub(crate) fn render_counted(
     value: Dynamic,
@@ -187,15 +214,9 @@ fn json_string(text: &str, out: &mut Bounded) -> fmt::Result {
 
 /// Writes `value` if it holds no other value, or opens it and queues its contents.
 fn open(value: Dynamic, style: Style, out: &mut Bounded, steps: &mut Vec<Step>) -> fmt::Result {
-    if let Ok(blob) = value.as_blob_ref() {
-        out.sizes.arrays += blob.len();
-    }
-    if let Some(text) = value.read_lock::<rhai::ImmutableString>() {
-        out.sizes.strings += text.len();
-    }
+    count(&value, &mut out.sizes);
     if value.is_array() {
         let items = value.cast::<Array>();
-        out.sizes.arrays += items.len();
         out.push("[")?;
         steps.push(Step::Text("]"));
         steps.push(Step::Items(items.into_iter(), style));
@@ -203,7 +224,6 @@ fn open(value: Dynamic, style: Style, out: &mut Bounded, steps: &mut Vec<Step>) 
     }
     if value.is_map() {
         let entries = value.cast::<Map>();
-        out.sizes.maps += entries.len();
         out.push(if style == Style::Json { "{" } else { "#{" })?;
         steps.push(Step::Text("}"));
         steps.push(Step::Entries(entries.into_iter(), style));

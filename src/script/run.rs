@@ -175,6 +175,11 @@ pub(crate) fn stop(why: Stop) {
     STOP_NOW.set(true);
 }
 
+/// Whether the running script has been told to stop (it ends at its next operation).
+pub(crate) fn stopping() -> bool {
+    STOP_NOW.get()
+}
+
 /// The longest text a value may become on this thread's run (`to_string`, `print`...).
 pub(crate) fn text_limit() -> usize {
     with_run(|run| run.text_limit).unwrap_or(usize::MAX)
@@ -196,6 +201,46 @@ pub(crate) fn should_stop() -> Option<Stop> {
         (Instant::now() >= run.deadline).then_some(Stop::Timeout)
     })
     .flatten()
+}
+
+/// Why the running script was stopped, if it was.
+pub(crate) fn stopped() -> Option<Stop> {
+    with_run(|run| run.stopped.clone()).flatten()
+}
+
+/// How often (in tokens) the tokenizer's hook looks at the clock and the cancel flag.
+const TOKENS_BETWEEN_CHECKS: u32 = 64;
+
+thread_local! {
+    static TOKENS: Cell<u32> = const { Cell::new(0) };
+}
+
+/// The tokenizer's hook, while a script compiles: past the run's timeout, a cancel, its
+/// memory or its stack, the token becomes an error that ends the compile.
+pub(crate) fn parse_token(token: rhai::Token) -> rhai::Token {
+    let why = if STOP_NOW.get() {
+        None
+    } else if memory::net() > CEILING.get() {
+        Some(Stop::Limit(Limit::Memory))
+    } else if stack::exhausted() {
+        Some(Stop::Limit(Limit::Stack))
+    } else {
+        let tokens = TOKENS.get().wrapping_add(1);
+        TOKENS.set(tokens);
+        if tokens % TOKENS_BETWEEN_CHECKS != 0 {
+            return token;
+        }
+        match should_stop() {
+            Some(why) => Some(why),
+            None => return token,
+        }
+    };
+    if let Some(why) = why {
+        stop(why);
+    }
+    rhai::Token::LexError(Box::new(rhai::LexError::Runtime(
+        "compiling stopped".into(),
+    )))
 }
 
 /// The engine's progress callback: `Some` ends the script (see [`Ended::stopped`] for why).

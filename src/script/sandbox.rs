@@ -160,7 +160,15 @@ impl Sandbox {
                 };
                 run::log_line(&format!("[debug {at}] {text}"));
             })
-            .on_progress(run::progress);
+            .on_progress(run::progress)
+            // Constant folding builds values at compile time with no size check (gigabytes
+            // from a few hundred kilobytes of script), and some of its passes are quadratic.
+            .set_optimization_level(rhai::OptimizationLevel::None);
+        // Compiling has no progress callback; the tokenizer's hook checks the run's timeout,
+        // cancel, memory and stack as the parser consumes tokens (some shapes of script
+        // take the parser time quadratic in their length).
+        #[allow(deprecated)] // "Volatile", not deprecated, in Rhai's words.
+        engine.on_parse_token(|token, _, _| run::parse_token(token));
         // `eval` compiles text at run time, past the checks made when a script is compiled;
         // `curry` nests values in function pointers, unchecked by the size limits.
         engine.disable_symbol("eval").disable_symbol("curry");
@@ -274,28 +282,35 @@ impl Sandbox {
         job: &Job,
         cancel: Option<Arc<AtomicBool>>,
     ) -> (Result<String, ScriptError>, Vec<String>) {
-        let ast = match catch_unwind(AssertUnwindSafe(|| self.compile(&job.script))) {
-            Ok(Ok(ast)) => ast,
-            Ok(Err(error)) => return (Err(error), Vec::new()),
-            Err(panic) => return (Err(panicked(&*panic)), Vec::new()),
-        };
         let deadline = Instant::now()
             .checked_add(job.timeout)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600));
+        // The run covers compiling too: its timeout, memory and stack hold there as well.
         let run = run::start(&self.limits, deadline, cancel);
         let result = catch_unwind(AssertUnwindSafe(|| {
+            let ast = self.compile(&job.script)?;
             let mut scope = self.scope(job);
-            let value = self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
-            value.map(|value| self.output(value))
+            match self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast) {
+                Ok(value) => self.output(value).map(Ok),
+                // `exit(value)` ends the script with that value.
+                Err(error) => match *error {
+                    EvalAltResult::Exit(value, _) => self.output(value).map(Ok),
+                    error => Ok(Err(error)),
+                },
+            }
         }));
         let ended = run.end();
         let result = match result {
-            Ok(Ok(output)) => match ended.stopped {
+            Ok(Ok(Ok(output))) => match ended.stopped {
                 // A limit reached in the last operation, before the engine looked again.
                 Some(stop) => Err(self.stopped(stop, job.timeout)),
-                None => output,
+                None => Ok(output),
             },
-            Ok(Err(error)) => Err(self.error_of(*error, ended.stopped.as_ref(), job.timeout)),
+            Ok(Ok(Err(error))) => Err(self.error_of(error, ended.stopped.as_ref(), job.timeout)),
+            Ok(Err(error)) => Err(match ended.stopped {
+                Some(stop) => self.stopped(stop, job.timeout),
+                None => error,
+            }),
             Err(panic) => Err(panicked(&*panic)),
         };
         (result, ended.log)
@@ -345,6 +360,9 @@ impl Sandbox {
     /// A script's value as the job's output, within the output limit. Its sizes are checked
     /// too: Rhai does not check a map or array grown by index assignment.
     fn output(&self, value: Dynamic) -> Result<String, ScriptError> {
+        if let Some(stop) = run::stopped() {
+            return Err(self.stopped(stop, Duration::ZERO));
+        }
         if value.is_unit() {
             return Ok(String::new());
         }
