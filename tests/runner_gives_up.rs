@@ -65,7 +65,7 @@ fn a_runner_whose_pool_keeps_crashing_stops_and_its_jobs_are_run_elsewhere() {
     // Good jobs first (oldest are taken first), then far more crashes than the pool's and the
     // runner's restart intensities allow.
     let good: Vec<String> = (0..20).map(|i| submit(&i.to_string())).collect();
-    let crashing: Vec<String> = (0..100).map(|_| submit("boom")).collect();
+    let crashing: Vec<String> = (0..400).map(|_| submit("boom")).collect();
 
     let fragile = runner(&rt, &redis, &actor, true);
     let start = Instant::now();
