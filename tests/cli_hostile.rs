@@ -599,6 +599,23 @@ fn hostile_scripts_stay_within_the_stated_memory_per_worker() {
             "many_values",
             r#"let all = #{}; let i = 0; loop { let a = []; a.pad(60000, 123456); all[`k${i}`] = a; i += 1; }"#,
         ),
+        // A map of many small entries, copied at once (twice what the job holds).
+        (
+            "copies",
+            r#"let pad = "k"; pad.pad(200, "k"); let m = #{}; let i = 0; loop { m[`${i}${pad}`] = i; i += 1; if i % 16384 == 0 { let c = m; } }"#,
+        ),
+        // Deep recursion, touching the stack.
+        (
+            "recursion",
+            &*Box::leak(
+                format!(
+                    "fn f(n) {{ if n == 0 {{ 0 }} else {{ {}f(n - 1){} }} }} f(60)",
+                    "(1 + ".repeat(20),
+                    ")".repeat(20)
+                )
+                .into_boxed_str(),
+            ),
+        ),
         // An output over its own limit (set to 1 MiB below).
         (
             "big_output",
@@ -667,11 +684,16 @@ fn hostile_scripts_stay_within_the_stated_memory_per_worker() {
         row(&text, "many_values.rhai").contains("limit exceeded: max-memory"),
         "{text}"
     );
-    // The bound docs/jobs.md states, per running job: max-memory, plus one value's overshoot
-    // (twice the string limit), the output and log limits, the script and its cache entry,
-    // and the stack the limits need (only as deep as a script goes).
-    let per_job = max_memory + 2 * (10 << 20) + (1 << 20) + (1 << 20) + (1 << 20);
-    let bound = baseline + 2 * per_job;
+    assert!(
+        row(&text, "copies.rhai").contains("limit exceeded: max-memory"),
+        "{text}"
+    );
+    assert!(row(&text, "recursion.rhai").ends_with("  1200"), "{text}");
+    // The bound docs/jobs.md states, per running job: 3 × max-memory, 4 × max-string-size,
+    // the output limit, the stack the limits need and the script; and per worker, its cache.
+    let stack = baobab::script::Sandbox::stack_size(&baobab::script::Limits::default()) as u64;
+    let per_job = 3 * max_memory + 4 * (10 << 20) + (1 << 20) + stack + (1 << 20);
+    let bound = baseline + 2 * (per_job + (32 << 20));
     eprintln!(
         "peak {} MiB, bound {} MiB, baseline {} MiB",
         peak >> 20,

@@ -343,6 +343,11 @@ fn single_calls_cannot_allocate_far_past_the_limits() {
             r#"let p = "1,"; p.pad(30000, "1,"); parse_json("[" + p + "1]").len()"#.to_string(),
             Limit::ArraySize,
         ),
+        // Copies of a map with a large key (keys count in no size limit).
+        (
+            format!(r#"{big} let m = #{{}}; m[s] = 1; [].pad(9000, m)"#),
+            Limit::Memory,
+        ),
         // Map keys, which no size limit counts: the memory limit does.
         (
             format!(r#"{big} let m = #{{}}; let i = 0; loop {{ m[s + i] = (); i += 1; }}"#),

@@ -105,6 +105,22 @@ pub(crate) struct Sizes {
     pub(crate) arrays: usize,
     pub(crate) maps: usize,
     pub(crate) strings: usize,
+    /// Bytes of map keys (Rhai's limits do not count them).
+    pub(crate) keys: usize,
+}
+
+impl Sizes {
+    /// About the bytes a copy of the value allocates: a slot per element and entry, the
+    /// bytes of every string held by the value alone (shared ones cost nothing to copy, but
+    /// are counted here in full), and its keys.
+    pub(crate) fn bytes(&self) -> usize {
+        const SLOT: usize = 16;
+        const ENTRY: usize = 64;
+        (self.arrays.saturating_mul(SLOT))
+            .saturating_add(self.maps.saturating_mul(ENTRY))
+            .saturating_add(self.strings)
+            .saturating_add(self.keys)
+    }
 }
 
 /// What `value` holds in all (see [`Sizes`]), walked without recursion.
@@ -131,6 +147,7 @@ fn count(value: &Dynamic, sizes: &mut Sizes) {
         sizes.arrays += array.len();
     } else if let Ok(map) = value.as_map_ref() {
         sizes.maps += map.len();
+        sizes.keys += map.keys().map(|key| key.len()).sum::<usize>();
     }
 }
 

@@ -175,6 +175,13 @@ pub(crate) fn stop(why: Stop) {
     STOP_NOW.set(true);
 }
 
+/// The bytes the running script may still allocate before it is over its memory limit
+/// (`None`: no limit, or allocations not counted).
+pub(crate) fn memory_room() -> Option<usize> {
+    let ceiling = CEILING.get();
+    (ceiling != i64::MAX).then(|| usize::try_from(ceiling - memory::net()).unwrap_or(0))
+}
+
 /// Whether the running script has been told to stop (it ends at its next operation).
 pub(crate) fn stopping() -> bool {
     STOP_NOW.get()

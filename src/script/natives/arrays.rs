@@ -93,6 +93,15 @@ fn pad(ctx: NativeCallContext, array: &mut Array, len: INT, item: Dynamic) -> Ou
     if strings.is_none_or(|n| over(n, engine.max_string_size())) {
         return Err(too_large("Length of string"));
     }
+    // Map keys count in no size limit: copies of a map with large keys could take any
+    // amount of memory in this one call.
+    if added
+        .checked_mul(each.bytes())
+        .is_none_or(|bytes| run::memory_room().is_some_and(|room| bytes > room))
+    {
+        run::stop(run::Stop::Limit(crate::script::Limit::Memory));
+        return Err(super::terminated());
+    }
     array.resize(len, item);
     Ok(())
 }
