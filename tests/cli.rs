@@ -1,28 +1,12 @@
 //! The `baobab` binary, run as a user runs it.
 #![cfg(feature = "cli")]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn baobab() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_baobab"))
-}
-
-fn run(args: &[&str]) -> Output {
-    baobab().args(args).output().expect("the binary runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// The table row of `file`.
-fn row<'a>(text: &'a str, file: &str) -> &'a str {
-    text.lines()
-        .find(|line| line.contains(file))
-        .unwrap_or_else(|| panic!("no row for {file} in:\n{text}"))
-}
+use common::cli::{interrupted, row, run, stdout};
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("baobab-cli-{name}-{}", std::process::id()));
@@ -138,8 +122,8 @@ fn sigterm_stops_taking_jobs_cancels_running_ones_after_the_grace_and_exits_130(
     let dir = temp_dir("sigterm");
     write(&dir, "a_forever.rhai", "loop {}");
     write(&dir, "b_quick.rhai", "7");
-    let child = baobab()
-        .args([
+    let (output, took) = interrupted(
+        &[
             "run",
             dir.to_str().unwrap(),
             "--workers",
@@ -153,20 +137,12 @@ fn sigterm_stops_taking_jobs_cancels_running_ones_after_the_grace_and_exits_130(
             "--log-json",
             "--log-level",
             "info",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    let start = Instant::now();
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let output = child.wait_with_output().unwrap();
-    assert!(start.elapsed() < Duration::from_secs(10));
+        ],
+        Duration::from_millis(500),
+        "TERM",
+        Duration::from_secs(10),
+    );
+    assert!(took < Duration::from_secs(10));
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(130), "{text}");
     assert!(row(&text, "a_forever.rhai").contains("cancelled"), "{text}");

@@ -2,107 +2,12 @@
 //! flag holds can hang, wedge or exhaust the runner.
 #![cfg(feature = "cli")]
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn baobab() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_baobab"))
-}
-
-fn run(args: &[&str]) -> Output {
-    baobab().args(args).output().expect("the binary runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// The table row of `file`.
-fn row<'a>(text: &'a str, file: &str) -> &'a str {
-    text.lines()
-        .find(|line| line.contains(file))
-        .unwrap_or_else(|| panic!("no row for {file} in:\n{text}"))
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        // Short, so the table shows whole paths.
-        let unique = uuid::Uuid::new_v4().simple().to_string();
-        let dir = std::env::temp_dir().join(format!("bh-{name}-{}", &unique[..6]));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, script: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, script).unwrap();
-        path
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs the binary and kills it if it has not exited within `limit` (a hang is a failure,
-/// not a stuck test run).
-fn run_within(args: &[&str], limit: Duration) -> (Output, Duration) {
-    let start = Instant::now();
-    let child = baobab()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let output = wait_within(child, limit);
-    (output, start.elapsed())
-}
-
-/// Waits for the child (reading its output as it comes), killing it past `limit`.
-fn wait_within(child: Child, limit: Duration) -> Output {
-    let pid = child.id();
-    let (done, finished) = std::sync::mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        if finished.recv_timeout(limit).is_err() {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            return true;
-        }
-        false
-    });
-    let output = child.wait_with_output().unwrap();
-    let _ = done.send(());
-    let killed = watchdog.join().unwrap();
-    assert!(
-        !killed,
-        "still running after {limit:?}:\n{}\n{}",
-        stdout(&output),
-        stderr(&output)
-    );
-    output
-}
-
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
+use common::cli::{TempDir, baobab, interrupted, row, run, run_within, stderr, stdout};
 
 #[test]
 fn sleep_ends_at_the_timeout_and_never_panics() {
@@ -164,17 +69,12 @@ fn a_burst_of_hostile_sleeps_leaves_the_innocent_jobs_alone() {
 fn sigterm_ends_a_sleeping_job_within_the_grace() {
     let dir = TempDir::new("sleep-term");
     dir.write("sleepy.rhai", "sleep(1000)");
-    let child = baobab()
-        .args(["run", dir.path(), "--timeout", "600", "--grace", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    let start = Instant::now();
-    signal(&child, "TERM");
-    let output = wait_within(child, Duration::from_secs(10));
-    let took = start.elapsed();
+    let (output, took) = interrupted(
+        &["run", dir.path(), "--timeout", "600", "--grace", "1"],
+        Duration::from_millis(500),
+        "TERM",
+        Duration::from_secs(10),
+    );
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(130), "{text}");
     assert!(row(&text, "sleepy.rhai").contains("cancelled"), "{text}");
@@ -191,8 +91,8 @@ fn sigint_with_a_thousand_jobs_queued_exits_within_the_grace() {
     for i in 1..=1000 {
         dir.write(&format!("{i:04}.rhai"), "loop {}");
     }
-    let child = baobab()
-        .args([
+    let (output, took) = interrupted(
+        &[
             "run",
             dir.path(),
             "--workers",
@@ -204,16 +104,11 @@ fn sigint_with_a_thousand_jobs_queued_exits_within_the_grace() {
             "--grace",
             "1",
             "--no-progress",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    let start = Instant::now();
-    signal(&child, "INT");
-    let output = wait_within(child, Duration::from_secs(30));
-    let took = start.elapsed();
+        ],
+        Duration::from_millis(1500),
+        "INT",
+        Duration::from_secs(30),
+    );
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
     assert!(
@@ -668,26 +563,18 @@ fn hostile_scripts_stay_within_the_stated_memory_per_worker() {
             || shared.contains("limit exceeded: max-string-size"),
         "{text}"
     );
-    assert!(
-        row(&text, "big_output.rhai").contains("limit exceeded: max-output-size (1048576)"),
-        "{text}"
-    );
-    assert!(
-        row(&text, "shared_text.rhai").contains("limit exceeded: max-string-size"),
-        "{text}"
-    );
-    assert!(
-        row(&text, "index_growth.rhai").contains("limit exceeded: max-memory"),
-        "{text}"
-    );
-    assert!(
-        row(&text, "many_values.rhai").contains("limit exceeded: max-memory"),
-        "{text}"
-    );
-    assert!(
-        row(&text, "copies.rhai").contains("limit exceeded: max-memory"),
-        "{text}"
-    );
+    for (file, ending) in [
+        ("big_output", "limit exceeded: max-output-size (1048576)"),
+        ("shared_text", "limit exceeded: max-string-size (10485760)"),
+        ("index_growth", "limit exceeded: max-memory (67108864)"),
+        ("many_values", "limit exceeded: max-memory (67108864)"),
+        ("copies", "limit exceeded: max-memory (67108864)"),
+    ] {
+        assert!(
+            row(&text, &format!("{file}.rhai")).ends_with(ending),
+            "{file}: {text}"
+        );
+    }
     assert!(row(&text, "recursion.rhai").ends_with("  1200"), "{text}");
     // The bound docs/jobs.md states, per running job: 3 × max-memory, 4 × max-string-size,
     // the output limit, the stack the limits need and the script; and per worker, its cache.

@@ -48,6 +48,17 @@ fn run(
         .unwrap()
 }
 
+/// Asserts `script`, given a 1 s timeout, ends with it, within 3 s.
+fn ends_at_its_timeout(sandbox: &Arc<Sandbox>, script: &str) {
+    let (result, took) = run(sandbox, script, Duration::from_secs(1));
+    assert_eq!(
+        result,
+        Err(ScriptError::Timeout(Duration::from_secs(1))),
+        "{script}"
+    );
+    assert!(took < Duration::from_secs(3), "{script}: {took:?}");
+}
+
 fn limit_of(result: &Result<String, ScriptError>) -> Option<Limit> {
     match result {
         Err(ScriptError::Limit { limit, .. }) => Some(*limit),
@@ -266,13 +277,7 @@ fn sleep_honours_the_timeout_and_the_cancel_in_every_form() {
         "[1, 2].sort(|a, b| { sleep(100); 0 })",
         "fn f() { sleep(100) } f()",
     ] {
-        let (result, took) = run(&s, script, Duration::from_secs(1));
-        assert_eq!(
-            result,
-            Err(ScriptError::Timeout(Duration::from_secs(1))),
-            "{script}"
-        );
-        assert!(took < Duration::from_secs(3), "{script}: {took:?}");
+        ends_at_its_timeout(&s, script);
     }
     for script in ["sleep(-1)", "sleep(0.0 / 0.0)", "sleep(-1e300)", "sleep(0)"] {
         let (result, took) = run(&s, &format!("{script}; 7"), Duration::from_secs(1));
@@ -371,13 +376,7 @@ fn comparers_that_time_out_end_the_sort() {
         "fn spin(x, y) { loop {} } let a = []; a.pad(10000, 1); a.sort(\"spin\")",
         "fn spin(x, y) { loop {} } let a = []; a.pad(10000, 1); a.dedup(\"spin\")",
     ] {
-        let (result, took) = run(&s, script, Duration::from_secs(1));
-        assert_eq!(
-            result,
-            Err(ScriptError::Timeout(Duration::from_secs(1))),
-            "{script}"
-        );
-        assert!(took < Duration::from_secs(3), "{script}: {took:?}");
+        ends_at_its_timeout(&s, script);
     }
     let long = r#"let n = "x"; n.pad(1000000, "y"); let a = []; a.pad(10000, 1); a.dedup(n)"#;
     let (result, took) = run(&s, long, Duration::from_secs(1));

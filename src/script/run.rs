@@ -216,34 +216,41 @@ pub(crate) fn stopped() -> Option<Stop> {
 }
 
 /// How often (in tokens) the tokenizer's hook looks at the clock and the cancel flag.
-const TOKENS_BETWEEN_CHECKS: u32 = 64;
+const TOKENS_BETWEEN_CHECKS: u64 = 64;
 
 thread_local! {
-    static TOKENS: Cell<u32> = const { Cell::new(0) };
+    static TOKENS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The check made at every step of a run (an operation, or a token while compiling): `true`
+/// if the run must end now (and why is recorded). `step` counts the steps; every `every`
+/// of them, the clock and the cancel flag are read too.
+#[inline]
+fn must_end(step: u64, every: u64) -> bool {
+    let why = if STOP_NOW.get() {
+        return true;
+    } else if memory::net() > CEILING.get() {
+        Stop::Limit(Limit::Memory)
+    } else if stack::exhausted() {
+        Stop::Limit(Limit::Stack)
+    } else if step % every == 0
+        && let Some(why) = should_stop()
+    {
+        why
+    } else {
+        return false;
+    };
+    stop(why);
+    true
 }
 
 /// The tokenizer's hook, while a script compiles: past the run's timeout, a cancel, its
 /// memory or its stack, the token becomes an error that ends the compile.
 pub(crate) fn parse_token(token: rhai::Token) -> rhai::Token {
-    let why = if STOP_NOW.get() {
-        None
-    } else if memory::net() > CEILING.get() {
-        Some(Stop::Limit(Limit::Memory))
-    } else if stack::exhausted() {
-        Some(Stop::Limit(Limit::Stack))
-    } else {
-        let tokens = TOKENS.get().wrapping_add(1);
-        TOKENS.set(tokens);
-        if tokens % TOKENS_BETWEEN_CHECKS != 0 {
-            return token;
-        }
-        match should_stop() {
-            Some(why) => Some(why),
-            None => return token,
-        }
-    };
-    if let Some(why) = why {
-        stop(why);
+    let tokens = TOKENS.get().wrapping_add(1);
+    TOKENS.set(tokens);
+    if !must_end(tokens, TOKENS_BETWEEN_CHECKS) {
+        return token;
     }
     rhai::Token::LexError(Box::new(rhai::LexError::Runtime(
         "compiling stopped".into(),
@@ -252,19 +259,5 @@ pub(crate) fn parse_token(token: rhai::Token) -> rhai::Token {
 
 /// The engine's progress callback: `Some` ends the script (see [`Ended::stopped`] for why).
 pub(crate) fn progress(operations: u64) -> Option<Dynamic> {
-    let why = if STOP_NOW.get() {
-        None
-    } else if memory::net() > CEILING.get() {
-        Some(Stop::Limit(Limit::Memory))
-    } else if stack::exhausted() {
-        Some(Stop::Limit(Limit::Stack))
-    } else if operations % CLOCK_EVERY == 0 {
-        should_stop()?.into()
-    } else {
-        return None;
-    };
-    if let Some(why) = why {
-        stop(why);
-    }
-    Some(Dynamic::UNIT)
+    must_end(operations, CLOCK_EVERY).then_some(Dynamic::UNIT)
 }

@@ -19,4 +19,6 @@ pub fn exit_of(handle: &Handle, pid: Pid) -> ExitReason {
         .wait_timeout(SAFETY)
         .unwrap_or_else(|| panic!("{pid} did not exit within {SAFETY:?}"))
 }
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod redis_server;
