@@ -62,105 +62,13 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A reply that takes longer than this means a dead connection.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Moves a dead runner's processing list back to its queue, or ends jobs requeued too often.
-/// KEYS: runners set. ARGV: me, a heartbeat key before and after the runner id, the actor's
-/// processing-list prefix, queue, job prefix, error status, reply prefix, `1` if the hash's
-/// `reply_queue_name` names the reply list (rhailib), now (ISO 8601), the finished status, the
-/// finished status's other spelling.
-const REAP: &str = r#"
-local moved, failed = 0, 0
-for _, runner in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if runner ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. runner .. ARGV[3]) == 0 then
-    local processing = ARGV[4] .. runner
-    while true do
-      local id = redis.call('LPOP', processing)
-      if not id then break end
-      local job = ARGV[6] .. id
-      local status = false
-      if redis.call('TYPE', job).ok == 'hash' then
-        status = redis.call('HGET', job, 'status') or ''
-      end
-      -- No hash: nothing to run. A job that ended (its result written, its removal lost) is
-      -- done: dropped too.
-      if status and status ~= ARGV[7] and status ~= ARGV[10] and status ~= ARGV[11] then
-        local requeues = (tonumber(redis.call('HGET', job, 'requeues') or '0') or 0) + 1
-        redis.call('HSET', job, 'requeues', requeues)
-        local retries = tonumber(redis.call('HGET', job, 'retries') or '0') or 0
-        if requeues > retries then
-          local message = 'its runners died: requeued ' .. (requeues - 1) .. ' times, retries ' .. retries
-          redis.call('HSET', job, 'status', ARGV[7], 'error', message, 'updated_at', ARGV[9])
-          -- Hero: the status; rhailib: the task as JSON, on the queue its hash names.
-          local reply = ARGV[8] .. id
-          local payload = ARGV[7]
-          if ARGV[9] == '1' then
-            reply = redis.call('HGET', job, 'reply_queue_name') or reply
-            payload = '{"task_id":' .. cjson.encode(id) .. ',"status":' .. cjson.encode(ARGV[7])
-              .. ',"output":null,"error":' .. cjson.encode(message) .. '}'
-          end
-          redis.call('LPUSH', reply, payload)
-          failed = failed + 1
-        else
-          redis.call('RPUSH', ARGV[5], id)
-          moved = moved + 1
-        end
-      end
-    end
-    redis.call('SREM', KEYS[1], runner)
-  end
-end
-return {moved, failed}
-"#;
+/// Moves a dead runner's processing list back to its queue, or ends jobs requeued too often;
+/// skips what it cannot write. See the script for its keys and arguments.
+const REAP: &str = include_str!("lua/reap.lua");
 
-/// Finds where a stopped job is and acts on it, atomically.
-/// KEYS: runners set, queue, job hash, this runner's processing list, the job's default reply
-/// list. ARGV: job id, me, the actor's processing-list prefix, a control list's key before
-/// and after the runner id, a heartbeat key before and after the runner id, the reply payload,
-/// the reply's time to live (s), `1` if the hash's `reply_queue_name` names the reply list, the
-/// number of ended statuses N, N ended statuses, then the cancelled job's fields as pairs.
-/// Returns `{where, runner}`: `unknown` (no hash), `ended`, `here` (in this runner's
-/// processing list), `forwarded` (in live `runner`'s: `stop ID` pushed to its control list),
-/// `cancelled` (it was queued, or held by a runner whose heartbeat expired: ended here),
-/// `nowhere`.
-const ROUTE_STOP: &str = r#"
-if redis.call('TYPE', KEYS[3]).ok ~= 'hash' then return {'unknown'} end
-local status = redis.call('HGET', KEYS[3], 'status') or ''
-local ended = tonumber(ARGV[11])
-for i = 12, 11 + ended do
-  if status == ARGV[i] then return {'ended'} end
-end
-local function cancel()
-  for i = 12 + ended, #ARGV, 2 do
-    redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
-  end
-  local reply = KEYS[5]
-  if ARGV[10] == '1' then reply = redis.call('HGET', KEYS[3], 'reply_queue_name') or reply end
-  redis.call('LPUSH', reply, ARGV[8])
-  redis.call('EXPIRE', reply, ARGV[9])
-end
-if redis.call('LPOS', KEYS[4], ARGV[1]) then return {'here'} end
-for _, runner in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local processing = ARGV[3] .. runner
-  if runner ~= ARGV[2] and redis.call('LPOS', processing, ARGV[1]) then
-    if redis.call('EXISTS', ARGV[6] .. runner .. ARGV[7]) == 1 then
-      redis.call('RPUSH', ARGV[4] .. runner .. ARGV[5], 'stop ' .. ARGV[1])
-      return {'forwarded', runner}
-    end
-    -- Its heartbeat expired: the reaper would run it again. Cancelled here; the runner is
-    -- told too, in case it is only cut off from Redis for a while (its list then expires).
-    redis.call('LREM', processing, 0, ARGV[1])
-    cancel()
-    local control = ARGV[4] .. runner .. ARGV[5]
-    redis.call('RPUSH', control, 'stop ' .. ARGV[1])
-    redis.call('EXPIRE', control, ARGV[9])
-    return {'cancelled', runner}
-  end
-end
-if redis.call('LREM', KEYS[2], 0, ARGV[1]) > 0 then
-  cancel()
-  return {'cancelled'}
-end
-return {'nowhere'}
-"#;
+/// Finds where a stopped job is and acts on it, atomically; a key of another type where a list
+/// is expected holds nothing. See the script for its keys and arguments.
+const ROUTE_STOP: &str = include_str!("lua/route_stop.lua");
 
 /// Moves id ARGV[1] from list KEYS[1] to the tail of KEYS[2] if it is in KEYS[1]; 1 if moved.
 const MOVE_IF_LISTED: &str = r#"
@@ -196,7 +104,8 @@ pub enum StopRoute {
     /// No job hash under this id.
     Unknown,
     /// The job has not ended but is in neither the actor's queue nor a runner's processing
-    /// list (queued for another actor, or not queued yet): left alone.
+    /// list (queued for another actor, or not queued yet): left alone. Also a stop that could
+    /// not be passed on to the runner holding the job (its control list is no list).
     NotFound,
 }
 
@@ -409,12 +318,14 @@ impl RedisStore {
 
     /// Takes back the jobs of runners of `actor` whose heartbeat expired: requeued, or ended
     /// `error` if requeued more often than their retries allow. Returns (requeued, failed).
+    /// What it cannot take back (a processing list that is no list, a queue that takes no
+    /// id) is logged and left as it is; it does not stop the rest.
     pub fn reap(&self, actor: &str) -> Result<(u64, u64), StoreError> {
         let keys = self.keys;
         let (heartbeat_head, heartbeat_tail) = around_runner(keys.heartbeat(RUNNER));
         let script = redis::Script::new(REAP);
         let now = iso8601(SystemTime::now());
-        let (moved, failed): (u64, u64) = self.with_conn("reap", |c| {
+        let (moved, failed, skipped): (u64, u64, u64) = self.with_conn("reap", |c| {
             script
                 .key(keys.runners(actor))
                 .arg(&self.config.runner_id)
@@ -437,6 +348,14 @@ impl RedisStore {
                 requeued = moved,
                 failed,
                 "took back the jobs of dead runners"
+            );
+        }
+        if skipped > 0 {
+            warn!(
+                actor,
+                skipped,
+                "could not take back some entries of dead runners (a processing list that is \
+                 no list, or a queue that took no id): left as they were"
             );
         }
         Ok((moved, failed))
@@ -743,7 +662,12 @@ impl RedisStore {
             },
             Some("ended") => StopRoute::Ended,
             Some("unknown") => StopRoute::Unknown,
-            _ => StopRoute::NotFound,
+            _ => {
+                if let (Some(runner), Some(problem)) = (found.get(1), found.get(2)) {
+                    warn!(actor, job = %id, runner, problem, "could not pass a stop on");
+                }
+                StopRoute::NotFound
+            }
         };
         debug!(actor, job = %id, ?route, "stop routed");
         Ok(route)
