@@ -468,6 +468,15 @@ impl Link<'_> {
     }
 }
 
+/// An error as Redis words it (`WRONGTYPE Operation against a key holding…`), for messages
+/// stored in a job.
+pub(super) fn describe(error: &RedisError) -> String {
+    match (error.code(), error.detail()) {
+        (Some(code), Some(detail)) => format!("{code} {detail}"),
+        _ => error.to_string(),
+    }
+}
+
 /// A reply that is a server error, as an `Err`.
 fn server_error(value: Value) -> redis::RedisResult<Value> {
     match value {

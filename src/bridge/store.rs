@@ -62,6 +62,7 @@ pub(super) struct Scripts {
     pub(super) route_stop: Lua,
     pub(super) requeue: Lua,
     pub(super) reject: Lua,
+    pub(super) fallback: Lua,
 }
 
 pub(super) fn scripts() -> &'static Scripts {
@@ -71,6 +72,7 @@ pub(super) fn scripts() -> &'static Scripts {
         route_stop: Lua::new(include_str!("lua/route_stop.lua")),
         requeue: Lua::new(include_str!("lua/requeue.lua")),
         reject: Lua::new(include_str!("lua/reject.lua")),
+        fallback: Lua::new(include_str!("lua/fallback.lua")),
     })
 }
 
@@ -125,7 +127,7 @@ pub struct RedisStore {
 
 #[derive(Default)]
 pub(super) struct Writes {
-    pub(super) pending: Vec<Job>,
+    pub(super) pending: Vec<super::results::Ended>,
     pub(super) writing: bool,
 }
 
