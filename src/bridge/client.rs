@@ -65,7 +65,8 @@ impl Client {
         let backend = |e: redis::RedisError| StoreError::Backend(e.to_string());
         let mut conn = self.client.get_connection().map_err(backend)?;
         let key = self.keys.job(id);
-        let (exists, named): (bool, Option<String>) = redis::pipe()
+        // Bytes: a field that is not UTF-8 is an error here, not a failed read.
+        let (exists, named): (bool, Option<Vec<u8>>) = redis::pipe()
             .exists(&key)
             .cmd("HGET")
             .arg(&key)
@@ -75,6 +76,14 @@ impl Client {
         if !exists {
             return Ok(false);
         }
+        let named = match named.map(String::from_utf8).transpose() {
+            Ok(named) => named,
+            Err(_) => {
+                return Err(StoreError::Backend(format!(
+                    "job {id} names an actor that is not UTF-8: say which actor's runners run it"
+                )));
+            }
+        };
         let actor = match (actor, named.as_deref()) {
             (Some(actor), _) => actor,
             (None, Some(named)) if !named.is_empty() => named,
@@ -97,7 +106,8 @@ impl Client {
             && let Ok(mut conn) = self.client.get_connection()
         {
             let secs = timeout.as_secs_f64().max(0.01);
-            let popped: Result<Option<(String, String)>, _> =
+            // Bytes: a reply that is not UTF-8 is put back as it was.
+            let popped: Result<Option<(Vec<u8>, Vec<u8>)>, _> =
                 redis::cmd("BLPOP").arg(&reply).arg(secs).query(&mut conn);
             if let Ok(Some((_, status))) = popped {
                 // Put it back for other readers; the hash has the rest.

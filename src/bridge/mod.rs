@@ -3,9 +3,12 @@
 //! read their results. See `docs/wire-format.md`.
 
 mod client;
+mod connection;
 mod keys;
+mod results;
 mod runner;
 mod store;
+mod take;
 mod wire;
 
 pub use client::Client;

@@ -1,29 +1,29 @@
 //! [`RedisStore`]: a [`JobStore`] on Redis, with reliable fetch.
 //!
 //! - A runner takes job ids with `BLMOVE` from the actor's queue into its own processing list,
-//!   and removes an id from there only in the pipeline that writes the job's result, its
-//!   status and its reply, after them (a crash in between only requeues an ended job, which
-//!   is then not run again).
+//!   and removes an id from there only in the step that writes the job's result, its status
+//!   and its reply (`take.rs`, `results.rs`).
 //! - Every runner keeps a heartbeat key with a time to live and is listed in the actor's set
 //!   of runners. [`RedisStore::reap`] (every runner calls it periodically) moves the ids in
 //!   the processing list of a runner whose heartbeat expired back to the queue, atomically (a
 //!   Lua script). A job requeued more often than its `retries` allow ends `error` instead.
 //! - Delivery is therefore at-least-once: a job whose runner died mid-run runs again.
 //! - Redis unreachable or lost: every operation retries with capped exponential backoff (100 ms
-//!   doubling to 5 s), logging each attempt, until it succeeds or the store is closed.
+//!   doubling to 5 s), logging each attempt, until it succeeds or the store is closed. Bad
+//!   data is not a lost connection: it fails the job or the id that holds it, never the
+//!   connection (`connection.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use redis::{Commands, Connection, RedisError};
-use tracing::{debug, info, warn};
+use redis::Value;
+use tracing::{debug, warn};
 
+use super::connection::{Connections, Failure, Link, Lua, MAX_BLOCK, reply};
 use super::keys::{Keys, Profile};
-use super::wire::{
-    ending_fields, iso8601, job_from_fields, job_to_fields, result_fields, status_to_wire,
-};
+use super::wire::{ending_fields, iso8601, job_from_fields, job_to_fields, status_to_wire};
 use crate::jobs::{Job, JobStatus, JobStore, StoreError};
 
 /// How a [`RedisStore`] connects and identifies itself.
@@ -56,120 +56,25 @@ impl RedisConfig {
     }
 }
 
-/// The backoff between attempts: 100 ms, doubling, at most 5 s.
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// A reply that takes longer than this means a dead connection.
-const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// The Lua scripts the store runs.
+pub(super) struct Scripts {
+    pub(super) reap: Lua,
+    pub(super) route_stop: Lua,
+    pub(super) requeue: Lua,
+    pub(super) reject: Lua,
+    pub(super) fallback: Lua,
+}
 
-/// Moves a dead runner's processing list back to its queue, or ends jobs requeued too often.
-/// KEYS: runners set. ARGV: me, a heartbeat key before and after the runner id, the actor's
-/// processing-list prefix, queue, job prefix, error status, reply prefix, `1` if the hash's
-/// `reply_queue_name` names the reply list (rhailib), now (ISO 8601), the finished status, the
-/// finished status's other spelling.
-const REAP: &str = r#"
-local moved, failed = 0, 0
-for _, runner in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if runner ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. runner .. ARGV[3]) == 0 then
-    local processing = ARGV[4] .. runner
-    while true do
-      local id = redis.call('LPOP', processing)
-      if not id then break end
-      local job = ARGV[6] .. id
-      local status = false
-      if redis.call('TYPE', job).ok == 'hash' then
-        status = redis.call('HGET', job, 'status') or ''
-      end
-      -- No hash: nothing to run. A job that ended (its result written, its removal lost) is
-      -- done: dropped too.
-      if status and status ~= ARGV[7] and status ~= ARGV[10] and status ~= ARGV[11] then
-        local requeues = (tonumber(redis.call('HGET', job, 'requeues') or '0') or 0) + 1
-        redis.call('HSET', job, 'requeues', requeues)
-        local retries = tonumber(redis.call('HGET', job, 'retries') or '0') or 0
-        if requeues > retries then
-          local message = 'its runners died: requeued ' .. (requeues - 1) .. ' times, retries ' .. retries
-          redis.call('HSET', job, 'status', ARGV[7], 'error', message, 'updated_at', ARGV[9])
-          -- Hero: the status; rhailib: the task as JSON, on the queue its hash names.
-          local reply = ARGV[8] .. id
-          local payload = ARGV[7]
-          if ARGV[9] == '1' then
-            reply = redis.call('HGET', job, 'reply_queue_name') or reply
-            payload = '{"task_id":' .. cjson.encode(id) .. ',"status":' .. cjson.encode(ARGV[7])
-              .. ',"output":null,"error":' .. cjson.encode(message) .. '}'
-          end
-          redis.call('LPUSH', reply, payload)
-          failed = failed + 1
-        else
-          redis.call('RPUSH', ARGV[5], id)
-          moved = moved + 1
-        end
-      end
-    end
-    redis.call('SREM', KEYS[1], runner)
-  end
-end
-return {moved, failed}
-"#;
-
-/// Finds where a stopped job is and acts on it, atomically.
-/// KEYS: runners set, queue, job hash, this runner's processing list, the job's default reply
-/// list. ARGV: job id, me, the actor's processing-list prefix, a control list's key before
-/// and after the runner id, a heartbeat key before and after the runner id, the reply payload,
-/// the reply's time to live (s), `1` if the hash's `reply_queue_name` names the reply list, the
-/// number of ended statuses N, N ended statuses, then the cancelled job's fields as pairs.
-/// Returns `{where, runner}`: `unknown` (no hash), `ended`, `here` (in this runner's
-/// processing list), `forwarded` (in live `runner`'s: `stop ID` pushed to its control list),
-/// `cancelled` (it was queued, or held by a runner whose heartbeat expired: ended here),
-/// `nowhere`.
-const ROUTE_STOP: &str = r#"
-if redis.call('TYPE', KEYS[3]).ok ~= 'hash' then return {'unknown'} end
-local status = redis.call('HGET', KEYS[3], 'status') or ''
-local ended = tonumber(ARGV[11])
-for i = 12, 11 + ended do
-  if status == ARGV[i] then return {'ended'} end
-end
-local function cancel()
-  for i = 12 + ended, #ARGV, 2 do
-    redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
-  end
-  local reply = KEYS[5]
-  if ARGV[10] == '1' then reply = redis.call('HGET', KEYS[3], 'reply_queue_name') or reply end
-  redis.call('LPUSH', reply, ARGV[8])
-  redis.call('EXPIRE', reply, ARGV[9])
-end
-if redis.call('LPOS', KEYS[4], ARGV[1]) then return {'here'} end
-for _, runner in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local processing = ARGV[3] .. runner
-  if runner ~= ARGV[2] and redis.call('LPOS', processing, ARGV[1]) then
-    if redis.call('EXISTS', ARGV[6] .. runner .. ARGV[7]) == 1 then
-      redis.call('RPUSH', ARGV[4] .. runner .. ARGV[5], 'stop ' .. ARGV[1])
-      return {'forwarded', runner}
-    end
-    -- Its heartbeat expired: the reaper would run it again. Cancelled here; the runner is
-    -- told too, in case it is only cut off from Redis for a while (its list then expires).
-    redis.call('LREM', processing, 0, ARGV[1])
-    cancel()
-    local control = ARGV[4] .. runner .. ARGV[5]
-    redis.call('RPUSH', control, 'stop ' .. ARGV[1])
-    redis.call('EXPIRE', control, ARGV[9])
-    return {'cancelled', runner}
-  end
-end
-if redis.call('LREM', KEYS[2], 0, ARGV[1]) > 0 then
-  cancel()
-  return {'cancelled'}
-end
-return {'nowhere'}
-"#;
-
-/// Moves id ARGV[1] from list KEYS[1] to the tail of KEYS[2] if it is in KEYS[1]; 1 if moved.
-const MOVE_IF_LISTED: &str = r#"
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) > 0 then
-  redis.call('RPUSH', KEYS[2], ARGV[1])
-  return 1
-end
-return 0
-"#;
+pub(super) fn scripts() -> &'static Scripts {
+    static SCRIPTS: OnceLock<Scripts> = OnceLock::new();
+    SCRIPTS.get_or_init(|| Scripts {
+        reap: Lua::new(include_str!("lua/reap.lua")),
+        route_stop: Lua::new(include_str!("lua/route_stop.lua")),
+        requeue: Lua::new(include_str!("lua/requeue.lua")),
+        reject: Lua::new(include_str!("lua/reject.lua")),
+        fallback: Lua::new(include_str!("lua/fallback.lua")),
+    })
+}
 
 /// Where a stop request found its job: see [`RedisStore::route_stop`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,41 +101,34 @@ pub enum StopRoute {
     /// No job hash under this id.
     Unknown,
     /// The job has not ended but is in neither the actor's queue nor a runner's processing
-    /// list (queued for another actor, or not queued yet): left alone.
+    /// list (queued for another actor, or not queued yet): left alone. Also a stop that could
+    /// not be passed on to the runner holding the job (its control list is no list).
     NotFound,
 }
-
-/// A job's hash, or (`Err`) the type its key holds instead (`none`: no key).
-type HashOrKind = Result<HashMap<String, String>, String>;
 
 /// A job store on Redis. Every call blocks on network I/O: the worker pool makes them from
 /// the runtime's blocking pool.
 pub struct RedisStore {
-    client: redis::Client,
-    keys: Keys,
-    config: RedisConfig,
-    /// Idle connections (a blocking take holds one for its whole wait).
-    idle: Mutex<Vec<Connection>>,
+    pub(super) conns: Connections,
+    pub(super) keys: Keys,
+    pub(super) config: RedisConfig,
     /// Ids this runner took and has not completed, per actor.
-    in_flight: Mutex<HashMap<String, HashSet<String>>>,
-    closed: AtomicBool,
+    pub(super) in_flight: Mutex<HashMap<String, HashSet<String>>>,
     /// A move into the processing list may have happened with its reply lost (a retried or
     /// failed take, an id that could not be given back): the next take first gives back
     /// what this runner holds without knowing it.
-    lost_track: AtomicBool,
+    pub(super) lost_track: AtomicBool,
     /// Set by [`RedisStore::wind_down`]: no more takes.
-    taking_stopped: AtomicBool,
-    /// Set by [`RedisStore::wind_down`]: no retry past this instant.
-    give_up_at: Mutex<Option<Instant>>,
+    pub(super) taking_stopped: AtomicBool,
     /// Results waiting to be written, and whether a thread is writing them.
-    writes: Mutex<Writes>,
-    written: Condvar,
+    pub(super) writes: Mutex<Writes>,
+    pub(super) written: Condvar,
 }
 
 #[derive(Default)]
-struct Writes {
-    pending: Vec<Job>,
-    writing: bool,
+pub(super) struct Writes {
+    pub(super) pending: Vec<super::results::Ended>,
+    pub(super) writing: bool,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -250,18 +148,13 @@ impl RedisStore {
             // rustls needs a process-wide crypto provider; a second install is a no-op error.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| StoreError::Backend(format!("bad Redis URL {:?}: {e}", config.url)))?;
         Ok(RedisStore {
-            client,
+            conns: Connections::new(&config.url)?,
             keys: Keys::new(config.profile),
             config,
-            idle: Mutex::new(Vec::new()),
             in_flight: Mutex::new(HashMap::new()),
-            closed: AtomicBool::new(false),
             lost_track: AtomicBool::new(false),
             taking_stopped: AtomicBool::new(false),
-            give_up_at: Mutex::new(None),
             writes: Mutex::new(Writes::default()),
             written: Condvar::new(),
         })
@@ -277,7 +170,7 @@ impl RedisStore {
         &self.config.runner_id
     }
 
-    fn in_flight(&self) -> MutexGuard<'_, HashMap<String, HashSet<String>>> {
+    pub(super) fn in_flight(&self) -> MutexGuard<'_, HashMap<String, HashSet<String>>> {
         self.in_flight
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -285,106 +178,27 @@ impl RedisStore {
 
     /// Winds the store down for a shutdown: takes end at once (a take waiting for Redis gives
     /// up), and from `deadline` on no operation retries: one that cannot reach Redis by then
-    /// fails with [`StoreError::Closed`]. A result not written then is lost, but its id stays
-    /// in this runner's processing list, so another runner's reaper gives the job back to the
-    /// queue once this runner's heartbeat expires. So a runner stops even with Redis gone.
+    /// fails with [`StoreError::Closed`]. Each socket call is bounded by the time left (one
+    /// under way now ends within the Redis I/O timeout, 4 s, plus a blocking command's wait,
+    /// 1 s at most), so a result write blocked on a paused Redis gives up by then too. A
+    /// result not written then is lost, but its id stays in this runner's processing list,
+    /// so another runner's reaper gives the job back to the queue once this runner's
+    /// heartbeat expires. So a runner stops even with Redis gone.
     pub fn wind_down(&self, deadline: Instant) {
         self.taking_stopped.store(true, Ordering::SeqCst);
-        *self
-            .give_up_at
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(deadline);
+        self.conns.wind_down(deadline);
     }
 
-    /// Runs `op` on a connection, reconnecting and retrying with backoff while Redis is
-    /// unreachable. Errors that are not about the connection are returned at once.
-    fn with_conn<T>(
+    /// Runs `op` on a connection, retrying while Redis is unreachable (see `connection.rs`);
+    /// any other failure is returned at once.
+    pub(super) fn run<T>(
         &self,
         what: &str,
-        op: impl FnMut(&mut Connection) -> redis::RedisResult<T>,
+        op: impl FnMut(&mut Link<'_>) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
-        self.with_conn_unless(what, || false, op)
-    }
-
-    /// [`with_conn`](Self::with_conn) that stops retrying once `stop` holds (or the
-    /// wind-down's deadline has passed), with [`StoreError::Closed`].
-    fn with_conn_unless<T>(
-        &self,
-        what: &str,
-        stop: impl Fn() -> bool,
-        mut op: impl FnMut(&mut Connection) -> redis::RedisResult<T>,
-    ) -> Result<T, StoreError> {
-        let mut backoff = BACKOFF_MIN;
-        let mut attempt = 0u32;
-        loop {
-            let conn = self
-                .idle
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .pop();
-            let conn = match conn {
-                Some(conn) => Ok(conn),
-                None => self
-                    .client
-                    .get_connection_with_timeout(Duration::from_secs(5))
-                    .and_then(|conn| {
-                        // A half-open connection must fail, not hang (longer than any
-                        // blocking command's own wait).
-                        conn.set_read_timeout(Some(IO_TIMEOUT))?;
-                        conn.set_write_timeout(Some(IO_TIMEOUT))?;
-                        Ok(conn)
-                    }),
-            };
-            let error = match conn {
-                Ok(mut conn) => match op(&mut conn) {
-                    Ok(value) => {
-                        self.idle
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .push(conn);
-                        if attempt > 0 {
-                            info!(what, attempts = attempt + 1, "Redis reachable again");
-                        }
-                        return Ok(value);
-                    }
-                    Err(error) if !is_connection_error(&error) => {
-                        self.idle
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .push(conn);
-                        return Err(StoreError::Backend(format!("{what}: {error}")));
-                    }
-                    Err(error) => {
-                        // The pooled connections are likely as dead as this one.
-                        self.idle
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .clear();
-                        error
-                    }
-                },
-                Err(error) => error,
-            };
-            attempt += 1;
-            if self.closed.load(Ordering::Relaxed) && attempt > 1 || stop() {
-                return Err(StoreError::Closed);
-            }
-            let give_up_at = *self
-                .give_up_at
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let now = Instant::now();
-            // Past the deadline, one more try on a fresh connection, then no more.
-            if give_up_at.is_some_and(|at| now >= at) && attempt > 1 {
-                warn!(what, attempt, %error, "Redis unreachable; winding down, giving up");
-                return Err(StoreError::Closed);
-            }
-            warn!(what, attempt, retry_in = ?backoff, %error, "Redis unreachable; retrying");
-            let pause =
-                give_up_at.map_or(backoff, |at| backoff.min(at.saturating_duration_since(now)));
-            std::thread::sleep(pause);
-            backoff = (backoff * 2).min(BACKOFF_MAX);
-        }
+        self.conns
+            .run(what, || false, op)
+            .map_err(|failure| failure.store_error(what))
     }
 
     /// Refreshes this runner's heartbeat and its place in the actor's set of runners.
@@ -392,45 +206,43 @@ impl RedisStore {
         let key = self.keys.heartbeat(&self.config.runner_id);
         let runners = self.keys.runners(actor);
         let ttl = self.config.heartbeat_ttl.as_millis().max(1) as u64;
-        let me = self.config.runner_id.clone();
-        self.with_conn("heartbeat", |c| {
-            redis::pipe()
-                .cmd("SET")
-                .arg(&key)
-                .arg("alive")
-                .arg("PX")
-                .arg(ttl)
-                .ignore()
-                .sadd(&runners, &me)
-                .ignore()
-                .query::<()>(c)
-        })
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg(&key).arg("alive").arg("PX").arg(ttl);
+        pipe.cmd("SADD").arg(&runners).arg(&self.config.runner_id);
+        let replies = self.run("heartbeat", |c| c.pipeline(&pipe))?;
+        for reply in replies {
+            reply.map_err(|e| StoreError::Backend(format!("heartbeat: {e}")))?;
+        }
+        Ok(())
     }
 
     /// Takes back the jobs of runners of `actor` whose heartbeat expired: requeued, or ended
     /// `error` if requeued more often than their retries allow. Returns (requeued, failed).
+    /// What it cannot take back (a processing list that is no list, a queue that takes no
+    /// id) is logged and left as it is; it does not stop the rest.
     pub fn reap(&self, actor: &str) -> Result<(u64, u64), StoreError> {
         let keys = self.keys;
         let (heartbeat_head, heartbeat_tail) = around_runner(keys.heartbeat(RUNNER));
-        let script = redis::Script::new(REAP);
-        let now = iso8601(SystemTime::now());
-        let (moved, failed): (u64, u64) = self.with_conn("reap", |c| {
-            script
-                .key(keys.runners(actor))
-                .arg(&self.config.runner_id)
-                .arg(&heartbeat_head)
-                .arg(&heartbeat_tail)
-                .arg(keys.processing(actor, ""))
-                .arg(keys.queue(actor))
-                .arg(keys.job(""))
-                .arg(status_to_wire(keys.profile, JobStatus::Error))
-                .arg(keys.reply(""))
-                .arg(reply_named_in_hash(keys.profile))
-                .arg(&now)
-                .arg(status_to_wire(keys.profile, JobStatus::Finished))
-                .arg("finished")
-                .invoke(c)
-        })?;
+        let mut call = scripts().reap.call(1);
+        call.arg(keys.runners(actor))
+            .arg(&self.config.runner_id)
+            .arg(&heartbeat_head)
+            .arg(&heartbeat_tail)
+            .arg(keys.processing(actor, ""))
+            .arg(keys.queue(actor))
+            .arg(keys.job(""))
+            .arg(status_to_wire(keys.profile, JobStatus::Error))
+            .arg(keys.reply(""))
+            .arg(reply_named_in_hash(keys.profile))
+            .arg(iso8601(SystemTime::now()))
+            .arg(status_to_wire(keys.profile, JobStatus::Finished))
+            .arg("finished");
+        let counts = self
+            .run("reap", |c| c.eval_one(&scripts().reap, call.clone()))
+            .and_then(|value| {
+                counts(value).map_err(|e| StoreError::Backend(format!("reap: {e}")))
+            })?;
+        let (moved, failed, skipped) = (counts[0], counts[1], counts[2]);
         if moved + failed > 0 {
             warn!(
                 actor,
@@ -439,248 +251,55 @@ impl RedisStore {
                 "took back the jobs of dead runners"
             );
         }
+        if skipped > 0 {
+            warn!(
+                actor,
+                skipped,
+                "could not take back some entries of dead runners (a processing list that is \
+                 no list, or a queue that took no id): left as they were"
+            );
+        }
         Ok((moved, failed))
-    }
-
-    /// Puts the ids in this runner's own processing list that it does not know it holds back
-    /// in the queue (a take whose reply was lost with the connection).
-    fn recover_own(&self, actor: &str, stop: impl Fn() -> bool) -> Result<(), StoreError> {
-        let processing = self.keys.processing(actor, &self.config.runner_id);
-        // What is in flight first, then the list: ids only join `in_flight` in a take (and
-        // takes are one at a time), while results and releases leave the list before they
-        // leave `in_flight`. So a listed id not in flight was lost.
-        let known = self.in_flight().get(actor).cloned().unwrap_or_default();
-        let listed: Vec<String> =
-            self.with_conn_unless("recover", &stop, |c| c.lrange(&processing, 0, -1))?;
-        let queue = self.keys.queue(actor);
-        let script = redis::Script::new(MOVE_IF_LISTED);
-        for id in listed.into_iter().filter(|id| !known.contains(id)) {
-            let moved: bool = self.with_conn_unless("recover", &stop, |c| {
-                script.key(&processing).key(&queue).arg(&id).invoke(c)
-            })?;
-            if moved {
-                warn!(actor, job = %id, "requeued a job this runner had lost track of");
-            }
-        }
-        Ok(())
-    }
-
-    /// Runs a take's move of ids into the processing list. A move whose reply is lost with
-    /// the connection is retried by `with_conn`; the ids moved by the lost attempt are then in
-    /// the processing list, unknown: so a retried or failed move sets `lost_track`.
-    fn moving<T>(
-        &self,
-        stop: impl Fn() -> bool,
-        mut op: impl FnMut(&mut Connection) -> redis::RedisResult<T>,
-    ) -> Result<T, StoreError> {
-        let mut attempts = 0;
-        let result = self.with_conn_unless("take", stop, |c| {
-            attempts += 1;
-            op(c)
-        });
-        if attempts > 1 || result.is_err() {
-            self.lost_track.store(true, Ordering::SeqCst);
-        }
-        result
-    }
-
-    /// Ends a job whose hash is unusable: `error` with `message` if a hash exists, else only
-    /// logged. Its id leaves the processing list either way.
-    fn reject(&self, actor: &str, id: &str, message: &str, hash_exists: bool) {
-        let processing = self.keys.processing(actor, &self.config.runner_id);
-        let key = self.keys.job(id);
-        let profile = self.keys.profile;
-        let reply = self.keys.reply(id);
-        warn!(actor, job = %id, message, "malformed job skipped");
-        let result = self.with_conn("reject", |c| {
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            if hash_exists {
-                pipe.hset_multiple(
-                    &key,
-                    &[
-                        ("status", status_to_wire(profile, JobStatus::Error)),
-                        ("error", message),
-                        ("updated_at", &iso8601(SystemTime::now())),
-                    ],
-                )
-                .ignore();
-                if profile == Profile::Hero {
-                    pipe.lpush(&reply, status_to_wire(profile, JobStatus::Error))
-                        .ignore();
-                }
-            }
-            pipe.lrem(&processing, 1, id).ignore();
-            pipe.query::<()>(c)
-        });
-        if let Err(error) = result {
-            warn!(job = %id, %error, "could not record a malformed job");
-        }
-    }
-
-    /// Every job hash in one round trip (a key of another type fails the pipeline: then one
-    /// by one). `Err` holds the key's type (`none`: no key).
-    fn read_hashes(&self, ids: &[String]) -> Vec<HashOrKind> {
-        // Only the fields a job needs (parsing replies is the runner's main cost here).
-        const FIELDS: [&str; 10] = [
-            "script",
-            "status",
-            "timeout",
-            "retries",
-            "env_vars",
-            "created_at",
-            "caller_id",
-            "context_id",
-            "actor_id",
-            "reply_queue_name",
-        ];
-        let keys: Vec<String> = ids.iter().map(|id| self.keys.job(id)).collect();
-        let to_hash = |values: Vec<Option<String>>| -> HashMap<String, String> {
-            FIELDS
-                .iter()
-                .zip(values)
-                .filter_map(|(field, value)| Some((field.to_string(), value?)))
-                .collect()
-        };
-        let all = self.with_conn("load", |c| {
-            let mut pipe = redis::pipe();
-            for key in &keys {
-                pipe.cmd("HMGET").arg(key).arg(&FIELDS[..]);
-            }
-            pipe.query::<Vec<Vec<Option<String>>>>(c)
-        });
-        // No field at all: no key, a key of another type, or a hash without our fields. An
-        // error here is not an answer: `Err("")` (the id is given back to the queue).
-        let one = |key: &String| -> HashOrKind {
-            let kind =
-                match self.with_conn("load", |c| redis::cmd("TYPE").arg(key).query::<String>(c)) {
-                    Ok(kind) => kind,
-                    Err(_) => return Err(String::new()),
-                };
-            if kind != "hash" {
-                return Err(kind);
-            }
-            self.with_conn("load", |c| {
-                redis::cmd("HMGET")
-                    .arg(key)
-                    .arg(&FIELDS[..])
-                    .query::<Vec<Option<String>>>(c)
-            })
-            .map(to_hash)
-            .map_err(|e| e.to_string())
-        };
-        match all {
-            Ok(rows) => keys
-                .iter()
-                .zip(rows)
-                .map(|(key, values)| {
-                    let hash = to_hash(values);
-                    if hash.is_empty() { one(key) } else { Ok(hash) }
-                })
-                .collect(),
-            Err(_) => keys.iter().map(one).collect(),
-        }
-    }
-
-    /// Marks taken jobs `started` in the store.
-    fn mark_started(&self, jobs: &[Job]) -> Result<(), StoreError> {
-        if jobs.is_empty() {
-            return Ok(());
-        }
-        let profile = self.keys.profile;
-        let now = iso8601(SystemTime::now());
-        let status = status_to_wire(profile, JobStatus::Started);
-        let mut pipe = redis::pipe();
-        for job in jobs {
-            let key = self.keys.job(&job.id);
-            if profile == Profile::Hero {
-                pipe.hset_multiple(
-                    key,
-                    &[
-                        ("status", status),
-                        ("updated_at", &now),
-                        ("started_at", &now),
-                    ],
-                );
-            } else {
-                pipe.hset_multiple(key, &[("status", status), ("updated_at", &now)]);
-            }
-            pipe.ignore();
-        }
-        self.with_conn("mark started", |c| pipe.query::<()>(c))
-    }
-
-    fn load(&self, actor: &str, entries: Vec<(String, HashOrKind)>) -> Vec<Job> {
-        let profile = self.keys.profile;
-        let now = SystemTime::now();
-        let mut jobs = Vec::with_capacity(entries.len());
-        for (id, hash) in entries {
-            match hash {
-                Err(kind) if kind.is_empty() => {
-                    // Unreadable just now: back to the queue, to be read again later.
-                    if let Err(error) = self.release_id(actor, &id) {
-                        warn!(job = %id, %error, "could not give back an unreadable job");
-                        self.lost_track.store(true, Ordering::SeqCst);
-                    }
-                }
-                Err(kind) if kind == "none" => {
-                    self.reject(actor, &id, "no job hash under this id", false)
-                }
-                Err(kind) => self.reject(
-                    actor,
-                    &id,
-                    &format!("the job key holds a {kind}, not a hash"),
-                    false,
-                ),
-                Ok(hash) => match job_from_fields(profile, &id, actor, &hash) {
-                    Err(error) => self.reject(actor, &id, &error.to_string(), true),
-                    Ok(job) if job.status.is_final() => {
-                        // Already ended (its id was queued twice): not run again.
-                        debug!(job = %id, "an ended job was queued again");
-                        self.reject(actor, &id, "an ended job was queued again; not run", false);
-                    }
-                    Ok(mut job) => {
-                        job.status = JobStatus::Started;
-                        job.started_at = Some(now);
-                        jobs.push(job);
-                    }
-                },
-            }
-        }
-        let mut in_flight = self.in_flight();
-        let ids = in_flight.entry(actor.to_string()).or_default();
-        for job in &jobs {
-            ids.insert(job.id.clone());
-        }
-        jobs
     }
 
     /// Gives a job taken but not finished back to its queue (at the end taken next), as if
     /// it had never been taken.
     pub fn release(&self, job: &Job) -> Result<(), StoreError> {
-        self.release_id(&job.actor_id, &job.id)
+        self.release_id(&job.actor_id, job.id.as_bytes())
     }
 
-    fn release_id(&self, actor: &str, id: &str) -> Result<(), StoreError> {
-        let processing = self.keys.processing(actor, &self.config.runner_id);
-        let queue = self.keys.queue(actor);
-        let key = self.keys.job(id);
+    pub(super) fn release_id(&self, actor: &str, id: &[u8]) -> Result<(), StoreError> {
         let status = status_to_wire(self.keys.profile, JobStatus::Dispatched);
-        self.with_conn("release", |c| {
-            redis::pipe()
-                .atomic()
-                .hset(&key, "status", status)
-                .ignore()
-                .lrem(&processing, 1, id)
-                .ignore()
-                .rpush(&queue, id)
-                .ignore()
-                .query::<()>(c)
-        })?;
-        if let Some(ids) = self.in_flight().get_mut(actor) {
+        self.requeue(actor, id, status, || false)?;
+        if let Some(ids) = self.in_flight().get_mut(actor)
+            && let Ok(id) = std::str::from_utf8(id)
+        {
             ids.remove(id);
         }
         Ok(())
+    }
+
+    /// Moves `id` from this runner's processing list back to the queue if it is listed
+    /// there, setting its job's status to `status` (unless empty). Whether it moved it.
+    /// `stop` ends its retries.
+    pub(super) fn requeue(
+        &self,
+        actor: &str,
+        id: &[u8],
+        status: &str,
+        stop: impl Fn() -> bool,
+    ) -> Result<bool, StoreError> {
+        let processing = self.keys.processing(actor, &self.config.runner_id);
+        let mut call = scripts().requeue.call(3);
+        call.arg(&processing)
+            .arg(self.keys.queue(actor))
+            .arg(job_key(self.keys, id))
+            .arg(id)
+            .arg(status);
+        let moved = self.run_unless("release", stop, |c| {
+            c.eval_one(&scripts().requeue, call.clone())
+        })?;
+        Ok(reply::int(moved).unwrap_or(0) == 1)
     }
 
     /// Finds the job a stop request names and acts on it, in one atomic step: a job held by
@@ -707,32 +326,35 @@ impl RedisStore {
             status_to_wire(profile, JobStatus::Finished),
             "finished",
         ];
-        let script = redis::Script::new(ROUTE_STOP);
-        let found: Vec<String> = self.with_conn("route stop", |c| {
-            let mut invocation = script.prepare_invoke();
-            invocation
-                .key(keys.runners(actor))
-                .key(keys.queue(actor))
-                .key(keys.job(id))
-                .key(keys.processing(actor, &self.config.runner_id))
-                .key(keys.reply(id))
-                .arg(id)
-                .arg(&self.config.runner_id)
-                .arg(keys.processing(actor, ""))
-                .arg(&control_head)
-                .arg(&control_tail)
-                .arg(&heartbeat_head)
-                .arg(&heartbeat_tail)
-                .arg(&payload)
-                .arg(self.config.reply_ttl.as_secs().max(1))
-                .arg(reply_named_in_hash(profile))
-                .arg(ended.len())
-                .arg(&ended[..]);
-            for (field, value) in &fields {
-                invocation.arg(*field).arg(value);
-            }
-            invocation.invoke(c)
+        let mut call = scripts().route_stop.call(5);
+        call.arg(keys.runners(actor))
+            .arg(keys.queue(actor))
+            .arg(keys.job(id))
+            .arg(keys.processing(actor, &self.config.runner_id))
+            .arg(keys.reply(id))
+            .arg(id)
+            .arg(&self.config.runner_id)
+            .arg(keys.processing(actor, ""))
+            .arg(&control_head)
+            .arg(&control_tail)
+            .arg(&heartbeat_head)
+            .arg(&heartbeat_tail)
+            .arg(&payload)
+            .arg(self.config.reply_ttl.as_secs().max(1))
+            .arg(reply_named_in_hash(profile))
+            .arg(ended.len())
+            .arg(&ended[..]);
+        for (field, value) in &fields {
+            call.arg(*field).arg(value);
+        }
+        let found = self.run("route stop", |c| {
+            c.eval_one(&scripts().route_stop, call.clone())
         })?;
+        let found: Vec<String> = reply::items(found)
+            .unwrap_or_default()
+            .into_iter()
+            .map(reply::lossy)
+            .collect();
         let route = match found.first().map(String::as_str) {
             Some("here") => StopRoute::Here,
             Some("forwarded") => StopRoute::Forwarded {
@@ -743,7 +365,12 @@ impl RedisStore {
             },
             Some("ended") => StopRoute::Ended,
             Some("unknown") => StopRoute::Unknown,
-            _ => StopRoute::NotFound,
+            _ => {
+                if let Some(problem) = found.get(2) {
+                    warn!(actor, job = %id, runner = found[1], problem, "could not pass a stop on");
+                }
+                StopRoute::NotFound
+            }
         };
         debug!(actor, job = %id, ?route, "stop routed");
         Ok(route)
@@ -757,156 +384,67 @@ impl RedisStore {
     }
 
     /// Pops the next entry of the actor's stop queue (`("stop", job id)`) or of this runner's
-    /// control list (`("control", command)`), waiting up to `wait`.
+    /// control list (`("control", command)`), waiting up to `wait` (at most a second). An
+    /// entry that is not UTF-8 is logged and dropped.
     pub fn next_command(
         &self,
         actor: &str,
         wait: Duration,
     ) -> Result<Option<(String, String)>, StoreError> {
-        if self.closed.load(Ordering::Relaxed) {
+        if self.conns.is_closed() {
             return Err(StoreError::Closed);
         }
         let stop = self.keys.stop_queue(actor);
         let control = self.keys.control(&self.config.runner_id);
-        let secs = wait.as_secs_f64().max(0.01);
-        self.with_conn("stop queue", |c| {
-            let popped: Option<(String, String)> = redis::cmd("BLPOP")
-                .arg(&stop)
-                .arg(&control)
-                .arg(secs)
-                .query(c)?;
-            Ok(popped.map(|(key, value)| {
-                let kind = if key == stop { "stop" } else { "control" };
-                (kind.to_string(), value)
-            }))
-        })
+        let wait = wait.clamp(Duration::from_millis(10), MAX_BLOCK);
+        let mut blpop = redis::cmd("BLPOP");
+        blpop.arg(&stop).arg(&control).arg(wait.as_secs_f64());
+        let popped = self.run("stop queue", |c| c.query_blocking(&blpop, wait))?;
+        let mut popped = reply::items(popped).unwrap_or_default().into_iter();
+        let (Some(key), Some(value)) = (popped.next(), popped.next()) else {
+            return Ok(None);
+        };
+        let kind = if reply::lossy(key) == stop {
+            "stop"
+        } else {
+            "control"
+        };
+        match reply::bytes(value) {
+            Ok(Some(bytes)) => match String::from_utf8(bytes) {
+                Ok(text) => Ok(Some((kind.to_string(), text))),
+                Err(error) => {
+                    let entry = error.into_bytes().escape_ascii().to_string();
+                    warn!(actor, kind, entry, "dropped an entry that is not UTF-8");
+                    Ok(None)
+                }
+            },
+            _ => Ok(None),
+        }
     }
 }
 
-impl RedisStore {
-    /// Writes the results of `jobs` (fields, reply, processing list) in one round trip.
-    fn write_results(&self, jobs: &[Job]) -> Result<(), StoreError> {
-        let profile = self.keys.profile;
-        let reply_ttl = self.config.reply_ttl.as_secs().max(1) as i64;
-        let replies: Vec<String> = match profile {
-            Profile::Hero => jobs.iter().map(|job| self.keys.reply(&job.id)).collect(),
-            Profile::Rhailib => {
-                let named: Vec<Option<String>> = self.with_conn("complete", |c| {
-                    let mut pipe = redis::pipe();
-                    for job in jobs {
-                        pipe.hget(self.keys.job(&job.id), "reply_queue_name");
-                    }
-                    pipe.query(c)
-                })?;
-                jobs.iter()
-                    .zip(named)
-                    .map(|(job, name)| name.unwrap_or_else(|| self.keys.reply(&job.id)))
-                    .collect()
-            }
-        };
-        // One pipeline, not one transaction: a crash between a job's result and its removal
-        // from the processing list only requeues an ended job, which is then not run again.
-        let mut pipe = redis::pipe();
-        for (job, reply) in jobs.iter().zip(&replies) {
-            let payload = reply_payload(
-                profile,
-                &job.id,
-                job.status,
-                job.output.as_deref(),
-                job.error.as_deref(),
-            );
-            let processing = self.keys.processing(&job.actor_id, &self.config.runner_id);
-            pipe.hset_multiple(self.keys.job(&job.id), &result_fields(profile, job))
-                .ignore()
-                .lpush(reply, payload)
-                .ignore()
-                .expire(reply, reply_ttl)
-                .ignore()
-                // The oldest ids are at the tail: search from there.
-                .lrem(processing, -1, &job.id)
-                .ignore();
-        }
-        self.with_conn("complete", |c| pipe.query::<()>(c))?;
-        let mut in_flight = self.in_flight();
-        for job in jobs {
-            if let Some(ids) = in_flight.get_mut(&job.actor_id) {
-                ids.remove(&job.id);
-            }
-        }
-        Ok(())
-    }
+/// A job's hash key for an id of any bytes.
+pub(super) fn job_key(keys: Keys, id: &[u8]) -> Vec<u8> {
+    let mut key = keys.job("").into_bytes();
+    key.extend_from_slice(id);
+    key
+}
 
-    /// As the writer (`writing` set by the caller): writes the pending results, up to
-    /// `groups` round trips, then lets go. A failed group goes back to the pending results, to
-    /// be tried again by the next writer (the next completion, or `flush`).
-    fn write_pending(&self, groups: usize) -> Result<(), StoreError> {
-        /// Lets go of the writer's role even if writing panics.
-        struct Release<'a>(&'a RedisStore);
-        impl Drop for Release<'_> {
-            fn drop(&mut self) {
-                self.0
-                    .writes
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .writing = false;
-                self.0.written.notify_all();
-            }
-        }
-        let _release = Release(self);
-        let mut result = Ok(());
-        for _ in 0..groups {
-            let group = std::mem::take(
-                &mut self
-                    .writes
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .pending,
-            );
-            if group.is_empty() {
-                break;
-            }
-            if let Err(error) = self.write_results(&group) {
-                warn!(jobs = group.len(), %error, "could not record job results; will retry");
-                self.writes
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .pending
-                    .extend(group);
-                result = Err(error);
-                break;
-            }
-        }
-        result
-    }
+/// A reply list's key (the default name) for an id of any bytes.
+pub(super) fn reply_key(keys: Keys, id: &[u8]) -> Vec<u8> {
+    let mut key = keys.reply("").into_bytes();
+    key.extend_from_slice(id);
+    key
+}
 
-    /// Waits until every result handed to `complete` is written (writing them itself if no
-    /// one is). Gives up after a few failed attempts while Redis refuses them.
-    pub fn flush(&self) {
-        let mut failures = 0;
-        loop {
-            let mut writes = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
-            while writes.writing {
-                writes = self
-                    .written
-                    .wait(writes)
-                    .unwrap_or_else(PoisonError::into_inner);
-            }
-            if writes.pending.is_empty() {
-                return;
-            }
-            writes.writing = true;
-            drop(writes);
-            if self.write_pending(usize::MAX).is_err() {
-                failures += 1;
-                if failures >= 3 {
-                    warn!(
-                        "results still unwritten after flushing; their jobs stay in the processing list"
-                    );
-                    return;
-                }
-            }
-        }
+/// A script's reply of three counts.
+fn counts(value: Value) -> redis::RedisResult<[u64; 3]> {
+    let items = reply::items(value).map_err(|v| super::connection::unexpected("counts", &v))?;
+    let mut counts = [0u64; 3];
+    for (count, item) in counts.iter_mut().zip(items) {
+        *count = reply::int(item).unwrap_or(0).max(0) as u64;
     }
+    Ok(counts)
 }
 
 /// A stand-in runner id, to split a key built for one ([`around_runner`]).
@@ -921,7 +459,7 @@ fn around_runner(key: String) -> (String, String) {
 
 /// `1` where the job's hash names its reply list (`reply_queue_name`, rhailib), for the Lua
 /// scripts.
-fn reply_named_in_hash(profile: Profile) -> &'static str {
+pub(super) fn reply_named_in_hash(profile: Profile) -> &'static str {
     match profile {
         Profile::Rhailib => "1",
         Profile::Hero => "0",
@@ -929,7 +467,7 @@ fn reply_named_in_hash(profile: Profile) -> &'static str {
 }
 
 /// What a job's reply list gets when it ends: the status (Hero), or the task as JSON (rhailib).
-fn reply_payload(
+pub(super) fn reply_payload(
     profile: Profile,
     id: &str,
     status: JobStatus,
@@ -949,17 +487,9 @@ fn reply_payload(
     }
 }
 
-fn is_connection_error(error: &RedisError) -> bool {
-    error.is_io_error()
-        || error.is_connection_dropped()
-        || error.is_connection_refusal()
-        || error.is_timeout()
-        || error.is_unrecoverable_error()
-}
-
 impl JobStore for RedisStore {
     fn submit(&self, job: Job) -> Result<(), StoreError> {
-        if self.closed.load(Ordering::Relaxed) {
+        if self.conns.is_closed() {
             return Err(StoreError::Closed);
         }
         let key = self.keys.job(&job.id);
@@ -969,32 +499,38 @@ impl JobStore for RedisStore {
             fields
                 .iter()
                 .find(|(field, _)| *field == name)
-                .map(|(_, value)| value.clone())
+                .map(|(_, value)| value.clone().into_bytes())
         };
-        let ours = (field("created_at"), field("script"));
+        let ours = vec![field("created_at"), field("script")];
+        let mut write = redis::pipe();
+        write
+            .atomic()
+            .hset_multiple(&key, &fields)
+            .lpush(&queue, &job.id);
+        // A transaction of its own, as the write is (the lost-reply test counts them).
+        let mut exists = redis::pipe();
+        exists.atomic().cmd("EXISTS").arg(&key);
+        let mut theirs = redis::cmd("HMGET");
+        theirs.arg(&key).arg("created_at").arg("script");
         // A write whose reply was lost is retried: the hash is then there, and ours.
         let mut sent = false;
-        let created: bool = self.with_conn("submit", |c| {
-            let (exists,): (bool,) = redis::pipe().atomic().cmd("EXISTS").arg(&key).query(c)?;
-            if exists {
+        let created = self.run("submit", |c| {
+            let found = c.pipeline(&exists)?.pop().unwrap_or(Ok(Value::Nil))?;
+            if reply::int(found).unwrap_or(0) > 0 {
                 if !sent {
                     return Ok(false);
                 }
-                let theirs: (Option<String>, Option<String>) = redis::cmd("HMGET")
-                    .arg(&key)
-                    .arg("created_at")
-                    .arg("script")
-                    .query(c)?;
+                let theirs: Vec<Option<Vec<u8>>> = reply::items(c.query(&theirs)?)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|v| reply::bytes(v).ok().flatten())
+                    .collect();
                 return Ok(theirs == ours);
             }
             sent = true;
-            redis::pipe()
-                .atomic()
-                .hset_multiple(&key, &fields)
-                .ignore()
-                .lpush(&queue, &job.id)
-                .ignore()
-                .query::<()>(c)?;
+            for reply in c.pipeline(&write)? {
+                reply?;
+            }
             Ok(true)
         })?;
         if created {
@@ -1005,93 +541,38 @@ impl JobStore for RedisStore {
     }
 
     fn take(&self, actor_id: &str, max: usize, wait: Duration) -> Result<Vec<Job>, StoreError> {
-        let stopped = || self.taking_stopped.load(Ordering::SeqCst);
-        if self.closed.load(Ordering::Relaxed) || max == 0 {
-            return Ok(Vec::new());
-        }
-        if stopped() {
-            // Not a busy loop for a dispatcher that has not yet begun its drain.
-            std::thread::sleep(wait.min(Duration::from_millis(100)));
-            return Ok(Vec::new());
-        }
-        // Takes are one at a time (the pool's dispatcher makes them), so every id in the
-        // processing list that is not in flight was lost by an earlier take.
-        if self.lost_track.swap(false, Ordering::SeqCst)
-            && let Err(error) = self.recover_own(actor_id, stopped)
-        {
-            self.lost_track.store(true, Ordering::SeqCst);
-            return Err(error);
-        }
-        let queue = self.keys.queue(actor_id);
-        let processing = self.keys.processing(actor_id, &self.config.runner_id);
-        let secs = wait.as_secs_f64().max(0.01);
-        let first = self.moving(stopped, |c| {
-            redis::cmd("BLMOVE")
-                .arg(&queue)
-                .arg(&processing)
-                .arg("RIGHT")
-                .arg("LEFT")
-                .arg(secs)
-                .query::<Option<String>>(c)
-        });
-        let first = match first? {
-            Some(id) => id,
-            None => return Ok(Vec::new()),
-        };
-        let mut ids = vec![first];
-        if max > 1 {
-            let more: Result<Vec<Option<String>>, StoreError> = self.moving(stopped, |c| {
-                let mut pipe = redis::pipe();
-                for _ in 1..max {
-                    pipe.cmd("LMOVE")
-                        .arg(&queue)
-                        .arg(&processing)
-                        .arg("RIGHT")
-                        .arg("LEFT");
-                }
-                pipe.query(c)
-            });
-            // On an error, run with the one id known (the rest is given back next time).
-            ids.extend(more.unwrap_or_default().into_iter().flatten());
-        }
-        let entries = self.read_hashes(&ids);
-        let jobs = self.load(actor_id, ids.into_iter().zip(entries).collect());
-        if let Err(error) = self.mark_started(&jobs) {
-            // They are taken (in the processing list): run them all the same.
-            warn!(%error, jobs = jobs.len(), "could not mark jobs started");
-        }
-        Ok(jobs)
+        RedisStore::take_jobs(self, actor_id, max, wait)
     }
 
     fn complete(&self, job: &Job) -> Result<(), StoreError> {
-        // Group commit: the first completer writes every result queued meanwhile in one round
-        // trip; the others return at once. Until written, a result is not lost: its id is in
-        // the processing list, and a dead runner's ids are requeued.
-        let mut writes = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
-        writes.pending.push(job.clone());
-        if writes.writing {
-            return Ok(());
-        }
-        writes.writing = true;
-        drop(writes);
-        // Until nothing is pending: a writer that stopped earlier could leave the last results
-        // of a run unwritten, with no later completion to write them.
-        self.write_pending(usize::MAX)
+        RedisStore::complete_job(self, job)
     }
 
+    /// The job as its hash says. Fields that are not UTF-8 are read with `U+FFFD` in place
+    /// of their bad bytes; a hash that is no job is an error (never retried).
     fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
-        let key = self.keys.job(id);
-        let hash: HashMap<String, String> = self.with_conn("get", |c| c.hgetall(&key))?;
-        if hash.is_empty() {
+        let mut hgetall = redis::cmd("HGETALL");
+        hgetall.arg(self.keys.job(id));
+        let hash = self.run("get", |c| c.query(&hgetall))?;
+        let mut fields = HashMap::new();
+        let mut pairs = reply::items(hash).unwrap_or_default().into_iter();
+        while let (Some(name), Some(value)) = (pairs.next(), pairs.next()) {
+            fields.insert(reply::lossy(name), reply::lossy(value));
+        }
+        if fields.is_empty() {
             return Ok(None);
         }
-        let actor = hash.get("actor_id").cloned().unwrap_or_default();
-        let mut job = job_from_fields(self.keys.profile, id, &actor, &hash)
+        // A hash that names no actor (a rhailib task names none): reported as `unknown`.
+        let actor = fields
+            .get("actor_id")
+            .filter(|actor| !actor.is_empty())
+            .map_or("unknown", String::as_str);
+        let mut job = job_from_fields(self.keys.profile, id, actor, &fields)
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        job.started_at = hash
+        job.started_at = fields
             .get("started_at")
             .and_then(|t| super::wire::parse_time(t));
-        job.finished_at = hash
+        job.finished_at = fields
             .get("finished_at")
             .and_then(|t| super::wire::parse_time(t));
         Ok(Some(job))
@@ -1114,12 +595,14 @@ impl JobStore for RedisStore {
     }
 
     fn close(&self) {
-        self.closed.store(true, Ordering::Relaxed);
+        self.conns.close();
     }
 
     fn queued(&self, actor_id: &str) -> Result<usize, StoreError> {
-        let queue = self.keys.queue(actor_id);
-        self.with_conn("queued", |c| c.llen(&queue))
+        let mut llen = redis::cmd("LLEN");
+        llen.arg(self.keys.queue(actor_id));
+        let len = self.run("queued", |c| c.query(&llen))?;
+        Ok(reply::int(len).unwrap_or(0).max(0) as usize)
     }
 
     fn release(&self, job: &Job) -> Result<(), StoreError> {
@@ -1131,23 +614,45 @@ impl JobStore for RedisStore {
         // the writer: flushed first) or abandoned.
         self.flush();
         self.in_flight().remove(actor_id);
-        let processing = self.keys.processing(actor_id, &self.config.runner_id);
-        let queue = self.keys.queue(actor_id);
+        let mut lmove = redis::cmd("LMOVE");
+        lmove
+            .arg(self.keys.processing(actor_id, &self.config.runner_id))
+            .arg(self.keys.queue(actor_id))
+            // Newest first to the taking end: the oldest is taken next.
+            .arg("LEFT")
+            .arg("RIGHT");
         let mut moved = 0;
-        while self
-            .with_conn("recover", |c| {
-                redis::cmd("LMOVE")
-                    .arg(&processing)
-                    .arg(&queue)
-                    // Newest first to the taking end: the oldest is taken next.
-                    .arg("LEFT")
-                    .arg("RIGHT")
-                    .query::<Option<String>>(c)
-            })?
-            .is_some()
-        {
+        while !matches!(self.run("recover", |c| c.query(&lmove))?, Value::Nil) {
             moved += 1;
         }
         Ok(moved)
+    }
+}
+
+impl RedisStore {
+    /// Closes the store for good (as [`JobStore::close`]).
+    pub(super) fn is_closed(&self) -> bool {
+        self.conns.is_closed()
+    }
+
+    /// Runs `op`, giving up (with [`StoreError::Closed`]) as soon as `stop` holds.
+    pub(super) fn run_unless<T>(
+        &self,
+        what: &str,
+        stop: impl Fn() -> bool,
+        op: impl FnMut(&mut Link<'_>) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        self.conns
+            .run(what, stop, op)
+            .map_err(|failure| failure.store_error(what))
+    }
+
+    /// Runs `op`, returning its failure as it is (for callers that act on its kind).
+    pub(super) fn try_run<T>(
+        &self,
+        what: &str,
+        op: impl FnMut(&mut Link<'_>) -> redis::RedisResult<T>,
+    ) -> Result<T, Failure> {
+        self.conns.run(what, || false, op)
     }
 }

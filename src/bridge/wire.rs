@@ -183,6 +183,20 @@ pub(crate) fn ending_fields(
     fields
 }
 
+/// A hash's fields as stored (bytes; `None`: absent) as text. A field that is not UTF-8 is
+/// an error naming it (the first such field, in the order given).
+pub(crate) fn text_fields(
+    fields: impl IntoIterator<Item = (&'static str, Option<Vec<u8>>)>,
+) -> Result<HashMap<String, String>, WireError> {
+    let mut hash = HashMap::new();
+    for (field, value) in fields {
+        let Some(value) = value else { continue };
+        let text = String::from_utf8(value).map_err(|_| wrong(field, "not valid UTF-8"))?;
+        hash.insert(field.to_string(), text);
+    }
+    Ok(hash)
+}
+
 /// A job from its hash. `id` is the id the hash was found under; `actor` the queue it came
 /// from (a rhailib task has no actor field).
 pub fn job_from_fields(
@@ -337,5 +351,21 @@ mod tests {
             Ok(JobStatus::Finished)
         );
         assert!(status_from_wire(Profile::Rhailib, "finished").is_err());
+    }
+
+    #[test]
+    fn a_field_that_is_not_utf8_is_named() {
+        let fields = [
+            ("script", Some(b"1".to_vec())),
+            ("status", None),
+            ("caller_id", Some(vec![b'a', 0xff])),
+        ];
+        let error = text_fields(fields).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "malformed job hash: field `caller_id`: not valid UTF-8"
+        );
+        let hash = text_fields([("script", Some(b"1".to_vec())), ("status", None)]).unwrap();
+        assert_eq!(hash.len(), 1);
     }
 }

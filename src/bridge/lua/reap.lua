@@ -1,0 +1,82 @@
+-- Takes back the jobs of the actor's runners whose heartbeat expired: each id in such a
+-- runner's processing list goes back to the queue, oldest first, or ends `error` when its
+-- job was requeued more often than its `retries` allow. An ended job, or an id with no job
+-- hash, is dropped. A write that fails (a key of another type, say) is skipped, never the
+-- whole reap: one bad entry stops no other.
+--
+-- KEYS[1]: the actor's set of runners.
+-- ARGV: 1 this runner, 2 and 3 a heartbeat key before and after the runner id, 4 the
+-- actor's processing-list prefix, 5 the queue, 6 the job-hash prefix, 7 the error status,
+-- 8 the reply-list prefix, 9 `1` if the hash's `reply_queue_name` names the reply list and
+-- replies are JSON (rhailib), 10 now (ISO 8601), 11 the finished status, 12 its other
+-- spelling.
+-- Returns {requeued, failed, skipped}: skipped counts what was left as it was (a processing
+-- list that is no list, ids the queue would not take: those stay in the processing list).
+
+local function failed(reply)
+  return type(reply) == 'table' and reply.err ~= nil
+end
+
+local runners = redis.pcall('SMEMBERS', KEYS[1])
+if failed(runners) then
+  return {0, 0, 1}
+end
+local moved, ended, skipped = 0, 0, 0
+for _, runner in ipairs(runners) do
+  if runner ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. runner .. ARGV[3]) == 0 then
+    local processing = ARGV[4] .. runner
+    local kept = {}
+    while true do
+      local id = redis.pcall('LPOP', processing)
+      if failed(id) then
+        -- Not a list: nothing to take back.
+        skipped = skipped + 1
+        break
+      end
+      if not id then
+        break
+      end
+      local job = ARGV[6] .. id
+      local status = false
+      if redis.call('TYPE', job).ok == 'hash' then
+        status = redis.call('HGET', job, 'status') or ''
+      end
+      if status and status ~= ARGV[7] and status ~= ARGV[11] and status ~= ARGV[12] then
+        local requeues = (tonumber(redis.call('HGET', job, 'requeues') or '0') or 0) + 1
+        local retries = tonumber(redis.call('HGET', job, 'retries') or '0') or 0
+        if requeues > retries then
+          local message = 'its runners died: requeued ' .. (requeues - 1) .. ' times, retries '
+            .. retries
+          redis.pcall('HSET', job, 'requeues', requeues, 'status', ARGV[7], 'error', message,
+            'updated_at', ARGV[10])
+          -- Hero: the status; rhailib: the task as JSON, on the queue its hash names.
+          local reply = ARGV[8] .. id
+          local payload = ARGV[7]
+          if ARGV[9] == '1' then
+            local named = redis.call('HGET', job, 'reply_queue_name')
+            if named and named ~= '' then
+              reply = named
+            end
+            payload = '{"task_id":' .. cjson.encode(id) .. ',"status":' .. cjson.encode(ARGV[7])
+              .. ',"output":null,"error":' .. cjson.encode(message) .. '}'
+          end
+          redis.pcall('LPUSH', reply, payload)
+          ended = ended + 1
+        elseif failed(redis.pcall('RPUSH', ARGV[5], id)) then
+          table.insert(kept, id)
+          skipped = skipped + 1
+        else
+          redis.pcall('HSET', job, 'requeues', requeues)
+          moved = moved + 1
+        end
+      end
+    end
+    if #kept > 0 then
+      -- The queue took none of them: they wait where they were for a later reap.
+      redis.call('RPUSH', processing, unpack(kept))
+    else
+      redis.call('SREM', KEYS[1], runner)
+    end
+  end
+end
+return {moved, ended, skipped}

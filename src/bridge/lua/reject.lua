@@ -1,0 +1,37 @@
+-- Drops an id a runner took but cannot run from its processing list and, if asked and its
+-- job hash is a hash, ends the job `error` with a message and pushes its reply as for any
+-- ending. Only the runner that still lists the id acts, so a call run twice acts once. The
+-- id is any bytes (it may be no valid id at all).
+--
+-- KEYS: 1 the processing list, 2 the job hash, 3 the job's default reply list.
+-- ARGV: 1 the id, 2 `1` to end the job, 3 the error status, 4 the message, 5 now (ISO 8601),
+-- 6 the reply payload, 7 the reply's time to live (s), 8 `1` if the hash's
+-- `reply_queue_name` names the reply list.
+-- Returns {listed, ended}: 1 if the id was listed (and dropped), 1 if its job was ended.
+
+local function failed(reply)
+  return type(reply) == 'table' and reply.err ~= nil
+end
+
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
+  return {0, 0}
+end
+if ARGV[2] ~= '1' or redis.call('TYPE', KEYS[2]).ok ~= 'hash' then
+  return {1, 0}
+end
+local ended = 0
+if not failed(redis.pcall('HSET', KEYS[2], 'status', ARGV[3], 'error', ARGV[4],
+    'updated_at', ARGV[5])) then
+  ended = 1
+end
+local reply = KEYS[3]
+if ARGV[8] == '1' then
+  local named = redis.call('HGET', KEYS[2], 'reply_queue_name')
+  if named and named ~= '' then
+    reply = named
+  end
+end
+if not failed(redis.pcall('LPUSH', reply, ARGV[6])) then
+  redis.pcall('EXPIRE', reply, ARGV[7])
+end
+return {1, ended}

@@ -1,0 +1,339 @@
+//! Writing results: group commit, each command's reply read on its own, so one job's failure
+//! is its own.
+//!
+//! - The first completer writes every result queued meanwhile in one pipeline; the others
+//!   return at once. Until written, a result is not lost: its id is in the processing list,
+//!   and a dead runner's ids are requeued.
+//! - Per job the pipeline sets its fields, pushes its reply (with its time to live), and
+//!   removes its id from the processing list, last: so an id no longer listed is a job whose
+//!   writes all ran.
+//! - A job whose result Redis refuses (its reply key holds another type, Redis is at its
+//!   maxmemory) ends `error` instead, with `could not record the result: <why>`
+//!   (`lua/fallback.lua`). A job whose hash key holds another type cannot record anything:
+//!   its reply is pushed as it ended, and it leaves the processing list, logged.
+//! - A group whose request makes Redis drop the connection each time (a result over
+//!   `proto-max-bulk-len`) is written one job at a time; the job at fault ends `error` with
+//!   a small result instead, or, if not even that can be written, is logged and dropped from
+//!   the processing list.
+//! - A group is never written twice: before it is sent again (after a lost connection) or
+//!   split, the jobs whose ids left the processing list are left out. A connection lost
+//!   between a job's reply and the removal of its id can still push that reply twice; a job
+//!   taken back by a reaper or a stop meanwhile is not written then.
+
+use std::sync::PoisonError;
+use std::time::SystemTime;
+
+use redis::{RedisResult, Value};
+use tracing::warn;
+
+use super::connection::{Failure, Link, describe, reply};
+use super::keys::Profile;
+use super::store::{RedisStore, reply_payload, scripts};
+use super::wire::{iso8601, result_fields, status_to_wire};
+use crate::jobs::{Job, JobStatus, StoreError};
+
+/// A result waiting to be written.
+pub(super) struct Ended {
+    job: Job,
+    /// Sent before, in a write that failed: it may be written already.
+    tried: bool,
+}
+
+impl RedisStore {
+    pub(super) fn complete_job(&self, job: &Job) -> Result<(), StoreError> {
+        let mut job = job.clone();
+        // Its time is fixed here, whatever retries follow.
+        job.finished_at.get_or_insert_with(SystemTime::now);
+        let mut writes = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+        writes.pending.push(Ended { job, tried: false });
+        if writes.writing {
+            return Ok(());
+        }
+        writes.writing = true;
+        drop(writes);
+        // Until nothing is pending: a writer that stopped earlier could leave the last results
+        // of a run unwritten, with no later completion to write them.
+        self.write_pending(usize::MAX)
+    }
+
+    /// Where each job's reply goes: its default reply list, or (rhailib) the list its hash
+    /// names.
+    fn reply_keys(&self, jobs: &[&Job]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let default = |job: &Job| self.keys.reply(&job.id).into_bytes();
+        if self.keys.profile == Profile::Hero {
+            return Ok(jobs.iter().map(|job| default(job)).collect());
+        }
+        let mut pipe = redis::pipe();
+        for job in jobs {
+            pipe.cmd("HGET")
+                .arg(self.keys.job(&job.id))
+                .arg("reply_queue_name");
+        }
+        let named = self.run("complete", |c| c.pipeline(&pipe))?;
+        Ok(jobs
+            .iter()
+            .zip(named)
+            .map(|(job, named)| match named.map(reply::bytes) {
+                Ok(Ok(Some(name))) if !name.is_empty() => name,
+                _ => default(job),
+            })
+            .collect())
+    }
+
+    /// Which of `jobs` still have their id in the processing list (an id whose list is no
+    /// list counts as listed).
+    fn still_listed(&self, c: &mut Link<'_>, jobs: &[&Job]) -> RedisResult<Vec<bool>> {
+        let mut pipe = redis::pipe();
+        for job in jobs {
+            pipe.cmd("LPOS")
+                .arg(self.keys.processing(&job.actor_id, &self.config.runner_id))
+                .arg(&job.id)
+                .arg("RANK")
+                .arg(-1);
+        }
+        Ok(c.pipeline(&pipe)?
+            .into_iter()
+            .map(|found| !matches!(found, Ok(Value::Nil)))
+            .collect())
+    }
+
+    /// Writes the results of `group`. `Err` only if Redis could not be reached: the caller
+    /// tries the group again later.
+    fn write_results(&self, group: &[Ended]) -> Result<(), StoreError> {
+        let profile = self.keys.profile;
+        let ttl = self.config.reply_ttl.as_secs().max(1);
+        let mut jobs: Vec<&Job> = group.iter().map(|ended| &ended.job).collect();
+        let mut replies = self.reply_keys(&jobs)?;
+        // Jobs sent before may be written: checked first (on each later attempt, all are).
+        let mut check: Vec<bool> = group.iter().map(|ended| ended.tried).collect();
+        let results = self.try_run("complete", |c| {
+            if check.iter().any(|&check| check) {
+                let listed = self.still_listed(c, &jobs)?;
+                let mut keep = check
+                    .iter()
+                    .zip(listed)
+                    .map(|(&check, listed)| !check || listed);
+                let mut keep_reply = keep.clone();
+                jobs.retain(|_| keep.next().unwrap_or(true));
+                replies.retain(|_| keep_reply.next().unwrap_or(true));
+            }
+            check = vec![true; jobs.len()];
+            let mut pipe = redis::pipe();
+            for (job, reply) in jobs.iter().zip(&replies) {
+                let payload = reply_payload(
+                    profile,
+                    &job.id,
+                    job.status,
+                    job.output.as_deref(),
+                    job.error.as_deref(),
+                );
+                pipe.hset_multiple(self.keys.job(&job.id), &result_fields(profile, job))
+                    .lpush(reply.as_slice(), payload)
+                    .expire(reply.as_slice(), ttl as i64)
+                    // The oldest ids are at the tail: search from there.
+                    .lrem(
+                        self.keys.processing(&job.actor_id, &self.config.runner_id),
+                        -1,
+                        &job.id,
+                    );
+            }
+            c.pipeline(&pipe)
+        });
+        match results {
+            Ok(results) => {
+                let mut results = results.into_iter();
+                for (job, reply) in jobs.iter().zip(&replies) {
+                    let mut next = || results.next().unwrap_or(Ok(Value::Nil));
+                    let (fields, pushed, _, removed) = (next(), next(), next(), next());
+                    self.recorded(job, reply, fields, pushed, removed)?;
+                }
+                Ok(())
+            }
+            Err(Failure::Closed) => Err(StoreError::Closed),
+            Err(Failure::Rejected(error) | Failure::Poisoned(error)) if jobs.len() > 1 => {
+                // One of them is at fault: each alone (those written already are found so).
+                warn!(jobs = jobs.len(), %error, "a group of results could not be written; writing them one at a time");
+                for job in jobs {
+                    let alone = Ended {
+                        job: job.clone(),
+                        tried: true,
+                    };
+                    self.write_results(std::slice::from_ref(&alone))?;
+                }
+                Ok(())
+            }
+            Err(Failure::Rejected(error)) => {
+                let size = job_size(jobs[0]);
+                let why = format!(
+                    "Redis closed the connection on each attempt to write it ({size} bytes; \
+                     over its proto-max-bulk-len or client-query-buffer-limit?): {error}"
+                );
+                self.unrecordable(jobs[0], &replies[0], &why)
+            }
+            Err(Failure::Poisoned(error)) => {
+                self.unrecordable(jobs[0], &replies[0], &format!("unreadable reply: {error}"))
+            }
+            Err(failure) => Err(failure.store_error("complete")),
+        }
+    }
+
+    /// Acts on the replies to a job's writes: its fields, its reply, its removal from the
+    /// processing list.
+    fn recorded(
+        &self,
+        job: &Job,
+        reply: &[u8],
+        fields: RedisResult<Value>,
+        pushed: RedisResult<Value>,
+        removed: RedisResult<Value>,
+    ) -> Result<(), StoreError> {
+        if let Err(error) = removed {
+            warn!(job = %job.id, %error, "could not remove a job from the processing list");
+        }
+        match (fields, pushed) {
+            (Ok(_), Ok(_)) => {}
+            (Err(error), Ok(_)) => {
+                // Its key holds another type: nothing can be recorded there.
+                warn!(job = %job.id, %error, "could not record a job's result in its hash; its reply was pushed");
+            }
+            (Err(error), Err(_)) | (Ok(_), Err(error)) => {
+                return self.unrecordable(job, reply, &describe(&error));
+            }
+        }
+        self.forget(job);
+        Ok(())
+    }
+
+    /// Ends `job` with a small error result, `could not record the result: {why}`, and pushes
+    /// the error as its reply if its reply list takes it; its id leaves the processing list.
+    fn unrecordable(&self, job: &Job, reply: &[u8], why: &str) -> Result<(), StoreError> {
+        let profile = self.keys.profile;
+        let message = format!("could not record the result: {why}");
+        let at = iso8601(job.finished_at.unwrap_or_else(SystemTime::now));
+        let payload = reply_payload(profile, &job.id, JobStatus::Error, None, Some(&message));
+        let mut call = scripts().fallback.call(3);
+        call.arg(self.keys.job(&job.id))
+            .arg(reply)
+            .arg(self.keys.processing(&job.actor_id, &self.config.runner_id))
+            .arg(&job.id)
+            .arg(&at)
+            .arg(self.config.reply_ttl.as_secs().max(1))
+            // The reply list is given: the one the hash names was read already.
+            .arg("0")
+            .arg(status_to_wire(profile, JobStatus::Error))
+            .arg(&message)
+            .arg(&payload)
+            .arg("1");
+        let outcome = self.try_run("complete", |c| {
+            c.eval_one(&scripts().fallback, call.clone())
+        });
+        match outcome {
+            Ok(value) => {
+                let refused = reply::items(value)
+                    .ok()
+                    .and_then(|items| items.into_iter().next())
+                    .map(reply::lossy)
+                    .unwrap_or_default();
+                if refused.is_empty() {
+                    warn!(job = %job.id, problem = why, "could not record a job's result; it ended `error` instead");
+                } else {
+                    warn!(job = %job.id, problem = why, then = refused, "could not record a job's result, nor an error in its place; dropped from the processing list");
+                }
+            }
+            Err(Failure::Closed) => return Err(StoreError::Closed),
+            Err(failure) => {
+                let error = failure.store_error("complete");
+                warn!(job = %job.id, problem = why, %error, "could not record a job's result, nor an error in its place");
+            }
+        }
+        self.forget(job);
+        Ok(())
+    }
+
+    /// `job` is no longer in flight.
+    fn forget(&self, job: &Job) {
+        if let Some(ids) = self.in_flight().get_mut(&job.actor_id) {
+            ids.remove(&job.id);
+        }
+    }
+
+    /// As the writer (`writing` set by the caller): writes the pending results, up to
+    /// `groups` round trips, then lets go. A failed group goes back to the pending results, to
+    /// be tried again by the next writer (the next completion, or `flush`).
+    fn write_pending(&self, groups: usize) -> Result<(), StoreError> {
+        /// Lets go of the writer's role even if writing panics.
+        struct Release<'a>(&'a RedisStore);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                self.0
+                    .writes
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .writing = false;
+                self.0.written.notify_all();
+            }
+        }
+        let _release = Release(self);
+        let mut result = Ok(());
+        for _ in 0..groups {
+            let group = std::mem::take(
+                &mut self
+                    .writes
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .pending,
+            );
+            if group.is_empty() {
+                break;
+            }
+            if let Err(error) = self.write_results(&group) {
+                warn!(jobs = group.len(), %error, "could not record job results; will retry");
+                self.writes
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .pending
+                    .extend(group.into_iter().map(|ended| Ended {
+                        tried: true,
+                        ..ended
+                    }));
+                result = Err(error);
+                break;
+            }
+        }
+        result
+    }
+
+    /// Waits until every result handed to `complete` is written (writing them itself if no
+    /// one is). Gives up after a few failed attempts while Redis refuses them.
+    pub fn flush(&self) {
+        let mut failures = 0;
+        loop {
+            let mut writes = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+            while writes.writing {
+                writes = self
+                    .written
+                    .wait(writes)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            if writes.pending.is_empty() {
+                return;
+            }
+            writes.writing = true;
+            drop(writes);
+            if self.write_pending(usize::MAX).is_err() {
+                failures += 1;
+                if failures >= 3 {
+                    warn!(
+                        "results still unwritten after flushing; their jobs stay in the processing list"
+                    );
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The bytes a job's result takes in a request (its output twice for Hero, and its error).
+fn job_size(job: &Job) -> usize {
+    job.output.as_ref().map_or(0, String::len) + job.error.as_ref().map_or(0, String::len)
+}

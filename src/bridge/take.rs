@@ -1,0 +1,403 @@
+//! Taking jobs: ids moved from the actor's queue into this runner's processing list
+//! (`BLMOVE`, then `LMOVE`s), read as bytes, their hashes read as bytes, and whatever cannot
+//! run ended `error` or dropped by its bytes, so no id and no hash wedges the take loop.
+//!
+//! - An id that is no valid job id (not UTF-8, empty, over 256 bytes, with whitespace or
+//!   control characters) is logged and dropped from the processing list; a hash under it
+//!   ends `error` (`malformed job id: …`) and its reply is pushed.
+//! - A field the runner reads that is not UTF-8 ends the job `error`
+//!   (`malformed job hash: field `script`: not valid UTF-8`), as any malformed field does.
+//! - An id with no hash, or whose key holds another type, is logged and dropped.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+use redis::Value;
+use tracing::{debug, warn};
+
+use super::connection::{Failure, MAX_BLOCK, reply};
+use super::keys::Profile;
+use super::store::{RedisStore, job_key, reply_key, reply_named_in_hash, reply_payload, scripts};
+use super::wire::{iso8601, job_from_fields, status_to_wire, text_fields};
+use crate::jobs::{Job, JobStatus, StoreError};
+
+/// The fields of a job hash the runner reads (rhailib: and `reply_queue_name`).
+const FIELDS: [&str; 10] = [
+    "script",
+    "status",
+    "timeout",
+    "retries",
+    "env_vars",
+    "created_at",
+    "caller_id",
+    "context_id",
+    "actor_id",
+    "reply_queue_name",
+];
+
+fn fields(profile: Profile) -> &'static [&'static str] {
+    match profile {
+        Profile::Hero => &FIELDS[..9],
+        Profile::Rhailib => &FIELDS[..],
+    }
+}
+
+/// A taken id's hash, as read.
+enum HashRead {
+    /// The fields the runner reads, as stored (`None`: absent).
+    Fields(Vec<Option<Vec<u8>>>),
+    /// No hash: the type its key holds instead (`none`: no key).
+    Not(String),
+    /// Not readable just now: the id goes back to the queue.
+    Unreadable,
+    /// Not readable at all: the job ends `error` with this.
+    Failed(String),
+}
+
+/// An id as it is logged: quoted, with anything not printable escaped.
+pub(super) fn shown(id: &[u8]) -> String {
+    match std::str::from_utf8(id) {
+        Ok(text) => format!("{text:?}"),
+        Err(_) => format!("b\"{}\"", id.escape_ascii()),
+    }
+}
+
+/// The id if it is a valid job id, or why not.
+fn check_id(id: &[u8]) -> Result<&str, String> {
+    let text = std::str::from_utf8(id).map_err(|_| "not valid UTF-8".to_string())?;
+    Job::builder("1")
+        .id(text)
+        .build()
+        .map(|_| text)
+        .map_err(|e| e.to_string())
+}
+
+impl RedisStore {
+    pub(super) fn take_jobs(
+        &self,
+        actor_id: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Job>, StoreError> {
+        let stopped = || self.taking_stopped.load(Ordering::SeqCst);
+        if self.is_closed() || max == 0 {
+            return Ok(Vec::new());
+        }
+        if stopped() {
+            // Not a busy loop for a dispatcher that has not yet begun its drain.
+            std::thread::sleep(wait.min(Duration::from_millis(100)));
+            return Ok(Vec::new());
+        }
+        // Takes are one at a time (the pool's dispatcher makes them), so every id in the
+        // processing list that is not in flight was lost by an earlier take.
+        if self.lost_track.swap(false, Ordering::SeqCst)
+            && let Err(error) = self.recover_own(actor_id, stopped)
+        {
+            self.lost_track.store(true, Ordering::SeqCst);
+            return Err(error);
+        }
+        let queue = self.keys.queue(actor_id);
+        let processing = self.keys.processing(actor_id, &self.config.runner_id);
+        // The wait, a second at most at a time: a wind-down ends it within that.
+        let until = Instant::now() + wait;
+        let first = loop {
+            let slice = until
+                .saturating_duration_since(Instant::now())
+                .clamp(Duration::from_millis(10), MAX_BLOCK);
+            let mut blmove = redis::cmd("BLMOVE");
+            blmove
+                .arg(&queue)
+                .arg(&processing)
+                .arg("RIGHT")
+                .arg("LEFT")
+                .arg(slice.as_secs_f64());
+            let moved = self.moving(stopped, |c| c.query_blocking(&blmove, slice))?;
+            if let Ok(Some(id)) = reply::bytes(moved) {
+                break id;
+            }
+            if Instant::now() >= until || stopped() {
+                return Ok(Vec::new());
+            }
+        };
+        let mut ids = vec![first];
+        if max > 1 {
+            let mut pipe = redis::pipe();
+            for _ in 1..max {
+                pipe.cmd("LMOVE")
+                    .arg(&queue)
+                    .arg(&processing)
+                    .arg("RIGHT")
+                    .arg("LEFT");
+            }
+            // On an error, run with the one id known (the rest is given back next time).
+            let more = self.moving(stopped, |c| c.pipeline(&pipe));
+            for moved in more.unwrap_or_default().into_iter().flatten() {
+                if let Ok(Some(id)) = reply::bytes(moved) {
+                    ids.push(id);
+                }
+            }
+        }
+        let mut valid = Vec::with_capacity(ids.len());
+        for id in &ids {
+            match check_id(id) {
+                Ok(id) => valid.push(id.to_string()),
+                Err(reason) => {
+                    let message = format!("malformed job id: {reason}");
+                    self.reject(actor_id, id, &message, true);
+                }
+            }
+        }
+        let entries = self.read_hashes(&valid);
+        let jobs = self.load(actor_id, valid.into_iter().zip(entries).collect());
+        self.mark_started(&jobs);
+        Ok(jobs)
+    }
+
+    /// Puts the ids in this runner's own processing list that it does not know it holds back
+    /// in the queue (a take whose reply was lost with the connection).
+    fn recover_own(&self, actor: &str, stop: impl Fn() -> bool) -> Result<(), StoreError> {
+        let processing = self.keys.processing(actor, &self.config.runner_id);
+        // What is in flight first, then the list: ids only join `in_flight` in a take (and
+        // takes are one at a time), while results and releases leave the list before they
+        // leave `in_flight`. So a listed id not in flight was lost.
+        let known = self.in_flight().get(actor).cloned().unwrap_or_default();
+        let mut lrange = redis::cmd("LRANGE");
+        lrange.arg(&processing).arg(0).arg(-1);
+        let listed = self.run_unless("recover", &stop, |c| c.query(&lrange))?;
+        let listed = reply::items(listed).unwrap_or_default();
+        for id in listed
+            .into_iter()
+            .filter_map(|v| reply::bytes(v).ok().flatten())
+        {
+            if std::str::from_utf8(&id).is_ok_and(|id| known.contains(id)) {
+                continue;
+            }
+            if self.requeue(actor, &id, "", &stop)? {
+                warn!(actor, job = %shown(&id), "requeued a job this runner had lost track of");
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a take's move of ids into the processing list. A move whose reply is lost with
+    /// the connection is retried; the ids moved by the lost attempt are then in the
+    /// processing list, unknown: so a retried or failed move sets `lost_track`.
+    fn moving<T>(
+        &self,
+        stop: impl Fn() -> bool,
+        mut op: impl FnMut(&mut super::connection::Link<'_>) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        let mut attempts = 0;
+        let result = self.run_unless("take", stop, |c| {
+            attempts += 1;
+            op(c)
+        });
+        if attempts > 1 || result.is_err() {
+            self.lost_track.store(true, Ordering::SeqCst);
+        }
+        result
+    }
+
+    /// Drops `id` (any bytes) from this runner's processing list, logged; with `end`, a hash
+    /// under it ends `error` with `message` and its reply is pushed.
+    pub(super) fn reject(&self, actor: &str, id: &[u8], message: &str, end: bool) {
+        let profile = self.keys.profile;
+        warn!(actor, job = %shown(id), message, "malformed job skipped");
+        let payload = reply_payload(
+            profile,
+            &String::from_utf8_lossy(id),
+            JobStatus::Error,
+            None,
+            Some(message),
+        );
+        let mut call = scripts().reject.call(3);
+        call.arg(self.keys.processing(actor, &self.config.runner_id))
+            .arg(job_key(self.keys, id))
+            .arg(reply_key(self.keys, id))
+            .arg(id)
+            .arg(if end { "1" } else { "0" })
+            .arg(status_to_wire(profile, JobStatus::Error))
+            .arg(message)
+            .arg(iso8601(SystemTime::now()))
+            .arg(&payload)
+            .arg(self.config.reply_ttl.as_secs().max(1))
+            .arg(reply_named_in_hash(profile));
+        if let Err(error) = self.run("reject", |c| c.eval_one(&scripts().reject, call.clone())) {
+            warn!(job = %shown(id), %error, "could not record a malformed job");
+            // Its id may still be listed: the next take gives it back to the queue.
+            self.lost_track.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The fields the runner reads of every job hash, in one round trip (and the type of the
+    /// keys that hold none of them, in another).
+    fn read_hashes(&self, ids: &[String]) -> Vec<HashRead> {
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        let fields = fields(self.keys.profile);
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HMGET").arg(self.keys.job(id)).arg(fields);
+        }
+        let rows = match self.try_run("load", |c| c.pipeline(&pipe)) {
+            Ok(rows) => rows,
+            Err(Failure::Rejected(_) | Failure::Poisoned(_)) if ids.len() > 1 => {
+                // One of them cannot be read: each alone.
+                return ids
+                    .iter()
+                    .flat_map(|id| self.read_hashes(std::slice::from_ref(id)))
+                    .collect();
+            }
+            Err(failure @ (Failure::Rejected(_) | Failure::Poisoned(_))) => {
+                let error = failure.store_error("could not read the job hash");
+                return vec![HashRead::Failed(error.to_string())];
+            }
+            Err(_) => return ids.iter().map(|_| HashRead::Unreadable).collect(),
+        };
+        let mut reads: Vec<Option<HashRead>> = rows
+            .into_iter()
+            .map(|row| match row.map(reply::items) {
+                Ok(Ok(values)) if values.iter().any(|v| !matches!(v, Value::Nil)) => {
+                    Some(HashRead::Fields(
+                        values
+                            .into_iter()
+                            .map(|v| reply::bytes(v).ok().flatten())
+                            .collect(),
+                    ))
+                }
+                // No field at all, or a key of another type: its type tells.
+                Ok(Ok(_)) => None,
+                Err(error) if error.code() == Some("WRONGTYPE") => None,
+                Ok(Err(other)) => Some(HashRead::Failed(format!(
+                    "could not read the job hash: unexpected reply {other:?}"
+                ))),
+                Err(error) => Some(HashRead::Failed(format!(
+                    "could not read the job hash: {error}"
+                ))),
+            })
+            .collect();
+        let unknown: Vec<usize> = (0..ids.len()).filter(|&i| reads[i].is_none()).collect();
+        if !unknown.is_empty() {
+            let mut pipe = redis::pipe();
+            for &i in &unknown {
+                pipe.cmd("TYPE").arg(self.keys.job(&ids[i]));
+            }
+            let kinds = self.try_run("load", |c| c.pipeline(&pipe));
+            for (n, &i) in unknown.iter().enumerate() {
+                let kind = kinds
+                    .as_ref()
+                    .ok()
+                    .and_then(|kinds| kinds.get(n))
+                    .and_then(|kind| kind.as_ref().ok())
+                    .map(|kind| reply::lossy(kind.clone()));
+                reads[i] = Some(match kind.as_deref() {
+                    None => HashRead::Unreadable,
+                    Some("hash") => HashRead::Fields(vec![None; fields.len()]),
+                    Some(kind) => HashRead::Not(kind.to_string()),
+                });
+            }
+        }
+        reads
+            .into_iter()
+            .map(|read| read.unwrap_or(HashRead::Unreadable))
+            .collect()
+    }
+
+    /// The jobs that can run; the others ended, dropped, or given back to the queue.
+    fn load(&self, actor: &str, entries: Vec<(String, HashRead)>) -> Vec<Job> {
+        let profile = self.keys.profile;
+        let now = SystemTime::now();
+        let mut jobs = Vec::with_capacity(entries.len());
+        for (id, read) in entries {
+            let values = match read {
+                HashRead::Fields(values) => values,
+                HashRead::Unreadable => {
+                    // Unreadable just now: back to the queue, to be read again later.
+                    if let Err(error) = self.release_id(actor, id.as_bytes()) {
+                        warn!(job = %id, %error, "could not give back an unreadable job");
+                        self.lost_track.store(true, Ordering::SeqCst);
+                    }
+                    continue;
+                }
+                HashRead::Failed(message) => {
+                    self.reject(actor, id.as_bytes(), &message, true);
+                    continue;
+                }
+                HashRead::Not(kind) if kind == "none" => {
+                    self.reject(actor, id.as_bytes(), "no job hash under this id", false);
+                    continue;
+                }
+                HashRead::Not(kind) => {
+                    let message = format!("the job key holds a {kind}, not a hash");
+                    self.reject(actor, id.as_bytes(), &message, false);
+                    continue;
+                }
+            };
+            let parsed = text_fields(fields(profile).iter().copied().zip(values))
+                .and_then(|hash| job_from_fields(profile, &id, actor, &hash));
+            match parsed {
+                Err(error) => self.reject(actor, id.as_bytes(), &error.to_string(), true),
+                Ok(job) if job.status.is_final() => {
+                    // Already ended (its id was queued twice): not run again.
+                    debug!(job = %id, "an ended job was queued again");
+                    let message = "an ended job was queued again; not run";
+                    self.reject(actor, id.as_bytes(), message, false);
+                }
+                Ok(mut job) => {
+                    // The queue it was taken from decides its actor: its processing list is
+                    // that actor's, whatever the hash says.
+                    job.actor_id = actor.to_string();
+                    job.status = JobStatus::Started;
+                    job.started_at = Some(now);
+                    jobs.push(job);
+                }
+            }
+        }
+        let mut in_flight = self.in_flight();
+        let ids = in_flight.entry(actor.to_string()).or_default();
+        for job in &jobs {
+            ids.insert(job.id.clone());
+        }
+        jobs
+    }
+
+    /// Marks taken jobs `started` in the store; one that cannot be marked runs all the same.
+    fn mark_started(&self, jobs: &[Job]) {
+        if jobs.is_empty() {
+            return;
+        }
+        let profile = self.keys.profile;
+        let now = iso8601(SystemTime::now());
+        let status = status_to_wire(profile, JobStatus::Started);
+        let mut pipe = redis::pipe();
+        for job in jobs {
+            let key = self.keys.job(&job.id);
+            if profile == Profile::Hero {
+                pipe.hset_multiple(
+                    key,
+                    &[
+                        ("status", status),
+                        ("updated_at", &now),
+                        ("started_at", &now),
+                    ],
+                );
+            } else {
+                pipe.hset_multiple(key, &[("status", status), ("updated_at", &now)]);
+            }
+        }
+        match self.run("mark started", |c| c.pipeline(&pipe)) {
+            Ok(replies) => {
+                for (job, reply) in jobs.iter().zip(replies) {
+                    if let Err(error) = reply {
+                        warn!(job = %job.id, %error, "could not mark a job started; it runs all the same");
+                    }
+                }
+            }
+            Err(error) => {
+                // They are taken (in the processing list): run them all the same.
+                warn!(%error, jobs = jobs.len(), "could not mark jobs started");
+            }
+        }
+    }
+}

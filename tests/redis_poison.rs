@@ -1,0 +1,132 @@
+//! Keys of the wrong type where the reaper and the stop routing write (a reply list that is
+//! a hash, a processing or control list that is a string) are skipped: they never stop the
+//! other jobs being reaped or routed.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use baobab::bridge::{Profile, RedisConfig, RedisStore, StopRoute};
+use baobab::jobs::{Job, JobStatus, JobStore};
+use common::redis_server::{TestRedis, unique};
+use redis::Commands;
+
+fn store(redis: &TestRedis) -> RedisStore {
+    let mut config = RedisConfig::new(&redis.url);
+    config.profile = Profile::Hero;
+    RedisStore::new(config).unwrap()
+}
+
+fn submit(store: &RedisStore, actor: &str, retries: u32) -> String {
+    let job = Job::builder("1")
+        .actor_id(actor)
+        .retries(retries)
+        .build()
+        .unwrap();
+    let id = job.id.clone();
+    store.submit(job).unwrap();
+    id
+}
+
+#[test]
+fn a_poison_entry_does_not_stop_the_reaper() {
+    let redis = TestRedis::start();
+    let actor = unique("actor");
+    let mut conn = redis.conn();
+    // A dead runner holding two jobs: one to fail (no retries) whose reply key is a hash,
+    // one to requeue.
+    let dead = store(&redis);
+    dead.heartbeat(&actor).unwrap();
+    let failing = submit(&dead, &actor, 0);
+    let requeued = submit(&dead, &actor, 1);
+    assert_eq!(
+        dead.take(&actor, 10, Duration::from_secs(1)).unwrap().len(),
+        2
+    );
+    let _: () = conn
+        .del(format!("hero:runner:{}:heartbeat", dead.runner_id()))
+        .unwrap();
+    let _: () = conn
+        .hset(format!("hero:reply:{failing}"), "not", "a list")
+        .unwrap();
+    // And a dead runner whose processing list is a string.
+    let _: () = conn.sadd(format!("hero:runners:{actor}"), "ghost").unwrap();
+    let _: () = conn
+        .set(format!("hero:processing:{actor}:ghost"), "not a list")
+        .unwrap();
+    let alive = store(&redis);
+    assert_eq!(alive.reap(&actor).unwrap(), (1, 1));
+    let queued: Vec<String> = conn
+        .lrange(format!("hero:job:actor_queue:{actor}"), 0, -1)
+        .unwrap();
+    assert_eq!(queued, [requeued]);
+    let hash: HashMap<String, String> = conn.hgetall(format!("hero:job:{failing}")).unwrap();
+    assert_eq!(hash["status"], "error");
+    assert!(hash["error"].contains("its runners died"), "{hash:?}");
+    assert!(
+        hash["updated_at"].ends_with('Z'),
+        "a time: {}",
+        hash["updated_at"]
+    );
+    let reply: HashMap<String, String> = conn.hgetall(format!("hero:reply:{failing}")).unwrap();
+    assert_eq!(reply["not"], "a list", "left as it was");
+    // Both dead runners are done with: the next reap finds nothing.
+    assert_eq!(alive.reap(&actor).unwrap(), (0, 0));
+}
+
+#[test]
+fn a_poison_key_does_not_stop_the_routing_of_stops() {
+    let redis = TestRedis::start();
+    let actor = unique("actor");
+    let mut conn = redis.conn();
+    let here = store(&redis);
+    // A runner listed for the actor whose processing list is a string.
+    let _: () = conn.sadd(format!("hero:runners:{actor}"), "ghost").unwrap();
+    let _: () = conn
+        .set(format!("hero:processing:{actor}:ghost"), "not a list")
+        .unwrap();
+    // A queued job whose reply key is a string: cancelled all the same.
+    let queued = submit(&here, &actor, 0);
+    let _: () = conn
+        .set(format!("hero:reply:{queued}"), "not a list")
+        .unwrap();
+    assert_eq!(
+        here.route_stop(&actor, &queued).unwrap(),
+        StopRoute::Cancelled { dead_runner: None }
+    );
+    let job = here.get(&queued).unwrap().unwrap();
+    assert_eq!(
+        (job.status, job.error.as_deref()),
+        (JobStatus::Error, Some("cancelled"))
+    );
+    let reply: String = conn.get(format!("hero:reply:{queued}")).unwrap();
+    assert_eq!(reply, "not a list");
+    // A job held by a live runner whose control list is a hash: the stop cannot be passed
+    // on; it is reported, not an error that stops the routing.
+    let holder = store(&redis);
+    holder.heartbeat(&actor).unwrap();
+    let held = submit(&holder, &actor, 0);
+    assert_eq!(
+        holder
+            .take(&actor, 1, Duration::from_secs(1))
+            .unwrap()
+            .len(),
+        1
+    );
+    let _: () = conn
+        .hset(
+            format!("hero:runner:{}:control", holder.runner_id()),
+            "not",
+            "a list",
+        )
+        .unwrap();
+    assert_eq!(here.route_stop(&actor, &held).unwrap(), StopRoute::NotFound);
+    // Other stops are routed as ever.
+    let other = submit(&here, &actor, 0);
+    assert_eq!(
+        here.route_stop(&actor, &other).unwrap(),
+        StopRoute::Cancelled { dead_runner: None }
+    );
+}
