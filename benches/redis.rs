@@ -14,8 +14,12 @@ use std::time::{Duration, Instant};
 use baobab::Runtime;
 use baobab::bridge::{Profile, RedisConfig, Runner, RunnerConfig};
 use baobab::jobs::{Job, PoolConfig};
-use baobab::script::{Sandbox, SandboxConfig};
+use baobab::script::{CountingAllocator, Limits, Sandbox, SandboxConfig};
 use redis::Commands;
+
+/// As the `baobab` binary runs: allocations counted for the sandbox's memory limit.
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 mod common;
 
@@ -83,7 +87,10 @@ fn own_cpu() -> f64 {
 fn runner(server: &Server, n: usize, run: usize) -> f64 {
     let actor = format!("bench-{run}");
     preload(server, &actor, n);
-    let rt = Runtime::new();
+    // As the `baobab` binary runs: blocking threads with the stack the limits need.
+    let rt = Runtime::builder()
+        .blocking_stack_size(Sandbox::stack_size(&Limits::default()))
+        .build();
     let mut pool = PoolConfig::new(&actor);
     pool.workers = 2;
     pool.max_batch = env("BAOBAB_BENCH_REDIS_BATCH", 256);
@@ -117,8 +124,20 @@ fn runner(server: &Server, n: usize, run: usize) -> f64 {
     n as f64 / elapsed.as_secs_f64()
 }
 
-/// Jobs/s consumed the seeds' way: one command at a time on one connection.
+/// Jobs/s consumed one command at a time on one connection, as the Hero runner does (on a thread with
+/// the stack the sandbox's limits need, as the runner's threads have).
 fn baseline(server: &Server, n: usize, run: usize) -> f64 {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .stack_size(Sandbox::stack_size(&Limits::default()))
+            .spawn_scoped(scope, || one_at_a_time(server, n, run))
+            .expect("a thread")
+            .join()
+            .expect("the baseline ran")
+    })
+}
+
+fn one_at_a_time(server: &Server, n: usize, run: usize) -> f64 {
     let actor = format!("seed-{run}");
     preload(server, &actor, n);
     let mut conn = server.conn();
