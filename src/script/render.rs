@@ -158,7 +158,17 @@ pub(crate) fn render_counted(
     limit: usize,
 ) -> (Option<String>, Sizes) {
     let mut out = Bounded::new(limit);
-    let _ = walk(value, style, &mut out);
+    if value.is_array() || value.is_map() {
+        let _ = walk(value, style, &mut out);
+    } else {
+        // One value: no walk.
+        count(&value, &mut out.sizes);
+        let _ = match style {
+            Style::Json => json_leaf(&value, &mut out),
+            Style::Display => leaf(&value, false, &mut out),
+            Style::Debug => leaf(&value, true, &mut out),
+        };
+    }
     let sizes = out.sizes;
     (out.complete.then_some(out.text), sizes)
 }

@@ -96,8 +96,14 @@ pub(crate) struct Guard {
     ended: bool,
 }
 
-/// Starts a run on this thread under `limits`.
-pub(crate) fn start(limits: &Limits, deadline: Instant, cancel: Option<Arc<AtomicBool>>) -> Guard {
+/// Starts a run on this thread under `limits`, keeping `keep` bytes of stack free below the
+/// guard ([`stack::keep`]).
+pub(crate) fn start(
+    limits: &Limits,
+    keep: usize,
+    deadline: Instant,
+    cancel: Option<Arc<AtomicBool>>,
+) -> Guard {
     let text_limit = match (limits.max_string_size, limits.max_memory) {
         (0, 0) => usize::MAX,
         (0, memory) => memory,
@@ -125,7 +131,7 @@ pub(crate) fn start(limits: &Limits, deadline: Instant, cancel: Option<Arc<Atomi
         previous: RUN.with(|cell| cell.borrow_mut().replace(run)),
         previous_stop: STOP_NOW.replace(false),
         previous_ceiling: CEILING.replace(ceiling),
-        previous_floor: stack::arm(stack::keep(limits)),
+        previous_floor: stack::arm(keep),
         ended: false,
     }
 }

@@ -137,6 +137,8 @@ pub struct Sandbox {
     imports: bool,
     /// The stack a run needs: below it, a run gets a thread of its own.
     stack_needed: usize,
+    /// The stack a run keeps free below its guard (see `stack::keep`).
+    stack_kept: usize,
 }
 
 impl Sandbox {
@@ -189,6 +191,7 @@ impl Sandbox {
         Sandbox {
             engine,
             stack_needed: stack::stack_size(&limits),
+            stack_kept: stack::keep(&limits),
             limits,
             db_path: config.db_path,
             cache: Mutex::new(Cache::new(config.cache_bytes)),
@@ -286,7 +289,7 @@ impl Sandbox {
             .checked_add(job.timeout)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600));
         // The run covers compiling too: its timeout, memory and stack hold there as well.
-        let run = run::start(&self.limits, deadline, cancel);
+        let run = run::start(&self.limits, self.stack_kept, deadline, cancel);
         let result = catch_unwind(AssertUnwindSafe(|| {
             let ast = self.compile(&job.script)?;
             let mut scope = self.scope(job);
