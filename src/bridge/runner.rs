@@ -83,7 +83,10 @@ pub struct Runner {
 
 impl Runner {
     /// Starts the worker pool and the supervised bridge process. Jobs are taken once the pool
-    /// is up; Redis being unreachable is retried with backoff, not an error.
+    /// is up; Redis being unreachable is retried with backoff, not an error. Build the runtime
+    /// with the stack its sandbox needs
+    /// (`Runtime::builder().blocking_stack_size(Sandbox::stack_size(&config.sandbox.limits))`),
+    /// as the `baobab` binary does, or each script gets a thread of its own.
     ///
     /// # Panics
     /// On a scheduler thread.

@@ -84,6 +84,10 @@ pub trait JobActor: Send + Sync + 'static {
 /// The built-in actor: runs a job's script in its own sandboxed Rhai engine. A script whose
 /// native function panicked ends `error: panic: …`; the actor then builds a fresh engine for
 /// the next job (the old one might hold state the panic left half-changed).
+///
+/// Scripts run on the runtime's blocking threads: build the runtime with the stack the
+/// sandbox's limits need (`Runtime::builder().blocking_stack_size(Sandbox::stack_size(&limits))`),
+/// or each script gets a thread of its own.
 #[cfg(feature = "rhai")]
 pub struct RhaiActor {
     actor_id: String,
