@@ -11,7 +11,7 @@ use std::fmt;
 /// | `max_operations` | 100,000,000 | no limit (the timeout still ends the script) | any |
 /// | `max_call_depth` | 64 | refused | 1 to [`Limits::MAX_DEPTH`] |
 /// | `max_expr_depth` | 64 | refused | 1 to [`Limits::MAX_DEPTH`] |
-/// | `max_string_size` (bytes) | 10 MiB | no limit (`max_memory` still holds) | any |
+/// | `max_string_size` (bytes) | 10 MiB | refused | 1 to [`Limits::MAX_STRING_SIZE`] |
 /// | `max_array_size` (elements) | 65,536 | refused | 1 to [`Limits::MAX_CONTAINER_SIZE`] |
 /// | `max_map_size` (entries) | 65,536 | refused | 1 to [`Limits::MAX_CONTAINER_SIZE`] |
 /// | `max_memory` (bytes) | 256 MiB | no limit | any |
@@ -77,6 +77,10 @@ impl Limits {
     /// [`Sandbox::stack_size`](super::Sandbox::stack_size)).
     pub const MAX_CONTAINER_SIZE: usize = 1 << 20;
 
+    /// The largest string size limit: one operation may allocate a few times it (a padded
+    /// string of four-byte characters, a case change) before any check can run.
+    pub const MAX_STRING_SIZE: usize = 256 * MIB;
+
     /// The largest output a job may produce (Redis's largest string is 512 MiB).
     pub const MAX_OUTPUT_SIZE: usize = 512 * MIB;
 
@@ -101,6 +105,13 @@ impl Limits {
         };
         depth(Limit::CallDepth, self.max_call_depth)?;
         depth(Limit::ExprDepth, self.max_expr_depth)?;
+        if self.max_string_size == 0 || self.max_string_size > Self::MAX_STRING_SIZE {
+            return Err(LimitError::new(
+                Limit::StringSize,
+                self.max_string_size as u64,
+                format!("must be 1 to {} bytes", Self::MAX_STRING_SIZE),
+            ));
+        }
         for (limit, value) in [
             (Limit::ArraySize, self.max_array_size),
             (Limit::MapSize, self.max_map_size),
@@ -131,6 +142,7 @@ impl Limits {
         Limits {
             max_call_depth: self.max_call_depth.clamp(1, Self::MAX_DEPTH),
             max_expr_depth: self.max_expr_depth.clamp(1, Self::MAX_DEPTH),
+            max_string_size: self.max_string_size.clamp(1, Self::MAX_STRING_SIZE),
             max_array_size: self.max_array_size.clamp(1, Self::MAX_CONTAINER_SIZE),
             max_map_size: self.max_map_size.clamp(1, Self::MAX_CONTAINER_SIZE),
             max_output_size: self.max_output_size.clamp(1, Self::MAX_OUTPUT_SIZE),

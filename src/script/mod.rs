@@ -29,13 +29,16 @@
 mod cache;
 mod limits;
 mod memory;
+mod modules;
 mod natives;
 mod render;
 mod run;
 mod sandbox;
+mod source;
 mod stack;
 #[cfg(test)]
 mod tests;
+mod ticker;
 
 /// The Rhai crate this sandbox is built on, for [`SandboxConfig::extend`].
 pub use rhai;
@@ -43,3 +46,4 @@ pub use rhai;
 pub use limits::{Limit, LimitError, Limits};
 pub use memory::{CountingAllocator, memory_counted};
 pub use sandbox::{DEFAULT_CACHE_BYTES, Extend, Sandbox, SandboxConfig, ScriptError, ScriptOutput};
+pub use source::{SourceError, kind as file_kind, read_source};

@@ -4,7 +4,8 @@
 //!
 //! The engine calls the progress callback before every operation. The checks made there each
 //! time (a stop requested, the memory ceiling, the stack floor) read thread-local cells only;
-//! the clock and the cancel flag are read every [`CLOCK_EVERY`] operations.
+//! the clock and the cancel flag are read when the [`ticker`]'s coarse clock has moved (at
+//! most once a millisecond), and every [`CLOCK_EVERY`] operations in any case.
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use std::time::Instant;
 
 use rhai::Dynamic;
 
-use super::{Limit, Limits, memory, stack};
+use super::{Limit, Limits, memory, stack, ticker};
 
 /// How often (in operations) the progress callback looks at the clock and the cancel flag.
 const CLOCK_EVERY: u64 = 1024;
@@ -78,6 +79,8 @@ thread_local! {
     static STOP_NOW: Cell<bool> = const { Cell::new(false) };
     /// The allocation count past which the run is over its memory limit.
     static CEILING: Cell<i64> = const { Cell::new(i64::MAX) };
+    /// The ticker's count when the clock and the cancel flag were last looked at.
+    static LAST_TICK: Cell<u64> = const { Cell::new(0) };
 }
 
 /// What a finished run leaves.
@@ -104,11 +107,7 @@ pub(crate) fn start(
     deadline: Instant,
     cancel: Option<Arc<AtomicBool>>,
 ) -> Guard {
-    let text_limit = match (limits.max_string_size, limits.max_memory) {
-        (0, 0) => usize::MAX,
-        (0, memory) => memory,
-        (string, _) => string,
-    };
+    let text_limit = limits.max_string_size;
     let run = Run {
         deadline,
         cancel,
@@ -127,6 +126,8 @@ pub(crate) fn start(
     } else {
         memory::net().saturating_add(limits.max_memory as i64)
     };
+    ticker::begin();
+    LAST_TICK.set(ticker::ticks());
     Guard {
         previous: RUN.with(|cell| cell.borrow_mut().replace(run)),
         previous_stop: STOP_NOW.replace(false),
@@ -147,6 +148,7 @@ impl Guard {
             return None;
         }
         self.ended = true;
+        ticker::end();
         stack::disarm(self.previous_floor);
         CEILING.set(self.previous_ceiling);
         STOP_NOW.set(self.previous_stop);
@@ -174,11 +176,14 @@ pub(crate) fn log_line(line: &str) {
 }
 
 /// Ends the running script at its next operation, for `why` (the first reason stays).
+/// Nothing happens when no run is in progress on this thread.
 pub(crate) fn stop(why: Stop) {
-    with_run(|run| {
+    let running = with_run(|run| {
         run.stopped.get_or_insert(why);
     });
-    STOP_NOW.set(true);
+    if running.is_some() {
+        STOP_NOW.set(true);
+    }
 }
 
 /// The bytes the running script may still allocate before it is over its memory limit
@@ -228,9 +233,20 @@ thread_local! {
     static TOKENS: Cell<u64> = const { Cell::new(0) };
 }
 
+/// Whether the clock and the cancel flag should be looked at now: the ticker moved since the
+/// last look, or `step` is a multiple of `every` (should the ticker not run).
+#[inline]
+fn time_to_look(step: u64, every: u64) -> bool {
+    let tick = ticker::ticks();
+    if tick != LAST_TICK.get() {
+        LAST_TICK.set(tick);
+        return true;
+    }
+    step % every == 0
+}
+
 /// The check made at every step of a run (an operation, or a token while compiling): `true`
-/// if the run must end now (and why is recorded). `step` counts the steps; every `every`
-/// of them, the clock and the cancel flag are read too.
+/// if the run must end now (and why is recorded). `step` counts the steps.
 #[inline]
 fn must_end(step: u64, every: u64) -> bool {
     let why = if STOP_NOW.get() {
@@ -239,7 +255,7 @@ fn must_end(step: u64, every: u64) -> bool {
         Stop::Limit(Limit::Memory)
     } else if stack::exhausted() {
         Stop::Limit(Limit::Stack)
-    } else if step % every == 0
+    } else if time_to_look(step, every)
         && let Some(why) = should_stop()
     {
         why
@@ -248,6 +264,12 @@ fn must_end(step: u64, every: u64) -> bool {
     };
     stop(why);
     true
+}
+
+/// For a native function's own long loop, at each of its steps: whether the run must end
+/// now (the same checks as between operations).
+pub(crate) fn interrupted(step: u64) -> bool {
+    RUN.with(|run| run.borrow().is_some()) && must_end(step, CLOCK_EVERY)
 }
 
 /// The tokenizer's hook, while a script compiles: past the run's timeout, a cancel, its

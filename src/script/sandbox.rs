@@ -61,10 +61,14 @@ pub struct SandboxConfig {
     pub limits: Limits,
     /// What scripts see as `DB_PATH`.
     pub db_path: String,
-    /// The directory `import` may read modules from; `None`: `import` fails. Modules are
-    /// trusted code: they are not checked as scripts are (they may capture variables in
-    /// closures).
+    /// The directory `import` may read modules from; `None`: `import` fails. A module path
+    /// is plain names under it (`import "lib/math"` reads `DIR/lib/math.rhai`); a path with
+    /// `..`, an absolute one, or a file that leads outside (a symlink out) is refused. Module
+    /// files are read as [`read_source`](super::read_source) reads (no blocking, regular files
+    /// only, at most `max_module_bytes`) and checked as scripts are.
     pub module_dir: Option<PathBuf>,
+    /// The largest module file `import` reads, in bytes (default 1 MiB).
+    pub max_module_bytes: usize,
     /// Bytes of compiled scripts to keep for reuse (0: none). An entry counts what compiling
     /// it allocated (with [`CountingAllocator`](super::CountingAllocator) installed), or 48
     /// bytes per byte of script text otherwise, plus its text.
@@ -81,6 +85,7 @@ impl Default for SandboxConfig {
             limits: Limits::default(),
             db_path: String::new(),
             module_dir: None,
+            max_module_bytes: crate::jobs::DEFAULT_MAX_SCRIPT_BYTES,
             cache_bytes: DEFAULT_CACHE_BYTES,
             extend: None,
         }
@@ -146,6 +151,7 @@ impl Sandbox {
     /// in the module docs, the limits, and the embedder's functions.
     pub fn new(config: SandboxConfig) -> Self {
         let limits = config.limits.clamped();
+        super::ticker::start();
         let mut engine = Engine::new();
         engine
             .set_max_operations(limits.max_operations)
@@ -177,9 +183,10 @@ impl Sandbox {
         natives::register(&mut engine);
         match &config.module_dir {
             Some(dir) => {
-                engine.set_module_resolver(
-                    rhai::module_resolvers::FileModuleResolver::new_with_path(dir.clone()),
-                );
+                engine.set_module_resolver(super::modules::ModuleDir::new(
+                    dir,
+                    config.max_module_bytes,
+                ));
             }
             None => {
                 engine.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
@@ -375,7 +382,7 @@ impl Sandbox {
             Style::Display
         };
         let (text, sizes) = render_counted(value, style, self.limits.max_output_size);
-        let over = |size: usize, limit: usize| limit != 0 && size > limit;
+        use natives::over;
         if over(sizes.arrays, self.limits.max_array_size) {
             return Err(self.limit_error(Limit::ArraySize));
         }
@@ -446,7 +453,7 @@ impl Sandbox {
 /// shared values can refer to each other in a cycle, which is never freed (a script could
 /// leak memory the runner never gets back). Anonymous functions that capture nothing are
 /// fine; a value can be passed to one as a parameter.
-fn check_no_captures(ast: &AST) -> Result<(), ScriptError> {
+pub(crate) fn check_no_captures(ast: &AST) -> Result<(), ScriptError> {
     let mut captures = false;
     ast.walk(&mut |nodes: &[rhai::ASTNode]| {
         if let Some(rhai::ASTNode::Stmt(rhai::Stmt::Share(..))) = nodes.last() {

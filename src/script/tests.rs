@@ -184,6 +184,54 @@ fn imports_read_only_from_the_module_directory() {
 }
 
 #[test]
+fn imports_cannot_leave_the_module_directory_block_or_read_without_bound() {
+    let root = std::env::temp_dir().join(format!("baobab-modules-escape-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let dir = root.join("modules");
+    std::fs::create_dir_all(dir.join("lib")).unwrap();
+    std::fs::write(root.join("secret.rhai"), "fn get() { \"secret\" }").unwrap();
+    std::fs::write(dir.join("lib/math.rhai"), "fn twice(x) { x * 2 }").unwrap();
+    std::fs::write(dir.join("big.rhai"), format!("let x = \"{}\";", "y".repeat(2000))).unwrap();
+    std::fs::write(dir.join("captures.rhai"), "let y = 1; let f = |x| x + y;").unwrap();
+    std::os::unix::fs::symlink(root.join("secret.rhai"), dir.join("link.rhai")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.rhai")).unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(dir.join("pipe.rhai"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let s = Sandbox::new(SandboxConfig {
+        module_dir: Some(dir.clone()),
+        max_module_bytes: 1000,
+        ..SandboxConfig::default()
+    });
+    assert_eq!(
+        run(&s, r#"import "lib/math" as m; m::twice(21)"#).unwrap().output,
+        "42"
+    );
+    let root_path = root.join("secret");
+    let absolute = format!(r#"import "{}" as m; m::get()"#, root_path.display());
+    for (script, why) in [
+        (r#"import "../secret" as m; m::get()"#, "plain names"),
+        (absolute.as_str(), "plain names"),
+        (r#"import "lib/../../secret" as m; m::get()"#, "plain names"),
+        (r#"import "link" as m; m::get()"#, "outside the module directory"),
+        (r#"import "zero" as m; 1"#, "outside the module directory"),
+        (r#"import "pipe" as m; 1"#, "not a regular file"),
+        (r#"import "big" as m; 1"#, "over the limit of 1000 bytes"),
+        (r#"import "captures" as m; 1"#, "may not capture"),
+    ] {
+        let start = Instant::now();
+        let error = run(&s, script).unwrap_err().to_string();
+        assert!(error.contains(why), "{script}: {error}");
+        assert!(start.elapsed() < Duration::from_secs(2), "{script}");
+    }
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
 fn compile_errors_and_runtime_errors_are_told_apart() {
     let s = sandbox(Limits::default());
     assert!(matches!(run(&s, "let = ;"), Err(ScriptError::Compile(_))));

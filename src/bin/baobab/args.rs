@@ -114,8 +114,8 @@ pub(crate) struct RunArgs {
     /// Deepest nesting of expressions (1 to 256).
     #[arg(long, default_value_t = Limits::default().max_expr_depth, value_parser = parse_depth)]
     pub(crate) max_expr_depth: usize,
-    /// Largest string, in bytes (0: no limit but --max-memory).
-    #[arg(long, default_value = "10MiB", value_parser = parse_size)]
+    /// Largest string, in bytes, every string a value holds counted (1 to 256MiB).
+    #[arg(long, default_value = "10MiB", value_parser = parse_string_size)]
     pub(crate) max_string_size: usize,
     /// Largest array (or blob), in elements, nested arrays counted (1 to 1048576).
     #[arg(long, default_value_t = Limits::default().max_array_size, value_parser = parse_container_size)]
@@ -257,6 +257,10 @@ fn parse_size_in(text: &str, min: usize, max: usize, what: &str) -> Result<usize
 
 fn parse_script_size(text: &str) -> Result<usize, String> {
     parse_size_in(text, 1, MAX_SCRIPT_SIZE, "bytes")
+}
+
+fn parse_string_size(text: &str) -> Result<usize, String> {
+    parse_size_in(text, 1, Limits::MAX_STRING_SIZE, "bytes")
 }
 
 fn parse_output_size(text: &str) -> Result<usize, String> {

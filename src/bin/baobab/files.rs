@@ -1,18 +1,21 @@
 //! Finding the `.rhai` files to run, and reading them safely.
 //!
-//! The paths given may be hostile: a directory tree with symlink loops, a `.rhai` name on a
-//! FIFO, a socket or a device (`/dev/zero`), a file far larger than any script. So:
-//! - the walk visits each directory and each file once (by device and inode), so a loop
-//!   ends and a file reached by two names runs once;
+//! The paths given may be hostile: a directory tree with symlink loops or links out of it, a
+//! `.rhai` name on a FIFO, a socket or a device (`/dev/zero`), a file far larger than any
+//! script. So:
+//! - the walk visits each directory and each file once (by device and inode), so a file
+//!   reached by two names runs once, and it does not follow a symlink to a directory (a link
+//!   to `/` would walk the whole host); a directory named on the command line is followed;
 //! - only regular files are read; anything else becomes a row saying what it is;
-//! - a file is opened with `O_NONBLOCK` and checked on the open descriptor, so an open never
-//!   blocks (a FIFO swapped in after the walk looked at it is refused, not waited on), and at
-//!   most the script size limit plus one byte is read.
+//! - files are read with [`read_source`](baobab::script::read_source): the open never blocks
+//!   (a FIFO swapped in after the walk looked at it is refused, not waited on), and at most
+//!   the script size limit plus one byte is read.
 
 use std::collections::HashSet;
-use std::fs::{File, Metadata};
-use std::io::Read;
+use std::fs::Metadata;
 use std::path::{Path, PathBuf};
+
+use baobab::script::file_kind as kind;
 
 use tracing::warn;
 
@@ -61,8 +64,12 @@ impl Walk {
         entries.sort();
         for path in entries {
             let rhai = path.extension().is_some_and(|e| e == "rhai");
+            let link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
             // Follows symlinks; a stat never blocks, not even on a FIFO.
             match std::fs::metadata(&path) {
+                Ok(meta) if meta.is_dir() && link => {
+                    warn!(dir = %path.display(), "a symlink to a directory: not followed");
+                }
                 Ok(meta) if meta.is_dir() => {
                     if let Err(error) = self.dir(&path, &meta) {
                         warn!(dir = %path.display(), %error, "cannot read a directory: skipped");
@@ -106,98 +113,11 @@ fn identity(_meta: &Metadata) -> (u64, u64) {
     )
 }
 
-/// What kind of file `meta` describes, in words.
-fn kind(meta: &Metadata) -> &'static str {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        let kind = meta.file_type();
-        if kind.is_fifo() {
-            return "a FIFO";
-        }
-        if kind.is_socket() {
-            return "a socket";
-        }
-        if kind.is_char_device() {
-            return "a character device";
-        }
-        if kind.is_block_device() {
-            return "a block device";
-        }
-    }
-    if meta.is_dir() {
-        "a directory"
-    } else {
-        "not a file"
-    }
-}
-
 fn describe_io(error: &std::io::Error) -> String {
     match error.kind() {
         std::io::ErrorKind::NotFound => "no such file or directory".into(),
         _ => error.to_string(),
     }
-}
-
-/// Why a script file was not read.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum ReadError {
-    /// It is not a regular file (it changed since the walk): not read.
-    NotAFile(String),
-    /// Over the size limit: only the limit plus one byte was read.
-    TooLarge(usize),
-    /// Not UTF-8.
-    NotText,
-    /// The operating system's error.
-    Io(String),
-}
-
-impl std::fmt::Display for ReadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ReadError::NotAFile(kind) => write!(f, "not a regular file ({kind}): not read"),
-            ReadError::TooLarge(limit) => write!(
-                f,
-                "field `script`: the file is over the limit of {limit} bytes (--max-script-size)"
-            ),
-            ReadError::NotText => f.write_str("field `script`: the file is not UTF-8 text"),
-            ReadError::Io(error) => write!(f, "cannot read the file: {error}"),
-        }
-    }
-}
-
-/// Reads a script of at most `limit` bytes, without blocking on the open and without reading
-/// more than `limit + 1` bytes.
-pub(crate) fn read_script(path: &Path, limit: usize) -> Result<String, ReadError> {
-    let file = open_nonblocking(path).map_err(|e| ReadError::Io(describe_io(&e)))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| ReadError::Io(describe_io(&e)))?;
-    if !meta.is_file() {
-        return Err(ReadError::NotAFile(kind(&meta).to_string()));
-    }
-    let mut bytes = Vec::with_capacity((meta.len() as usize).min(limit.saturating_add(1)));
-    file.take(limit as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| ReadError::Io(describe_io(&e)))?;
-    if bytes.len() > limit {
-        return Err(ReadError::TooLarge(limit));
-    }
-    String::from_utf8(bytes).map_err(|_| ReadError::NotText)
-}
-
-#[cfg(unix)]
-fn open_nonblocking(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn open_nonblocking(path: &Path) -> std::io::Result<File> {
-    File::open(path)
 }
 
 #[cfg(test)]
@@ -242,27 +162,24 @@ mod tests {
                 .all(|f| matches!(f, Found::Skipped(_, why) if why.contains("not a regular file"))),
             "{found:?}"
         );
-        // Read directly (as if swapped in after the walk): refused at once, not waited on.
-        assert_eq!(
-            read_script(&fifo, 100),
-            Err(ReadError::NotAFile("a FIFO".into()))
-        );
-        assert_eq!(
-            read_script(&dir.join("zero.rhai"), 100),
-            Err(ReadError::NotAFile("a character device".into()))
-        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
-    fn a_file_over_the_limit_is_not_read_whole() {
-        let dir = temp("large");
-        let path = dir.join("big.rhai");
-        std::fs::write(&path, "1".repeat(101)).unwrap();
-        assert_eq!(read_script(&path, 100), Err(ReadError::TooLarge(100)));
-        assert_eq!(read_script(&path, 101).unwrap().len(), 101);
-        std::fs::write(&path, [0xff, 0xfe]).unwrap();
-        assert_eq!(read_script(&path, 100), Err(ReadError::NotText));
+    fn a_symlink_to_a_directory_is_not_followed_unless_named() {
+        let dir = temp("links");
+        let outside = temp("links-outside");
+        std::fs::write(outside.join("elsewhere.rhai"), "1").unwrap();
+        std::fs::write(dir.join("here.rhai"), "1").unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("out")).unwrap();
+        let found = collect(std::slice::from_ref(&dir)).unwrap();
+        assert_eq!(found, vec![Found::File(dir.join("here.rhai"))]);
+        let named = collect(&[dir.join("out")]).unwrap();
+        assert_eq!(
+            named,
+            vec![Found::File(dir.join("out").join("elsewhere.rhai"))]
+        );
         std::fs::remove_dir_all(dir).unwrap();
+        std::fs::remove_dir_all(outside).unwrap();
     }
 }

@@ -21,7 +21,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tracing::{info, warn};
 
 use crate::args::RunArgs;
-use crate::files::{Found, collect, read_script};
+use baobab::script::read_source;
+
+use crate::files::{Found, collect};
 use crate::interrupt_flag;
 use crate::table::{Row, fill, print_table};
 
@@ -221,7 +223,7 @@ fn submit(store: &dyn JobStore, found: &Found, args: &RunArgs) -> Row {
     if let Some(why) = why {
         return Row::skipped(name, why.clone());
     }
-    let script = match read_script(path, args.max_script_size) {
+    let script = match read_source(path, args.max_script_size) {
         Ok(script) => script,
         Err(error) => return Row::refused(name, error.to_string()),
     };

@@ -7,7 +7,9 @@ use baobab::jobs::Job;
 use indicatif::ProgressBar;
 
 use crate::args::{RedisArgs, SubmitArgs};
-use crate::files::{Found, collect, read_script};
+use baobab::script::read_source;
+
+use crate::files::{Found, collect};
 use crate::table::{Row, fill, print_table};
 
 pub(crate) fn client(args: &RedisArgs) -> Result<baobab::bridge::Client, ExitCode> {
@@ -55,7 +57,7 @@ pub(crate) fn submit(args: SubmitArgs) -> ExitCode {
             }
         };
         let name = file.display().to_string();
-        let job = read_script(file, args.max_script_size)
+        let job = read_source(file, args.max_script_size)
             .map_err(|e| e.to_string())
             .and_then(|script| {
                 Job::builder(script)

@@ -5,7 +5,9 @@
 use std::cell::RefCell;
 use std::cmp::Ordering;
 
-use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, INT, NativeCallContext, Position};
+use rhai::{
+    Array, Dynamic, Engine, EvalAltResult, FnPtr, INT, ImmutableString, NativeCallContext, Position,
+};
 
 use super::{Outcome, over, too_large};
 use crate::script::render::sizes;
@@ -17,6 +19,23 @@ const MAX_FN_NAME: usize = 1024;
 
 pub(super) fn register(engine: &mut Engine) {
     engine.register_fn("pad", pad);
+    // The sorts without a comparer compare in native code, with no check between: an array
+    // grown by index assignment can refer to one large string many times over.
+    engine
+        .register_fn("sort", |ctx: NativeCallContext, a: &mut Array| {
+            sort_builtin(&ctx, a, false)
+        })
+        .register_fn("sort_desc", |ctx: NativeCallContext, a: &mut Array| {
+            sort_builtin(&ctx, a, true)
+        })
+        .register_fn("order", |ctx: NativeCallContext, a: &mut Array| {
+            let mut copy = a.clone();
+            sort_builtin(&ctx, &mut copy, false).map(|()| copy)
+        })
+        .register_fn("order_desc", |ctx: NativeCallContext, a: &mut Array| {
+            let mut copy = a.clone();
+            sort_builtin(&ctx, &mut copy, true).map(|()| copy)
+        });
     engine
         .register_fn("sort", |ctx: NativeCallContext, a: &mut Array, f: FnPtr| {
             sort(&ctx, a, &f)
@@ -103,6 +122,71 @@ fn pad(ctx: NativeCallContext, array: &mut Array, len: INT, item: Dynamic) -> Ou
         return Err(super::terminated());
     }
     array.resize(len, item);
+    Ok(())
+}
+
+/// Rhai's `sort` without a comparer (elements of one type: numbers, characters, strings,
+/// booleans, units), once the array's strings are known to be within the string limit.
+fn sort_builtin(ctx: &NativeCallContext, array: &mut Array, descending: bool) -> Outcome<()> {
+    if array.len() <= 1 {
+        return Ok(());
+    }
+    if over(
+        sizes(&Dynamic::from_array(array.clone())).strings,
+        ctx.engine().max_string_size(),
+    ) {
+        return Err(too_large("Length of string"));
+    }
+    let first = &array[0];
+    let type_id = first.type_id();
+    if array.iter().any(|a| a.type_id() != type_id) {
+        return Err(EvalAltResult::ErrorFunctionNotFound(
+            "elements of different types cannot be sorted".into(),
+            Position::NONE,
+        )
+        .into());
+    }
+    let order: fn(&Dynamic, &Dynamic) -> Ordering = if first.is_int() {
+        |a, b| a.as_int().unwrap_or(0).cmp(&b.as_int().unwrap_or(0))
+    } else if first.is_char() {
+        |a, b| {
+            a.as_char()
+                .unwrap_or('\0')
+                .cmp(&b.as_char().unwrap_or('\0'))
+        }
+    } else if first.is_float() {
+        |a, b| {
+            let (a, b) = (a.as_float().unwrap_or(0.0), b.as_float().unwrap_or(0.0));
+            a.partial_cmp(&b).unwrap_or(Ordering::Equal)
+        }
+    } else if first.is_string() {
+        |a, b| match (
+            a.read_lock::<ImmutableString>(),
+            b.read_lock::<ImmutableString>(),
+        ) {
+            (Some(a), Some(b)) => a.as_str().cmp(b.as_str()),
+            _ => Ordering::Equal,
+        }
+    } else if first.is_bool() {
+        |a, b| {
+            a.as_bool()
+                .unwrap_or(false)
+                .cmp(&b.as_bool().unwrap_or(false))
+        }
+    } else if first.is_unit() {
+        return Ok(());
+    } else {
+        return Err(EvalAltResult::ErrorFunctionNotFound(
+            format!("elements of {} cannot be sorted", first.type_name()),
+            Position::NONE,
+        )
+        .into());
+    };
+    if descending {
+        array.sort_by(|a, b| order(b, a));
+    } else {
+        array.sort_by(order);
+    }
     Ok(())
 }
 

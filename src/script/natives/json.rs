@@ -118,15 +118,10 @@ impl<'de> Visitor<'de> for Value<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Dynamic, A::Error> {
         let mut array = Array::new();
-        loop {
+        while let Some(item) = seq.next_element_seed(Value(self.0))? {
             self.0.add(0, 1)?;
-            match seq.next_element_seed(Value(self.0))? {
-                Some(item) => array.push(item),
-                None => break,
-            }
+            array.push(item);
         }
-        // The last `add` counted the end of the sequence.
-        self.0.used[0] -= 1;
         Ok(array.into())
     }
 

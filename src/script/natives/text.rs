@@ -82,7 +82,13 @@ fn quoted(text: ImmutableString) -> ImmutableString {
 /// (values of different types without one are not equal).
 fn equal(ctx: &NativeCallContext, a: Dynamic, b: Dynamic) -> Outcome<bool> {
     let mut pairs = vec![(a, b)];
+    let mut step = 0u64;
     while let Some((mut a, mut b)) = pairs.pop() {
+        // A container grown by index assignment can hold far more than the limits count.
+        step += 1;
+        if run::interrupted(step) {
+            return Err(super::terminated());
+        }
         if a.is_array() && b.is_array() {
             let (a, b) = (a.cast::<Array>(), b.cast::<Array>());
             if a.len() != b.len() {
