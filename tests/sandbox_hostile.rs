@@ -48,7 +48,8 @@ fn run(
         .unwrap()
 }
 
-/// Asserts `script`, given a 1 s timeout, ends with it, within 3 s.
+/// Asserts `script`, given a 1 s timeout, ends with it, within 4 s (the check itself is
+/// within a millisecond; the rest is room for a busy machine).
 fn ends_at_its_timeout(sandbox: &Arc<Sandbox>, script: &str) {
     let (result, took) = run(sandbox, script, Duration::from_secs(1));
     assert_eq!(
@@ -56,7 +57,7 @@ fn ends_at_its_timeout(sandbox: &Arc<Sandbox>, script: &str) {
         Err(ScriptError::Timeout(Duration::from_secs(1))),
         "{script}"
     );
-    assert!(took < Duration::from_secs(3), "{script}: {took:?}");
+    assert!(took < Duration::from_secs(4), "{script}: {took:?}");
 }
 
 fn limit_of(result: &Result<String, ScriptError>) -> Option<Limit> {
@@ -490,11 +491,9 @@ fn the_deepest_recursion_the_limits_allow_ends_with_a_limit_not_an_overflow() {
         nested,
     ] {
         let (result, _) = run(&s, &script, Duration::from_secs(30));
+        // The limits end it, not the stack guard: the stack given holds them.
         assert!(
-            matches!(
-                limit_of(&result),
-                Some(Limit::CallDepth | Limit::ExprDepth | Limit::Stack)
-            ),
+            matches!(limit_of(&result), Some(Limit::CallDepth | Limit::ExprDepth)),
             "{script}: {result:?}"
         );
     }

@@ -410,9 +410,12 @@ impl WorkerPool {
 
     /// Why the pool stopped, once it has (`None` while it runs). A pool stops after
     /// [`shutdown`](Self::shutdown) (reason `normal`), or when its workers crash more often
-    /// than [`PoolConfig::intensity`] allows: then every job it held, and (unless it requeues
-    /// on shutdown) every job still queued in the store for its actor, has ended
-    /// `error: worker pool stopped: …`. Does not wait. Always `None` for a pool reached by
+    /// than [`PoolConfig::intensity`] allows: then every job it held and had not started, and
+    /// (unless it requeues on shutdown) every job still queued in the store for its actor, has
+    /// ended `error: worker pool stopped: …`; a job that was running was told to stop and ends
+    /// so when it next looks at its cancel token (a Rhai script within a millisecond). The pool
+    /// owns its actor's queue in the store: another pool of the same actor on the same store
+    /// would see its queued jobs ended too. Does not wait. Always `None` for a pool reached by
     /// [`named`](Self::named) (its supervisor restarts it).
     pub fn exited(&self) -> Option<ExitReason> {
         self.exit
@@ -795,8 +798,11 @@ async fn dispatch(
                     // Nothing will take the jobs still queued for this actor: they end now,
                     // so no caller waits for them forever. (A pool that requeues shares its
                     // queue with other runners: it leaves them there.)
-                    d.fail_queued(&ctx, &why);
+                    d.fail_queued(&mut ctx, &why).await;
                 }
+                // The pool's end is seen once the jobs it held have ended (their writes to the
+                // store are on the blocking pool), or after a while if the store hangs.
+                d.await_completions(&mut ctx, Duration::from_secs(10)).await;
                 if let Some((_, Some(reply))) = shutdown.take() {
                     reply.reply(d.current_stats());
                 }
@@ -1094,43 +1100,63 @@ impl Dispatcher {
         }
     }
 
+    /// Waits (up to `limit`) until the jobs this dispatcher is ending or giving back on the
+    /// blocking pool are written.
+    async fn await_completions(&mut self, ctx: &mut Ctx<DispatchMsg>, limit: Duration) {
+        let until = ctx.now() + limit;
+        while self.completing > 0 {
+            let left = until.saturating_sub(ctx.now());
+            match ctx
+                .recv_matching_timeout(
+                    |m| matches!(m, Message::User(DispatchMsg::Completed(_))),
+                    left,
+                )
+                .await
+            {
+                Some(Message::User(DispatchMsg::Completed(n))) => self.completing -= n,
+                _ => {
+                    warn!(actor = %self.config.actor_id, left = self.completing,
+                        "jobs not yet written as the pool stops");
+                    return;
+                }
+            }
+        }
+    }
+
     /// Ends every job still queued in the store for this pool's actor `error: <why>` (on the
-    /// blocking pool, which finishes the work even after this process has exited).
-    fn fail_queued(&mut self, ctx: &Ctx<DispatchMsg>, why: &str) {
+    /// blocking pool; this waits for it). The pool owns its actor's queue in the store.
+    async fn fail_queued(&mut self, ctx: &mut Ctx<DispatchMsg>, why: &str) {
         let store = Arc::clone(&self.store);
         let ended = Arc::clone(&self.ended);
         let actor = self.config.actor_id.clone();
         let why = why.to_string();
-        ctx.spawn_blocking(
-            move || {
-                let mut failed = 0u64;
-                loop {
-                    let jobs = match store.take(&actor, 1024, Duration::ZERO) {
-                        Ok(jobs) if !jobs.is_empty() => jobs,
-                        Ok(_) => break,
-                        Err(error) => {
-                            warn!(%actor, %error, "could not end the jobs still queued");
-                            break;
-                        }
-                    };
-                    for mut job in jobs {
-                        job.status = JobStatus::Error;
-                        job.error = Some(why.clone());
-                        job.finished_at = Some(SystemTime::now());
-                        if let Err(error) = store.complete(&job) {
-                            warn!(job = %job.id, %error, "could not end a queued job");
-                        }
-                        ended.add(JobStatus::Error);
-                        failed += 1;
+        ctx.blocking(move || {
+            let mut failed = 0u64;
+            loop {
+                let jobs = match store.take(&actor, 1024, Duration::ZERO) {
+                    Ok(jobs) if !jobs.is_empty() => jobs,
+                    Ok(_) => break,
+                    Err(error) => {
+                        warn!(%actor, %error, "could not end the jobs still queued");
+                        break;
                     }
+                };
+                for mut job in jobs {
+                    job.status = JobStatus::Error;
+                    job.error = Some(why.clone());
+                    job.finished_at = Some(SystemTime::now());
+                    if let Err(error) = store.complete(&job) {
+                        warn!(job = %job.id, %error, "could not end a queued job");
+                    }
+                    ended.add(JobStatus::Error);
+                    failed += 1;
                 }
-                if failed > 0 {
-                    warn!(%actor, failed, "ended the jobs still queued: the pool stopped");
-                }
-                failed
-            },
-            DispatchMsg::Completed,
-        );
+            }
+            if failed > 0 {
+                warn!(%actor, failed, "ended the jobs still queued: the pool stopped");
+            }
+        })
+        .await;
     }
 
     fn idle_for_shutdown(&self) -> bool {

@@ -70,17 +70,28 @@ impl BlockingPool {
         } else if state.threads < self.max_threads {
             state.threads += 1;
             drop(state);
-            let pool = Arc::clone(self);
-            let mut builder = std::thread::Builder::new().name("baobab-blocking".into());
-            if let Some(bytes) = self.stack_size {
-                builder = builder.stack_size(bytes);
-            }
-            let started = builder.spawn(move || pool.run_thread());
+            let started = self.start_thread(self.stack_size).or_else(|error| {
+                // A large stack the system will not map (a `ulimit -v`, strict overcommit):
+                // a thread with the default stack rather than none, so no work waits for ever
+                // (the sandbox then runs each script on a thread of its own, or fails it).
+                warn!(%error, stack = ?self.stack_size,
+                    "could not start a blocking thread with this stack; trying the default");
+                self.start_thread(None)
+            });
             if let Err(error) = started {
                 warn!(%error, "could not start a blocking thread");
                 self.lock().threads -= 1;
             }
         }
+    }
+
+    fn start_thread(self: &Arc<Self>, stack: Option<usize>) -> std::io::Result<()> {
+        let pool = Arc::clone(self);
+        let mut builder = std::thread::Builder::new().name("baobab-blocking".into());
+        if let Some(bytes) = stack {
+            builder = builder.stack_size(bytes);
+        }
+        builder.spawn(move || pool.run_thread()).map(drop)
     }
 
     fn run_thread(&self) {

@@ -70,7 +70,7 @@ pub struct SandboxConfig {
     /// The largest module file `import` reads, in bytes (default 1 MiB).
     pub max_module_bytes: usize,
     /// Bytes of compiled scripts to keep for reuse (0: none). An entry counts what compiling
-    /// it allocated (with [`CountingAllocator`](super::CountingAllocator) installed), or 48
+    /// it allocated (with [`CountingAllocator`](super::CountingAllocator) installed), or 160
     /// bytes per byte of script text otherwise, plus its text.
     pub cache_bytes: usize,
     /// Registers the embedder's own functions on the engine (the sandbox's only door: what
@@ -252,9 +252,10 @@ impl Sandbox {
         job: &Job,
         cancel: Option<Arc<AtomicBool>>,
     ) -> (Result<String, ScriptError>, Vec<String>) {
-        // A thread given `stack_needed` has used a little of it before it gets here.
+        // A thread given `stack_needed` has used a little of it before it gets here. Where
+        // a thread's stack cannot be known (outside Linux), each run gets a thread of its own.
         let room = stack::remaining();
-        if room.is_none_or(|room| room >= self.stack_needed - stack::ENTRY_SLACK) {
+        if room.is_some_and(|room| room >= self.stack_needed - stack::ENTRY_SLACK) {
             return self.run_here(job, cancel);
         }
         static WARNED: AtomicBool = AtomicBool::new(false);

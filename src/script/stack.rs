@@ -19,20 +19,27 @@ use std::cell::Cell;
 use super::Limits;
 
 /// Stack per level of nested arrays or maps, for the deepest of Rhai's recursions over a
-/// value (checking its size, cloning, dropping, hashing), with a margin. Measured by
-/// `tests/sandbox_stack.rs`.
+/// value (checking its size, cloning, dropping, hashing), with a margin: measured at 208 (an
+/// array) to 353 (a map) bytes in a release build and up to 2.2 KB in a debug one;
+/// `tests/sandbox_stack.rs` walks the deepest value the limits allow on a thread of exactly
+/// the stack this gives.
 #[cfg(not(debug_assertions))]
 const NESTING_FRAME: usize = 512;
 #[cfg(debug_assertions)]
 const NESTING_FRAME: usize = 3 * 1024;
 
-/// Stack per level of nested expressions, running or compiling, with a margin.
+/// Stack per level of nested expressions, running or compiling, with a margin (measured:
+/// at most 1.7 KB running and 3.4 KB compiling in a release build, 6.2 KB and 24 KB in a debug
+/// one; compiling never nests as deep as running can). `tests/sandbox_hostile.rs` runs the
+/// deepest recursion the largest depth limits allow and expects the limits to end it, not
+/// the stack guard.
 #[cfg(not(debug_assertions))]
 const EXPR_FRAME: usize = 2 * 1024;
 #[cfg(debug_assertions)]
 const EXPR_FRAME: usize = 12 * 1024;
 
-/// Stack per level of script function calls (beyond its expressions), with a margin.
+/// Stack per level of script function calls (beyond its expressions), with a margin
+/// (measured: 6–8 KB in a release build, 41–48 KB in a debug one).
 #[cfg(not(debug_assertions))]
 const CALL_FRAME: usize = 8 * 1024;
 #[cfg(debug_assertions)]

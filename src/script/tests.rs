@@ -191,7 +191,11 @@ fn imports_cannot_leave_the_module_directory_block_or_read_without_bound() {
     std::fs::create_dir_all(dir.join("lib")).unwrap();
     std::fs::write(root.join("secret.rhai"), "fn get() { \"secret\" }").unwrap();
     std::fs::write(dir.join("lib/math.rhai"), "fn twice(x) { x * 2 }").unwrap();
-    std::fs::write(dir.join("big.rhai"), format!("let x = \"{}\";", "y".repeat(2000))).unwrap();
+    std::fs::write(
+        dir.join("big.rhai"),
+        format!("let x = \"{}\";", "y".repeat(2000)),
+    )
+    .unwrap();
     std::fs::write(dir.join("captures.rhai"), "let y = 1; let f = |x| x + y;").unwrap();
     std::os::unix::fs::symlink(root.join("secret.rhai"), dir.join("link.rhai")).unwrap();
     std::os::unix::fs::symlink("/dev/zero", dir.join("zero.rhai")).unwrap();
@@ -208,7 +212,9 @@ fn imports_cannot_leave_the_module_directory_block_or_read_without_bound() {
         ..SandboxConfig::default()
     });
     assert_eq!(
-        run(&s, r#"import "lib/math" as m; m::twice(21)"#).unwrap().output,
+        run(&s, r#"import "lib/math" as m; m::twice(21)"#)
+            .unwrap()
+            .output,
         "42"
     );
     let root_path = root.join("secret");
@@ -217,7 +223,10 @@ fn imports_cannot_leave_the_module_directory_block_or_read_without_bound() {
         (r#"import "../secret" as m; m::get()"#, "plain names"),
         (absolute.as_str(), "plain names"),
         (r#"import "lib/../../secret" as m; m::get()"#, "plain names"),
-        (r#"import "link" as m; m::get()"#, "outside the module directory"),
+        (
+            r#"import "link" as m; m::get()"#,
+            "outside the module directory",
+        ),
         (r#"import "zero" as m; 1"#, "outside the module directory"),
         (r#"import "pipe" as m; 1"#, "not a regular file"),
         (r#"import "big" as m; 1"#, "over the limit of 1000 bytes"),

@@ -28,6 +28,15 @@ pub(crate) enum Found {
     Skipped(PathBuf, String),
 }
 
+impl Found {
+    /// The path found.
+    pub(crate) fn path(&self) -> &Path {
+        match self {
+            Found::File(path) | Found::Skipped(path, _) => path,
+        }
+    }
+}
+
 /// Every `.rhai` file named, or found (recursively, sorted) under a directory named, each
 /// once. A named path that does not exist is an error.
 pub(crate) fn collect(paths: &[PathBuf]) -> Result<Vec<Found>, String> {

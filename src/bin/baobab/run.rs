@@ -75,9 +75,16 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
     info!(workers, jobs = found.len(), "running");
 
     let started = Instant::now();
+    // Reading and queueing every file can take a while: an interrupt stops it too.
     let mut rows: Vec<Row> = found
         .iter()
-        .map(|found| submit(&*store, found, &args))
+        .map(|found| {
+            if interrupted.load(Ordering::Relaxed) {
+                Row::not_run(found.path().display().to_string())
+            } else {
+                submit(&*store, found, &args)
+            }
+        })
         .collect();
     let progress = if args.no_progress || rows.len() < 20 {
         ProgressBar::hidden()

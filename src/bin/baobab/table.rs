@@ -16,6 +16,8 @@ pub(crate) struct Row {
 
 /// The status of a row whose path is not a file to run.
 const SKIPPED: &str = "skipped";
+/// The status of a row whose job never ran.
+const NOT_RUN: &str = "not run";
 
 impl Row {
     /// A file whose job was refused before it was queued.
@@ -39,6 +41,18 @@ impl Row {
             time: None,
             text: why,
             failed: false,
+        }
+    }
+
+    /// A file not read: the run was interrupted first.
+    pub(crate) fn not_run(file: String) -> Row {
+        Row {
+            file,
+            id: None,
+            status: NOT_RUN.into(),
+            time: None,
+            text: "interrupted before it was queued".into(),
+            failed: true,
         }
     }
 
@@ -72,9 +86,9 @@ pub(crate) fn fill(row: &mut Row, job: Option<Job>) {
             };
         }
         None => {
-            row.status = "not run".into();
+            row.status = NOT_RUN.into();
             row.failed = true;
-            row.text = "interrupted before it started".into();
+            row.text = "it had not started when the run ended".into();
         }
     }
 }
