@@ -61,6 +61,10 @@ pub struct SandboxConfig {
     pub limits: Limits,
     /// What scripts see as `DB_PATH`.
     pub db_path: String,
+    /// Constants every script sees, as `NAME`: the runner's settings (a job's own env var of
+    /// the same name is hidden by it). Names as [`JobBuilder::env`](crate::jobs::JobBuilder::env)
+    /// checks them.
+    pub env: Vec<(String, String)>,
     /// The directory `import` may read modules from; `None`: `import` fails. A module path
     /// is plain names under it (`import "lib/math"` reads `DIR/lib/math.rhai`); a path with
     /// `..`, an absolute one, or a file that leads outside (a symlink out) is refused. Module
@@ -84,6 +88,7 @@ impl Default for SandboxConfig {
         SandboxConfig {
             limits: Limits::default(),
             db_path: String::new(),
+            env: Vec::new(),
             module_dir: None,
             max_module_bytes: crate::jobs::DEFAULT_MAX_SCRIPT_BYTES,
             cache_bytes: DEFAULT_CACHE_BYTES,
@@ -97,6 +102,7 @@ impl fmt::Debug for SandboxConfig {
         f.debug_struct("SandboxConfig")
             .field("limits", &self.limits)
             .field("db_path", &self.db_path)
+            .field("env", &self.env)
             .field("module_dir", &self.module_dir)
             .field("cache_bytes", &self.cache_bytes)
             .field("extend", &self.extend.is_some())
@@ -138,6 +144,7 @@ pub struct Sandbox {
     engine: Engine,
     limits: Limits,
     db_path: String,
+    env: Vec<(String, String)>,
     cache: Mutex<Cache>,
     imports: bool,
     /// The stack a run needs: below it, a run gets a thread of its own.
@@ -201,6 +208,7 @@ impl Sandbox {
             stack_kept: stack::keep(&limits),
             limits,
             db_path: config.db_path,
+            env: config.env,
             cache: Mutex::new(Cache::new(config.cache_bytes)),
             imports: config.module_dir.is_some(),
         }
@@ -335,6 +343,10 @@ impl Sandbox {
             .push_constant("CONTEXT_ID", job.context_id.clone())
             .push_constant("DB_PATH", self.db_path.clone());
         for (name, value) in &job.env_vars {
+            scope.push_constant(name.as_str(), value.clone());
+        }
+        // The runner's own, after the job's: the later constant is the one a script sees.
+        for (name, value) in &self.env {
             scope.push_constant(name.as_str(), value.clone());
         }
         scope

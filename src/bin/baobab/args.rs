@@ -145,7 +145,8 @@ pub(crate) struct RunArgs {
     /// A directory scripts may `import` modules from (without it, `import` fails).
     #[arg(long, value_parser = parse_dir)]
     pub(crate) modules: Option<PathBuf>,
-    /// `NAME=VALUE`, seen by every script as the constant `NAME` (repeatable).
+    /// `NAME=VALUE`, seen by every script as the constant `NAME` (repeatable; with `--redis`
+    /// too, over a job's own env var of that name).
     #[arg(long = "env", value_parser = parse_env)]
     pub(crate) env: Vec<(String, String)>,
     /// On Ctrl-C or SIGTERM: how long running jobs may go on before they are cancelled, in
@@ -195,6 +196,7 @@ impl RunArgs {
         baobab::script::SandboxConfig {
             limits: self.limits(),
             db_path: self.db_path.clone(),
+            env: self.env.clone(),
             module_dir: self.modules.clone(),
             cache_bytes: self.cache_size,
             ..baobab::script::SandboxConfig::default()

@@ -234,14 +234,12 @@ fn submit(store: &dyn JobStore, found: &Found, args: &RunArgs) -> Row {
         Ok(script) => script,
         Err(error) => return Row::refused(name, error.to_string()),
     };
-    let mut builder = Job::builder(script)
+    let job = Job::builder(script)
         .caller_id("baobab-cli")
         .timeout(Duration::from_secs(args.timeout))
-        .max_script_bytes(args.max_script_size);
-    for (name, value) in &args.env {
-        builder = builder.env(name, value);
-    }
-    let job = match builder.build() {
+        .max_script_bytes(args.max_script_size)
+        .build();
+    let job = match job {
         Ok(job) => job,
         Err(error) => return Row::refused(name, error.to_string()),
     };
