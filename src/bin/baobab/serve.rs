@@ -63,7 +63,7 @@ pub(crate) fn serve(args: RunArgs) -> ExitCode {
         if let Some(reason) = runner.exited() {
             error!(%reason, "the runner failed: its jobs go back to the queue");
             eprintln!("baobab: the runner failed: {reason}");
-            shut_down_within(runner, grace);
+            stop_runner_within(runner, grace);
             return ExitCode::from(RUNNER_FAILED);
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -72,7 +72,7 @@ pub(crate) fn serve(args: RunArgs) -> ExitCode {
         "baobab: stopping; running jobs have {} s to finish",
         args.grace
     );
-    match shut_down_within(runner, grace) {
+    match stop_runner_within(runner, grace) {
         Some(Ok(stats)) => {
             eprintln!(
                 "baobab: stopped: {} finished, {} failed, {} worker crashes",
@@ -93,7 +93,7 @@ pub(crate) fn serve(args: RunArgs) -> ExitCode {
 
 /// Shuts the runner down (running jobs get `grace`, Redis writes stop being retried 5 s
 /// after it), and returns by then plus half a second whatever happens.
-fn shut_down_within(
+fn stop_runner_within(
     runner: Runner,
     grace: Duration,
 ) -> Option<Result<baobab::jobs::PoolStats, baobab::jobs::PoolError>> {
