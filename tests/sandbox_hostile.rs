@@ -401,6 +401,49 @@ fn comparers_that_time_out_end_the_sort() {
 }
 
 #[test]
+fn walks_over_a_container_grown_past_the_limits_stop_at_the_timeout() {
+    // Index assignment checks the item, not the array it grows: 2,000 references to one
+    // 8 MB string, far past the string limit, and no error yet.
+    let s = sandbox(limits());
+    let grown = r#"let big = "x"; big.pad(8000000, "y"); let other = big + "z";
+        let a = []; a.pad(2000, 0); for i in 0..2000 { a[i] = big; }"#;
+    // Building it takes about a second: a timeout of 5 s, and the walks would take minutes.
+    for walk in [
+        "a.contains(other)",
+        "a.index_of(other)",
+        "a == a",
+        "a.dedup(); a",
+    ] {
+        let script = format!("{grown} {walk}");
+        let (result, took) = run(&s, &script, Duration::from_secs(5));
+        // It may end (comparing a string with itself is quick), or stop at the timeout, or at
+        // the string limit when Rhai checks the array after the call: but never run on.
+        assert!(
+            matches!(
+                result,
+                Ok(_)
+                    | Err(ScriptError::Timeout(_)
+                        | ScriptError::Limit {
+                            limit: Limit::StringSize,
+                            ..
+                        })
+            ),
+            "{walk}: {result:?}"
+        );
+        assert!(took < Duration::from_secs(9), "{walk}: {took:?}");
+    }
+    for walk in ["a.sort(); 1", "a.order(); 1", "a.sort_desc(); 1"] {
+        let (result, took) = run(&s, &format!("{grown} {walk}"), Duration::from_secs(5));
+        assert_eq!(
+            limit_of(&result),
+            Some(Limit::StringSize),
+            "{walk}: {result:?}"
+        );
+        assert!(took < Duration::from_secs(9), "{walk}: {took:?}");
+    }
+}
+
+#[test]
 fn parse_json_parses_json_and_never_runs_it() {
     let s = sandbox(limits());
     let (ran, _) = run(
