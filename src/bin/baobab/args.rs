@@ -102,9 +102,10 @@ pub(crate) struct RunArgs {
     /// be at most 1024.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=MAX_CONCURRENCY))]
     pub(crate) concurrency: u64,
-    /// Each job's timeout, in seconds (1 to 86400, wall clock).
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT))]
-    pub(crate) timeout: u64,
+    /// Each job's timeout, in seconds (1 to 86400, wall clock; default 30). With `--redis`: the
+    /// longest a job may run, whatever timeout it asks for (default: a day).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT))]
+    pub(crate) timeout: Option<u64>,
     /// Most Rhai operations a job may perform (0: no limit; the timeout still ends it).
     #[arg(long, default_value_t = Limits::default().max_operations)]
     pub(crate) max_operations: u64,
@@ -157,6 +158,9 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     pub(crate) no_progress: bool,
 }
+
+/// A job's timeout when neither it nor the flag says.
+pub(crate) const DEFAULT_TIMEOUT: u64 = 30;
 
 impl RunArgs {
     /// The sandbox limits the flags set.

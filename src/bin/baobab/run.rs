@@ -236,7 +236,9 @@ fn submit(store: &dyn JobStore, found: &Found, args: &RunArgs) -> Row {
     };
     let job = Job::builder(script)
         .caller_id("baobab-cli")
-        .timeout(Duration::from_secs(args.timeout))
+        .timeout(Duration::from_secs(
+            args.timeout.unwrap_or(crate::args::DEFAULT_TIMEOUT),
+        ))
         .max_script_bytes(args.max_script_size)
         .build();
     let job = match job {
