@@ -50,7 +50,7 @@ enum Command {
     /// a usage error, 3 if the runner itself failed (its worker pool stopped), 130 if
     /// interrupted. With `--redis`, serves the actor's queue in Redis instead, until Ctrl-C or
     /// SIGTERM (exit 0), or until the runner fails (exit 3).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Submits `.rhai` files as jobs to a Redis-fed runner; with `--wait`, waits for their
     /// results and prints them.
     Submit(SubmitArgs),
@@ -65,8 +65,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_level, cli.log_json);
     match cli.command {
-        Command::Run(args) if args.redis.redis.is_some() => serve::serve(args),
-        Command::Run(args) => run::run(args),
+        Command::Run(args) if args.redis.redis.is_some() => serve::serve(*args),
+        Command::Run(args) => run::run(*args),
         Command::Submit(args) => submit::submit(args),
         Command::Status(args) => status::status(args),
         Command::Stop(args) => stop::stop(args),
