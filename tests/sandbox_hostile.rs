@@ -432,14 +432,16 @@ fn walks_over_a_container_grown_past_the_limits_stop_at_the_timeout() {
         );
         assert!(took < Duration::from_secs(9), "{walk}: {took:?}");
     }
+    // A sort checks the strings first, so it ends at the string limit: the timeout only
+    // leaves room for building the array on a loaded machine.
     for walk in ["a.sort(); 1", "a.order(); 1", "a.sort_desc(); 1"] {
-        let (result, took) = run(&s, &format!("{grown} {walk}"), Duration::from_secs(5));
+        let (result, took) = run(&s, &format!("{grown} {walk}"), Duration::from_secs(30));
         assert_eq!(
             limit_of(&result),
             Some(Limit::StringSize),
             "{walk}: {result:?}"
         );
-        assert!(took < Duration::from_secs(9), "{walk}: {took:?}");
+        assert!(took < Duration::from_secs(30), "{walk}: {took:?}");
     }
 }
 

@@ -28,7 +28,7 @@ use tracing::warn;
 
 use super::connection::{Failure, Link, describe, reply};
 use super::keys::Profile;
-use super::store::{RedisStore, reply_payload, scripts};
+use super::store::{MAX_FIELD_BYTES, RedisStore, reply_payload, scripts};
 use super::wire::{iso8601, result_fields, status_to_wire};
 use crate::jobs::{Job, JobStatus, StoreError};
 
@@ -63,19 +63,31 @@ impl RedisStore {
         if self.keys.profile == Profile::Hero {
             return Ok(jobs.iter().map(|job| default(job)).collect());
         }
-        let mut pipe = redis::pipe();
-        for job in jobs {
-            pipe.cmd("HGET")
-                .arg(self.keys.job(&job.id))
-                .arg("reply_queue_name");
-        }
-        let named = self.run("complete", |c| c.pipeline(&pipe))?;
+        // Read within a field's limit: a name a client made huge is not read.
+        let calls: Vec<redis::Cmd> = jobs
+            .iter()
+            .map(|job| {
+                let mut call = scripts().read.call(1);
+                call.arg(self.keys.job(&job.id))
+                    .arg(1)
+                    .arg("reply_queue_name")
+                    .arg(MAX_FIELD_BYTES);
+                call
+            })
+            .collect();
+        let named = self.run("complete", |c| c.eval(&scripts().read, &calls))?;
         Ok(jobs
             .iter()
             .zip(named)
-            .map(|(job, named)| match named.map(reply::bytes) {
-                Ok(Ok(Some(name))) if !name.is_empty() => name,
-                _ => default(job),
+            .map(|(job, named)| {
+                let name = match named.map(reply::items) {
+                    Ok(Ok(mut items)) if items.len() == 1 => reply::bytes(items.remove(0)),
+                    _ => Ok(None),
+                };
+                match name {
+                    Ok(Some(name)) if !name.is_empty() => name,
+                    _ => default(job),
+                }
             })
             .collect())
     }

@@ -24,7 +24,7 @@ use tracing::{debug, warn};
 use super::connection::{Connections, Failure, Link, Lua, MAX_BLOCK, reply};
 use super::keys::{Keys, Profile};
 use super::wire::{ending_fields, iso8601, job_from_fields, job_to_fields, status_to_wire};
-use crate::jobs::{Job, JobStatus, JobStore, StoreError};
+use crate::jobs::{DEFAULT_MAX_SCRIPT_BYTES, Job, JobStatus, JobStore, StoreError};
 
 /// How a [`RedisStore`] connects and identifies itself.
 #[derive(Clone, Debug)]
@@ -40,11 +40,21 @@ pub struct RedisConfig {
     pub heartbeat_ttl: Duration,
     /// How long a reply list is kept for a client to read.
     pub reply_ttl: Duration,
+    /// The largest `script` (and `env_vars`) a job may have, in bytes. A larger value is not
+    /// read: its job ends `error` naming the field. Every other field the runner reads may
+    /// hold [`MAX_FIELD_BYTES`].
+    pub max_script_bytes: usize,
+    /// The longest a job may run: a job that asks for a longer timeout gets this one.
+    pub max_timeout: Duration,
 }
+
+/// The most bytes the runner reads of a job hash's fields other than `script` and
+/// `env_vars` (ids, status, times, numbers); a larger value ends its job `error`.
+pub const MAX_FIELD_BYTES: usize = 4096;
 
 impl RedisConfig {
     /// Defaults for `url`: the Hero profile, a fresh runner id, a 10 s heartbeat, replies kept
-    /// a day.
+    /// a day, scripts up to [`DEFAULT_MAX_SCRIPT_BYTES`] (1 MiB), jobs run a day at most.
     pub fn new(url: impl Into<String>) -> Self {
         RedisConfig {
             url: url.into(),
@@ -52,6 +62,8 @@ impl RedisConfig {
             runner_id: uuid::Uuid::new_v4().to_string(),
             heartbeat_ttl: Duration::from_secs(10),
             reply_ttl: Duration::from_secs(24 * 3600),
+            max_script_bytes: DEFAULT_MAX_SCRIPT_BYTES,
+            max_timeout: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -63,6 +75,7 @@ pub(super) struct Scripts {
     pub(super) requeue: Lua,
     pub(super) reject: Lua,
     pub(super) fallback: Lua,
+    pub(super) read: Lua,
 }
 
 pub(super) fn scripts() -> &'static Scripts {
@@ -73,6 +86,7 @@ pub(super) fn scripts() -> &'static Scripts {
         requeue: Lua::new(include_str!("lua/requeue.lua")),
         reject: Lua::new(include_str!("lua/reject.lua")),
         fallback: Lua::new(include_str!("lua/fallback.lua")),
+        read: Lua::new(include_str!("lua/read.lua")),
     })
 }
 

@@ -7,7 +7,12 @@
 //!   ends `error` (`malformed job id: …`) and its reply is pushed.
 //! - A field the runner reads that is not UTF-8 ends the job `error`
 //!   (`malformed job hash: field `script`: not valid UTF-8`), as any malformed field does.
+//! - A field over its limit (`script` and `env_vars`: [`RedisConfig::max_script_bytes`];
+//!   the others: [`MAX_FIELD_BYTES`]) is not read: the job ends `error`
+//!   (`malformed job hash: field `script`: 2000000 bytes is over the limit of 1048576 bytes`).
 //! - An id with no hash, or whose key holds another type, is logged and dropped.
+//!
+//! [`RedisConfig::max_script_bytes`]: super::RedisConfig::max_script_bytes
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
@@ -17,8 +22,10 @@ use tracing::{debug, warn};
 
 use super::connection::{Failure, MAX_BLOCK, reply};
 use super::keys::Profile;
-use super::store::{RedisStore, job_key, reply_key, reply_named_in_hash, reply_payload, scripts};
-use super::wire::{iso8601, job_from_fields, status_to_wire, text_fields};
+use super::store::{
+    MAX_FIELD_BYTES, RedisStore, job_key, reply_key, reply_named_in_hash, reply_payload, scripts,
+};
+use super::wire::{WireError, iso8601, job_within, status_to_wire, text_fields};
 use crate::jobs::{Job, JobStatus, StoreError};
 
 /// The fields of a job hash the runner reads (rhailib: and `reply_queue_name`).
@@ -52,6 +59,12 @@ enum HashRead {
     Unreadable,
     /// Not readable at all: the job ends `error` with this.
     Failed(String),
+    /// A field over its limit (not read): the job ends `error` naming it.
+    Over {
+        field: &'static str,
+        size: u64,
+        limit: usize,
+    },
 }
 
 /// An id as it is logged: quoted, with anything not printable escaped.
@@ -229,18 +242,26 @@ impl RedisStore {
         }
     }
 
-    /// The fields the runner reads of every job hash, in one round trip (and the type of the
-    /// keys that hold none of them, in another).
+    /// The fields the runner reads of every job hash, in one round trip, each only if it is
+    /// within its limit (see `lua/read.lua`).
     fn read_hashes(&self, ids: &[String]) -> Vec<HashRead> {
         if ids.is_empty() {
             return Vec::new();
         }
         let fields = fields(self.keys.profile);
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.cmd("HMGET").arg(self.keys.job(id)).arg(fields);
-        }
-        let rows = match self.try_run("load", |c| c.pipeline(&pipe)) {
+        let limits: Vec<usize> = fields.iter().map(|f| self.field_limit(f)).collect();
+        let calls: Vec<redis::Cmd> = ids
+            .iter()
+            .map(|id| {
+                let mut call = scripts().read.call(1);
+                call.arg(self.keys.job(id))
+                    .arg(fields.len())
+                    .arg(fields)
+                    .arg(&limits);
+                call
+            })
+            .collect();
+        let rows = match self.try_run("load", |c| c.eval(&scripts().read, &calls)) {
             Ok(rows) => rows,
             Err(Failure::Rejected(_) | Failure::Poisoned(_)) if ids.len() > 1 => {
                 // One of them cannot be read: each alone.
@@ -255,53 +276,43 @@ impl RedisStore {
             }
             Err(_) => return ids.iter().map(|_| HashRead::Unreadable).collect(),
         };
-        let mut reads: Vec<Option<HashRead>> = rows
+        let mut reads: Vec<HashRead> = rows
             .into_iter()
-            .map(|row| match row.map(reply::items) {
-                Ok(Ok(values)) if values.iter().any(|v| !matches!(v, Value::Nil)) => {
-                    Some(HashRead::Fields(
-                        values
-                            .into_iter()
-                            .map(|v| reply::bytes(v).ok().flatten())
-                            .collect(),
-                    ))
+            .map(|row| match row {
+                Ok(Value::Array(values)) if values.len() == fields.len() => {
+                    let mut read = Vec::with_capacity(values.len());
+                    for (i, value) in values.into_iter().enumerate() {
+                        match value {
+                            Value::Int(size) => {
+                                return HashRead::Over {
+                                    field: fields[i],
+                                    size: u64::try_from(size).unwrap_or(0),
+                                    limit: limits[i],
+                                };
+                            }
+                            value => read.push(reply::bytes(value).ok().flatten()),
+                        }
+                    }
+                    HashRead::Fields(read)
                 }
-                // No field at all, or a key of another type: its type tells.
-                Ok(Ok(_)) => None,
-                Err(error) if error.code() == Some("WRONGTYPE") => None,
-                Ok(Err(other)) => Some(HashRead::Failed(format!(
+                Ok(other @ Value::Array(_)) => HashRead::Failed(format!(
                     "could not read the job hash: unexpected reply {other:?}"
-                ))),
-                Err(error) => Some(HashRead::Failed(format!(
-                    "could not read the job hash: {error}"
-                ))),
+                )),
+                Ok(kind) => HashRead::Not(reply::lossy(kind)),
+                Err(error) => HashRead::Failed(format!("could not read the job hash: {error}")),
             })
             .collect();
-        let unknown: Vec<usize> = (0..ids.len()).filter(|&i| reads[i].is_none()).collect();
-        if !unknown.is_empty() {
-            let mut pipe = redis::pipe();
-            for &i in &unknown {
-                pipe.cmd("TYPE").arg(self.keys.job(&ids[i]));
-            }
-            let kinds = self.try_run("load", |c| c.pipeline(&pipe));
-            for (n, &i) in unknown.iter().enumerate() {
-                let kind = kinds
-                    .as_ref()
-                    .ok()
-                    .and_then(|kinds| kinds.get(n))
-                    .and_then(|kind| kind.as_ref().ok())
-                    .map(|kind| reply::lossy(kind.clone()));
-                reads[i] = Some(match kind.as_deref() {
-                    None => HashRead::Unreadable,
-                    Some("hash") => HashRead::Fields(vec![None; fields.len()]),
-                    Some(kind) => HashRead::Not(kind.to_string()),
-                });
-            }
-        }
+        reads.truncate(ids.len());
+        reads.resize_with(ids.len(), || HashRead::Unreadable);
         reads
-            .into_iter()
-            .map(|read| read.unwrap_or(HashRead::Unreadable))
-            .collect()
+    }
+
+    /// The most bytes read of a job hash's `field`.
+    fn field_limit(&self, field: &str) -> usize {
+        match field {
+            "script" | "env_vars" => self.config.max_script_bytes,
+            _ => MAX_FIELD_BYTES,
+        }
     }
 
     /// The jobs that can run; the others ended, dropped, or given back to the queue.
@@ -324,6 +335,14 @@ impl RedisStore {
                     self.reject(actor, id.as_bytes(), &message, true);
                     continue;
                 }
+                HashRead::Over { field, size, limit } => {
+                    let error = WireError {
+                        field,
+                        reason: format!("{size} bytes is over the limit of {limit} bytes"),
+                    };
+                    self.reject(actor, id.as_bytes(), &error.to_string(), true);
+                    continue;
+                }
                 HashRead::Not(kind) if kind == "none" => {
                     self.reject(actor, id.as_bytes(), "no job hash under this id", false);
                     continue;
@@ -334,8 +353,10 @@ impl RedisStore {
                     continue;
                 }
             };
-            let parsed = text_fields(fields(profile).iter().copied().zip(values))
-                .and_then(|hash| job_from_fields(profile, &id, actor, &hash));
+            let parsed =
+                text_fields(fields(profile).iter().copied().zip(values)).and_then(|hash| {
+                    job_within(profile, &id, actor, &hash, self.config.max_script_bytes)
+                });
             match parsed {
                 Err(error) => self.reject(actor, id.as_bytes(), &error.to_string(), true),
                 Ok(job) if job.status.is_final() => {
@@ -348,6 +369,7 @@ impl RedisStore {
                     // The queue it was taken from decides its actor: its processing list is
                     // that actor's, whatever the hash says.
                     job.actor_id = actor.to_string();
+                    job.timeout = job.timeout.min(self.config.max_timeout);
                     job.status = JobStatus::Started;
                     job.started_at = Some(now);
                     jobs.push(job);

@@ -198,12 +198,30 @@ pub(crate) fn text_fields(
 }
 
 /// A job from its hash. `id` is the id the hash was found under; `actor` the queue it came
-/// from (a rhailib task has no actor field).
+/// from (a rhailib task has no actor field). Its script may be
+/// [`DEFAULT_MAX_SCRIPT_BYTES`](crate::jobs::DEFAULT_MAX_SCRIPT_BYTES) long.
 pub fn job_from_fields(
     profile: Profile,
     id: &str,
     actor: &str,
     hash: &HashMap<String, String>,
+) -> Result<Job, WireError> {
+    job_within(
+        profile,
+        id,
+        actor,
+        hash,
+        crate::jobs::DEFAULT_MAX_SCRIPT_BYTES,
+    )
+}
+
+/// [`job_from_fields`] with a script of up to `max_script_bytes`.
+pub(crate) fn job_within(
+    profile: Profile,
+    id: &str,
+    actor: &str,
+    hash: &HashMap<String, String>,
+    max_script_bytes: usize,
 ) -> Result<Job, WireError> {
     let get = |field: &'static str| hash.get(field).map(String::as_str);
     let script = get("script").ok_or_else(|| wrong("script", "missing"))?;
@@ -253,7 +271,8 @@ pub fn job_from_fields(
         )
         .actor_id(get("actor_id").filter(|s| !s.is_empty()).unwrap_or(actor))
         .timeout(timeout)
-        .retries(retries);
+        .retries(retries)
+        .max_script_bytes(max_script_bytes);
     for (name, value) in env_vars {
         builder = builder.env(name, value);
     }

@@ -134,7 +134,8 @@ pub(crate) struct RunArgs {
     /// dropped and a last line says how many.
     #[arg(long, default_value = "1MiB", value_parser = parse_size)]
     pub(crate) max_log_size: usize,
-    /// Largest script, in bytes (1 to 64MiB); a larger file is not read past the limit.
+    /// Largest script, in bytes (1 to 64MiB); a larger file is not read past the limit. With
+    /// `--redis`: a job whose `script` or `env_vars` is larger is not read and ends `error`.
     #[arg(long, default_value = "1MiB", value_parser = parse_script_size)]
     pub(crate) max_script_size: usize,
     /// Bytes of compiled scripts each worker keeps for reuse (0: none).
