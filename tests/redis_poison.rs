@@ -130,3 +130,74 @@ fn a_poison_key_does_not_stop_the_routing_of_stops() {
         StopRoute::Cancelled { dead_runner: None }
     );
 }
+
+#[test]
+fn the_reaper_takes_back_a_long_list_in_bounded_calls_and_stops_at_a_queue_that_takes_none() {
+    let redis = TestRedis::start();
+    let actor = unique("actor");
+    let mut conn = redis.conn();
+    // A dead runner holding 2,500 ids (more than one call takes back), each with its hash,
+    // and ids with no hash among them.
+    let ids: Vec<String> = (0..2_500).map(|n| format!("{actor}-{n}")).collect();
+    let mut pipe = redis::pipe();
+    for id in &ids {
+        pipe.hset_multiple(
+            format!("hero:job:{id}"),
+            &[("status", "started"), ("retries", "1")],
+        )
+        .ignore();
+    }
+    pipe.rpush(format!("hero:processing:{actor}:dead"), &ids)
+        .ignore();
+    pipe.lpush(
+        format!("hero:processing:{actor}:dead"),
+        &["gone-1", "gone-2"],
+    )
+    .ignore();
+    pipe.sadd(format!("hero:runners:{actor}"), "dead").ignore();
+    let _: () = pipe.query(&mut conn).unwrap();
+    let alive = store(&redis);
+    let calls_before = script_calls(&mut conn);
+    assert_eq!(alive.reap(&actor).unwrap(), (2_500, 0));
+    // In calls of at most 1,000 ids each, so no call holds Redis long.
+    assert!(script_calls(&mut conn) - calls_before >= 3);
+    let queued: usize = conn.llen(format!("hero:job:actor_queue:{actor}")).unwrap();
+    assert_eq!(queued, 2_500);
+    let left: usize = conn.llen(format!("hero:processing:{actor}:dead")).unwrap();
+    assert_eq!(left, 0);
+    let runners: Vec<String> = conn.smembers(format!("hero:runners:{actor}")).unwrap();
+    assert!(runners.is_empty(), "{runners:?}");
+
+    // A queue that is no list takes no id: the reap ends at once, every id where it was.
+    let mut pipe = redis::pipe();
+    for id in &ids[..1_500] {
+        pipe.hset(format!("hero:job:{id}"), "retries", "10")
+            .ignore();
+    }
+    let _: () = pipe.query(&mut conn).unwrap();
+    let other = unique("actor");
+    let _: () = conn
+        .set(format!("hero:job:actor_queue:{other}"), "not a list")
+        .unwrap();
+    let _: () = conn
+        .rpush(format!("hero:processing:{other}:dead"), &ids[..1_500])
+        .unwrap();
+    let _: () = conn.sadd(format!("hero:runners:{other}"), "dead").unwrap();
+    for _ in 0..2 {
+        assert_eq!(alive.reap(&other).unwrap(), (0, 0));
+    }
+    let held: Vec<String> = conn
+        .lrange(format!("hero:processing:{other}:dead"), 0, -1)
+        .unwrap();
+    assert_eq!(held, ids[..1_500]);
+}
+
+/// How many script calls (`EVALSHA`) Redis has run so far (`INFO commandstats`).
+fn script_calls(conn: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}

@@ -250,13 +250,25 @@ impl RedisStore {
             .arg(reply_named_in_hash(keys.profile))
             .arg(iso8601(SystemTime::now()))
             .arg(status_to_wire(keys.profile, JobStatus::Finished))
-            .arg("finished");
-        let counts = self
-            .run("reap", |c| c.eval_one(&scripts().reap, call.clone()))
-            .and_then(|value| {
-                counts(value).map_err(|e| StoreError::Backend(format!("reap: {e}")))
-            })?;
-        let (moved, failed, skipped) = (counts[0], counts[1], counts[2]);
+            .arg("finished")
+            .arg(REAP_BUDGET);
+        // Each call takes back a bounded number of ids, so none holds Redis for long; every
+        // call that stops at its budget has taken ids out of a dead runner's list for good.
+        let mut totals = [0u64; 3];
+        loop {
+            let round = self
+                .run("reap", |c| c.eval_one(&scripts().reap, call.clone()))
+                .and_then(|value| {
+                    counts(value).map_err(|e| StoreError::Backend(format!("reap: {e}")))
+                })?;
+            for (total, n) in totals.iter_mut().zip(round) {
+                *total += n;
+            }
+            if round[3] == 0 || self.is_closed() {
+                break;
+            }
+        }
+        let [moved, failed, skipped] = totals;
         if moved + failed > 0 {
             warn!(
                 actor,
@@ -452,14 +464,17 @@ pub(super) fn reply_key(keys: Keys, id: &[u8]) -> Vec<u8> {
 }
 
 /// A script's reply of three counts.
-fn counts(value: Value) -> redis::RedisResult<[u64; 3]> {
+fn counts(value: Value) -> redis::RedisResult<[u64; 4]> {
     let items = reply::items(value).map_err(|v| super::connection::unexpected("counts", &v))?;
-    let mut counts = [0u64; 3];
+    let mut counts = [0u64; 4];
     for (count, item) in counts.iter_mut().zip(items) {
         *count = reply::int(item).unwrap_or(0).max(0) as u64;
     }
     Ok(counts)
 }
+
+/// The most ids of dead runners one call of the reaper's script looks at.
+const REAP_BUDGET: u64 = 1000;
 
 /// A stand-in runner id, to split a key built for one ([`around_runner`]).
 const RUNNER: &str = "\u{0}runner\u{0}";

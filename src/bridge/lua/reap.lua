@@ -9,9 +9,10 @@
 -- actor's processing-list prefix, 5 the queue, 6 the job-hash prefix, 7 the error status,
 -- 8 the reply-list prefix, 9 `1` if the hash's `reply_queue_name` names the reply list and
 -- replies are JSON (rhailib), 10 now (ISO 8601), 11 the finished status, 12 its other
--- spelling.
--- Returns {requeued, failed, skipped}: skipped counts what was left as it was (a processing
--- list that is no list, ids the queue would not take: those stay in the processing list).
+-- spelling, 13 the most ids one call takes back (so no call holds Redis for long).
+-- Returns {requeued, failed, skipped, more}: skipped counts what was left as it was (a
+-- processing list that is no list, an id the queue would not take: it and the rest of its
+-- list stay where they are); more is 1 if the call stopped at its budget with ids left.
 
 local function failed(reply)
   return type(reply) == 'table' and reply.err ~= nil
@@ -19,21 +20,32 @@ end
 
 local runners = redis.pcall('SMEMBERS', KEYS[1])
 if failed(runners) then
-  return {0, 0, 1}
+  return {0, 0, 1, 0}
 end
 local moved, ended, skipped = 0, 0, 0
+local budget = tonumber(ARGV[13])
 for _, runner in ipairs(runners) do
+  if budget <= 0 then
+    return {moved, ended, skipped, 1}
+  end
   if runner ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. runner .. ARGV[3]) == 0 then
     local processing = ARGV[4] .. runner
-    local kept = {}
+    local kept = false
+    local emptied = false
     while true do
+      if budget <= 0 then
+        break
+      end
+      budget = budget - 1
       local id = redis.pcall('LPOP', processing)
       if failed(id) then
         -- Not a list: nothing to take back.
         skipped = skipped + 1
+        emptied = true
         break
       end
       if not id then
+        emptied = true
         break
       end
       local job = ARGV[6] .. id
@@ -63,20 +75,23 @@ for _, runner in ipairs(runners) do
           redis.pcall('LPUSH', reply, payload)
           ended = ended + 1
         elseif failed(redis.pcall('RPUSH', ARGV[5], id)) then
-          table.insert(kept, id)
+          -- The queue takes no id: this one goes back where it was, with the rest, for a
+          -- later reap.
+          redis.call('LPUSH', processing, id)
+          kept = true
           skipped = skipped + 1
+          break
         else
           redis.pcall('HSET', job, 'requeues', requeues)
           moved = moved + 1
         end
       end
     end
-    if #kept > 0 then
-      -- The queue took none of them: they wait where they were for a later reap.
-      redis.call('RPUSH', processing, unpack(kept))
-    else
+    if emptied then
       redis.call('SREM', KEYS[1], runner)
+    elseif not kept then
+      return {moved, ended, skipped, 1}
     end
   end
 end
-return {moved, ended, skipped}
+return {moved, ended, skipped, 0}
