@@ -238,6 +238,9 @@ fn the_reaper_answers_a_failed_rhailib_task_with_json_on_its_reply_queue() {
     // No retries: the reaper ends it, and answers as a runner would.
     let alive = store(&redis, Profile::Rhailib);
     assert_eq!(alive.reap(&circle).unwrap(), (0, 1));
+    // Kept as long as any reply (a day by default), not for ever.
+    let ttl: i64 = conn.ttl(format!("rhai_reply:{id}")).unwrap();
+    assert!((86_000..=86_400).contains(&ttl), "{ttl}");
     let reply: String = conn.lpop(format!("rhai_reply:{id}"), None).unwrap();
     let reply: serde_json::Value = serde_json::from_str(&reply).unwrap();
     assert_eq!(reply["task_id"], id.as_str());

@@ -9,7 +9,8 @@
 -- actor's processing-list prefix, 5 the queue, 6 the job-hash prefix, 7 the error status,
 -- 8 the reply-list prefix, 9 `1` if the hash's `reply_queue_name` names the reply list and
 -- replies are JSON (rhailib), 10 now (ISO 8601), 11 the finished status, 12 its other
--- spelling, 13 the most ids one call takes back (so no call holds Redis for long).
+-- spelling, 13 the most ids one call takes back (so no call holds Redis for long), 14 a
+-- reply's time to live (s).
 -- Returns {requeued, failed, skipped, more}: skipped counts what was left as it was (a
 -- processing list that is no list, an id the queue would not take: it and the rest of its
 -- list stay where they are); more is 1 if the call stopped at its budget with ids left.
@@ -72,7 +73,9 @@ for _, runner in ipairs(runners) do
             payload = '{"task_id":' .. cjson.encode(id) .. ',"status":' .. cjson.encode(ARGV[7])
               .. ',"output":null,"error":' .. cjson.encode(message) .. '}'
           end
-          redis.pcall('LPUSH', reply, payload)
+          if not failed(redis.pcall('LPUSH', reply, payload)) then
+            redis.pcall('EXPIRE', reply, ARGV[14])
+          end
           ended = ended + 1
         elseif failed(redis.pcall('RPUSH', ARGV[5], id)) then
           -- The queue takes no id: this one goes back where it was, with the rest, for a
