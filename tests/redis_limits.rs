@@ -146,10 +146,13 @@ fn hero_fields_over_their_limit_end_the_job_in_error_naming_field_and_size() {
         })
         .collect();
     // Values at the limit are read: such a job runs.
+    let mut with_large_other_field = hero_hash(&actor, "context_id", vec![b'c'; 200]);
+    with_large_other_field.push(("notes".to_string(), vec![b'n'; 1 << 20]));
     let at_limit = [
         hero_hash(&actor, "script", script_of(SCRIPT_LIMIT)),
         hero_hash(&actor, "env_vars", env_of(SCRIPT_LIMIT)),
-        hero_hash(&actor, "context_id", vec![b'c'; 200]),
+        hero_hash(&actor, "caller_id", vec![b'a'; 200]),
+        with_large_other_field,
     ];
     let good: Vec<String> = at_limit
         .iter()

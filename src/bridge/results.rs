@@ -64,24 +64,27 @@ impl RedisStore {
             return Ok(jobs.iter().map(|job| default(job)).collect());
         }
         // Read within a field's limit: a name a client made huge is not read.
-        let calls: Vec<redis::Cmd> = jobs
-            .iter()
-            .map(|job| {
-                let mut call = scripts().read.call(1);
-                call.arg(self.keys.job(&job.id))
-                    .arg(1)
-                    .arg("reply_queue_name")
-                    .arg(MAX_FIELD_BYTES);
-                call
-            })
-            .collect();
-        let named = self.run("complete", |c| c.eval(&scripts().read, &calls))?;
+        let mut call = scripts().read.call(jobs.len());
+        for job in jobs {
+            call.arg(self.keys.job(&job.id));
+        }
+        call.arg(1).arg("reply_queue_name").arg(MAX_FIELD_BYTES);
+        let named = match self.try_run("complete", |c| c.eval_one(&scripts().read, call.clone())) {
+            Ok(named) => reply::items(named).unwrap_or_default(),
+            Err(Failure::Closed) => return Err(StoreError::Closed),
+            Err(failure) => {
+                // Not for want of a connection: the default reply lists.
+                let error = failure.store_error("could not read reply_queue_name");
+                warn!(%error, "replies go to their default lists");
+                Vec::new()
+            }
+        };
         Ok(jobs
             .iter()
-            .zip(named)
-            .map(|(job, named)| {
-                let name = match named.map(reply::items) {
-                    Ok(Ok(mut items)) if items.len() == 1 => reply::bytes(items.remove(0)),
+            .enumerate()
+            .map(|(i, job)| {
+                let name = match named.get(i).cloned().map(reply::items) {
+                    Some(Ok(mut items)) if items.len() == 1 => reply::bytes(items.remove(0)),
                     _ => Ok(None),
                 };
                 match name {

@@ -250,27 +250,30 @@ impl RedisStore {
         }
         let fields = fields(self.keys.profile);
         let limits: Vec<usize> = fields.iter().map(|f| self.field_limit(f)).collect();
-        let calls: Vec<redis::Cmd> = ids
-            .iter()
-            .map(|id| {
-                let mut call = scripts().read.call(1);
-                call.arg(self.keys.job(id))
-                    .arg(fields.len())
-                    .arg(fields)
-                    .arg(&limits);
-                call
-            })
-            .collect();
-        let rows = match self.try_run("load", |c| c.eval(&scripts().read, &calls)) {
-            Ok(rows) => rows,
-            Err(Failure::Rejected(_) | Failure::Poisoned(_)) if ids.len() > 1 => {
+        let mut call = scripts().read.call(ids.len());
+        for id in ids {
+            call.arg(self.keys.job(id));
+        }
+        call.arg(fields.len()).arg(fields).arg(&limits);
+        let rows = match self.try_run("load", |c| c.eval_one(&scripts().read, call.clone())) {
+            Ok(Value::Array(rows)) => rows,
+            Ok(other) => {
+                let message = format!("could not read the job hash: unexpected reply {other:?}");
+                return ids
+                    .iter()
+                    .map(|_| HashRead::Failed(message.clone()))
+                    .collect();
+            }
+            Err(Failure::Rejected(_) | Failure::Poisoned(_) | Failure::Server(_))
+                if ids.len() > 1 =>
+            {
                 // One of them cannot be read: each alone.
                 return ids
                     .iter()
                     .flat_map(|id| self.read_hashes(std::slice::from_ref(id)))
                     .collect();
             }
-            Err(failure @ (Failure::Rejected(_) | Failure::Poisoned(_))) => {
+            Err(failure @ (Failure::Rejected(_) | Failure::Poisoned(_) | Failure::Server(_))) => {
                 let error = failure.store_error("could not read the job hash");
                 return vec![HashRead::Failed(error.to_string())];
             }
@@ -279,7 +282,7 @@ impl RedisStore {
         let mut reads: Vec<HashRead> = rows
             .into_iter()
             .map(|row| match row {
-                Ok(Value::Array(values)) if values.len() == fields.len() => {
+                Value::Array(values) if values.len() == fields.len() => {
                     let mut read = Vec::with_capacity(values.len());
                     for (i, value) in values.into_iter().enumerate() {
                         match value {
@@ -295,11 +298,10 @@ impl RedisStore {
                     }
                     HashRead::Fields(read)
                 }
-                Ok(other @ Value::Array(_)) => HashRead::Failed(format!(
+                other @ Value::Array(_) => HashRead::Failed(format!(
                     "could not read the job hash: unexpected reply {other:?}"
                 )),
-                Ok(kind) => HashRead::Not(reply::lossy(kind)),
-                Err(error) => HashRead::Failed(format!("could not read the job hash: {error}")),
+                kind => HashRead::Not(reply::lossy(kind)),
             })
             .collect();
         reads.truncate(ids.len());

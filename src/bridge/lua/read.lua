@@ -1,36 +1,67 @@
--- Reads the fields of a job hash the runner needs, each only if it is within its size
--- limit, so no value stored by a client can make a runner read more than the limits allow.
+-- Reads the fields of job hashes the runner needs, each only if it is within its size limit,
+-- so no value stored by a client can make a runner read more than the limits allow. A value
+-- over its limit is not read, not even into this script.
 --
--- KEYS: 1 the job hash.
+-- KEYS: the job hashes.
 -- ARGV: 1 the number of fields n, 2..n+1 the fields, n+2..2n+1 each field's limit in bytes.
--- Returns the type the key holds if it is no hash (`none`: no key), or one item per field:
--- nil (absent), its value, or its length in bytes (an integer) if over its limit.
+-- Returns one item per key: the type the key holds if it is no hash (`none`: no key), or one
+-- item per field: nil (absent), its value, or its length in bytes (an integer) if over its
+-- limit.
 
-local kind = redis.call('TYPE', KEYS[1]).ok
-if kind ~= 'hash' then
-  return kind
-end
 local n = tonumber(ARGV[1])
 local fields = {}
-local over = false
-local lengths = {}
+local limits = {}
+local smallest = math.huge
 for i = 1, n do
   fields[i] = ARGV[1 + i]
-  lengths[i] = redis.call('HSTRLEN', KEYS[1], fields[i])
-  if lengths[i] > tonumber(ARGV[1 + n + i]) then
-    over = true
+  limits[i] = tonumber(ARGV[1 + n + i])
+  smallest = math.min(smallest, limits[i])
+end
+
+local function read(key)
+  -- A key that takes no more memory than the smallest limit holds no value over any limit
+  -- (the key's memory counts every byte of its values): read at once.
+  local usage = redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0')
+  if not usage then
+    return 'none'
   end
-end
-if not over then
-  return redis.call('HMGET', KEYS[1], unpack(fields))
-end
--- A value over its limit is not read, not even into this script.
-local values = {}
-for i = 1, n do
-  if lengths[i] > tonumber(ARGV[1 + n + i]) then
-    values[i] = lengths[i]
-  else
-    values[i] = redis.call('HGET', KEYS[1], fields[i])
+  if usage <= smallest then
+    local values = redis.pcall('HMGET', key, unpack(fields))
+    if values.err then
+      return redis.call('TYPE', key).ok
+    end
+    return values
   end
+  -- Larger: each field's length first, and only the fields within their limits read.
+  local lengths = {}
+  local over = false
+  for i = 1, n do
+    local length = redis.pcall('HSTRLEN', key, fields[i])
+    if type(length) == 'table' then
+      -- WRONGTYPE: no hash.
+      return redis.call('TYPE', key).ok
+    end
+    lengths[i] = length
+    if length > limits[i] then
+      over = true
+    end
+  end
+  if not over then
+    return redis.call('HMGET', key, unpack(fields))
+  end
+  local values = {}
+  for i = 1, n do
+    if lengths[i] > limits[i] then
+      values[i] = lengths[i]
+    else
+      values[i] = redis.call('HGET', key, fields[i])
+    end
+  end
+  return values
 end
-return values
+
+local rows = {}
+for k = 1, #KEYS do
+  rows[k] = read(KEYS[k])
+end
+return rows
