@@ -148,7 +148,13 @@ fn hero_fields_over_their_limit_end_the_job_in_error_naming_field_and_size() {
     // Values at the limit are read: such a job runs.
     let mut with_large_other_field = hero_hash(&actor, "context_id", vec![b'c'; 200]);
     with_large_other_field.push(("notes".to_string(), vec![b'n'; 1 << 20]));
+    // A hash of many fields is checked field by field.
+    let mut with_many_fields = hero_hash(&actor, "caller_id", b"bob".to_vec());
+    for n in 0..200 {
+        with_many_fields.push((format!("extra-{n}"), b"x".to_vec()));
+    }
     let at_limit = [
+        with_many_fields,
         hero_hash(&actor, "script", script_of(SCRIPT_LIMIT)),
         hero_hash(&actor, "env_vars", env_of(SCRIPT_LIMIT)),
         hero_hash(&actor, "caller_id", vec![b'a'; 200]),
@@ -284,6 +290,62 @@ fn a_jobs_own_timeout_is_cut_to_the_runners_longest() {
             Some(format!("timeout: still running after {after}")),
             "{timeout}"
         );
+    }
+    runner.shutdown(Duration::from_secs(1)).unwrap();
+}
+
+#[test]
+fn a_read_redis_refuses_to_run_fails_no_job_and_the_jobs_run_once_it_may() {
+    // The runner's user may not run `MEMORY` (an ACL of single commands): its reads fail
+    // for a reason no job is at fault for, so every job waits, none ends `error`.
+    let redis = TestRedis::private();
+    let mut conn = redis.conn();
+    let _: () = redis::cmd("ACL")
+        .arg(
+            &[
+                "SETUSER", "runner", "on", ">secret", "~*", "&*", "+@all", "-memory",
+            ][..],
+        )
+        .query(&mut conn)
+        .unwrap();
+    let rt = runtime();
+    let actor = unique("actor");
+    let mut pool = PoolConfig::new(&actor);
+    pool.workers = 1;
+    let mut redis_config = RedisConfig::new(format!("{}?user=runner&pass=secret", redis.url));
+    redis_config.profile = Profile::Hero;
+    let runner = Runner::start(
+        rt.handle(),
+        RunnerConfig {
+            redis: redis_config,
+            actor: actor.clone(),
+            pool,
+            sandbox: SandboxConfig::default(),
+            actors: None,
+        },
+    )
+    .unwrap();
+    let ids: Vec<String> = (0..3)
+        .map(|_| {
+            queue_hero(
+                &mut conn,
+                &actor,
+                &hero_hash(&actor, "script", b"40 + 2".to_vec()),
+            )
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(2500));
+    for id in &ids {
+        let status: String = conn.hget(format!("hero:job:{id}"), "status").unwrap();
+        assert_eq!(status, "dispatched", "{id}");
+    }
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "runner", "+memory"][..])
+        .query(&mut conn)
+        .unwrap();
+    for id in &ids {
+        let (status, error) = ended(&mut conn, &format!("hero:job:{id}"), &["error", "finished"]);
+        assert_eq!((status.as_str(), error), ("finished", None), "{id}");
     }
     runner.shutdown(Duration::from_secs(1)).unwrap();
 }

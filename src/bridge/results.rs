@@ -69,16 +69,8 @@ impl RedisStore {
             call.arg(self.keys.job(&job.id));
         }
         call.arg(1).arg("reply_queue_name").arg(MAX_FIELD_BYTES);
-        let named = match self.try_run("complete", |c| c.eval_one(&scripts().read, call.clone())) {
-            Ok(named) => reply::items(named).unwrap_or_default(),
-            Err(Failure::Closed) => return Err(StoreError::Closed),
-            Err(failure) => {
-                // Not for want of a connection: the default reply lists.
-                let error = failure.store_error("could not read reply_queue_name");
-                warn!(%error, "replies go to their default lists");
-                Vec::new()
-            }
-        };
+        let named = self.run("complete", |c| c.eval_one(&scripts().read, call.clone()))?;
+        let named = reply::items(named).unwrap_or_default();
         Ok(jobs
             .iter()
             .enumerate()

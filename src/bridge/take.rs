@@ -160,7 +160,14 @@ impl RedisStore {
                 }
             }
         }
-        let entries = self.read_hashes(&valid);
+        let entries = match self.read_hashes(&valid) {
+            Ok(entries) => entries,
+            Err(error) => {
+                // Not the jobs' fault: the next take gives their ids back to the queue.
+                self.lost_track.store(true, Ordering::SeqCst);
+                return Err(error);
+            }
+        };
         let jobs = self.load(actor_id, valid.into_iter().zip(entries).collect());
         self.mark_started(&jobs);
         Ok(jobs)
@@ -244,9 +251,12 @@ impl RedisStore {
 
     /// The fields the runner reads of every job hash, in one round trip, each only if it is
     /// within its limit (see `lua/read.lua`).
-    fn read_hashes(&self, ids: &[String]) -> Vec<HashRead> {
+    ///
+    /// `Err` if the script itself fails (Redis refuses it: an ACL without `MEMORY`, a script
+    /// killed): that is no job's fault, so no job ends for it.
+    fn read_hashes(&self, ids: &[String]) -> Result<Vec<HashRead>, StoreError> {
         if ids.is_empty() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let fields = fields(self.keys.profile);
         let limits: Vec<usize> = fields.iter().map(|f| self.field_limit(f)).collect();
@@ -259,25 +269,29 @@ impl RedisStore {
             Ok(Value::Array(rows)) => rows,
             Ok(other) => {
                 let message = format!("could not read the job hash: unexpected reply {other:?}");
-                return ids
+                return Ok(ids
                     .iter()
                     .map(|_| HashRead::Failed(message.clone()))
-                    .collect();
+                    .collect());
             }
-            Err(Failure::Rejected(_) | Failure::Poisoned(_) | Failure::Server(_))
-                if ids.len() > 1 =>
-            {
+            Err(Failure::Rejected(_) | Failure::Poisoned(_)) if ids.len() > 1 => {
                 // One of them cannot be read: each alone.
-                return ids
-                    .iter()
-                    .flat_map(|id| self.read_hashes(std::slice::from_ref(id)))
-                    .collect();
+                let mut reads = Vec::with_capacity(ids.len());
+                for id in ids {
+                    reads.extend(self.read_hashes(std::slice::from_ref(id))?);
+                }
+                return Ok(reads);
             }
-            Err(failure @ (Failure::Rejected(_) | Failure::Poisoned(_) | Failure::Server(_))) => {
+            Err(failure @ (Failure::Rejected(_) | Failure::Poisoned(_))) => {
                 let error = failure.store_error("could not read the job hash");
-                return vec![HashRead::Failed(error.to_string())];
+                return Ok(vec![HashRead::Failed(error.to_string())]);
             }
-            Err(_) => return ids.iter().map(|_| HashRead::Unreadable).collect(),
+            Err(failure @ (Failure::Server(_) | Failure::Other(_))) => {
+                let error = failure.store_error("reading job hashes");
+                warn!(%error, "could not read job hashes; their jobs go back to the queue");
+                return Err(error);
+            }
+            Err(Failure::Closed) => return Ok(ids.iter().map(|_| HashRead::Unreadable).collect()),
         };
         let mut reads: Vec<HashRead> = rows
             .into_iter()
@@ -306,7 +320,7 @@ impl RedisStore {
             .collect();
         reads.truncate(ids.len());
         reads.resize_with(ids.len(), || HashRead::Unreadable);
-        reads
+        Ok(reads)
     }
 
     /// The most bytes read of a job hash's `field`.

@@ -8,6 +8,8 @@
 -- item per field: nil (absent), its value, or its length in bytes (an integer) if over its
 -- limit.
 
+-- The most fields a hash may have to be measured whole.
+local SMALL_HASH = 64
 local n = tonumber(ARGV[1])
 local fields = {}
 local limits = {}
@@ -19,30 +21,28 @@ for i = 1, n do
 end
 
 local function read(key)
-  -- A key that takes no more memory than the smallest limit holds no value over any limit
-  -- (the key's memory counts every byte of its values): read at once.
-  local usage = redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0')
-  if not usage then
+  local count = redis.pcall('HLEN', key)
+  if type(count) == 'table' then
+    -- WRONGTYPE: no hash.
+    return redis.call('TYPE', key).ok
+  end
+  if count == 0 then
+    -- Redis keeps no empty hash.
     return 'none'
   end
-  if usage <= smallest then
-    local values = redis.pcall('HMGET', key, unpack(fields))
-    if values.err then
-      return redis.call('TYPE', key).ok
-    end
-    return values
+  -- A small hash that takes no more memory than the smallest limit holds no value over any
+  -- limit (its memory counts every byte of its values): read at once. (`MEMORY USAGE` walks
+  -- every field, so a hash with many is not measured.)
+  if count <= SMALL_HASH
+      and redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0') <= smallest then
+    return redis.call('HMGET', key, unpack(fields))
   end
   -- Larger: each field's length first, and only the fields within their limits read.
   local lengths = {}
   local over = false
   for i = 1, n do
-    local length = redis.pcall('HSTRLEN', key, fields[i])
-    if type(length) == 'table' then
-      -- WRONGTYPE: no hash.
-      return redis.call('TYPE', key).ok
-    end
-    lengths[i] = length
-    if length > limits[i] then
+    lengths[i] = redis.call('HSTRLEN', key, fields[i])
+    if lengths[i] > limits[i] then
       over = true
     end
   end

@@ -12,8 +12,9 @@
 -- spelling, 13 the most ids one call takes back (so no call holds Redis for long), 14 a
 -- reply's time to live (s).
 -- Returns {requeued, failed, skipped, more}: skipped counts what was left as it was (a
--- processing list that is no list, an id the queue would not take: it and the rest of its
--- list stay where they are); more is 1 if the call stopped at its budget with ids left.
+-- processing list that is no list; an id the queue would not take: the call ends there, and
+-- every id not yet taken back stays where it is); more is 1 if the call stopped at its
+-- budget with ids left. A call that says more has taken ids out of a list for good.
 
 local function failed(reply)
   return type(reply) == 'table' and reply.err ~= nil
@@ -31,7 +32,6 @@ for _, runner in ipairs(runners) do
   end
   if runner ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. runner .. ARGV[3]) == 0 then
     local processing = ARGV[4] .. runner
-    local kept = false
     local emptied = false
     while true do
       if budget <= 0 then
@@ -78,23 +78,20 @@ for _, runner in ipairs(runners) do
           end
           ended = ended + 1
         elseif failed(redis.pcall('RPUSH', ARGV[5], id)) then
-          -- The queue takes no id: this one goes back where it was, with the rest, for a
-          -- later reap.
+          -- The queue takes no id (it is the one queue of every runner here): this id goes
+          -- back where it was, and every list waits for a later reap.
           redis.call('LPUSH', processing, id)
-          kept = true
-          skipped = skipped + 1
-          break
+          return {moved, ended, skipped + 1, 0}
         else
           redis.pcall('HSET', job, 'requeues', requeues)
           moved = moved + 1
         end
       end
     end
-    if emptied then
-      redis.call('SREM', KEYS[1], runner)
-    elseif not kept then
+    if not emptied then
       return {moved, ended, skipped, 1}
     end
+    redis.call('SREM', KEYS[1], runner)
   end
 end
 return {moved, ended, skipped, 0}
