@@ -196,7 +196,7 @@ fn the_reaper_takes_back_a_long_list_in_bounded_calls_and_stops_at_a_queue_that_
         let held: Vec<String> = conn
             .lrange(format!("hero:processing:{other}:dead-{n}"), 0, -1)
             .unwrap();
-        assert_eq!(held, [id.clone()]);
+        assert_eq!(held, std::slice::from_ref(id));
     }
 }
 
