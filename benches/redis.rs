@@ -1,7 +1,7 @@
 //! Jobs per second through Redis: trivial jobs pre-loaded in a private redis-server (unix
 //! socket), one runner with two workers, until every job has ended; and, in the same run, a
-//! baseline that consumes the same kind of jobs the seeds' way (BLPOP, HGETALL, HSET, LPUSH,
-//! one command at a time, on one connection).
+//! baseline that consumes the same kind of jobs one command at a time on one connection
+//! (BLPOP, HGETALL, run, HSET, LPUSH), as a simple single-connection runner does.
 //!
 //! ```text
 //! cargo bench --bench redis
@@ -124,8 +124,8 @@ fn runner(server: &Server, n: usize, run: usize) -> f64 {
     n as f64 / elapsed.as_secs_f64()
 }
 
-/// Jobs/s consumed one command at a time on one connection, as the Hero runner does (on a thread with
-/// the stack the sandbox's limits need, as the runner's threads have).
+/// Jobs/s consumed one command at a time on one connection (on a thread with the stack the
+/// sandbox's limits need, as the runner's threads have).
 fn baseline(server: &Server, n: usize, run: usize) -> f64 {
     std::thread::scope(|scope| {
         std::thread::Builder::new()
@@ -138,7 +138,7 @@ fn baseline(server: &Server, n: usize, run: usize) -> f64 {
 }
 
 fn one_at_a_time(server: &Server, n: usize, run: usize) -> f64 {
-    let actor = format!("seed-{run}");
+    let actor = format!("baseline-{run}");
     preload(server, &actor, n);
     let mut conn = server.conn();
     let sandbox = Sandbox::new(SandboxConfig::default());
@@ -190,7 +190,7 @@ fn main() {
     let (b_median, b_min, b_max) = summary(theirs);
     println!(
         "{:<28} {b_median:>10.0} {b_min:>10.0} {b_max:>10.0}  jobs/s ({n_baseline} jobs)",
-        "baseline, seeds' way"
+        "baseline, one at a time"
     );
     println!("ratio (medians): {:.1}x", median / b_median);
 }

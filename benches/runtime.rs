@@ -1,5 +1,6 @@
-//! baobab's runtime benchmarks, the workloads of `../shared/PEERS.md`: spawn, ping-pong,
-//! call, ring, restart, fan-in, and `ask` through a conversation (median and p99 per ask). Each runs several times; the table shows the median and the range.
+//! baobab's runtime benchmarks: spawn, ping-pong, call, ring, restart, fan-in, and `ask`
+//! through a conversation (median and p99 per ask); `docs/benchmarks.md` defines each
+//! workload. Each runs several times; the table shows the median and the range.
 //!
 //! ```text
 //! cargo bench --bench runtime              # everything

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the PEERS.md workloads on baobab, Erlang/OTP, ractor, kameo and actix, each run in a
-# fresh OS process, and prints one table of medians (ns per operation; bytes per process for
-# spawn). RUNS (default 3) runs per cell. Takes a few minutes on 2 cores.
+# Runs the runtime workloads of docs/benchmarks.md (spawn, ping-pong, ring, fan-in, restart)
+# on baobab, Erlang/OTP, ractor, kameo and actix, each run in a fresh OS process, and prints
+# one table of medians (ns per operation; bytes per process for spawn). RUNS (default 3) runs
+# per cell. Takes a few minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")"
 RUNS=${RUNS:-3}
@@ -9,8 +10,8 @@ RUNS=${RUNS:-3}
 cargo build --release --quiet
 bin=./target/release/baobab-compare
 
-# Sizes per framework, as PEERS.md measured them: 1M spawns for baobab and Erlang, 100k for
-# the other Rust peers; the rest the same for all.
+# Sizes per framework: 1M spawns for baobab and Erlang, 100k for the other Rust peers; the
+# rest the same for all.
 export RING_SIZE=10000 RING_LAPS=${RING_LAPS:-100} FANIN_SENDERS=1000 FANIN_MESSAGES=1000
 spawn_n() { case $1 in baobab|erlang) echo 1000000 ;; *) echo 100000 ;; esac; }
 pingpong_n() { case $1 in baobab|erlang|actix) echo 500000 ;; *) echo 200000 ;; esac; }

@@ -7,7 +7,8 @@ use std::str::FromStr;
 /// Which wire format a runner speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Profile {
-    /// The Hero format (the seeds' actors): `hero:job:{id}` hashes, `hero:job:actor_queue:{actor}`.
+    /// The Hero format, as Hero actors use it: `hero:job:{id}` hashes,
+    /// `hero:job:actor_queue:{actor}` queues.
     Hero,
     /// The rhailib format: `rhai_task_details:{id}` hashes, `rhai_tasks:{circle}` queues.
     Rhailib,

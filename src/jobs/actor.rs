@@ -1,4 +1,4 @@
-//! Job actors: what processes jobs (the seed's Actor interface, in Rust).
+//! Job actors: what processes jobs (`JobActor`, and the built-in `RhaiActor`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -67,8 +67,8 @@ pub enum SupervisorError {
     Call(#[from] CallError),
 }
 
-/// One child as `which_children` reports it (OTP's `{Id, Child, Type, Modules}`, plus the
-/// lifecycle figures of seed 001).
+/// One child as `which_children` reports it (OTP's `{Id, Child, Type, Modules}`, plus its
+/// restart type, how many times it was restarted and its last exit reason).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChildInfo {
     /// The child's id.
@@ -219,7 +219,7 @@ impl Supervisor {
     }
 
     /// Restarts one child by id whether it runs or not: stops it as its shutdown says, then
-    /// starts it again (seed 001's "restart an actor"). Not counted against the intensity.
+    /// starts it again. Not counted against the intensity.
     pub async fn restart_now<M: Send + 'static>(
         &self,
         ctx: &mut Ctx<M>,

@@ -1,8 +1,8 @@
 #!/usr/bin/env escript
 %% -*- erlang -*-
 %%! +P 2000000
-%% The PEERS.md workloads on the BEAM: `escript bench.escript WORKLOAD` prints
-%% `ns_per_op [bytes_per_process]`, as the Rust side does.
+%% The runtime workloads of docs/benchmarks.md on the BEAM: `escript bench.escript WORKLOAD`
+%% prints `ns_per_op [bytes_per_process]`, as the Rust side does.
 -mode(compile).
 
 env(Name, Default) ->

@@ -1,4 +1,5 @@
-//! One workload of `../../../shared/PEERS.md` on one framework, once:
+//! One workload (spawn, ping-pong, ring, fan-in or restart, as `docs/benchmarks.md` defines
+//! them) on one framework, once:
 //! `baobab-compare FRAMEWORK WORKLOAD` prints `ns_per_op [bytes_per_process]`.
 //! `run.sh` runs every pair several times, each in a fresh process, and prints the table.
 
@@ -9,8 +10,8 @@ mod ractor_impl;
 
 use std::time::Duration;
 
-/// Sizes, overridable from the environment; PEERS.md used 1M spawns for Erlang and baobab,
-/// 100k for the other Rust peers.
+/// Sizes, overridable from the environment; `run.sh` spawns 1M processes on Erlang and
+/// baobab, 100k on the other Rust peers.
 pub fn size(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
