@@ -118,6 +118,16 @@ impl Keys {
     }
 }
 
+/// A stand-in runner id, to split a key built for one ([`around_runner`]).
+pub(super) const RUNNER: &str = "\u{0}runner\u{0}";
+
+/// A runner's key (built for [`RUNNER`]) as the parts before and after the runner id: the Lua
+/// scripts build the keys of every runner from them, as `keys.rs` spells them.
+pub(super) fn around_runner(key: String) -> (String, String) {
+    let (head, tail) = key.split_once(RUNNER).expect("the key holds the runner id");
+    (head.to_string(), tail.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

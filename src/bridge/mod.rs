@@ -5,8 +5,10 @@
 mod client;
 mod connection;
 mod keys;
+mod reaper;
 mod results;
 mod runner;
+mod stops;
 mod store;
 mod take;
 mod wire;
@@ -14,7 +16,8 @@ mod wire;
 pub use client::Client;
 pub use keys::{Keys, Profile};
 pub use runner::{Runner, RunnerConfig, RunnerError, WIND_DOWN_MARGIN};
-pub use store::{MAX_FIELD_BYTES, RedisConfig, RedisStore, StopRoute};
+pub use stops::StopRoute;
+pub use store::{MAX_FIELD_BYTES, RedisConfig, RedisStore};
 pub use wire::{
     WireError, iso8601, job_from_fields, job_to_fields, parse_time, result_fields,
     status_from_wire, status_to_wire,

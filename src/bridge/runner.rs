@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::store::{RedisConfig, RedisStore, StopRoute};
+use super::stops::StopRoute;
+use super::store::{RedisConfig, RedisStore};
 use crate::jobs::{
     ActorFactory, JobActor, JobStore, PoolConfig, PoolError, PoolStats, RhaiActor, StoreError,
     WorkerPool,

@@ -6,7 +6,8 @@
 //! - Every runner keeps a heartbeat key with a time to live and is listed in the actor's set
 //!   of runners. [`RedisStore::reap`] (every runner calls it periodically) moves the ids in
 //!   the processing list of a runner whose heartbeat expired back to the queue, atomically (a
-//!   Lua script). A job requeued more often than its `retries` allow ends `error` instead.
+//!   Lua script). A job requeued more often than its `retries` allow ends `error` instead
+//!   (`reaper.rs`). Stops are routed to the runner that holds the job (`stops.rs`).
 //! - Delivery is therefore at-least-once: a job whose runner died mid-run runs again.
 //! - Redis unreachable or lost: every operation retries with capped exponential backoff (100 ms
 //!   doubling to 5 s), logging each attempt, until it succeeds or the store is closed. Bad
@@ -16,14 +17,13 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use redis::Value;
-use tracing::{debug, warn};
 
-use super::connection::{Connections, Failure, Link, Lua, MAX_BLOCK, reply};
+use super::connection::{Connections, Failure, Link, Lua, reply};
 use super::keys::{Keys, Profile};
-use super::wire::{ending_fields, iso8601, job_from_fields, job_to_fields, status_to_wire};
+use super::wire::{job_from_fields, job_to_fields, status_to_wire};
 use crate::jobs::{DEFAULT_MAX_SCRIPT_BYTES, Job, JobStatus, JobStore, StoreError};
 
 /// How a [`RedisStore`] connects and identifies itself.
@@ -88,36 +88,6 @@ pub(super) fn scripts() -> &'static Scripts {
         fallback: Lua::new(include_str!("lua/fallback.lua")),
         read: Lua::new(include_str!("lua/read.lua")),
     })
-}
-
-/// Where a stop request found its job: see [`RedisStore::route_stop`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StopRoute {
-    /// Taken by this runner: the caller cancels it in its pool.
-    Here,
-    /// Taken by another runner: the stop was passed on to that runner's control list as
-    /// `stop ID`.
-    Forwarded {
-        /// The runner that holds the job.
-        runner: String,
-    },
-    /// Ended `error: cancelled` here, without running (again): it was still queued, or held
-    /// by `dead_runner`, whose heartbeat has expired (the reaper would have run it again).
-    /// That runner also gets `stop ID` on its control list (kept for the reply TTL), in case
-    /// it is alive but was cut off from Redis: if it finishes the job before it reads the
-    /// stop, its result overwrites `cancelled` and a second reply is pushed.
-    Cancelled {
-        /// The runner, with an expired heartbeat, that held it, if one did.
-        dead_runner: Option<String>,
-    },
-    /// The job had already ended: nothing to do.
-    Ended,
-    /// No job hash under this id.
-    Unknown,
-    /// The job has not ended but is in neither the actor's queue nor a runner's processing
-    /// list (queued for another actor, or not queued yet): left alone. Also a stop that could
-    /// not be passed on to the runner holding the job (its control list is no list).
-    NotFound,
 }
 
 /// A job store on Redis. Every call blocks on network I/O: the worker pool makes them from
@@ -215,80 +185,6 @@ impl RedisStore {
             .map_err(|failure| failure.store_error(what))
     }
 
-    /// Refreshes this runner's heartbeat and its place in the actor's set of runners.
-    pub fn heartbeat(&self, actor: &str) -> Result<(), StoreError> {
-        let key = self.keys.heartbeat(&self.config.runner_id);
-        let runners = self.keys.runners(actor);
-        let ttl = self.config.heartbeat_ttl.as_millis().max(1) as u64;
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET").arg(&key).arg("alive").arg("PX").arg(ttl);
-        pipe.cmd("SADD").arg(&runners).arg(&self.config.runner_id);
-        let replies = self.run("heartbeat", |c| c.pipeline(&pipe))?;
-        for reply in replies {
-            reply.map_err(|e| StoreError::Backend(format!("heartbeat: {e}")))?;
-        }
-        Ok(())
-    }
-
-    /// Takes back the jobs of runners of `actor` whose heartbeat expired: requeued, or ended
-    /// `error` if requeued more often than their retries allow. Returns (requeued, failed).
-    /// What it cannot take back (a processing list that is no list, a queue that takes no
-    /// id) is logged and left as it is; it does not stop the rest.
-    pub fn reap(&self, actor: &str) -> Result<(u64, u64), StoreError> {
-        let keys = self.keys;
-        let (heartbeat_head, heartbeat_tail) = around_runner(keys.heartbeat(RUNNER));
-        let mut call = scripts().reap.call(1);
-        call.arg(keys.runners(actor))
-            .arg(&self.config.runner_id)
-            .arg(&heartbeat_head)
-            .arg(&heartbeat_tail)
-            .arg(keys.processing(actor, ""))
-            .arg(keys.queue(actor))
-            .arg(keys.job(""))
-            .arg(status_to_wire(keys.profile, JobStatus::Error))
-            .arg(keys.reply(""))
-            .arg(reply_named_in_hash(keys.profile))
-            .arg(iso8601(SystemTime::now()))
-            .arg(status_to_wire(keys.profile, JobStatus::Finished))
-            .arg("finished")
-            .arg(REAP_BUDGET)
-            .arg(self.config.reply_ttl.as_secs().max(1));
-        // Each call takes back a bounded number of ids, so none holds Redis for long; every
-        // call that stops at its budget has taken ids out of a dead runner's list for good.
-        let mut totals = [0u64; 3];
-        loop {
-            let round = self
-                .run("reap", |c| c.eval_one(&scripts().reap, call.clone()))
-                .and_then(|value| {
-                    counts(value).map_err(|e| StoreError::Backend(format!("reap: {e}")))
-                })?;
-            for (total, n) in totals.iter_mut().zip(round) {
-                *total += n;
-            }
-            if round[3] == 0 || self.is_closed() {
-                break;
-            }
-        }
-        let [moved, failed, skipped] = totals;
-        if moved + failed > 0 {
-            warn!(
-                actor,
-                requeued = moved,
-                failed,
-                "took back the jobs of dead runners"
-            );
-        }
-        if skipped > 0 {
-            warn!(
-                actor,
-                skipped,
-                "could not take back some entries of dead runners (a processing list that is \
-                 no list, or a queue that took no id): left as they were"
-            );
-        }
-        Ok((moved, failed))
-    }
-
     /// Gives a job taken but not finished back to its queue (at the end taken next), as if
     /// it had never been taken.
     pub fn release(&self, job: &Job) -> Result<(), StoreError> {
@@ -328,126 +224,6 @@ impl RedisStore {
         })?;
         Ok(reply::int(moved).unwrap_or(0) == 1)
     }
-
-    /// Finds the job a stop request names and acts on it, in one atomic step: a job held by
-    /// another runner gets the stop passed on to that runner's control list; a job still
-    /// queued is taken out and ended `error: cancelled` here; a job held by this runner is
-    /// left to the caller to cancel ([`StopRoute::Here`]). So a stop reaches its job whichever
-    /// runner pops it from the shared stop queue.
-    pub fn route_stop(&self, actor: &str, id: &str) -> Result<StopRoute, StoreError> {
-        let keys = self.keys;
-        let profile = keys.profile;
-        let (control_head, control_tail) = around_runner(keys.control(RUNNER));
-        let (heartbeat_head, heartbeat_tail) = around_runner(keys.heartbeat(RUNNER));
-        let cancelled = Some("cancelled");
-        let payload = reply_payload(profile, id, JobStatus::Error, None, cancelled);
-        let fields = ending_fields(
-            profile,
-            JobStatus::Error,
-            None,
-            cancelled,
-            SystemTime::now(),
-        );
-        let ended = [
-            status_to_wire(profile, JobStatus::Error),
-            status_to_wire(profile, JobStatus::Finished),
-            "finished",
-        ];
-        let mut call = scripts().route_stop.call(5);
-        call.arg(keys.runners(actor))
-            .arg(keys.queue(actor))
-            .arg(keys.job(id))
-            .arg(keys.processing(actor, &self.config.runner_id))
-            .arg(keys.reply(id))
-            .arg(id)
-            .arg(&self.config.runner_id)
-            .arg(keys.processing(actor, ""))
-            .arg(&control_head)
-            .arg(&control_tail)
-            .arg(&heartbeat_head)
-            .arg(&heartbeat_tail)
-            .arg(&payload)
-            .arg(self.config.reply_ttl.as_secs().max(1))
-            .arg(reply_named_in_hash(profile))
-            .arg(ended.len())
-            .arg(&ended[..]);
-        for (field, value) in &fields {
-            call.arg(*field).arg(value);
-        }
-        let found = self.run("route stop", |c| {
-            c.eval_one(&scripts().route_stop, call.clone())
-        })?;
-        let found: Vec<String> = reply::items(found)
-            .unwrap_or_default()
-            .into_iter()
-            .map(reply::lossy)
-            .collect();
-        let route = match found.first().map(String::as_str) {
-            Some("here") => StopRoute::Here,
-            Some("forwarded") => StopRoute::Forwarded {
-                runner: found.get(1).cloned().unwrap_or_default(),
-            },
-            Some("cancelled") => StopRoute::Cancelled {
-                dead_runner: found.get(1).cloned(),
-            },
-            Some("ended") => StopRoute::Ended,
-            Some("unknown") => StopRoute::Unknown,
-            _ => {
-                if let Some(problem) = found.get(2) {
-                    warn!(actor, job = %id, runner = found[1], problem, "could not pass a stop on");
-                }
-                StopRoute::NotFound
-            }
-        };
-        debug!(actor, job = %id, ?route, "stop routed");
-        Ok(route)
-    }
-
-    /// Pops a job id from the actor's stop queue, waiting up to `wait`.
-    pub fn next_stop(&self, actor: &str, wait: Duration) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .next_command(actor, wait)?
-            .and_then(|(kind, id)| (kind == "stop").then_some(id)))
-    }
-
-    /// Pops the next entry of the actor's stop queue (`("stop", job id)`) or of this runner's
-    /// control list (`("control", command)`), waiting up to `wait` (at most a second). An
-    /// entry that is not UTF-8 is logged and dropped.
-    pub fn next_command(
-        &self,
-        actor: &str,
-        wait: Duration,
-    ) -> Result<Option<(String, String)>, StoreError> {
-        if self.conns.is_closed() {
-            return Err(StoreError::Closed);
-        }
-        let stop = self.keys.stop_queue(actor);
-        let control = self.keys.control(&self.config.runner_id);
-        let wait = wait.clamp(Duration::from_millis(10), MAX_BLOCK);
-        let mut blpop = redis::cmd("BLPOP");
-        blpop.arg(&stop).arg(&control).arg(wait.as_secs_f64());
-        let popped = self.run("stop queue", |c| c.query_blocking(&blpop, wait))?;
-        let mut popped = reply::items(popped).unwrap_or_default().into_iter();
-        let (Some(key), Some(value)) = (popped.next(), popped.next()) else {
-            return Ok(None);
-        };
-        let kind = if reply::lossy(key) == stop {
-            "stop"
-        } else {
-            "control"
-        };
-        match reply::bytes(value) {
-            Ok(Some(bytes)) => match String::from_utf8(bytes) {
-                Ok(text) => Ok(Some((kind.to_string(), text))),
-                Err(error) => {
-                    let entry = error.into_bytes().escape_ascii().to_string();
-                    warn!(actor, kind, entry, "dropped an entry that is not UTF-8");
-                    Ok(None)
-                }
-            },
-            _ => Ok(None),
-        }
-    }
 }
 
 /// A job's hash key for an id of any bytes.
@@ -462,29 +238,6 @@ pub(super) fn reply_key(keys: Keys, id: &[u8]) -> Vec<u8> {
     let mut key = keys.reply("").into_bytes();
     key.extend_from_slice(id);
     key
-}
-
-/// A script's reply of three counts.
-fn counts(value: Value) -> redis::RedisResult<[u64; 4]> {
-    let items = reply::items(value).map_err(|v| super::connection::unexpected("counts", &v))?;
-    let mut counts = [0u64; 4];
-    for (count, item) in counts.iter_mut().zip(items) {
-        *count = reply::int(item).unwrap_or(0).max(0) as u64;
-    }
-    Ok(counts)
-}
-
-/// The most ids of dead runners one call of the reaper's script looks at.
-const REAP_BUDGET: u64 = 1000;
-
-/// A stand-in runner id, to split a key built for one ([`around_runner`]).
-const RUNNER: &str = "\u{0}runner\u{0}";
-
-/// A runner's key (built for [`RUNNER`]) as the parts before and after the runner id: the Lua
-/// scripts build the keys of every runner from them, as `keys.rs` spells them.
-fn around_runner(key: String) -> (String, String) {
-    let (head, tail) = key.split_once(RUNNER).expect("the key holds the runner id");
-    (head.to_string(), tail.to_string())
 }
 
 /// `1` where the job's hash names its reply list (`reply_queue_name`, rhailib), for the Lua

@@ -1,0 +1,104 @@
+//! Liveness: every runner refreshes a heartbeat key with a time to live and lists itself in
+//! the actor's set of runners; [`RedisStore::reap`] (every runner calls it periodically) gives
+//! the jobs of a runner whose heartbeat expired back to the queue (`lua/reap.lua`), in calls
+//! of a bounded number of ids.
+
+use std::time::SystemTime;
+
+use redis::Value;
+use tracing::warn;
+
+use super::connection::reply;
+use super::keys::{RUNNER, around_runner};
+use super::store::{RedisStore, reply_named_in_hash, scripts};
+use super::wire::{iso8601, status_to_wire};
+use crate::jobs::{JobStatus, StoreError};
+
+impl RedisStore {
+    /// Refreshes this runner's heartbeat and its place in the actor's set of runners.
+    pub fn heartbeat(&self, actor: &str) -> Result<(), StoreError> {
+        let key = self.keys.heartbeat(&self.config.runner_id);
+        let runners = self.keys.runners(actor);
+        let ttl = self.config.heartbeat_ttl.as_millis().max(1) as u64;
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg(&key).arg("alive").arg("PX").arg(ttl);
+        pipe.cmd("SADD").arg(&runners).arg(&self.config.runner_id);
+        let replies = self.run("heartbeat", |c| c.pipeline(&pipe))?;
+        for reply in replies {
+            reply.map_err(|e| StoreError::Backend(format!("heartbeat: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Takes back the jobs of runners of `actor` whose heartbeat expired: requeued, or ended
+    /// `error` if requeued more often than their retries allow. Returns (requeued, failed).
+    /// What it cannot take back (a processing list that is no list, a queue that takes no
+    /// id) is logged and left as it is; it does not stop the rest.
+    pub fn reap(&self, actor: &str) -> Result<(u64, u64), StoreError> {
+        let keys = self.keys;
+        let (heartbeat_head, heartbeat_tail) = around_runner(keys.heartbeat(RUNNER));
+        let mut call = scripts().reap.call(1);
+        call.arg(keys.runners(actor))
+            .arg(&self.config.runner_id)
+            .arg(&heartbeat_head)
+            .arg(&heartbeat_tail)
+            .arg(keys.processing(actor, ""))
+            .arg(keys.queue(actor))
+            .arg(keys.job(""))
+            .arg(status_to_wire(keys.profile, JobStatus::Error))
+            .arg(keys.reply(""))
+            .arg(reply_named_in_hash(keys.profile))
+            .arg(iso8601(SystemTime::now()))
+            .arg(status_to_wire(keys.profile, JobStatus::Finished))
+            .arg("finished")
+            .arg(REAP_BUDGET)
+            .arg(self.config.reply_ttl.as_secs().max(1));
+        // Each call takes back a bounded number of ids, so none holds Redis for long; every
+        // call that stops at its budget has taken ids out of a dead runner's list for good.
+        let mut totals = [0u64; 3];
+        loop {
+            let round = self
+                .run("reap", |c| c.eval_one(&scripts().reap, call.clone()))
+                .and_then(|value| {
+                    counts(value).map_err(|e| StoreError::Backend(format!("reap: {e}")))
+                })?;
+            for (total, n) in totals.iter_mut().zip(round) {
+                *total += n;
+            }
+            if round[3] == 0 || self.is_closed() {
+                break;
+            }
+        }
+        let [moved, failed, skipped] = totals;
+        if moved + failed > 0 {
+            warn!(
+                actor,
+                requeued = moved,
+                failed,
+                "took back the jobs of dead runners"
+            );
+        }
+        if skipped > 0 {
+            warn!(
+                actor,
+                skipped,
+                "could not take back some entries of dead runners (a processing list that is \
+                 no list, or a queue that took no id): left as they were"
+            );
+        }
+        Ok((moved, failed))
+    }
+}
+
+/// A script's reply of three counts.
+fn counts(value: Value) -> redis::RedisResult<[u64; 4]> {
+    let items = reply::items(value).map_err(|v| super::connection::unexpected("counts", &v))?;
+    let mut counts = [0u64; 4];
+    for (count, item) in counts.iter_mut().zip(items) {
+        *count = reply::int(item).unwrap_or(0).max(0) as u64;
+    }
+    Ok(counts)
+}
+
+/// The most ids of dead runners one call of the reaper's script looks at.
+const REAP_BUDGET: u64 = 1000;
