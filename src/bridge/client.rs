@@ -6,6 +6,7 @@ use redis::Commands;
 
 use super::keys::{Keys, Profile};
 use super::store::{RedisConfig, RedisStore};
+use super::wire::reply_list_in_hash;
 use crate::jobs::{Job, JobStatus, JobStore, StoreError};
 
 /// A client of runners that share a Redis.
@@ -102,7 +103,7 @@ impl Client {
     pub fn await_result(&self, id: &str, timeout: Duration) -> Result<Job, StoreError> {
         let deadline = Instant::now() + timeout;
         let reply = self.keys.reply(id);
-        if self.keys.profile == Profile::Hero
+        if !reply_list_in_hash(self.keys.profile)
             && let Ok(mut conn) = self.client.get_connection()
         {
             let secs = timeout.as_secs_f64().max(0.01);

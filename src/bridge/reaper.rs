@@ -10,8 +10,8 @@ use tracing::warn;
 
 use super::connection::reply;
 use super::keys::{RUNNER, around_runner};
-use super::store::{RedisStore, reply_named_in_hash, scripts};
-use super::wire::{iso8601, status_to_wire};
+use super::store::{RedisStore, scripts};
+use super::wire::{iso8601, reply_named_in_hash, status_to_wire};
 use crate::jobs::{JobStatus, StoreError};
 
 impl RedisStore {

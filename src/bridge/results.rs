@@ -27,9 +27,9 @@ use redis::{RedisResult, Value};
 use tracing::warn;
 
 use super::connection::{Failure, Link, describe, reply};
-use super::keys::Profile;
-use super::store::{MAX_FIELD_BYTES, RedisStore, reply_payload, scripts};
+use super::store::{MAX_FIELD_BYTES, RedisStore, scripts};
 use super::wire::{iso8601, result_fields, status_to_wire};
+use super::wire::{reply_list_in_hash, reply_payload};
 use crate::jobs::{Job, JobStatus, StoreError};
 
 /// A result waiting to be written.
@@ -60,7 +60,7 @@ impl RedisStore {
     /// names.
     fn reply_keys(&self, jobs: &[&Job]) -> Result<Vec<Vec<u8>>, StoreError> {
         let default = |job: &Job| self.keys.reply(&job.id).into_bytes();
-        if self.keys.profile == Profile::Hero {
+        if !reply_list_in_hash(self.keys.profile) {
             return Ok(jobs.iter().map(|job| default(job)).collect());
         }
         // Read within a field's limit: a name a client made huge is not read.

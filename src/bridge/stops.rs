@@ -8,8 +8,8 @@ use tracing::{debug, warn};
 
 use super::connection::{MAX_BLOCK, reply};
 use super::keys::{RUNNER, around_runner};
-use super::store::{RedisStore, reply_named_in_hash, reply_payload, scripts};
-use super::wire::{ending_fields, status_to_wire};
+use super::store::{RedisStore, scripts};
+use super::wire::{ending_fields, reply_named_in_hash, reply_payload, status_to_wire};
 use crate::jobs::{JobStatus, StoreError};
 
 /// Where a stop request found its job: see [`RedisStore::route_stop`].

@@ -240,36 +240,6 @@ pub(super) fn reply_key(keys: Keys, id: &[u8]) -> Vec<u8> {
     key
 }
 
-/// `1` where the job's hash names its reply list (`reply_queue_name`, rhailib), for the Lua
-/// scripts.
-pub(super) fn reply_named_in_hash(profile: Profile) -> &'static str {
-    match profile {
-        Profile::Rhailib => "1",
-        Profile::Hero => "0",
-    }
-}
-
-/// What a job's reply list gets when it ends: the status (Hero), or the task as JSON (rhailib).
-pub(super) fn reply_payload(
-    profile: Profile,
-    id: &str,
-    status: JobStatus,
-    output: Option<&str>,
-    error: Option<&str>,
-) -> String {
-    let status = status_to_wire(profile, status);
-    match profile {
-        Profile::Hero => status.to_string(),
-        Profile::Rhailib => serde_json::json!({
-            "task_id": id,
-            "status": status,
-            "output": output,
-            "error": error,
-        })
-        .to_string(),
-    }
-}
-
 impl JobStore for RedisStore {
     fn submit(&self, job: Job) -> Result<(), StoreError> {
         if self.conns.is_closed() {

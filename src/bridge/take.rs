@@ -21,33 +21,12 @@ use redis::Value;
 use tracing::{debug, warn};
 
 use super::connection::{Failure, MAX_BLOCK, reply};
-use super::keys::Profile;
-use super::store::{
-    MAX_FIELD_BYTES, RedisStore, job_key, reply_key, reply_named_in_hash, reply_payload, scripts,
+use super::store::{MAX_FIELD_BYTES, RedisStore, job_key, reply_key, scripts};
+use super::wire::{
+    WireError, iso8601, job_within, read_fields, reply_named_in_hash, reply_payload,
+    started_fields, status_to_wire, text_fields,
 };
-use super::wire::{WireError, iso8601, job_within, status_to_wire, text_fields};
 use crate::jobs::{Job, JobStatus, StoreError};
-
-/// The fields of a job hash the runner reads (rhailib: and `reply_queue_name`).
-const FIELDS: [&str; 10] = [
-    "script",
-    "status",
-    "timeout",
-    "retries",
-    "env_vars",
-    "created_at",
-    "caller_id",
-    "context_id",
-    "actor_id",
-    "reply_queue_name",
-];
-
-fn fields(profile: Profile) -> &'static [&'static str] {
-    match profile {
-        Profile::Hero => &FIELDS[..9],
-        Profile::Rhailib => &FIELDS[..],
-    }
-}
 
 /// A taken id's hash, as read.
 enum HashRead {
@@ -258,7 +237,7 @@ impl RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let fields = fields(self.keys.profile);
+        let fields = read_fields(self.keys.profile);
         let limits: Vec<usize> = fields.iter().map(|f| self.field_limit(f)).collect();
         let mut call = scripts().read.call(ids.len());
         for id in ids {
@@ -370,7 +349,7 @@ impl RedisStore {
                 }
             };
             let parsed =
-                text_fields(fields(profile).iter().copied().zip(values)).and_then(|hash| {
+                text_fields(read_fields(profile).iter().copied().zip(values)).and_then(|hash| {
                     job_within(profile, &id, actor, &hash, self.config.max_script_bytes)
                 });
             match parsed {
@@ -405,24 +384,10 @@ impl RedisStore {
         if jobs.is_empty() {
             return;
         }
-        let profile = self.keys.profile;
-        let now = iso8601(SystemTime::now());
-        let status = status_to_wire(profile, JobStatus::Started);
+        let fields = started_fields(self.keys.profile, &iso8601(SystemTime::now()));
         let mut pipe = redis::pipe();
         for job in jobs {
-            let key = self.keys.job(&job.id);
-            if profile == Profile::Hero {
-                pipe.hset_multiple(
-                    key,
-                    &[
-                        ("status", status),
-                        ("updated_at", &now),
-                        ("started_at", &now),
-                    ],
-                );
-            } else {
-                pipe.hset_multiple(key, &[("status", status), ("updated_at", &now)]);
-            }
+            pipe.hset_multiple(self.keys.job(&job.id), &fields);
         }
         match self.run("mark started", |c| c.pipeline(&pipe)) {
             Ok(replies) => {

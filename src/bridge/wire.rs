@@ -287,6 +287,82 @@ pub(crate) fn job_within(
     Ok(job)
 }
 
+/// Whether a job's hash names its reply list (`reply_queue_name`: rhailib), and so whether a
+/// reply is the task as JSON (rhailib) rather than its status (Hero).
+pub(crate) fn reply_list_in_hash(profile: Profile) -> bool {
+    match profile {
+        Profile::Rhailib => true,
+        Profile::Hero => false,
+    }
+}
+
+/// [`reply_list_in_hash`] as the Lua scripts take it: `1` or `0`.
+pub(crate) fn reply_named_in_hash(profile: Profile) -> &'static str {
+    if reply_list_in_hash(profile) {
+        "1"
+    } else {
+        "0"
+    }
+}
+
+/// What a job's reply list gets when it ends: the status (Hero), or the task as JSON (rhailib).
+pub(crate) fn reply_payload(
+    profile: Profile,
+    id: &str,
+    status: JobStatus,
+    output: Option<&str>,
+    error: Option<&str>,
+) -> String {
+    let status = status_to_wire(profile, status);
+    match profile {
+        Profile::Hero => status.to_string(),
+        Profile::Rhailib => serde_json::json!({
+            "task_id": id,
+            "status": status,
+            "output": output,
+            "error": error,
+        })
+        .to_string(),
+    }
+}
+
+/// The fields of a job hash the runner reads (rhailib: and `reply_queue_name`).
+const READ_FIELDS: [&str; 10] = [
+    "script",
+    "status",
+    "timeout",
+    "retries",
+    "env_vars",
+    "created_at",
+    "caller_id",
+    "context_id",
+    "actor_id",
+    "reply_queue_name",
+];
+
+/// The fields of a job hash the runner reads to run it.
+pub(crate) fn read_fields(profile: Profile) -> &'static [&'static str] {
+    match profile {
+        Profile::Hero => &READ_FIELDS[..9],
+        Profile::Rhailib => &READ_FIELDS[..],
+    }
+}
+
+/// The fields a taken job's hash gets: its status `started`, and when.
+pub(crate) fn started_fields(profile: Profile, now: &str) -> Vec<(&'static str, String)> {
+    let mut fields = vec![
+        (
+            "status",
+            status_to_wire(profile, JobStatus::Started).to_string(),
+        ),
+        ("updated_at", now.to_string()),
+    ];
+    if profile == Profile::Hero {
+        fields.push(("started_at", now.to_string()));
+    }
+    fields
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
