@@ -40,8 +40,9 @@ pub mod bridge;
 pub mod conversation;
 pub mod jobs;
 pub(crate) mod loom;
+pub(crate) mod pid;
 pub(crate) mod process;
-pub mod registry;
+pub(crate) mod registry;
 pub(crate) mod runtime;
 #[cfg(feature = "rhai")]
 pub mod script;

@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::loom::lock;
+use crate::pid::Pid;
 use crate::process::addr::Addr;
 use crate::process::cell::ProcessCell;
-use crate::process::pid::Pid;
 
 /// Why a registration failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -4,7 +4,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
 
-use super::pid::Pid;
+use crate::pid::Pid;
 
 /// The address of a process that receives messages of type `M`.
 ///

@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use super::mailbox::{Envelope, Mailbox, Pushed};
-use super::pid::Pid;
 use super::slot::TaskSlot;
 use super::state::ProcessState;
 use crate::loom::lock;
 use crate::loom::sync::Mutex;
+use crate::pid::Pid;
 use crate::runtime::Shared;
 use crate::runtime::coop::Budget;
 use crate::runtime::task_ref::Task;

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::cell::ProcessCell;
-use super::pid::Pid;
 use super::state::Status;
 use crate::loom::lock;
+use crate::pid::Pid;
 use crate::signal::MonitorRef;
 
 /// What one live process looked like when the snapshot was taken.

@@ -8,10 +8,10 @@ use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 
 use super::mailbox::{Envelope, Mailbox};
-use super::pid::Pid;
 use super::state::ProcessState;
 use crate::loom::lock;
 use crate::loom::sync::Mutex;
+use crate::pid::Pid;
 use crate::signal::ExitReason;
 use crate::signal::state::SignalState;
 

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 
 use super::spin::SpinLock;
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
-use crate::process::pid::Ref;
+use crate::pid::Ref;
 use crate::signal::{Down, ExitSignal};
 
 /// A message's value, type-erased. Values of up to four words (a token, a pid, an address, a

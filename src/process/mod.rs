@@ -1,4 +1,4 @@
-//! Processes: pids, the process table, mailboxes, the state word, `Ctx`, receiving and the
+//! Processes: the process table, mailboxes, the state word, `Ctx`, receiving and the
 //! two ways to write a process (an `async` body or a [`Behaviour`]).
 
 pub(crate) mod addr;
@@ -10,7 +10,6 @@ pub(crate) mod info;
 pub(crate) mod mailbox;
 pub(crate) mod ops;
 pub(crate) mod outbox;
-pub(crate) mod pid;
 pub(crate) mod receive;
 pub(crate) mod slot;
 pub(crate) mod spawn;
@@ -22,12 +21,12 @@ pub(crate) mod task;
 #[cfg(all(test, loom))]
 mod loom_tests;
 
+pub use crate::pid::{Pid, Ref};
 pub use addr::{Addr, SendError, SpawnError};
 pub use behaviour::{Behaviour, BehaviourKind, Handled};
 pub use context::Ctx;
 pub use info::ProcessInfo;
 pub use mailbox::Overflow;
-pub use pid::{Pid, Ref};
 pub use receive::{Message, Recv, RecvTimeout};
 pub use spawn::{MailboxConfig, SpawnOptions, Spawned};
 pub use state::Status;

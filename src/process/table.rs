@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use super::cell::ProcessCell;
-use super::pid::Pid;
+use crate::pid::Pid;
 
 const CHUNK_BITS: u32 = 12;
 const CHUNK_SIZE: usize = 1 << CHUNK_BITS;

@@ -4,11 +4,11 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::Duration;
 
 use super::{RuntimeStats, Shared, TimerRef};
+use crate::pid::Pid;
 use crate::process::addr::{Addr, SendError, SpawnError};
 use crate::process::context::Ctx;
 use crate::process::info::ProcessInfo;
 use crate::process::mailbox::Envelope;
-use crate::process::pid::Pid;
 use crate::process::spawn::{SpawnOptions, Spawned, spawn_process, spawn_watched};
 use crate::process::task::IntoProcess;
 use crate::registry::RegistryError;

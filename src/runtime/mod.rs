@@ -27,7 +27,7 @@ pub use handle::{ExitWatch, Handle};
 pub use stats::RuntimeStats;
 pub use timer::TimerRef;
 
-use crate::process::pid::RefSource;
+use crate::pid::RefSource;
 use crate::process::table::ProcessTable;
 use crate::registry::Registry;
 use crate::signal::ExitReason;

@@ -14,9 +14,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use super::{Shared, scheduler};
+use crate::pid::Pid;
 use crate::process::cell::ProcessCell;
 use crate::process::mailbox::Envelope;
-use crate::process::pid::Pid;
 use crate::process::state::Status;
 
 /// A timer, to cancel it.

@@ -10,7 +10,7 @@ pub(crate) mod state;
 
 pub use reason::ExitReason;
 
-use crate::process::pid::{Pid, Ref};
+use crate::pid::{Pid, Ref};
 
 /// A trapped exit signal, received as a message by a process that traps exits.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! What an exit signal does to the process that receives it: OTP's table, as a pure function.
 
 use super::ExitReason;
-use crate::process::pid::Pid;
+use crate::pid::Pid;
 
 /// How the signal was sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use super::{ExitReason, MonitorRef};
-use crate::process::pid::Pid;
+use crate::pid::Pid;
 
 /// Called once with the exit of a watched process, from whichever thread ran that exit.
 pub(crate) type ExitHook = Box<dyn FnOnce(Pid, &ExitReason) + Send>;
