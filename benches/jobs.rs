@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baobab::Runtime;
-use baobab::jobs::{Job, JobActor, JobStore, MemoryStore, PoolConfig, RhaiActor, WorkerPool};
+use baobab::jobs::{Job, JobActor, JobStore, MemoryStore, PoolConfig, WorkerPool};
+use baobab::script::RhaiActor;
 use baobab::script::{CountingAllocator, Limits, Sandbox, SandboxConfig};
 
 mod common;

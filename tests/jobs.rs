@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use baobab::jobs::{
     CancelToken, HealthCheck, Job, JobActor, JobResult, JobStatus, JobStore, MemoryStore,
-    PoolConfig, RhaiActor, WorkerPool,
+    PoolConfig, WorkerPool,
 };
-use baobab::script::{Limits, SandboxConfig};
+use baobab::script::{Limits, RhaiActor, SandboxConfig};
 use baobab::{ExitReason, Runtime};
 use common::{SAFETY, runtime};
 

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baobab::bridge::{Profile, RedisConfig, RedisStore, Runner, RunnerConfig, StopRoute};
-use baobab::jobs::{Job, JobActor, JobStatus, JobStore, PoolConfig, RhaiActor, WorkerPool};
+use baobab::jobs::{Job, JobActor, JobStatus, JobStore, PoolConfig, WorkerPool};
+use baobab::script::RhaiActor;
 use baobab::script::SandboxConfig;
 use common::redis_server::{TestRedis, unique};
 use common::{SAFETY, runtime};

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baobab::bridge::{Client, Profile, RedisConfig, RedisStore};
-use baobab::jobs::{Job, JobActor, JobStatus, PoolConfig, RhaiActor, WorkerPool};
+use baobab::jobs::{Job, JobActor, JobStatus, PoolConfig, WorkerPool};
+use baobab::script::RhaiActor;
 use baobab::script::SandboxConfig;
 use common::{SAFETY, runtime};
 

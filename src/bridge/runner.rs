@@ -9,10 +9,9 @@ use tracing::{info, warn};
 use super::stops::StopRoute;
 use super::store::{RedisConfig, RedisStore};
 use crate::jobs::{
-    ActorFactory, JobActor, JobStore, PoolConfig, PoolError, PoolStats, RhaiActor, StoreError,
-    WorkerPool,
+    ActorFactory, JobActor, JobStore, PoolConfig, PoolError, PoolStats, StoreError, WorkerPool,
 };
-use crate::script::SandboxConfig;
+use crate::script::{RhaiActor, SandboxConfig};
 use crate::supervisor::{ChildSpec, Strategy, Supervisor, SupervisorSpec};
 use crate::{Ctx, ExitReason, Handle, Message};
 

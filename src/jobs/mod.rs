@@ -9,8 +9,6 @@ mod job;
 mod pool;
 mod store;
 
-#[cfg(feature = "rhai")]
-pub use actor::RhaiActor;
 pub use actor::{CancelToken, JobActor, JobResult};
 pub use pool::{ActorFactory, HealthCheck, PoolConfig, PoolError, PoolStats, WorkerPool};
 

@@ -26,6 +26,7 @@
 //! `docs/jobs.md` lists what the engine registers, what is replaced or removed and why, and
 //! the worst-case memory of a running script.
 
+mod actor;
 mod cache;
 mod limits;
 mod memory;
@@ -43,6 +44,7 @@ mod ticker;
 /// The Rhai crate this sandbox is built on, for [`SandboxConfig::extend`].
 pub use rhai;
 
+pub use actor::RhaiActor;
 pub use limits::{Limit, LimitError, Limits};
 pub use memory::{CountingAllocator, memory_counted};
 pub use sandbox::{DEFAULT_CACHE_BYTES, Extend, Sandbox, SandboxConfig, ScriptError, ScriptOutput};

@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 
 use baobab::ExitReason;
 use baobab::jobs::{
-    Job, JobActor, JobStatus, JobStore, MemoryStore, PoolConfig, RhaiActor, StoreError, WorkerPool,
+    Job, JobActor, JobStatus, JobStore, MemoryStore, PoolConfig, StoreError, WorkerPool,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use tracing::{info, warn};
 
 use crate::args::RunArgs;
-use baobab::script::read_source;
+use baobab::script::{RhaiActor, read_source};
 
 use crate::files::{Found, collect};
 use crate::interrupt_flag;

@@ -142,7 +142,8 @@ pub struct PoolStats {
 /// use std::sync::Arc;
 /// use std::time::Duration;
 /// use baobab::Runtime;
-/// use baobab::jobs::{Job, JobStatus, JobStore, MemoryStore, PoolConfig, RhaiActor, WorkerPool};
+/// use baobab::jobs::{Job, JobStatus, JobStore, MemoryStore, PoolConfig, WorkerPool};
+/// use baobab::script::RhaiActor;
 /// use baobab::script::SandboxConfig;
 ///
 /// let rt = Runtime::new();
