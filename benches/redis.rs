@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use baobab::Runtime;
-use baobab::bridge::{Profile, RedisConfig, Runner, RunnerConfig};
+use baobab::bridge::{RedisConfig, Runner, RunnerConfig};
 use baobab::jobs::{Job, PoolConfig};
 use baobab::script::{CountingAllocator, Limits, Sandbox, SandboxConfig};
 use redis::Commands;
@@ -31,6 +31,10 @@ use common::{env, summary};
 #[path = "../tests/common/redis_server.rs"]
 mod redis_server;
 
+/// The Hero job hash a client stores, as the wire format spells it.
+#[path = "../tests/common/hero.rs"]
+mod hero;
+
 use redis_server::TestRedis as Server;
 
 /// Empties the database, then queues `n` jobs of `40 + 2` for `actor`, pipelined.
@@ -41,13 +45,10 @@ fn preload(server: &Server, actor: &str, n: usize) {
         let mut pipe = redis::pipe();
         for _ in chunk {
             let job = Job::builder("40 + 2").actor_id(actor).build().unwrap();
-            pipe.hset_multiple(
-                format!("hero:job:{}", job.id),
-                &baobab::bridge::job_to_fields(Profile::Hero, &job),
-            )
-            .ignore()
-            .lpush(format!("hero:job:actor_queue:{actor}"), &job.id)
-            .ignore();
+            pipe.hset_multiple(format!("hero:job:{}", job.id), &hero::hero_fields(&job))
+                .ignore()
+                .lpush(format!("hero:job:actor_queue:{actor}"), &job.id)
+                .ignore();
         }
         pipe.query::<()>(&mut conn).unwrap();
     }
@@ -152,7 +153,11 @@ fn one_at_a_time(server: &Server, n: usize, run: usize) -> f64 {
             .unwrap();
         let key = format!("hero:job:{id}");
         let hash: HashMap<String, String> = conn.hgetall(&key).unwrap();
-        let job = baobab::bridge::job_from_fields(Profile::Hero, &id, &actor, &hash).unwrap();
+        let job = Job::builder(hash["script"].as_str())
+            .id(&id)
+            .actor_id(&actor)
+            .build()
+            .unwrap();
         let output = sandbox.run(&job, None).unwrap().output;
         let _: () = conn
             .hset_multiple(

@@ -10,8 +10,8 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use baobab::bridge::{Profile, job_to_fields};
 use baobab::jobs::Job;
+use common::hero::hero_fields;
 use common::redis_server::{TestRedis, unique};
 use redis::Commands;
 
@@ -78,13 +78,10 @@ fn preload(redis: &TestRedis, actor: &str, n: usize, retries: u32) -> Vec<String
                 .retries(retries)
                 .build()
                 .unwrap();
-            pipe.hset_multiple(
-                format!("hero:job:{}", job.id),
-                &job_to_fields(Profile::Hero, &job),
-            )
-            .ignore()
-            .lpush(format!("hero:job:actor_queue:{actor}"), &job.id)
-            .ignore();
+            pipe.hset_multiple(format!("hero:job:{}", job.id), &hero_fields(&job))
+                .ignore()
+                .lpush(format!("hero:job:actor_queue:{actor}"), &job.id)
+                .ignore();
             ids.push(job.id);
         }
         pipe.query::<()>(&mut conn).unwrap();

@@ -18,7 +18,3 @@ pub use keys::{Keys, Profile};
 pub use runner::{Runner, RunnerConfig, RunnerError, WIND_DOWN_MARGIN};
 pub use stops::StopRoute;
 pub use store::{MAX_FIELD_BYTES, RedisConfig, RedisStore};
-pub use wire::{
-    WireError, iso8601, job_from_fields, job_to_fields, parse_time, result_fields,
-    status_from_wire, status_to_wire,
-};

@@ -10,7 +10,7 @@ use crate::jobs::{Job, JobStatus};
 /// Why a hash is not a job.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("malformed job hash: field `{field}`: {reason}")]
-pub struct WireError {
+pub(crate) struct WireError {
     /// The field.
     pub field: &'static str,
     /// What is wrong with it.
@@ -25,7 +25,7 @@ fn wrong(field: &'static str, reason: impl Into<String>) -> WireError {
 }
 
 /// A status as `profile` spells it.
-pub fn status_to_wire(profile: Profile, status: JobStatus) -> &'static str {
+pub(crate) fn status_to_wire(profile: Profile, status: JobStatus) -> &'static str {
     match (profile, status) {
         (Profile::Hero, status) => status.as_str(),
         (Profile::Rhailib, JobStatus::Dispatched) => "pending",
@@ -36,7 +36,7 @@ pub fn status_to_wire(profile: Profile, status: JobStatus) -> &'static str {
 }
 
 /// A status from `profile`'s spelling.
-pub fn status_from_wire(profile: Profile, text: &str) -> Result<JobStatus, WireError> {
+pub(crate) fn status_from_wire(profile: Profile, text: &str) -> Result<JobStatus, WireError> {
     let status = match (profile, text) {
         (Profile::Hero, "dispatched") | (Profile::Rhailib, "pending") => JobStatus::Dispatched,
         (Profile::Hero, "started") | (Profile::Rhailib, "processing") => JobStatus::Started,
@@ -48,7 +48,7 @@ pub fn status_from_wire(profile: Profile, text: &str) -> Result<JobStatus, WireE
 }
 
 /// ISO 8601 in UTC, to the millisecond: `2026-11-27T01:02:03.456Z`.
-pub fn iso8601(time: SystemTime) -> String {
+pub(crate) fn iso8601(time: SystemTime) -> String {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
@@ -63,7 +63,7 @@ pub fn iso8601(time: SystemTime) -> String {
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fff][Z]`, or a number of seconds since the epoch.
-pub fn parse_time(text: &str) -> Option<SystemTime> {
+pub(crate) fn parse_time(text: &str) -> Option<SystemTime> {
     if let Ok(secs) = text.parse::<u64>() {
         return UNIX_EPOCH.checked_add(Duration::from_secs(secs));
     }
@@ -108,7 +108,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 /// A job's fields as `profile` writes them when it is submitted.
-pub fn job_to_fields(profile: Profile, job: &Job) -> Vec<(&'static str, String)> {
+pub(crate) fn job_to_fields(profile: Profile, job: &Job) -> Vec<(&'static str, String)> {
     let now = iso8601(SystemTime::now());
     let mut fields = vec![
         ("id", job.id.clone()),
@@ -141,7 +141,7 @@ pub fn job_to_fields(profile: Profile, job: &Job) -> Vec<(&'static str, String)>
 }
 
 /// The fields written when a job ends (status, output, error, times).
-pub fn result_fields(profile: Profile, job: &Job) -> Vec<(&'static str, String)> {
+pub(crate) fn result_fields(profile: Profile, job: &Job) -> Vec<(&'static str, String)> {
     ending_fields(
         profile,
         job.status,
@@ -200,7 +200,7 @@ pub(crate) fn text_fields(
 /// A job from its hash. `id` is the id the hash was found under; `actor` the queue it came
 /// from (a rhailib task has no actor field). Its script may be
 /// [`DEFAULT_MAX_SCRIPT_BYTES`](crate::jobs::DEFAULT_MAX_SCRIPT_BYTES) long.
-pub fn job_from_fields(
+pub(crate) fn job_from_fields(
     profile: Profile,
     id: &str,
     actor: &str,

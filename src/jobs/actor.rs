@@ -47,7 +47,7 @@ pub struct JobResult {
 /// actor per worker (a restarted worker gets a fresh one).
 ///
 /// `process_job` runs on the runtime's blocking pool, so it may block. It should honour the
-/// job's `timeout` and the cancel token; the built-in [`RhaiActor`] does both.
+/// job's `timeout` and the cancel token; the built-in `script::RhaiActor` does both.
 ///
 /// ```
 /// use baobab::jobs::{CancelToken, Job, JobActor, JobResult};

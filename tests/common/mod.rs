@@ -21,4 +21,6 @@ pub fn exit_of(handle: &Handle, pid: Pid) -> ExitReason {
 }
 #[cfg(feature = "cli")]
 pub mod cli;
+#[allow(dead_code)]
+pub mod hero;
 pub mod redis_server;
