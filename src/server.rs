@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::process::cell::ProcessCell;
-use crate::process::mailbox::Envelope;
+use crate::process::mailbox::Mail;
 use crate::process::receive::Select;
 use crate::runtime::Handle;
 use crate::{
@@ -42,7 +42,7 @@ impl<R> std::fmt::Debug for ReplyTo<R> {
 impl<R: Send + 'static> ReplyTo<R> {
     /// Sends the reply. A reply to a caller that gave up or died is dropped.
     pub fn reply(self, value: R) {
-        self.caller.push_system(Envelope::Reply {
+        self.caller.push_system(Mail::Reply {
             reference: self.reference,
             value: crate::process::mailbox::payload(value),
         });
@@ -122,7 +122,7 @@ impl<M: Send + 'static> Ctx<M> {
             reference,
             _reply: PhantomData,
         };
-        let request = Envelope::User(crate::process::mailbox::payload(request(reply_to)));
+        let request = Mail::User(crate::process::mailbox::payload(request(reply_to)));
         let sent = match &callee_cell {
             Some(cell) => shared.send_to_cell(cell, request),
             None => Ok(()),
@@ -134,22 +134,22 @@ impl<M: Send + 'static> Ctx<M> {
         let deadline = self.deadline(timeout);
         let answer = self
             .take(Some(deadline), |envelope| match envelope {
-                Envelope::Reply { reference: r, .. } if *r == reference => Select::Take,
-                Envelope::Down(down) if down.reference == monitor => Select::Take,
+                Mail::Reply { reference: r, .. } if *r == reference => Select::Take,
+                Mail::Down(down) if down.reference == monitor => Select::Take,
                 // A reply to an earlier call that gave up: nobody waits for it.
-                Envelope::Reply { .. } => Select::Discard,
+                Mail::Reply { .. } => Select::Discard,
                 _ => Select::Skip,
             })
             .await;
         // The callee is remembered for the next call or send, as `send` does.
         self.last_sent.set(callee_cell.clone());
         match answer {
-            Some(Envelope::Reply { value, .. }) => {
+            Some(Mail::Reply { value, .. }) => {
                 self.demonitor_with(monitor, true, |_| callee_cell);
                 Ok(crate::process::mailbox::unwrap_payload::<R>(value)
                     .unwrap_or_else(|_| unreachable!("a reply has the type of its ReplyTo")))
             }
-            Some(Envelope::Down(down)) => Err(CallError::NoProc {
+            Some(Mail::Down(down)) => Err(CallError::NoProc {
                 pid: callee,
                 reason: down.reason,
             }),

@@ -17,8 +17,8 @@ use super::config::{ChannelMode, Compensation, ConversationConfig, Crash, CrashP
 use super::envelope::{Envelope, MessageId};
 use super::error::ConversationError;
 use super::participant::ParticipantRequest;
+use super::phase::{ConversationState, LogEntry, ParticipantHealth, Phase};
 use super::slot::Slot;
-use super::state::{ConversationState, LogEntry, ParticipantHealth, Phase};
 use super::{ConversationId, ParticipantExit};
 use crate::{Addr, ExitReason, Handle, Pid};
 

@@ -2,7 +2,7 @@
 
 use crate::{ExitReason, Pid};
 
-use super::state::Phase;
+use super::phase::Phase;
 
 /// Why a conversation operation failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -7,8 +7,8 @@ use super::ConversationId;
 use super::core::{CloseSlot, Core, ExitSlot, ReplySlot};
 use super::envelope::{Envelope, MessageId};
 use super::error::ConversationError;
+use super::phase::ConversationState;
 use super::slot::Slot;
-use super::state::ConversationState;
 use crate::runtime::scheduler::on_scheduler_thread;
 use crate::{Ctx, ExitReason, Pid};
 

@@ -46,8 +46,8 @@ mod envelope;
 mod error;
 mod handle;
 mod participant;
+mod phase;
 mod slot;
-mod state;
 mod supervisor;
 
 pub use config::{
@@ -57,5 +57,5 @@ pub use envelope::{ANONYMOUS, CausalContext, Envelope, MessageId};
 pub use error::ConversationError;
 pub use handle::{ConversationHandle, ExitNotice, ParticipantExit};
 pub use participant::{Blocking, ParticipantBehaviour, ParticipantRequest};
-pub use state::{ConversationState, LogEntry, ParticipantHealth, Phase};
+pub use phase::{ConversationState, LogEntry, ParticipantHealth, Phase};
 pub use supervisor::{ConversationSupervisor, ConversationSupervisorBuilder, DEFAULT_LOG_LIMIT};

@@ -9,9 +9,9 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use super::code::{IntoProcess, ProcessCode, Runnable};
 use super::context::Ctx;
-use super::mailbox::{Envelope, unwrap_payload};
-use super::task::{IntoProcess, ProcessCode, Runnable};
+use super::mailbox::{Mail, unwrap_payload};
 use crate::signal::{Down, ExitReason, ExitSignal};
 
 /// What a callback returns: `Ok(())` to go on, `Err(reason)` to exit with `reason`.
@@ -99,7 +99,7 @@ struct BehaviourTask<B: Behaviour> {
 impl<B: Behaviour> Unpin for BehaviourTask<B> {}
 
 impl<B: Behaviour> BehaviourTask<B> {
-    fn next_envelope(&mut self) -> Option<Envelope> {
+    fn next_envelope(&mut self) -> Option<Mail> {
         loop {
             let envelope = match self.ctx.local.pop_front() {
                 Some(envelope) => envelope,
@@ -107,25 +107,25 @@ impl<B: Behaviour> BehaviourTask<B> {
             };
             self.ctx.cell.mailbox.consumed(1);
             match &envelope {
-                Envelope::Reply { .. } => continue,
-                Envelope::User(any) if !any.is::<B::Msg>() => continue,
+                Mail::Reply { .. } => continue,
+                Mail::User(any) if !any.is::<B::Msg>() => continue,
                 _ => return Some(envelope),
             }
         }
     }
 
-    fn dispatch(&mut self, envelope: Envelope) -> Handled {
+    fn dispatch(&mut self, envelope: Mail) -> Handled {
         let (behaviour, ctx) = (&mut self.behaviour, &mut self.ctx);
         ctx.timeout_at = None;
         match envelope {
-            Envelope::User(any) => {
+            Mail::User(any) => {
                 let message = unwrap_payload::<B::Msg>(any)
                     .unwrap_or_else(|_| unreachable!("checked in next_envelope"));
                 behaviour.handle_message(message, ctx)
             }
-            Envelope::Exit(signal) => behaviour.handle_exit(signal, ctx),
-            Envelope::Down(down) => behaviour.handle_down(down, ctx),
-            Envelope::Reply { .. } => Ok(()),
+            Mail::Exit(signal) => behaviour.handle_exit(signal, ctx),
+            Mail::Down(down) => behaviour.handle_down(down, ctx),
+            Mail::Reply { .. } => Ok(()),
         }
     }
 

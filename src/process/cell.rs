@@ -3,17 +3,17 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use super::mailbox::{Envelope, Mailbox, Pushed};
-use super::slot::TaskSlot;
-use super::state::ProcessState;
+use super::mailbox::{Mail, Mailbox, Pushed};
+use super::slot::CodeSlot;
+use super::status::ProcessState;
 use crate::loom::lock;
 use crate::loom::sync::Mutex;
 use crate::pid::Pid;
 use crate::runtime::Shared;
 use crate::runtime::coop::Budget;
 use crate::runtime::task_ref::Task;
+use crate::signal::record::SignalState;
 use crate::signal::rules::{self, Action, SignalKind};
-use crate::signal::state::SignalState;
 use crate::signal::{Down, ExitReason, ExitSignal, MonitorRef};
 
 /// `repr(C)`, hot fields first: a message and a slice touch the state, the mailbox, the budget
@@ -30,7 +30,7 @@ pub(crate) struct ProcessCell {
     pub(crate) pid: Pid,
     pub(crate) mailbox: Mailbox,
     /// The process's code. Only the thread that won `transition_to_running` touches it.
-    pub(crate) task: TaskSlot,
+    pub(crate) code: CodeSlot,
     pub(crate) reductions: AtomicU64,
     pub(crate) shared: Arc<Shared>,
     /// Which wait a lazy receive timer is for (see `runtime/timer.rs`); only the running
@@ -49,7 +49,7 @@ impl ProcessCell {
             mailbox,
             signals: Mutex::new(SignalState::default()),
             exit_pending: AtomicBool::new(false),
-            task: TaskSlot::empty(),
+            code: CodeSlot::empty(),
             reductions: AtomicU64::new(0),
             budget: Budget::default(),
             wait_epoch: AtomicU32::new(0),
@@ -67,7 +67,7 @@ impl ProcessCell {
 
     /// Delivers a user message and wakes the process.
     #[inline]
-    pub(crate) fn push_user(self: &Arc<Self>, envelope: Envelope) -> Pushed {
+    pub(crate) fn push_user(self: &Arc<Self>, envelope: Mail) -> Pushed {
         super::outbox::flush();
         self.push_user_after_flush_with(move || envelope)
     }
@@ -77,7 +77,7 @@ impl ProcessCell {
     #[inline(always)]
     pub(crate) fn push_user_after_flush_with(
         self: &Arc<Self>,
-        make: impl FnOnce() -> Envelope,
+        make: impl FnOnce() -> Mail,
     ) -> Pushed {
         let pushed = self.mailbox.push_user_with(make);
         if pushed == Pushed::Queued {
@@ -87,9 +87,9 @@ impl ProcessCell {
     }
 
     /// Delivers a system message (a reply) and wakes the process. Dropped if it has exited.
-    pub(crate) fn push_system(self: &Arc<Self>, envelope: Envelope) {
+    pub(crate) fn push_system(self: &Arc<Self>, envelope: Mail) {
         super::outbox::flush();
-        if self.state.status() == super::state::Status::Exiting {
+        if self.state.status() == super::status::Status::Exiting {
             return;
         }
         self.mailbox.push_system(envelope);
@@ -107,7 +107,7 @@ impl ProcessCell {
         match rules::on_exit_signal(kind, reason, from, self.pid, signals.trap_exit) {
             Action::Ignore => {}
             Action::Deliver => {
-                self.mailbox.push_system(Envelope::Exit(ExitSignal {
+                self.mailbox.push_system(Mail::Exit(ExitSignal {
                     from,
                     reason: reason.clone(),
                 }));
@@ -136,7 +136,7 @@ impl ProcessCell {
         if signals.exited || signals.remove_monitor(reference).is_none() {
             return;
         }
-        self.mailbox.push_system(Envelope::Down(Down {
+        self.mailbox.push_system(Mail::Down(Down {
             reference,
             pid,
             reason: reason.clone(),
@@ -157,7 +157,7 @@ impl ProcessCell {
     #[inline]
     pub(crate) fn is_alive(&self) -> bool {
         !self.exit_pending.load(Ordering::Acquire)
-            && self.state.status() != super::state::Status::Exiting
+            && self.state.status() != super::status::Status::Exiting
     }
 
     /// Takes the reason this process must die with, if one arrived.

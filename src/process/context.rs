@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use super::addr::{Addr, SendError, SpawnError};
 use super::cell::ProcessCell;
-use super::mailbox::{Envelope, fits_inline, payload};
+use super::code::IntoProcess;
+use super::mailbox::{Mail, fits_inline, payload};
 use super::outbox;
 use super::spawn::{SpawnOptions, Spawned, spawn_process};
-use super::state::Status;
-use super::task::IntoProcess;
+use super::status::Status;
 use crate::loom::lock;
 use crate::pid::Pid;
 use crate::registry::RegistryError;
@@ -51,7 +51,7 @@ pub(crate) struct ExitPayload(pub(crate) ExitReason);
 pub struct Ctx<M> {
     pub(crate) cell: Arc<ProcessCell>,
     /// Messages moved out of the inbox, not yet received (selective receive skips stay here).
-    pub(crate) local: VecDeque<Envelope>,
+    pub(crate) local: VecDeque<Mail>,
     /// A behaviour's receive timeout: when `handle_timeout` is due.
     pub(crate) timeout_at: Option<Duration>,
     pub(crate) last_sent: std::cell::Cell<Option<Arc<ProcessCell>>>,
@@ -118,7 +118,7 @@ impl<M: Send + 'static> Ctx<M> {
             && cell.pid != self.pid()
             && outbox::is_repeat(&cell);
         if batched {
-            outbox::push(&cell, Envelope::User(payload(message)));
+            outbox::push(&cell, Mail::User(payload(message)));
             self.last_sent.set(Some(cell));
             return Ok(());
         }
@@ -126,9 +126,9 @@ impl<M: Send + 'static> Ctx<M> {
         // A small message is made under the inbox lock, in its slot; a large one is boxed
         // first, so that no allocation happens under the lock.
         let pushed = if fits_inline::<T>() {
-            cell.push_user_after_flush_with(|| Envelope::User(payload(message)))
+            cell.push_user_after_flush_with(|| Mail::User(payload(message)))
         } else {
-            let envelope = Envelope::User(payload(message));
+            let envelope = Mail::User(payload(message));
             cell.push_user_after_flush_with(move || envelope)
         };
         if cell.state.status() == Status::Exiting {
@@ -230,7 +230,7 @@ impl<M: Send + 'static> Ctx<M> {
         // A `Down` is queued only by taking the monitor off this process's record, under the
         // same lock `demonitor` took it off with: if it was still active, none is queued.
         if flush && !active {
-            let is_it = |e: &Envelope| matches!(e, Envelope::Down(d) if d.reference == reference);
+            let is_it = |e: &Mail| matches!(e, Mail::Down(d) if d.reference == reference);
             let before = self.local.len();
             self.local.retain(|e| !is_it(e));
             self.cell.mailbox.consumed(before - self.local.len());

@@ -11,8 +11,8 @@ use tracing::trace;
 use super::cell::ProcessCell;
 use crate::loom::lock;
 use crate::signal::ExitReason;
+use crate::signal::record::Watcher;
 use crate::signal::rules::SignalKind;
-use crate::signal::state::Watcher;
 
 pub(crate) fn exit_process(cell: &Arc<ProcessCell>, reason: ExitReason) {
     let shared = &cell.shared;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::cell::ProcessCell;
-use super::state::Status;
+use super::status::Status;
 use crate::loom::lock;
 use crate::pid::Pid;
 use crate::signal::MonitorRef;
@@ -55,8 +55,8 @@ impl ProcessInfo {
                     r.watchers
                         .iter()
                         .filter_map(|w| match w {
-                            crate::signal::state::Watcher::Process { pid, .. } => Some(*pid),
-                            crate::signal::state::Watcher::Hook(_) => None,
+                            crate::signal::record::Watcher::Process { pid, .. } => Some(*pid),
+                            crate::signal::record::Watcher::Hook(_) => None,
                         })
                         .collect()
                 })

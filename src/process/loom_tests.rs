@@ -7,13 +7,13 @@ use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 
-use super::mailbox::{Envelope, Mailbox};
-use super::state::ProcessState;
+use super::mailbox::{Mail, Mailbox};
+use super::status::ProcessState;
 use crate::loom::lock;
 use crate::loom::sync::Mutex;
 use crate::pid::Pid;
 use crate::signal::ExitReason;
-use crate::signal::state::SignalState;
+use crate::signal::record::SignalState;
 
 /// A process as the model sees it: its state, its mailbox, and a run queue of capacity one
 /// (a queue holding it twice would be the bug we look for).
@@ -38,7 +38,7 @@ impl Model {
 
     fn send(&self, n: u32) {
         self.mailbox
-            .push_user(Envelope::User(crate::process::mailbox::payload(n)));
+            .push_user(Mail::User(crate::process::mailbox::payload(n)));
         if self.state.transition_to_queued() {
             let before = self.queued.fetch_add(1, Ordering::SeqCst);
             assert_eq!(before, 0, "a process sits in a run queue at most once");
@@ -47,7 +47,7 @@ impl Model {
 
     /// One run if queued: drain everything, then go idle (or requeue if woken meanwhile).
     /// Returns the messages received.
-    fn run_once(&self, local: &mut VecDeque<Envelope>) -> usize {
+    fn run_once(&self, local: &mut VecDeque<Mail>) -> usize {
         if self.queued.load(Ordering::SeqCst) == 0 {
             return 0;
         }
@@ -212,14 +212,14 @@ fn loom_link_racing_with_exit_is_seen_or_refused() {
 
 /// The code of a process is touched by one thread at a time: the one that queued it runs it,
 /// a wake-up while it runs makes the runner run it again, and loom's `UnsafeCell` panics on
-/// any overlapping access to the `TaskSlot`.
+/// any overlapping access to the `CodeSlot`.
 #[test]
 fn loom_task_slot_is_touched_by_one_thread() {
-    use super::slot::TaskSlot;
+    use super::slot::CodeSlot;
 
     struct Process {
         state: ProcessState,
-        code: TaskSlot,
+        code: CodeSlot,
         slices: AtomicUsize,
     }
 
@@ -239,7 +239,7 @@ fn loom_task_slot_is_touched_by_one_thread() {
     loom::model(|| {
         let process = Arc::new(Process {
             state: ProcessState::new_queued(),
-            code: TaskSlot::empty(),
+            code: CodeSlot::empty(),
             slices: AtomicUsize::new(0),
         });
         // The spawner fills the slot before the first push.

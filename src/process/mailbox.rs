@@ -36,7 +36,7 @@ pub(crate) fn unwrap_payload<T: Send + 'static>(payload: Payload) -> Result<T, P
 }
 
 /// What a mailbox holds: user messages and the system messages every process understands.
-pub(crate) enum Envelope {
+pub(crate) enum Mail {
     /// A user message, typed by the sender's `Addr<M>`.
     User(Payload),
     /// A trapped exit signal.
@@ -47,13 +47,13 @@ pub(crate) enum Envelope {
     Reply { reference: Ref, value: Payload },
 }
 
-impl std::fmt::Debug for Envelope {
+impl std::fmt::Debug for Mail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Envelope::User(_) => f.write_str("User(..)"),
-            Envelope::Exit(signal) => write!(f, "Exit({signal:?})"),
-            Envelope::Down(down) => write!(f, "Down({down:?})"),
-            Envelope::Reply { reference, .. } => write!(f, "Reply({reference:?})"),
+            Mail::User(_) => f.write_str("User(..)"),
+            Mail::Exit(signal) => write!(f, "Exit({signal:?})"),
+            Mail::Down(down) => write!(f, "Down({down:?})"),
+            Mail::Reply { reference, .. } => write!(f, "Reply({reference:?})"),
         }
     }
 }
@@ -83,7 +83,7 @@ struct Bound {
 
 #[repr(C)]
 pub(crate) struct Mailbox {
-    inbox: SpinLock<VecDeque<Envelope>>,
+    inbox: SpinLock<VecDeque<Mail>>,
     /// Messages ever pushed; written only under the inbox lock.
     pushed: AtomicUsize,
     /// Messages ever taken out by the owner. Only the owner writes it while the process
@@ -115,7 +115,7 @@ impl Mailbox {
 
     /// Pushes a user message, applying the bound. System messages never go through here.
     #[cfg(any(test, loom))]
-    pub(crate) fn push_user(&self, envelope: Envelope) -> Pushed {
+    pub(crate) fn push_user(&self, envelope: Mail) -> Pushed {
         self.push_user_with(move || envelope)
     }
 
@@ -123,7 +123,7 @@ impl Mailbox {
     /// message is then written once, not built on the stack and copied (see `Ctx::send`).
     /// Over the bound, `make` is dropped unused.
     #[inline(always)]
-    pub(crate) fn push_user_with(&self, make: impl FnOnce() -> Envelope) -> Pushed {
+    pub(crate) fn push_user_with(&self, make: impl FnOnce() -> Mail) -> Pushed {
         let mut inbox = self.inbox.lock();
         if let Some(bound) = &self.bound {
             // `taken` may be stale (the owner moves it without the lock), which only makes
@@ -155,7 +155,7 @@ impl Mailbox {
     }
 
     /// Appends a batch of user messages from one sender (an unbounded mailbox), in one lock.
-    pub(crate) fn push_batch(&self, batch: &mut VecDeque<Envelope>) {
+    pub(crate) fn push_batch(&self, batch: &mut VecDeque<Mail>) {
         debug_assert!(self.bound.is_none());
         let mut inbox = self.inbox.lock();
         self.pushed.store(
@@ -166,7 +166,7 @@ impl Mailbox {
     }
 
     /// Pushes a system message: signals are never refused or dropped by a bound.
-    pub(crate) fn push_system(&self, envelope: Envelope) {
+    pub(crate) fn push_system(&self, envelope: Mail) {
         let mut inbox = self.inbox.lock();
         self.count_push_locked();
         inbox.push_back(envelope);
@@ -192,7 +192,7 @@ impl Mailbox {
     /// `len` counts both queues, so when it equals the private queue's length the inbox is
     /// empty and the lock is skipped. A push that this check misses has not yet called
     /// `transition_to_queued`, which will then see the process running and make it run again.
-    pub(crate) fn drain_into(&self, queue: &mut VecDeque<Envelope>) -> usize {
+    pub(crate) fn drain_into(&self, queue: &mut VecDeque<Mail>) -> usize {
         if self.len() == queue.len() {
             return 0;
         }
@@ -210,7 +210,7 @@ impl Mailbox {
     /// it moved to `queue` in the same lock. A process that gets one message at a time never
     /// allocates a private queue, and its inbox's buffer stays the hot one.
     #[inline]
-    pub(crate) fn pop_into(&self, queue: &mut VecDeque<Envelope>) -> Option<Envelope> {
+    pub(crate) fn pop_into(&self, queue: &mut VecDeque<Mail>) -> Option<Mail> {
         debug_assert!(queue.is_empty());
         if self.len() == 0 {
             return None;
@@ -232,8 +232,8 @@ impl Mailbox {
     }
 
     /// Removes from the inbox every envelope `remove` selects; returns how many went.
-    pub(crate) fn remove_where(&self, mut remove: impl FnMut(&Envelope) -> bool) -> usize {
-        let removed: Vec<Envelope> = {
+    pub(crate) fn remove_where(&self, mut remove: impl FnMut(&Mail) -> bool) -> usize {
+        let removed: Vec<Mail> = {
             let mut inbox = self.inbox.lock();
             if !inbox.iter().any(&mut remove) {
                 return 0;
@@ -282,13 +282,13 @@ impl Mailbox {
 mod tests {
     use super::*;
 
-    fn user(n: u32) -> Envelope {
-        Envelope::User(payload(n))
+    fn user(n: u32) -> Mail {
+        Mail::User(payload(n))
     }
 
-    fn value(envelope: &Envelope) -> u32 {
+    fn value(envelope: &Mail) -> u32 {
         match envelope {
-            Envelope::User(any) => *any.downcast_ref::<u32>().unwrap(),
+            Mail::User(any) => *any.downcast_ref::<u32>().unwrap(),
             other => panic!("not a user message: {other:?}"),
         }
     }
@@ -314,7 +314,7 @@ mod tests {
         let mailbox = Mailbox::bounded(1, Overflow::Reject);
         assert_eq!(mailbox.push_user(user(1)), Pushed::Queued);
         assert_eq!(mailbox.push_user(user(2)), Pushed::Rejected);
-        mailbox.push_system(Envelope::Exit(ExitSignal {
+        mailbox.push_system(Mail::Exit(ExitSignal {
             from: crate::Pid::EXTERNAL,
             reason: crate::ExitReason::Shutdown,
         }));

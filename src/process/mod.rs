@@ -4,19 +4,19 @@
 pub(crate) mod addr;
 pub(crate) mod behaviour;
 pub(crate) mod cell;
+pub(crate) mod code;
 pub(crate) mod context;
 pub(crate) mod exit;
 pub(crate) mod info;
 pub(crate) mod mailbox;
-pub(crate) mod ops;
 pub(crate) mod outbox;
 pub(crate) mod receive;
+pub(crate) mod signalling;
 pub(crate) mod slot;
 pub(crate) mod spawn;
 pub(crate) mod spin;
-pub(crate) mod state;
+pub(crate) mod status;
 pub(crate) mod table;
-pub(crate) mod task;
 
 #[cfg(all(test, loom))]
 mod loom_tests;
@@ -24,11 +24,11 @@ mod loom_tests;
 pub use crate::pid::{Pid, Ref};
 pub use addr::{Addr, SendError, SpawnError};
 pub use behaviour::{Behaviour, BehaviourKind, Handled};
+pub use code::{BodyKind, IntoProcess, ProcessCode};
 pub use context::Ctx;
 pub use info::ProcessInfo;
 pub use mailbox::Overflow;
 pub use receive::{Message, Recv, RecvTimeout};
 pub use spawn::{MailboxConfig, SpawnOptions, Spawned};
-pub use state::Status;
+pub use status::Status;
 pub use table::MAX_PROCESSES;
-pub use task::{BodyKind, IntoProcess, ProcessCode};

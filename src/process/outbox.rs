@@ -32,16 +32,16 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::cell::ProcessCell;
-use super::mailbox::Envelope;
-use super::state::Status;
+use super::mailbox::Mail;
+use super::status::Status;
 
 /// Messages a batch holds before it is delivered without waiting for the end of the slice.
 pub(crate) const BATCH: usize = 64;
 
-struct Batch {
+struct Outgoing {
     /// The process the batch is for, once it holds a message.
     target: Option<Arc<ProcessCell>>,
-    messages: VecDeque<Envelope>,
+    messages: VecDeque<Mail>,
 }
 
 thread_local! {
@@ -50,8 +50,8 @@ thread_local! {
     static LAST: Cell<usize> = const { Cell::new(0) };
     /// Whether `BATCH_OF` holds messages.
     static PENDING: Cell<bool> = const { Cell::new(false) };
-    static BATCH_OF: RefCell<Batch> = const {
-        RefCell::new(Batch {
+    static BATCH_OF: RefCell<Outgoing> = const {
+        RefCell::new(Outgoing {
             target: None,
             messages: VecDeque::new(),
         })
@@ -77,7 +77,7 @@ pub(crate) fn is_repeat(to: &Arc<ProcessCell>) -> bool {
 ///
 /// The batch is borrowed only inside this module, never across user code (a message's `Drop`
 /// runs after the borrow ends), so the borrow cannot fail.
-pub(crate) fn push(to: &Arc<ProcessCell>, envelope: Envelope) {
+pub(crate) fn push(to: &Arc<ProcessCell>, envelope: Mail) {
     let full = BATCH_OF.with(|batch| {
         let mut batch = batch.borrow_mut();
         if batch.target.is_none() {

@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::context::Ctx;
-use super::mailbox::{Envelope, unwrap_payload};
+use super::mailbox::{Mail, unwrap_payload};
 use crate::runtime::timer::TimerRef;
 use crate::signal::{Down, ExitSignal};
 
@@ -50,32 +50,32 @@ pub(crate) enum Select {
 impl<M: Send + 'static> Ctx<M> {
     /// How a plain receive sees an envelope: user messages of type `M` and signals are taken,
     /// replies nobody waits for are dropped.
-    fn select_message(envelope: &Envelope) -> Option<Message<&M>> {
+    fn select_message(envelope: &Mail) -> Option<Message<&M>> {
         match envelope {
-            Envelope::User(any) => any.downcast_ref::<M>().map(Message::User),
-            Envelope::Exit(signal) => Some(Message::Exit(signal.clone())),
-            Envelope::Down(down) => Some(Message::Down(down.clone())),
-            Envelope::Reply { .. } => None,
+            Mail::User(any) => any.downcast_ref::<M>().map(Message::User),
+            Mail::Exit(signal) => Some(Message::Exit(signal.clone())),
+            Mail::Down(down) => Some(Message::Down(down.clone())),
+            Mail::Reply { .. } => None,
         }
     }
 
-    fn into_message(envelope: Envelope) -> Message<M> {
+    fn into_message(envelope: Mail) -> Message<M> {
         match envelope {
-            Envelope::User(any) => Message::User(
+            Mail::User(any) => Message::User(
                 unwrap_payload::<M>(any).unwrap_or_else(|_| unreachable!("selected as M")),
             ),
-            Envelope::Exit(signal) => Message::Exit(signal),
-            Envelope::Down(down) => Message::Down(down),
-            Envelope::Reply { .. } => unreachable!("replies are never selected as messages"),
+            Mail::Exit(signal) => Message::Exit(signal),
+            Mail::Down(down) => Message::Down(down),
+            Mail::Reply { .. } => unreachable!("replies are never selected as messages"),
         }
     }
 
     /// Envelopes no receive will ever take: replies (a call holds `&mut Ctx` while it waits,
     /// so any reply seen outside it is late) and user messages of another type.
-    fn is_orphan(envelope: &Envelope) -> bool {
+    fn is_orphan(envelope: &Mail) -> bool {
         match envelope {
-            Envelope::Reply { .. } => true,
-            Envelope::User(any) => !any.is::<M>(),
+            Mail::Reply { .. } => true,
+            Mail::User(any) => !any.is::<M>(),
             _ => false,
         }
     }
@@ -84,10 +84,10 @@ impl<M: Send + 'static> Ctx<M> {
     pub(crate) fn poll_take(
         &mut self,
         cx: &mut Context<'_>,
-        select: &mut dyn FnMut(&Envelope) -> Select,
+        select: &mut dyn FnMut(&Mail) -> Select,
         deadline: Option<Duration>,
         timer: &mut Option<TimerRef>,
-    ) -> Poll<Option<Envelope>> {
+    ) -> Poll<Option<Mail>> {
         if !self.cell.may_receive() {
             cx.waker().wake_by_ref();
             return Poll::Pending;
@@ -128,7 +128,7 @@ impl<M: Send + 'static> Ctx<M> {
         &mut self,
         deadline: Option<Duration>,
         timer: &mut Option<TimerRef>,
-    ) -> Poll<Option<Envelope>> {
+    ) -> Poll<Option<Mail>> {
         if let Some(deadline) = deadline {
             let shared = &self.cell.shared;
             // The first time the receive waits, it only sets its timer (a zero timeout is
@@ -176,7 +176,7 @@ impl<M: Send + 'static> Ctx<M> {
             return self.poll_next_rest(cx, deadline, timer, None);
         }
         match self.next_envelope() {
-            Some(Envelope::User(any)) => {
+            Some(Mail::User(any)) => {
                 self.cell.mailbox.consumed(1);
                 if let Ok(message) = unwrap_payload::<M>(any) {
                     self.cell.budget.consume();
@@ -192,7 +192,7 @@ impl<M: Send + 'static> Ctx<M> {
 
     /// The next envelope in arrival order: the private queue first, then the inbox.
     #[inline(always)]
-    fn next_envelope(&mut self) -> Option<Envelope> {
+    fn next_envelope(&mut self) -> Option<Mail> {
         match self.local.pop_front() {
             Some(envelope) => Some(envelope),
             None => self.cell.mailbox.pop_into(&mut self.local),
@@ -207,7 +207,7 @@ impl<M: Send + 'static> Ctx<M> {
         cx: &mut Context<'_>,
         deadline: Option<Duration>,
         timer: &mut Option<TimerRef>,
-        mut first: Option<Envelope>,
+        mut first: Option<Mail>,
     ) -> Poll<Option<Message<M>>> {
         if first.is_none() && !self.cell.may_receive() {
             cx.waker().wake_by_ref();
@@ -223,13 +223,13 @@ impl<M: Send + 'static> Ctx<M> {
             };
             self.cell.mailbox.consumed(1);
             let message = match envelope {
-                Envelope::User(any) => match unwrap_payload::<M>(any) {
+                Mail::User(any) => match unwrap_payload::<M>(any) {
                     Ok(message) => Message::User(message),
                     Err(_) => continue,
                 },
-                Envelope::Exit(signal) => Message::Exit(signal),
-                Envelope::Down(down) => Message::Down(down),
-                Envelope::Reply { .. } => continue,
+                Mail::Exit(signal) => Message::Exit(signal),
+                Mail::Down(down) => Message::Down(down),
+                Mail::Reply { .. } => continue,
             };
             self.cell.budget.consume();
             return Poll::Ready(Some(message));
@@ -237,7 +237,7 @@ impl<M: Send + 'static> Ctx<M> {
     }
 
     /// Waits for the first envelope `select` takes, until `deadline` if given.
-    pub(crate) fn take<F: FnMut(&Envelope) -> Select>(
+    pub(crate) fn take<F: FnMut(&Mail) -> Select>(
         &mut self,
         deadline: Option<Duration>,
         select: F,
@@ -390,10 +390,10 @@ pub(crate) struct Take<'a, M: Send + 'static, F> {
     timer: Option<TimerRef>,
 }
 
-impl<M: Send + 'static, F: FnMut(&Envelope) -> Select + Unpin> Future for Take<'_, M, F> {
-    type Output = Option<Envelope>;
+impl<M: Send + 'static, F: FnMut(&Mail) -> Select + Unpin> Future for Take<'_, M, F> {
+    type Output = Option<Mail>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Envelope>> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Mail>> {
         let this = self.get_mut();
         let polled = this
             .ctx

@@ -1,4 +1,4 @@
-//! `TaskSlot`: where a process's code lives, without a lock.
+//! `CodeSlot`: where a process's code lives, without a lock.
 //!
 //! The state word (`state.rs`) already makes the running thread the only one that touches the
 //! code: it is written once by the spawner before the process's first push to a run queue,
@@ -10,20 +10,20 @@
 
 use std::pin::Pin;
 
-use super::task::Runnable;
+use super::code::Runnable;
 use crate::loom::cell::UnsafeCell;
 
 type Code = Option<Pin<Box<dyn Runnable>>>;
 
-pub(crate) struct TaskSlot(UnsafeCell<Code>);
+pub(crate) struct CodeSlot(UnsafeCell<Code>);
 
 // SAFETY: the slot holds `Send` code and is only ever accessed by one thread at a time, as the
 // module docs explain; moving that access between threads is what `Send` allows.
-unsafe impl Sync for TaskSlot {}
+unsafe impl Sync for CodeSlot {}
 
-impl TaskSlot {
+impl CodeSlot {
     pub(crate) fn empty() -> Self {
-        TaskSlot(UnsafeCell::new(None))
+        CodeSlot(UnsafeCell::new(None))
     }
 
     /// Runs `f` on the code.

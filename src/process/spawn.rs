@@ -7,15 +7,15 @@ use std::sync::Arc;
 
 use super::addr::{Addr, SpawnError};
 use super::cell::ProcessCell;
+use super::code::IntoProcess;
 use super::context::Ctx;
 use super::mailbox::{Mailbox, Overflow};
-use super::task::IntoProcess;
 use crate::loom::lock;
 use crate::pid::Pid;
 use crate::runtime::Shared;
 use crate::runtime::task_ref::Task;
 use crate::signal::MonitorRef;
-use crate::signal::state::{ExitHook, Watcher};
+use crate::signal::record::{ExitHook, Watcher};
 
 /// The kind of mailbox a new process gets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -158,7 +158,7 @@ where
     let code = process.into_runnable(ctx).0;
     // SAFETY: the cell is not in any run queue yet (it is pushed below), so no other thread
     // runs it; senders only touch its mailbox and state.
-    unsafe { cell.task.with_mut(|slot| *slot = Some(code)) };
+    unsafe { cell.code.with_mut(|slot| *slot = Some(code)) };
     shared.stats.spawned();
     let addr = Addr::new(cell.pid);
     // The cell was born QUEUED: this push is its one entry in a run queue.

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tracing::warn;
 
 use crate::process::context::Ctx;
-use crate::process::mailbox::Envelope;
+use crate::process::mailbox::Mail;
 use crate::signal::ExitReason;
 use crate::signal::reason::panic_message;
 use crate::signal::rules::SignalKind;
@@ -183,7 +183,7 @@ impl<M: Send + 'static> Ctx<M> {
             match result {
                 Ok(value) => {
                     let envelope =
-                        Envelope::User(crate::process::mailbox::payload(into_message(value)));
+                        Mail::User(crate::process::mailbox::payload(into_message(value)));
                     let _ = cell.shared.send(pid, envelope);
                 }
                 Err(payload) => {

@@ -6,11 +6,11 @@ use std::time::Duration;
 use super::{RuntimeStats, Shared, TimerRef};
 use crate::pid::Pid;
 use crate::process::addr::{Addr, SendError, SpawnError};
+use crate::process::code::IntoProcess;
 use crate::process::context::Ctx;
 use crate::process::info::ProcessInfo;
-use crate::process::mailbox::Envelope;
+use crate::process::mailbox::Mail;
 use crate::process::spawn::{SpawnOptions, Spawned, spawn_process, spawn_watched};
-use crate::process::task::IntoProcess;
 use crate::registry::RegistryError;
 use crate::signal::ExitReason;
 
@@ -93,7 +93,7 @@ impl Handle {
     pub fn send<M: Send + 'static>(&self, to: &Addr<M>, message: M) -> Result<(), SendError> {
         self.shared.send(
             to.pid(),
-            Envelope::User(crate::process::mailbox::payload(message)),
+            Mail::User(crate::process::mailbox::payload(message)),
         )
     }
 

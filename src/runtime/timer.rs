@@ -16,8 +16,8 @@ use std::time::Duration;
 use super::{Shared, scheduler};
 use crate::pid::Pid;
 use crate::process::cell::ProcessCell;
-use crate::process::mailbox::Envelope;
-use crate::process::state::Status;
+use crate::process::mailbox::Mail;
+use crate::process::status::Status;
 
 /// A timer, to cancel it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -58,7 +58,7 @@ pub(crate) const DEFER_AT_MOST: Duration = Duration::from_millis(1);
 pub(crate) enum TimerAction {
     Send {
         to: Pid,
-        envelope: Envelope,
+        envelope: Mail,
     },
     /// Reschedule the process; `epoch`: only while its wait epoch is still this (a lazy
     /// receive timer moved to the heap; the receive that set it may end before it is due).
@@ -335,7 +335,7 @@ impl Shared {
         delay: Duration,
     ) -> TimerRef {
         let at = self.clock.now() + delay;
-        let envelope = Envelope::User(crate::process::mailbox::payload(message));
+        let envelope = Mail::User(crate::process::mailbox::payload(message));
         let timer = self.timers.insert(at, TimerAction::Send { to, envelope });
         if self.clock.is_manual() {
             // A zero delay is due now; nothing else would fire it until the next advance.

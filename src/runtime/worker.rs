@@ -97,7 +97,7 @@ pub(crate) fn run_slice(task: Task, budget: u32) {
             // SAFETY: this thread won `transition_to_running` above and holds the process until
             // `transition_to_idle` or `finish` below.
             let polled = unsafe {
-                cell.task.with_mut(|task| {
+                cell.code.with_mut(|task| {
                     let runnable = task.as_mut().expect("a runnable process has its task");
                     catch_unwind(AssertUnwindSafe(|| runnable.as_mut().run(&mut cx)))
                 })
@@ -131,7 +131,7 @@ pub(crate) fn run_slice(task: Task, budget: u32) {
 /// The process is done: terminate, drop its code, then tell its links and monitors.
 fn finish(cell: &Arc<ProcessCell>, reason: ExitReason) {
     // SAFETY: called by `run_slice`'s thread, which still holds the process (RUNNING).
-    let task = unsafe { cell.task.with_mut(Option::take) };
+    let task = unsafe { cell.code.with_mut(Option::take) };
     if let Some(mut task) = task {
         if reason != ExitReason::Killed
             && let Err(payload) =

@@ -5,8 +5,8 @@
 //! process layer moves signals between processes with these.
 
 pub(crate) mod reason;
+pub(crate) mod record;
 pub(crate) mod rules;
-pub(crate) mod state;
 
 pub use reason::ExitReason;
 

@@ -9,17 +9,17 @@ use std::sync::Arc;
 
 use super::addr::SendError;
 use super::cell::ProcessCell;
-use super::mailbox::{Envelope, Pushed};
+use super::mailbox::{Mail, Pushed};
 use crate::loom::lock;
 use crate::pid::Pid;
 use crate::runtime::Shared;
+use crate::signal::record::Watcher;
 use crate::signal::rules::SignalKind;
-use crate::signal::state::Watcher;
 use crate::signal::{ExitReason, MonitorRef};
 
 impl Shared {
     /// Sends an envelope. Dead pids drop it (counted); a full `Reject` mailbox is an error.
-    pub(crate) fn send(&self, to: Pid, envelope: Envelope) -> Result<(), SendError> {
+    pub(crate) fn send(&self, to: Pid, envelope: Mail) -> Result<(), SendError> {
         match self.table.with(to, |cell| cell.push_user(envelope)) {
             Some(pushed) => self.count_push(to, pushed),
             None => {
@@ -168,13 +168,13 @@ impl Shared {
     pub(crate) fn send_to_cell(
         &self,
         cell: &Arc<ProcessCell>,
-        envelope: Envelope,
+        envelope: Mail,
     ) -> Result<(), SendError> {
         self.count_push(cell.pid, cell.push_user(envelope))
     }
 
     /// Calls `hook` once with `target`'s exit reason (at once with `noproc` if it is dead).
-    pub(crate) fn watch(&self, target: Pid, hook: crate::signal::state::ExitHook) {
+    pub(crate) fn watch(&self, target: Pid, hook: crate::signal::record::ExitHook) {
         let hook = match self.table.get(target) {
             Some(them) => {
                 let mut signals = lock(&them.signals);
