@@ -3,6 +3,7 @@
 
 pub(crate) mod addr;
 pub(crate) mod behaviour;
+pub(crate) mod call;
 pub(crate) mod cell;
 pub(crate) mod code;
 pub(crate) mod context;
@@ -29,6 +30,7 @@ pub use context::Ctx;
 pub use info::ProcessInfo;
 pub use mailbox::Overflow;
 pub use receive::{Message, Recv, RecvTimeout};
+pub(crate) use spawn::ParentRef;
 pub use spawn::{MailboxConfig, SpawnOptions, Spawned};
 pub use status::Status;
 pub use table::MAX_PROCESSES;

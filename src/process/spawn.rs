@@ -165,3 +165,33 @@ where
     shared.scheduler.schedule_spawn(Task::new(&cell));
     Ok(Spawned { addr, monitor })
 }
+
+/// A process as the parent of what is spawned on its behalf (a supervisor's children): every
+/// process spawned through it is linked to it, as if it had spawned it itself.
+pub(crate) struct ParentRef(Arc<ProcessCell>);
+
+impl ParentRef {
+    /// The process running `ctx`.
+    pub(crate) fn of<M: Send + 'static>(ctx: &crate::Ctx<M>) -> ParentRef {
+        ParentRef(Arc::clone(&ctx.cell))
+    }
+
+    /// Its pid.
+    pub(crate) fn pid(&self) -> Pid {
+        self.0.pid
+    }
+
+    /// Spawns `process` linked to it.
+    pub(crate) fn spawn_linked<M: Send + 'static, K>(
+        &self,
+        process: impl IntoProcess<M, K>,
+    ) -> Result<Pid, SpawnError> {
+        spawn_process(
+            &self.0.shared,
+            Some(&self.0),
+            process,
+            SpawnOptions::new().link(),
+        )
+        .map(|spawned| spawned.addr.pid())
+    }
+}

@@ -27,6 +27,8 @@ pub use handle::{ExitWatch, Handle};
 pub use stats::RuntimeStats;
 pub use timer::TimerRef;
 
+pub(crate) use scheduler::on_scheduler_thread;
+
 use crate::pid::RefSource;
 use crate::process::table::ProcessTable;
 use crate::registry::Registry;

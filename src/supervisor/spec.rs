@@ -4,10 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::process::cell::ProcessCell;
+use crate::process::ParentRef;
 use crate::process::context::Ctx;
-use crate::process::spawn::spawn_process;
-use crate::{ExitReason, IntoProcess, Pid, SpawnOptions};
+use crate::{ExitReason, IntoProcess, Pid};
 
 use super::supervisor::SupervisorMsg;
 
@@ -206,14 +205,16 @@ impl SupervisorSpec {
 /// What a child's start function spawns through: every process it spawns is linked to the
 /// supervisor.
 pub struct ChildStarter<'a> {
-    /// The supervisor's own cell: children are spawned as if by the supervisor.
-    pub(crate) supervisor: &'a Arc<ProcessCell>,
+    /// The supervisor: children are spawned as if by it.
+    supervisor: ParentRef,
+    _ctx: std::marker::PhantomData<&'a ()>,
 }
 
 impl<'a> ChildStarter<'a> {
     pub(crate) fn new<M: Send + 'static>(ctx: &'a Ctx<M>) -> Self {
         ChildStarter {
-            supervisor: &ctx.cell,
+            supervisor: ParentRef::of(ctx),
+            _ctx: std::marker::PhantomData,
         }
     }
 }
@@ -224,14 +225,9 @@ impl ChildStarter<'_> {
         &self,
         process: impl IntoProcess<M, K>,
     ) -> Result<Pid, ExitReason> {
-        spawn_process(
-            &self.supervisor.shared,
-            Some(self.supervisor),
-            process,
-            SpawnOptions::new().link(),
-        )
-        .map(|spawned| spawned.addr.pid())
-        .map_err(|error| ExitReason::error(error.to_string()))
+        self.supervisor
+            .spawn_linked(process)
+            .map_err(|error| ExitReason::error(error.to_string()))
     }
 
     /// Spawns a supervisor running `spec`, linked to this one (the caller waits for its
@@ -242,6 +238,6 @@ impl ChildStarter<'_> {
 
     /// The supervisor's pid.
     pub fn supervisor_pid(&self) -> Pid {
-        self.supervisor.pid
+        self.supervisor.pid()
     }
 }
