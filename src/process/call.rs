@@ -1,6 +1,6 @@
 //! Calls: a request carrying a [`ReplyTo`] (the caller and a fresh reference), a monitor on
 //! the callee, and a wait for the reply with that reference, the callee's `Down`, or the
-//! timeout, whichever comes first. See [`crate::server`] for the gen_server form on top.
+//! timeout, whichever comes first. The `server` module builds the gen_server form on it.
 
 use std::marker::PhantomData;
 use std::sync::Arc;

@@ -112,7 +112,7 @@ impl Builder {
 
     /// The stack size of each blocking thread, in bytes (default: the standard library's, 2 MiB
     /// unless `RUST_MIN_STACK` says otherwise). Work that recurses deeply needs more: the
-    /// Rhai sandbox's [`Sandbox::stack_size`](crate::script::Sandbox::stack_size) tells how
+    /// Rhai sandbox's `script::Sandbox::stack_size` tells how
     /// much its limits need. Only touched pages take memory.
     pub fn blocking_stack_size(mut self, bytes: usize) -> Self {
         self.blocking_stack_size = Some(bytes);
