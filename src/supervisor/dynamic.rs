@@ -8,10 +8,9 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::intensity::Intensity;
+use super::shutdown::{shut_down, shut_down_all};
 use super::spec::{ChildKind, ChildStarter, Restart, Shutdown};
-use super::supervisor::{
-    CALL_TIMEOUT, ChildCounts, ChildInfo, SupervisorError, shut_down, shut_down_all,
-};
+use super::supervisor::{CALL_TIMEOUT, ChildCounts, ChildInfo, SupervisorError};
 use crate::server::{CallError, ReplyTo};
 use crate::{Addr, Ctx, ExitReason, Handle, Message, Pid};
 

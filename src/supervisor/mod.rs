@@ -8,11 +8,12 @@
 
 mod dynamic;
 mod intensity;
+mod shutdown;
 mod spec;
 #[allow(clippy::module_inception)]
 mod supervisor;
 
 pub use dynamic::{DynamicMsg, DynamicSpec, DynamicSupervisor};
+pub(crate) use shutdown::shut_down_all;
 pub use spec::{ChildKind, ChildSpec, ChildStarter, Restart, Shutdown, Strategy, SupervisorSpec};
-pub(crate) use supervisor::shut_down_all;
 pub use supervisor::{ChildCounts, ChildInfo, Supervisor, SupervisorError, SupervisorMsg};

@@ -12,9 +12,8 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 use super::intensity::Intensity;
-use super::spec::{
-    ChildKind, ChildSpec, ChildStarter, Restart, Shutdown, Strategy, SupervisorSpec,
-};
+use super::shutdown::shut_down;
+use super::spec::{ChildKind, ChildSpec, ChildStarter, Restart, Strategy, SupervisorSpec};
 use crate::server::{CallError, ReplyTo};
 use crate::{Addr, Ctx, ExitReason, Handle, Message, Pid};
 
@@ -488,73 +487,6 @@ async fn stop(ctx: &mut Ctx<SupervisorMsg>, child: &mut Child) -> bool {
     debug!(supervisor = %ctx.pid(), child = %child.spec.id, %reason, "child stopped");
     child.last_exit = Some(reason);
     true
-}
-
-/// Stops one child as its shutdown says and waits until it is gone; returns its exit reason.
-pub(super) async fn shut_down<M: Send + 'static>(
-    ctx: &mut Ctx<M>,
-    pid: Pid,
-    shutdown: Shutdown,
-) -> ExitReason {
-    let mut reasons = shut_down_all(ctx, &[pid], shutdown).await;
-    reasons.pop().expect("one reason per child")
-}
-
-/// Stops children as their shutdown says and waits until they are gone; returns their exit
-/// reasons, in the order of `pids`. As OTP's `monitor_child`, each is monitored and unlinked
-/// first, and an exit signal already on its way (the child died before the unlink) is taken:
-/// the monitor then reports it. Then all are told at once (a dynamic supervisor's children
-/// stop in no particular order), and each is waited for, killed if the shutdown timeout
-/// passes. Monitoring before telling makes every `Down` come after the child is really gone.
-pub(crate) async fn shut_down_all<M: Send + 'static>(
-    ctx: &mut Ctx<M>,
-    pids: &[Pid],
-    shutdown: Shutdown,
-) -> Vec<ExitReason> {
-    let mut monitors = Vec::with_capacity(pids.len());
-    for &pid in pids {
-        monitors.push((pid, ctx.monitor(pid)));
-        ctx.unlink(pid);
-        let _ = ctx
-            .recv_matching_timeout(
-                |m| matches!(m, Message::Exit(signal) if signal.from == pid),
-                Duration::ZERO,
-            )
-            .await;
-    }
-    let signal = match shutdown {
-        Shutdown::BrutalKill => ExitReason::Kill,
-        _ => ExitReason::Shutdown,
-    };
-    for &pid in pids {
-        ctx.exit(pid, signal.clone());
-    }
-    let deadline = match shutdown {
-        Shutdown::Timeout(timeout) => Some(ctx.now() + timeout),
-        _ => None,
-    };
-    let mut reasons = Vec::with_capacity(pids.len());
-    for (pid, monitor) in monitors {
-        let down = |m: &Message<&M>| matches!(m, Message::Down(d) if d.reference == monitor);
-        let reason_of = |m: Message<M>| match m {
-            Message::Down(down) => down.reason,
-            _ => unreachable!("only the child's Down is selected"),
-        };
-        let left = deadline.map(|deadline| deadline.saturating_sub(ctx.now()));
-        let gone = match left {
-            None => Some(ctx.recv_matching(down).await),
-            Some(left) => ctx.recv_matching_timeout(down, left).await,
-        };
-        let down_message = match gone {
-            Some(message) => message,
-            None => {
-                ctx.exit(pid, ExitReason::Kill);
-                ctx.recv_matching(down).await
-            }
-        };
-        reasons.push(reason_of(down_message));
-    }
-    reasons
 }
 
 /// Answers one request.
