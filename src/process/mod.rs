@@ -3,6 +3,7 @@
 
 pub(crate) mod addr;
 pub(crate) mod behaviour;
+mod blocking;
 pub(crate) mod call;
 pub(crate) mod cell;
 pub(crate) mod code;
