@@ -1,6 +1,6 @@
-//! baobab's runtime benchmarks: spawn, ping-pong, call, ring, restart, fan-in, and `ask`
-//! through a conversation (median and p99 per ask); `docs/benchmarks.md` defines each
-//! workload. Each runs several times; the table shows the median and the range.
+//! baobab's runtime benchmarks: spawn, ping-pong, call, ring, restart, fan-in, `ask` through a
+//! conversation (median and p99 per ask), and hog (timers and a call timeout while a process
+//! spins); `docs/benchmarks.md` defines each workload. Each runs several times; the table shows the median and the range.
 //!
 //! ```text
 //! cargo bench --bench runtime              # everything
@@ -317,6 +317,82 @@ fn restart(rt: &Runtime) -> Sample {
     }
 }
 
+/// How late timers fire while one process spins: `BAOBAB_BENCH_HOG_SLEEPERS` processes (1,000)
+/// each sleep 1 ms in a loop, while one process computes for `BAOBAB_BENCH_HOG_MS` (1,000 ms)
+/// without receiving. Each sleep's lateness (its wake-up minus its deadline) is recorded;
+/// the median is the sample, the 99th percentile the second figure. Scheduling is
+/// cooperative: a sleeper on the spinning process's thread waits until the thread is free
+/// or another thread steals it.
+fn hog_timers(rt: &Runtime) -> Sample {
+    let sleepers = env("BAOBAB_BENCH_HOG_SLEEPERS", 1_000);
+    let spin = Duration::from_millis(env("BAOBAB_BENCH_HOG_MS", 1_000) as u64);
+    let lateness = rt
+        .block_on(move |mut ctx: Ctx<Vec<u64>>| async move {
+            let me = ctx.addr();
+            let end = Instant::now() + spin;
+            for _ in 0..sleepers {
+                ctx.spawn(move |mut ctx: Ctx<()>| async move {
+                    let mut late = Vec::new();
+                    while Instant::now() < end {
+                        let due = Instant::now() + Duration::from_millis(1);
+                        ctx.sleep(Duration::from_millis(1)).await;
+                        late.push(Instant::now().saturating_duration_since(due).as_nanos() as u64);
+                    }
+                    ctx.send(&me, late).unwrap();
+                })
+                .unwrap();
+            }
+            ctx.spawn(move |_ctx: Ctx<()>| async move {
+                while Instant::now() < end {
+                    std::hint::spin_loop();
+                }
+            })
+            .unwrap();
+            let mut all = Vec::new();
+            for _ in 0..sleepers {
+                all.extend(ctx.recv().await.user().unwrap());
+            }
+            all
+        })
+        .expect("driver");
+    percentiles(lateness.into_iter().map(|ns| ns as f64).collect())
+}
+
+/// How long a call with a 100 ms timeout takes to return while the callee spins for
+/// `BAOBAB_BENCH_HOG_MS` (1,000 ms) on receiving the request: 100 ms if the timeout fires on
+/// time; as late as the spin's end (when the reply comes) if the caller's timer waits on the
+/// spinning thread. The second figure is 1 if it returned by its timeout, 0 if by the reply.
+/// The caller then sleeps until the callee is done, so each run starts on idle threads.
+fn hog_call(rt: &Runtime) -> Sample {
+    let spin = Duration::from_millis(env("BAOBAB_BENCH_HOG_MS", 1_000) as u64);
+    let took = rt
+        .block_on(move |mut ctx: Ctx<()>| async move {
+            let callee = ctx
+                .spawn(move |mut ctx: Ctx<ReplyTo<()>>| async move {
+                    if let Message::User(reply) = ctx.recv().await {
+                        let end = Instant::now() + spin;
+                        while Instant::now() < end {
+                            std::hint::spin_loop();
+                        }
+                        reply.reply(());
+                    }
+                })
+                .unwrap();
+            let start = Instant::now();
+            let answer = ctx
+                .call(&callee, |reply| reply, Duration::from_millis(100))
+                .await;
+            let took = start.elapsed();
+            ctx.sleep(spin).await;
+            (took, answer.is_err())
+        })
+        .expect("driver");
+    Sample {
+        ns_per_op: took.0.as_nanos() as f64,
+        extra: Some(if took.1 { 1.0 } else { 0.0 }),
+    }
+}
+
 /// Per-ask latencies of `n` asks through one conversation whose participant echoes: the
 /// median is the sample, the 99th percentile the second figure.
 fn percentiles(mut ns: Vec<f64>) -> Sample {
@@ -440,6 +516,18 @@ const WORKLOADS: &[Workload] = &[
         unit: "ns/message",
         extra_unit: "messages/s",
         run: fan_in,
+    },
+    Workload {
+        name: "hog-timers",
+        unit: "ns late (p50)",
+        extra_unit: "ns p99",
+        run: hog_timers,
+    },
+    Workload {
+        name: "hog-call",
+        unit: "ns to return",
+        extra_unit: "timed out",
+        run: hog_call,
     },
 ];
 
