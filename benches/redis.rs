@@ -1,7 +1,9 @@
 //! Jobs per second through Redis: trivial jobs pre-loaded in a private redis-server (unix
 //! socket), one runner with two workers, until every job has ended; and, in the same run, a
 //! baseline that consumes the same kind of jobs one command at a time on one connection
-//! (BLPOP, HGETALL, run, HSET, LPUSH), as a simple single-connection runner does.
+//! (BLPOP, HGETALL, run, HSET, LPUSH), as a simple single-connection runner does. Then the
+//! latency of one job at a time through a runner, from the submit to the reply (p50, p99,
+//! max).
 //!
 //! ```text
 //! cargo bench --bench redis
@@ -174,6 +176,52 @@ fn one_at_a_time(server: &Server, n: usize, run: usize) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Latency through a runner with two workers: one job at a time, submitted as a client does
+/// (its hash, then its id on the queue) and waited for on its reply list (`BLPOP`); the time
+/// from the submit to the reply, per job. Returns the latencies in microseconds.
+fn latency(server: &Server, n: usize) -> Vec<f64> {
+    let actor = "latency".to_string();
+    let mut conn = server.conn();
+    let _: () = redis::cmd("FLUSHALL").query(&mut conn).unwrap();
+    let rt = Runtime::builder()
+        .blocking_stack_size(Sandbox::stack_size(&Limits::default()))
+        .build();
+    let mut pool = PoolConfig::new(&actor);
+    pool.workers = 2;
+    let config = RunnerConfig {
+        redis: RedisConfig::new(&server.url),
+        actor: actor.clone(),
+        pool,
+        sandbox: SandboxConfig::default(),
+        actors: None,
+    };
+    let runner = Runner::start(rt.handle(), config).expect("runner");
+    let mut micros = Vec::with_capacity(n);
+    for i in 0..n + 100 {
+        let job = Job::builder("40 + 2").actor_id(&actor).build().unwrap();
+        let start = Instant::now();
+        redis::pipe()
+            .hset_multiple(format!("hero:job:{}", job.id), &hero::hero_fields(&job))
+            .ignore()
+            .lpush(format!("hero:job:actor_queue:{actor}"), &job.id)
+            .ignore()
+            .query::<()>(&mut conn)
+            .unwrap();
+        let (_, status): (String, String) = redis::cmd("BLPOP")
+            .arg(format!("hero:reply:{}", job.id))
+            .arg(5)
+            .query(&mut conn)
+            .expect("a reply within 5 s");
+        assert_eq!(status, "finished");
+        // The first 100 warm the runner up.
+        if i >= 100 {
+            micros.push(start.elapsed().as_nanos() as f64 / 1000.0);
+        }
+    }
+    runner.shutdown(Duration::from_secs(1)).expect("shutdown");
+    micros
+}
+
 fn main() {
     let runs = env("BAOBAB_BENCH_RUNS", 3).max(1);
     let n = env("BAOBAB_BENCH_REDIS_JOBS", 100_000);
@@ -198,4 +246,15 @@ fn main() {
         "baseline, one at a time"
     );
     println!("ratio (medians): {:.1}x", median / b_median);
+    let n_latency = env("BAOBAB_BENCH_REDIS_LATENCY_JOBS", 2_000);
+    let mut micros = latency(&server, n_latency);
+    micros.sort_by(f64::total_cmp);
+    let at = |q: usize| micros[(micros.len() * q / 100).min(micros.len() - 1)];
+    println!(
+        "{:<28} {:>10.0} {:>10.0} {:>10.0}  µs p50 / p99 / max, submit to reply ({n_latency} jobs, one at a time)",
+        "latency, 2 workers",
+        at(50),
+        at(99),
+        micros[micros.len() - 1]
+    );
 }
