@@ -86,27 +86,36 @@ fn own_cpu() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// Jobs/s through a runner with two workers.
-fn runner(server: &Server, n: usize, run: usize) -> f64 {
-    let actor = format!("bench-{run}");
-    preload(server, &actor, n);
-    // As the `baobab` binary runs: blocking threads with the stack the limits need.
-    let rt = Runtime::builder()
+/// As the `baobab` binary runs: blocking threads with the stack the limits need.
+fn runtime() -> Runtime {
+    Runtime::builder()
         .blocking_stack_size(Sandbox::stack_size(&Limits::default()))
-        .build();
-    let mut pool = PoolConfig::new(&actor);
+        .build()
+}
+
+/// A runner with two workers serving `actor`.
+fn start_runner(rt: &Runtime, server: &Server, actor: &str) -> Runner {
+    let mut pool = PoolConfig::new(actor);
     pool.workers = 2;
     pool.max_batch = env("BAOBAB_BENCH_REDIS_BATCH", 256);
     let config = RunnerConfig {
         redis: RedisConfig::new(&server.url),
-        actor: actor.clone(),
+        actor: actor.to_string(),
         pool,
         sandbox: SandboxConfig::default(),
         actors: None,
     };
+    Runner::start(rt.handle(), config).expect("runner")
+}
+
+/// Jobs/s through a runner with two workers.
+fn runner(server: &Server, n: usize, run: usize) -> f64 {
+    let actor = format!("bench-{run}");
+    preload(server, &actor, n);
+    let rt = runtime();
     let (redis_before, own_before) = (redis_cpu(server), own_cpu());
     let start = Instant::now();
-    let runner = Runner::start(rt.handle(), config).expect("runner");
+    let runner = start_runner(&rt, server, &actor);
     loop {
         let stats = runner.pool().stats().expect("stats");
         if stats.finished + stats.failed >= n as u64 {
@@ -183,19 +192,8 @@ fn latency(server: &Server, n: usize) -> Vec<f64> {
     let actor = "latency".to_string();
     let mut conn = server.conn();
     let _: () = redis::cmd("FLUSHALL").query(&mut conn).unwrap();
-    let rt = Runtime::builder()
-        .blocking_stack_size(Sandbox::stack_size(&Limits::default()))
-        .build();
-    let mut pool = PoolConfig::new(&actor);
-    pool.workers = 2;
-    let config = RunnerConfig {
-        redis: RedisConfig::new(&server.url),
-        actor: actor.clone(),
-        pool,
-        sandbox: SandboxConfig::default(),
-        actors: None,
-    };
-    let runner = Runner::start(rt.handle(), config).expect("runner");
+    let rt = runtime();
+    let runner = start_runner(&rt, server, &actor);
     let mut micros = Vec::with_capacity(n);
     for i in 0..n + 100 {
         let job = Job::builder("40 + 2").actor_id(&actor).build().unwrap();

@@ -7,23 +7,14 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use baobab::jobs::Job;
+use common::cli::RunnerProcess;
 use common::hero::hero_fields;
 use common::redis_server::{TestRedis, unique};
 use redis::Commands;
-
-/// A runner process, killed if the test ends (or fails) without stopping it.
-struct RunnerProcess(Child);
-
-impl Drop for RunnerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn runner(redis: &TestRedis, actor: &str) -> RunnerProcess {
     Command::new(env!("CARGO_BIN_EXE_baobab"))

@@ -4,22 +4,13 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::SAFETY;
+use common::cli::RunnerProcess;
 use common::redis_server::{TestRedis, unique};
 use redis::Commands;
-
-/// A runner process, killed if the test ends (or fails) without stopping it.
-struct RunnerProcess(Child);
-
-impl Drop for RunnerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Sends `signal` (`STOP`, `CONT`, `TERM`) to `pid`.
 fn signal(pid: u32, signal: &str) {

@@ -70,12 +70,11 @@ impl RedisStore {
         }
         call.arg(1).arg("reply_queue_name").arg(MAX_FIELD_BYTES);
         let named = self.run("complete", |c| c.eval_one(&scripts().read, call.clone()))?;
-        let named = reply::items(named).unwrap_or_default();
+        let mut named = reply::items(named).unwrap_or_default().into_iter();
         Ok(jobs
             .iter()
-            .enumerate()
-            .map(|(i, job)| {
-                let name = match named.get(i).cloned().map(reply::items) {
+            .map(|job| {
+                let name = match named.next().map(reply::items) {
                     Some(Ok(mut items)) if items.len() == 1 => reply::bytes(items.remove(0)),
                     _ => Ok(None),
                 };

@@ -81,11 +81,23 @@ pub(super) struct Scripts {
 pub(super) fn scripts() -> &'static Scripts {
     static SCRIPTS: OnceLock<Scripts> = OnceLock::new();
     SCRIPTS.get_or_init(|| Scripts {
-        reap: Lua::new(include_str!("lua/reap.lua")),
-        route_stop: Lua::new(include_str!("lua/route_stop.lua")),
+        reap: Lua::new(concat!(
+            include_str!("lua/shared.lua"),
+            include_str!("lua/reap.lua")
+        )),
+        route_stop: Lua::new(concat!(
+            include_str!("lua/shared.lua"),
+            include_str!("lua/route_stop.lua")
+        )),
         requeue: Lua::new(include_str!("lua/requeue.lua")),
-        reject: Lua::new(include_str!("lua/reject.lua")),
-        fallback: Lua::new(include_str!("lua/fallback.lua")),
+        reject: Lua::new(concat!(
+            include_str!("lua/shared.lua"),
+            include_str!("lua/reject.lua")
+        )),
+        fallback: Lua::new(concat!(
+            include_str!("lua/shared.lua"),
+            include_str!("lua/fallback.lua")
+        )),
         read: Lua::new(include_str!("lua/read.lua")),
     })
 }

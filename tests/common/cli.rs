@@ -122,3 +122,13 @@ pub fn interrupted(
     let output = wait_within(child, limit);
     (output, start.elapsed())
 }
+
+/// A runner process, killed if the test ends (or fails) without stopping it.
+pub struct RunnerProcess(pub Child);
+
+impl Drop for RunnerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -22,16 +22,7 @@ redis.pcall('HDEL', KEYS[1], 'output', 'result')
 local refused = problem(redis.pcall('HSET', KEYS[1], 'status', ARGV[5], 'error', ARGV[6],
   'updated_at', ARGV[2]))
 if ARGV[8] == '1' then
-  local reply = KEYS[2]
-  if ARGV[4] == '1' then
-    local named = redis.pcall('HGET', KEYS[1], 'reply_queue_name')
-    if type(named) == 'string' and named ~= '' then
-      reply = named
-    end
-  end
-  if not problem(redis.pcall('LPUSH', reply, ARGV[7])) then
-    redis.pcall('EXPIRE', reply, ARGV[3])
-  end
+  push_reply(KEYS[1], KEYS[2], ARGV[4], ARGV[7], ARGV[3])
 end
 redis.pcall('LREM', KEYS[3], -1, ARGV[1])
 return {refused or ''}

@@ -16,10 +16,6 @@
 -- every id not yet taken back stays where it is); more is 1 if the call stopped at its
 -- budget with ids left. A call that says more has taken ids out of a list for good.
 
-local function failed(reply)
-  return type(reply) == 'table' and reply.err ~= nil
-end
-
 local runners = redis.pcall('SMEMBERS', KEYS[1])
 if failed(runners) then
   return {0, 0, 1, 0}
@@ -63,19 +59,12 @@ for _, runner in ipairs(runners) do
           redis.pcall('HSET', job, 'requeues', requeues, 'status', ARGV[7], 'error', message,
             'updated_at', ARGV[10])
           -- Hero: the status; rhailib: the task as JSON, on the queue its hash names.
-          local reply = ARGV[8] .. id
           local payload = ARGV[7]
           if ARGV[9] == '1' then
-            local named = redis.call('HGET', job, 'reply_queue_name')
-            if named and named ~= '' then
-              reply = named
-            end
             payload = '{"task_id":' .. cjson.encode(id) .. ',"status":' .. cjson.encode(ARGV[7])
               .. ',"output":null,"error":' .. cjson.encode(message) .. '}'
           end
-          if not failed(redis.pcall('LPUSH', reply, payload)) then
-            redis.pcall('EXPIRE', reply, ARGV[14])
-          end
+          push_reply(job, ARGV[8] .. id, ARGV[9], payload, ARGV[14])
           ended = ended + 1
         elseif failed(redis.pcall('RPUSH', ARGV[5], id)) then
           -- The queue takes no id (it is the one queue of every runner here): this id goes

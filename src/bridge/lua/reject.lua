@@ -9,10 +9,6 @@
 -- `reply_queue_name` names the reply list.
 -- Returns {listed, ended}: 1 if the id was listed (and dropped), 1 if its job was ended.
 
-local function failed(reply)
-  return type(reply) == 'table' and reply.err ~= nil
-end
-
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
   return {0, 0}
 end
@@ -24,14 +20,5 @@ if not failed(redis.pcall('HSET', KEYS[2], 'status', ARGV[3], 'error', ARGV[4],
     'updated_at', ARGV[5])) then
   ended = 1
 end
-local reply = KEYS[3]
-if ARGV[8] == '1' then
-  local named = redis.call('HGET', KEYS[2], 'reply_queue_name')
-  if named and named ~= '' then
-    reply = named
-  end
-end
-if not failed(redis.pcall('LPUSH', reply, ARGV[6])) then
-  redis.pcall('EXPIRE', reply, ARGV[7])
-end
+push_reply(KEYS[2], KEYS[3], ARGV[8], ARGV[6], ARGV[7])
 return {1, ended}

@@ -14,10 +14,6 @@
 -- `cancelled` (it was queued, or held by a runner whose heartbeat expired: ended here),
 -- `nowhere` (with `problem` if the stop could not be passed on).
 
-local function failed(reply)
-  return type(reply) == 'table' and reply.err ~= nil
-end
-
 -- Whether list `key` holds the id (a key of another type holds nothing).
 local function holds(key)
   local found = redis.pcall('LPOS', key, ARGV[1])
@@ -41,16 +37,7 @@ local function cancel()
     table.insert(fields, ARGV[i])
   end
   redis.pcall('HSET', KEYS[3], unpack(fields))
-  local reply = KEYS[5]
-  if ARGV[10] == '1' then
-    local named = redis.call('HGET', KEYS[3], 'reply_queue_name')
-    if named and named ~= '' then
-      reply = named
-    end
-  end
-  if not failed(redis.pcall('LPUSH', reply, ARGV[8])) then
-    redis.pcall('EXPIRE', reply, ARGV[9])
-  end
+  push_reply(KEYS[3], KEYS[5], ARGV[10], ARGV[8], ARGV[9])
 end
 
 if holds(KEYS[4]) then

@@ -9,11 +9,12 @@ use std::time::{Duration, SystemTime};
 use tracing::{debug, info, warn};
 
 use crate::jobs::job::{Job, JobStatus};
+use crate::jobs::store::JobStore;
 use crate::server::ReplyTo;
 use crate::{Addr, Ctx, ExitReason, Message};
 
 use super::super::PoolStats;
-use super::super::batch::{Abandon, Batch, Cancelled};
+use super::super::batch::{Abandon, Batch, Cancelled, Ended};
 use super::super::worker::WorkerMsg;
 use super::{DispatchMsg, Dispatcher, EARLY_CANCELS};
 
@@ -159,14 +160,14 @@ impl Dispatcher {
         let why = why.to_string();
         ctx.spawn_blocking(
             move || {
-                for mut job in jobs {
-                    job.status = JobStatus::Error;
-                    job.error = Some(why.clone());
-                    job.finished_at = Some(SystemTime::now());
-                    if let Err(error) = store.complete(&job) {
-                        warn!(job = %job.id, %error, "could not record a cancelled job");
-                    }
-                    ended.add(JobStatus::Error);
+                for job in jobs {
+                    fail_job(
+                        &*store,
+                        &ended,
+                        job,
+                        &why,
+                        "could not record a cancelled job",
+                    );
                 }
                 n
             },
@@ -306,14 +307,8 @@ impl Dispatcher {
                         break;
                     }
                 };
-                for mut job in jobs {
-                    job.status = JobStatus::Error;
-                    job.error = Some(why.clone());
-                    job.finished_at = Some(SystemTime::now());
-                    if let Err(error) = store.complete(&job) {
-                        warn!(job = %job.id, %error, "could not end a queued job");
-                    }
-                    ended.add(JobStatus::Error);
+                for job in jobs {
+                    fail_job(&*store, &ended, job, &why, "could not end a queued job");
                     failed += 1;
                 }
             }
@@ -351,4 +346,16 @@ impl Dispatcher {
         }
         ExitReason::Normal
     }
+}
+
+/// Ends `job` `error: <why>` in the store and counts it; a store that cannot record it is
+/// logged with `could_not`.
+fn fail_job(store: &dyn JobStore, ended: &Ended, mut job: Job, why: &str, could_not: &str) {
+    job.status = JobStatus::Error;
+    job.error = Some(why.to_string());
+    job.finished_at = Some(SystemTime::now());
+    if let Err(error) = store.complete(&job) {
+        warn!(job = %job.id, %error, "{could_not}");
+    }
+    ended.add(JobStatus::Error);
 }
