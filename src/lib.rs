@@ -42,7 +42,6 @@ pub mod jobs;
 pub(crate) mod loom;
 pub(crate) mod pid;
 pub(crate) mod process;
-pub(crate) mod registry;
 pub(crate) mod runtime;
 #[cfg(feature = "rhai")]
 pub mod script;
@@ -50,12 +49,12 @@ pub mod server;
 pub(crate) mod signal;
 pub mod supervisor;
 
+pub use process::RegistryError;
 pub use process::{
     Addr, Behaviour, BehaviourKind, BodyKind, Ctx, Handled, IntoProcess, MAX_PROCESSES,
     MailboxConfig, Message, Overflow, Pid, ProcessCode, ProcessInfo, Recv, RecvTimeout, Ref,
     SendError, SpawnError, SpawnOptions, Spawned, Status,
 };
-pub use registry::RegistryError;
 pub use runtime::{
     Builder, Clock, ExitWatch, Handle, ManualClock, Runtime, RuntimeStats, TimerRef,
 };

@@ -18,7 +18,7 @@ use super::spawn::{SpawnOptions, Spawned, spawn_process};
 use super::status::Status;
 use crate::loom::lock;
 use crate::pid::Pid;
-use crate::registry::RegistryError;
+use crate::process::registry::RegistryError;
 use crate::runtime::scheduler::on_worker_thread;
 use crate::runtime::timer::TimerRef;
 use crate::runtime::{Handle, Shared};

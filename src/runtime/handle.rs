@@ -10,8 +10,8 @@ use crate::process::code::IntoProcess;
 use crate::process::context::Ctx;
 use crate::process::info::ProcessInfo;
 use crate::process::mailbox::Mail;
+use crate::process::registry::RegistryError;
 use crate::process::spawn::{SpawnOptions, Spawned, spawn_process, spawn_watched};
-use crate::registry::RegistryError;
 use crate::signal::ExitReason;
 
 /// A cloneable handle on a runtime. Signals it sends come from [`Pid::EXTERNAL`].

@@ -30,8 +30,8 @@ pub use timer::TimerRef;
 pub(crate) use scheduler::on_scheduler_thread;
 
 use crate::pid::RefSource;
+use crate::process::registry::Registry;
 use crate::process::table::ProcessTable;
-use crate::registry::Registry;
 use crate::signal::ExitReason;
 use blocking::BlockingPool;
 use scheduler::Scheduler;
