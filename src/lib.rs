@@ -38,25 +38,23 @@
 #[cfg(feature = "redis")]
 pub mod bridge;
 pub mod conversation;
+pub(crate) mod engine;
 pub mod jobs;
 pub(crate) mod loom;
 pub(crate) mod pid;
 pub(crate) mod process;
-pub(crate) mod runtime;
 #[cfg(feature = "rhai")]
 pub mod script;
 pub mod server;
 pub(crate) mod signal;
 pub mod supervisor;
 
+pub use engine::{Builder, Clock, ExitWatch, Handle, ManualClock, Runtime, RuntimeStats, TimerRef};
 pub use process::RegistryError;
 pub use process::{
     Addr, Behaviour, BehaviourKind, BodyKind, Ctx, Handled, IntoProcess, MAX_PROCESSES,
     MailboxConfig, Message, Overflow, Pid, ProcessCode, ProcessInfo, Recv, RecvTimeout, Ref,
     SendError, SpawnError, SpawnOptions, Spawned, Status,
-};
-pub use runtime::{
-    Builder, Clock, ExitWatch, Handle, ManualClock, Runtime, RuntimeStats, TimerRef,
 };
 pub use signal::{Down, ExitReason, ExitSignal, MonitorRef};
 

@@ -92,7 +92,7 @@ struct BehaviourTask<B: Behaviour> {
     ctx: Ctx<B::Msg>,
     started: bool,
     /// The wake-up timer for a pending `handle_timeout`, and the deadline it is for.
-    timer: Option<(std::time::Duration, crate::runtime::timer::TimerRef)>,
+    timer: Option<(std::time::Duration, crate::engine::timer::TimerRef)>,
 }
 
 // The behaviour is never pinned in place: callbacks take `&mut B`.

@@ -16,12 +16,12 @@ use super::mailbox::{Mail, fits_inline, payload};
 use super::outbox;
 use super::spawn::{SpawnOptions, Spawned, spawn_process};
 use super::status::Status;
+use crate::engine::scheduler::on_worker_thread;
+use crate::engine::timer::TimerRef;
+use crate::engine::{Handle, Shared};
 use crate::loom::lock;
 use crate::pid::Pid;
 use crate::process::registry::RegistryError;
-use crate::runtime::scheduler::on_worker_thread;
-use crate::runtime::timer::TimerRef;
-use crate::runtime::{Handle, Shared};
 use crate::signal::rules::{self, Action, SignalKind};
 use crate::signal::{ExitReason, MonitorRef};
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::context::Ctx;
 use super::mailbox::{Mail, unwrap_payload};
-use crate::runtime::timer::TimerRef;
+use crate::engine::timer::TimerRef;
 use crate::signal::{Down, ExitSignal};
 
 /// What a process receives: a user message, or one of the system messages every process

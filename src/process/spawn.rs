@@ -10,10 +10,10 @@ use super::cell::ProcessCell;
 use super::code::IntoProcess;
 use super::context::Ctx;
 use super::mailbox::{Mailbox, Overflow};
+use crate::engine::Shared;
+use crate::engine::task_ref::Task;
 use crate::loom::lock;
 use crate::pid::Pid;
-use crate::runtime::Shared;
-use crate::runtime::task_ref::Task;
 use crate::signal::MonitorRef;
 use crate::signal::record::{ExitHook, Watcher};
 
