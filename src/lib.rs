@@ -23,14 +23,14 @@
 //! assert_eq!(reason.unwrap(), ExitReason::Panic("worker crashed".into()));
 //! ```
 //!
-//! The layers, bottom up: [`runtime`](Runtime) (schedulers, run queues, reductions, the
-//! blocking pool, clock and timers), the registry, signals ([`ExitReason`], links,
-//! monitors), processes ([`Pid`], [`Ctx`], [`Behaviour`], mailboxes), `server`
-//! (gen_server-style calls), [`supervisor`] (OTP's supervision trees), [`conversation`]
-//! (request/reply envelopes forwarded to participants under a crash policy), [`jobs`] (the
-//! job model, stores and the supervised worker pool), `script` (the sandboxed Rhai engine,
-//! feature `rhai`) and `bridge` (jobs in Redis, feature `redis`). See
-//! `docs/architecture.md`, `docs/semantics.md`, `docs/supervision.md` and
+//! The layers, bottom up: signals ([`ExitReason`], links, monitors); the engine (scheduler
+//! threads, run queues, reductions, the blocking pool, the [`Clock`] and its timers);
+//! processes ([`Pid`], [`Ctx`], [`Behaviour`], mailboxes, registered names, [`Handle`]); the
+//! [`Runtime`] that starts them; `server` (gen_server-style calls), [`supervisor`] (OTP's
+//! supervision trees), [`conversation`] (request/reply envelopes forwarded to participants
+//! under a crash policy), [`jobs`] (the job model, stores and the supervised worker pool),
+//! `script` (the sandboxed Rhai engine, feature `rhai`) and `bridge` (jobs in Redis, feature
+//! `redis`). See `docs/architecture.md`, `docs/semantics.md`, `docs/supervision.md` and
 //! `docs/conversations.md`, `docs/jobs.md` and `docs/wire-format.md`.
 
 #![warn(missing_docs)]
@@ -43,19 +43,21 @@ pub mod jobs;
 pub(crate) mod loom;
 pub(crate) mod pid;
 pub(crate) mod process;
+pub(crate) mod runtime;
 #[cfg(feature = "rhai")]
 pub mod script;
 pub mod server;
 pub(crate) mod signal;
 pub mod supervisor;
 
-pub use engine::{Builder, Clock, ExitWatch, Handle, ManualClock, Runtime, RuntimeStats, TimerRef};
+pub use engine::{Clock, ManualClock, RuntimeStats, TimerRef};
 pub use process::RegistryError;
 pub use process::{
-    Addr, Behaviour, BehaviourKind, BodyKind, Ctx, Handled, IntoProcess, MAX_PROCESSES,
-    MailboxConfig, Message, Overflow, Pid, ProcessCode, ProcessInfo, Recv, RecvTimeout, Ref,
-    SendError, SpawnError, SpawnOptions, Spawned, Status,
+    Addr, Behaviour, BehaviourKind, BodyKind, Ctx, ExitWatch, Handle, Handled, IntoProcess,
+    MAX_PROCESSES, MailboxConfig, Message, Overflow, Pid, ProcessCode, ProcessInfo, Recv,
+    RecvTimeout, Ref, SendError, SpawnError, SpawnOptions, Spawned, Status,
 };
+pub use runtime::{Builder, Runtime};
 pub use signal::{Down, ExitReason, ExitSignal, MonitorRef};
 
 /// The README's examples, compiled and run as doc tests.

@@ -9,7 +9,7 @@ use super::envelope::{Envelope, MessageId};
 use super::error::ConversationError;
 use super::phase::ConversationState;
 use super::slot::Slot;
-use crate::engine::on_scheduler_thread;
+use crate::process::on_scheduler_thread;
 use crate::{Ctx, ExitReason, Pid};
 
 /// A cloneable, `Send + Sync` handle to one conversation.

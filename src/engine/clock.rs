@@ -8,7 +8,11 @@
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use super::Shared;
+/// What a manual clock tells when it moves: the runtimes on it fire their due timers.
+pub(crate) trait Tick: Send + Sync {
+    /// The clock moved to `now`.
+    fn tick(&self, now: Duration);
+}
 
 /// A clock for a runtime: [`Clock::system`] (the default) or [`Clock::manual`].
 #[derive(Clone, Debug)]
@@ -43,14 +47,15 @@ impl Clock {
         matches!(self.0, ClockKind::Manual(_))
     }
 
-    pub(crate) fn attach(&self, shared: &Arc<Shared>) {
+    /// With a manual clock, `runtime` hears of every advance while it lives.
+    pub(crate) fn attach(&self, runtime: Weak<dyn Tick>) {
         if let ClockKind::Manual(manual) = &self.0 {
             manual
                 .0
                 .runtimes
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .push(Arc::downgrade(shared));
+                .push(runtime);
         }
     }
 }
@@ -79,7 +84,7 @@ pub struct ManualClock(Arc<ManualInner>);
 #[derive(Default)]
 struct ManualInner {
     now: Mutex<Duration>,
-    runtimes: Mutex<Vec<Weak<Shared>>>,
+    runtimes: Mutex<Vec<Weak<dyn Tick>>>,
 }
 
 impl std::fmt::Debug for ManualClock {
@@ -107,7 +112,7 @@ impl ManualClock {
             *now += by;
             *now
         };
-        let runtimes: Vec<Arc<Shared>> = {
+        let runtimes: Vec<Arc<dyn Tick>> = {
             let mut list = self
                 .0
                 .runtimes
@@ -116,8 +121,8 @@ impl ManualClock {
             list.retain(|w| w.strong_count() > 0);
             list.iter().filter_map(Weak::upgrade).collect()
         };
-        for shared in runtimes {
-            shared.fire_timers(now);
+        for runtime in runtimes {
+            runtime.tick(now);
         }
     }
 }

@@ -3,7 +3,7 @@
 //! with a full mailbox cannot starve the others (the BEAM's reductions, counted in messages).
 //!
 //! The budget lives in the process's cell, next to its mailbox: only the thread running the
-//! process touches it (see `process/state.rs`), so plain loads and stores suffice.
+//! process touches it (see `process/run.rs`), so plain loads and stores suffice.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

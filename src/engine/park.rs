@@ -13,7 +13,7 @@
 //! `searching`). This keeps a thread that spawns or sends in a burst from paying a futex wake
 //! per message.
 //!
-//! The loom model in `runtime/loom_tests.rs` checks that no push is left with every thread
+//! The loom model in `engine/loom_tests.rs` checks that no push is left with every thread
 //! asleep.
 
 use crate::loom::lock;

@@ -13,7 +13,7 @@ use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
 use super::park::Sleepers;
 
-pub(crate) use super::task_ref::Task;
+pub(crate) use super::task::Task;
 
 /// A scheduler thread's own state, in a thread-local.
 struct Local {

@@ -1,23 +1,22 @@
-//! Timers: a deadline heap on the runtime's clock.
+//! Timers: a deadline heap on the runtime's clock, holding actions the layer above defines
+//! (the process layer's are in `process/timers.rs`).
 //!
-//! A timer either sends a message (`send_after`) or wakes a process (a receive timeout, a
-//! behaviour's timeout, `sleep`): a wake-up only reschedules the process, which compares the
-//! clock with its own deadline, so a timer that fires late or twice cannot end the wrong
-//! receive. With the system clock a timer thread sleeps until the next deadline; with a
-//! manual clock timers fire inside `ManualClock::advance`.
+//! With the system clock a timer thread sleeps until the next deadline and runs what is due;
+//! with a manual clock timers fire inside `ManualClock::advance`.
 
-use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use super::{Shared, scheduler};
-use crate::pid::Pid;
-use crate::process::cell::ProcessCell;
-use crate::process::mailbox::Mail;
-use crate::process::status::Status;
+use super::clock::Clock;
+
+/// What a timer does when it fires.
+pub(crate) trait TimerAction: Send {
+    /// Whether the action is no longer needed (it can be dropped unfired); see
+    /// `TimerState::purge_stale`.
+    fn is_stale(&self) -> bool;
+}
 
 /// A timer, to cancel it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -27,77 +26,45 @@ pub struct TimerRef {
 }
 
 impl TimerRef {
-    /// The index of a receive's lazy timer (see `Shared::wait_timer`); its generation is the
-    /// process's wait epoch.
+    /// The index of a timer kept out of the heap by its owner (a lazy receive timer, see
+    /// `process/timers.rs`).
     const LAZY: u32 = u32::MAX;
 
-    fn is_lazy(self) -> bool {
-        self.index == Self::LAZY
-    }
-}
-
-/// A receive timeout not yet in the heap: most receives with a timeout end long before it, and
-/// the heap costs a lock, a push and a cancel. The scheduler thread the receive ran on keeps
-/// these in a list and moves the ones still waiting to the heap before it sleeps or after
-/// `DEFER_AT_MOST` of continuous work (`flush_deferred`).
-struct Deferred {
-    scheduler: usize,
-    deadline: Duration,
-    cell: Weak<ProcessCell>,
-    epoch: u32,
-}
-
-thread_local! {
-    static DEFERRED: RefCell<Vec<Deferred>> = const { RefCell::new(Vec::new()) };
-}
-
-/// How long a lazy receive timer may stay out of the heap while its thread is busy; the
-/// timeout can fire this much late at worst.
-pub(crate) const DEFER_AT_MOST: Duration = Duration::from_millis(1);
-
-pub(crate) enum TimerAction {
-    Send {
-        to: Pid,
-        envelope: Mail,
-    },
-    /// Reschedule the process; `epoch`: only while its wait epoch is still this (a lazy
-    /// receive timer moved to the heap; the receive that set it may end before it is due).
-    Wake {
-        cell: Weak<ProcessCell>,
-        epoch: Option<u32>,
-    },
-}
-
-impl TimerAction {
-    /// A wake-up nobody needs any more: the process is gone, or the receive that set it ended.
-    fn is_stale(&self) -> bool {
-        match self {
-            TimerAction::Send { .. } => false,
-            TimerAction::Wake { cell, epoch } => match cell.upgrade() {
-                None => true,
-                Some(cell) => {
-                    epoch.is_some_and(|e| cell.wait_epoch.load(Ordering::Acquire) != e)
-                        || cell.state.status() == Status::Exiting
-                }
-            },
+    /// A reference to a timer kept out of the heap; `generation` is its owner's to choose.
+    pub(crate) fn lazy(generation: u32) -> TimerRef {
+        TimerRef {
+            index: Self::LAZY,
+            generation,
         }
+    }
+
+    /// Whether this is a [`TimerRef::lazy`] reference.
+    pub(crate) fn is_lazy(self) -> bool {
+        self.index == Self::LAZY
     }
 }
 
 /// One slot of the timer slab: the live timer in it, if any, and the slot's generation (a
 /// `TimerRef` of an older generation finds nothing).
-#[derive(Default)]
-struct Slot {
+struct Slot<A> {
     generation: u32,
-    timer: Option<(Duration, TimerAction)>,
+    timer: Option<(Duration, A)>,
 }
 
-#[derive(Default)]
-struct TimerState {
+impl<A> Default for Slot<A> {
+    fn default() -> Self {
+        Slot {
+            generation: 0,
+            timer: None,
+        }
+    }
+}
+
+struct TimerState<A> {
     /// Deadlines in order, with the slot and generation they are for. Cancelled timers stay
     /// here until due (or the next rebuild) and are skipped.
     heap: BinaryHeap<Reverse<(Duration, u32, u32)>>,
-    slots: Vec<Slot>,
+    slots: Vec<Slot<A>>,
     free: Vec<u32>,
     live: usize,
     /// When `live` reaches this, stale wake-ups are dropped (see `purge_stale`).
@@ -105,10 +72,23 @@ struct TimerState {
     stopped: bool,
 }
 
+impl<A> Default for TimerState<A> {
+    fn default() -> Self {
+        TimerState {
+            heap: BinaryHeap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            purge_at: 0,
+            stopped: false,
+        }
+    }
+}
+
 /// The smallest number of live timers at which stale wake-ups are looked for.
 const PURGE_FLOOR: usize = 1024;
 
-impl TimerState {
+impl<A: TimerAction> TimerState<A> {
     /// Drops the wake-ups nobody needs any more (their process exited, or the lazy receive
     /// timer's receive ended). A lazy timer cannot be cancelled once it is in the heap, and a
     /// long receive timeout (a supervisor call waits up to an hour) would otherwise keep its
@@ -128,7 +108,7 @@ impl TimerState {
         self.purge_at = (2 * self.live).max(PURGE_FLOOR);
     }
 
-    fn take(&mut self, index: u32, generation: u32) -> Option<(Duration, TimerAction)> {
+    fn take(&mut self, index: u32, generation: u32) -> Option<(Duration, A)> {
         let slot = self.slots.get_mut(index as usize)?;
         if slot.generation != generation {
             return None;
@@ -141,18 +121,27 @@ impl TimerState {
     }
 }
 
-#[derive(Default)]
-pub(crate) struct Timers {
-    state: Mutex<TimerState>,
+pub(crate) struct Timers<A> {
+    state: Mutex<TimerState<A>>,
     changed: Condvar,
 }
 
-impl Timers {
-    fn lock(&self) -> MutexGuard<'_, TimerState> {
+impl<A> Default for Timers<A> {
+    fn default() -> Self {
+        Timers {
+            state: Mutex::new(TimerState::default()),
+            changed: Condvar::new(),
+        }
+    }
+}
+
+impl<A: TimerAction> Timers<A> {
+    fn lock(&self) -> MutexGuard<'_, TimerState<A>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn insert(&self, at: Duration, action: TimerAction) -> TimerRef {
+    /// A timer that runs `action` at `at`.
+    pub(crate) fn insert(&self, at: Duration, action: A) -> TimerRef {
         let mut state = self.lock();
         let index = match state.free.pop() {
             Some(index) => index,
@@ -193,17 +182,6 @@ impl Timers {
         TimerRef { index, generation }
     }
 
-    /// A timer that reschedules `cell` at `at`.
-    pub(crate) fn wake_at(&self, at: Duration, cell: &Arc<ProcessCell>) -> TimerRef {
-        self.insert(
-            at,
-            TimerAction::Wake {
-                cell: Arc::downgrade(cell),
-                epoch: None,
-            },
-        )
-    }
-
     /// Returns `true` if the timer had not fired (it never will now).
     pub(crate) fn cancel(&self, timer: TimerRef) -> bool {
         let cancelled = self.lock().take(timer.index, timer.generation);
@@ -211,7 +189,11 @@ impl Timers {
     }
 
     /// Takes the actions due at `now`, in deadline order.
-    fn take_due(state: &mut TimerState, now: Duration) -> Vec<TimerAction> {
+    pub(crate) fn take_due(&self, now: Duration) -> Vec<A> {
+        Self::take_due_locked(&mut self.lock(), now)
+    }
+
+    fn take_due_locked(state: &mut TimerState<A>, now: Duration) -> Vec<A> {
         let mut due = Vec::new();
         while let Some(Reverse((at, index, generation))) = state.heap.peek().copied() {
             if at > now {
@@ -242,123 +224,24 @@ impl Timers {
     }
 }
 
-impl Shared {
-    /// The wake-up timer of a receive that waits until `deadline`. With the system clock on
-    /// one of this runtime's scheduler threads it is lazy: it only goes to this thread's list.
-    pub(crate) fn wait_timer(&self, cell: &Arc<ProcessCell>, deadline: Duration) -> TimerRef {
-        let scheduler = self.scheduler.id();
-        if !self.clock.is_manual() && scheduler::current_index(scheduler).is_some() {
-            let epoch = cell.wait_epoch.load(Ordering::Relaxed).wrapping_add(1);
-            cell.wait_epoch.store(epoch, Ordering::Release);
-            DEFERRED.with(|deferred| {
-                deferred.borrow_mut().push(Deferred {
-                    scheduler,
-                    deadline,
-                    cell: Arc::downgrade(cell),
-                    epoch,
-                });
-            });
-            return TimerRef {
-                index: TimerRef::LAZY,
-                generation: epoch,
-            };
-        }
-        self.timers.wake_at(deadline, cell)
-    }
-
-    /// The receive ended: its timer is not needed any more. Called by the process's own thread.
-    pub(crate) fn cancel_wait_timer(&self, cell: &ProcessCell, timer: TimerRef) {
-        if timer.is_lazy() {
-            // A new epoch: the deferred entry no longer matches and is dropped at the flush.
-            let epoch = cell.wait_epoch.load(Ordering::Relaxed).wrapping_add(1);
-            cell.wait_epoch.store(epoch, Ordering::Release);
-        } else {
-            self.timers.cancel(timer);
-        }
-    }
-
-    /// Moves this thread's lazy receive timers that still wait into the heap.
-    pub(crate) fn flush_deferred(&self) {
-        let scheduler = self.scheduler.id();
-        let entries = DEFERRED.with(|deferred| std::mem::take(&mut *deferred.borrow_mut()));
-        for entry in entries {
-            if entry.scheduler != scheduler {
-                continue;
-            }
-            let waiting = entry.cell.upgrade().is_some_and(|cell| {
-                cell.wait_epoch.load(Ordering::Acquire) == entry.epoch
-                    && cell.state.status() != Status::Exiting
-            });
-            if waiting {
-                self.timers.insert(
-                    entry.deadline,
-                    TimerAction::Wake {
-                        cell: entry.cell,
-                        epoch: Some(entry.epoch),
-                    },
-                );
-            }
-        }
-    }
-
-    /// Whether this thread holds lazy receive timers.
-    pub(crate) fn has_deferred() -> bool {
-        DEFERRED.with(|deferred| !deferred.borrow().is_empty())
-    }
-
-    /// Runs every timer due at `now`.
-    pub(crate) fn fire_timers(&self, now: Duration) {
-        let due = Timers::take_due(&mut self.timers.lock(), now);
-        for action in due {
-            self.run_timer(action);
-        }
-    }
-
-    fn run_timer(&self, action: TimerAction) {
-        match action {
-            TimerAction::Send { to, envelope } => {
-                // A bounded, full mailbox loses a timer's message, as a send would fail.
-                let _ = self.send(to, envelope);
-            }
-            TimerAction::Wake { cell, .. } => {
-                if let Some(cell) = cell.upgrade() {
-                    cell.schedule();
-                }
-            }
-        }
-    }
-
-    pub(crate) fn send_after<T: Send + 'static>(
-        &self,
-        to: Pid,
-        message: T,
-        delay: Duration,
-    ) -> TimerRef {
-        let at = self.clock.now() + delay;
-        let envelope = Mail::User(crate::process::mailbox::payload(message));
-        let timer = self.timers.insert(at, TimerAction::Send { to, envelope });
-        if self.clock.is_manual() {
-            // A zero delay is due now; nothing else would fire it until the next advance.
-            self.fire_timers(self.clock.now());
-        }
-        timer
-    }
-}
-
-/// The timer thread of a runtime on the system clock.
-pub(crate) fn run_timer_thread(shared: Arc<Shared>) {
-    let timers = &shared.timers;
+/// The timer thread of a runtime on the system clock: runs each action with `fire` when it
+/// is due, until the timers are stopped.
+pub(crate) fn run_timer_thread<A: TimerAction>(
+    timers: &Timers<A>,
+    clock: &Clock,
+    fire: impl Fn(A),
+) {
     let mut state = timers.lock();
     loop {
         if state.stopped {
             return;
         }
-        let now = shared.clock.now();
-        let due = Timers::take_due(&mut state, now);
+        let now = clock.now();
+        let due = Timers::take_due_locked(&mut state, now);
         if !due.is_empty() {
             drop(state);
             for action in due {
-                shared.run_timer(action);
+                fire(action);
             }
             state = timers.lock();
             continue;

@@ -142,7 +142,7 @@ impl<B: Behaviour> BehaviourTask<B> {
             if let Some((_, old)) = self.timer.take() {
                 shared.timers.cancel(old);
             }
-            self.timer = Some((due, shared.timers.wake_at(due, &self.ctx.cell)));
+            self.timer = Some((due, shared.wake_at(due, &self.ctx.cell)));
         }
         None
     }

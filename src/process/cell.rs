@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use super::mailbox::{Mail, Mailbox, Pushed};
-use super::slot::CodeSlot;
+use super::run::CodeSlot;
+use super::shared::Shared;
 use super::status::ProcessState;
-use crate::engine::Shared;
 use crate::engine::coop::Budget;
-use crate::engine::task_ref::Task;
+use crate::engine::task::Task;
 use crate::loom::lock;
 use crate::loom::sync::Mutex;
 use crate::pid::Pid;
@@ -33,7 +33,7 @@ pub(crate) struct ProcessCell {
     pub(crate) code: CodeSlot,
     pub(crate) reductions: AtomicU64,
     pub(crate) shared: Arc<Shared>,
-    /// Which wait a lazy receive timer is for (see `runtime/timer.rs`); only the running
+    /// Which wait a lazy receive timer is for (see `timers.rs`); only the running
     /// thread writes it.
     pub(crate) wait_epoch: AtomicU32,
     pub(crate) parent: Pid,
@@ -61,7 +61,9 @@ impl ProcessCell {
     #[inline]
     pub(crate) fn schedule(self: &Arc<Self>) {
         if self.state.transition_to_queued() {
-            self.shared.scheduler.schedule(Task::new(self));
+            // SAFETY: winning `transition_to_queued` means the process has not finished (the
+            // table still holds it) and has no other task (`run.rs`, promises 1 and 2).
+            self.shared.scheduler.schedule(unsafe { Task::new(self) });
         }
     }
 
@@ -169,7 +171,7 @@ impl ProcessCell {
         lock(&self.signals).pending_exit.clone()
     }
 
-    /// Only the thread running the process calls this (see `state.rs`), so a load and a
+    /// Only the thread running the process calls this (see `status.rs`), so a load and a
     /// store suffice.
     #[inline]
     pub(crate) fn add_reductions(&self, n: u64) {

@@ -1,7 +1,7 @@
 //! `Ctx`: what a process uses to act on the world (send, spawn, link, monitor, exit, timers).
 //!
 //! An `async` body owns its `Ctx`; a behaviour's callbacks borrow it. Receiving lives in
-//! `receive.rs`, calls in `server.rs`, blocking work in `runtime/blocking.rs`.
+//! `receive.rs`, calls in `server.rs`, blocking work in `blocking.rs`.
 
 use std::any::TypeId;
 use std::collections::VecDeque;
@@ -12,13 +12,14 @@ use std::time::Duration;
 use super::addr::{Addr, SendError, SpawnError};
 use super::cell::ProcessCell;
 use super::code::IntoProcess;
+use super::handle::Handle;
 use super::mailbox::{Mail, fits_inline, payload};
 use super::outbox;
+use super::shared::Shared;
 use super::spawn::{SpawnOptions, Spawned, spawn_process};
 use super::status::Status;
 use crate::engine::scheduler::on_worker_thread;
 use crate::engine::timer::TimerRef;
-use crate::engine::{Handle, Shared};
 use crate::loom::lock;
 use crate::pid::Pid;
 use crate::process::registry::RegistryError;
@@ -71,6 +72,11 @@ impl<M: Send + 'static> Ctx<M> {
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.cell.shared
+    }
+
+    /// Counts a child restarted by this process (a supervisor) in the runtime's stats.
+    pub(crate) fn count_restart(&self) {
+        self.cell.shared.stats.restarted();
     }
 
     /// This process's pid.

@@ -214,8 +214,8 @@ fn loom_link_racing_with_exit_is_seen_or_refused() {
 /// a wake-up while it runs makes the runner run it again, and loom's `UnsafeCell` panics on
 /// any overlapping access to the `CodeSlot`.
 #[test]
-fn loom_task_slot_is_touched_by_one_thread() {
-    use super::slot::CodeSlot;
+fn loom_code_slot_is_touched_by_one_thread() {
+    use super::run::CodeSlot;
 
     struct Process {
         state: ProcessState,
@@ -263,7 +263,7 @@ fn loom_task_slot_is_touched_by_one_thread() {
     });
 }
 
-/// The invariant a run-queue `Task` relies on (`runtime/task_ref.rs`): no task for a process
+/// The invariant a run-queue `Task` relies on (`engine/task.rs`, kept as `run.rs` says): no task for a process
 /// is ever taken from a queue after its last slice dropped the table's reference. Two wakers
 /// race with a runner that runs the process twice (the second slice is its last); the queue
 /// holds plain pointers, as the real run queues do, and `alive` stands for the table's

@@ -1,6 +1,6 @@
 //! A process's mailbox: a locked inbox that senders push to, drained in batches by its owner.
 //!
-//! Senders lock the inbox, push, unlock, then wake the process (see `state.rs` for why the push
+//! Senders lock the inbox, push, unlock, then wake the process (see `status.rs` for why the push
 //! must come first). The owner moves the whole inbox into a private queue in one lock and
 //! works on that queue without locking, which is also where selective receive scans: a
 //! predicate never runs under our lock. `len` counts both queues, for bounded mailboxes and
@@ -315,8 +315,8 @@ mod tests {
         assert_eq!(mailbox.push_user(user(1)), Pushed::Queued);
         assert_eq!(mailbox.push_user(user(2)), Pushed::Rejected);
         mailbox.push_system(Mail::Exit(ExitSignal {
-            from: crate::Pid::EXTERNAL,
-            reason: crate::ExitReason::Shutdown,
+            from: crate::pid::Pid::EXTERNAL,
+            reason: crate::signal::ExitReason::Shutdown,
         }));
         assert_eq!(mailbox.len(), 2);
     }

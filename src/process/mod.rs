@@ -9,17 +9,20 @@ pub(crate) mod cell;
 pub(crate) mod code;
 pub(crate) mod context;
 pub(crate) mod exit;
+pub(crate) mod handle;
 pub(crate) mod info;
 pub(crate) mod mailbox;
 pub(crate) mod outbox;
 pub(crate) mod receive;
 pub(crate) mod registry;
+pub(crate) mod run;
+pub(crate) mod shared;
 pub(crate) mod signalling;
-pub(crate) mod slot;
 pub(crate) mod spawn;
 pub(crate) mod spin;
 pub(crate) mod status;
 pub(crate) mod table;
+pub(crate) mod timers;
 
 #[cfg(all(test, loom))]
 mod loom_tests;
@@ -29,6 +32,7 @@ pub use addr::{Addr, SendError, SpawnError};
 pub use behaviour::{Behaviour, BehaviourKind, Handled};
 pub use code::{BodyKind, IntoProcess, ProcessCode};
 pub use context::Ctx;
+pub use handle::{ExitWatch, Handle};
 pub use info::ProcessInfo;
 pub use mailbox::Overflow;
 pub use receive::{Message, Recv, RecvTimeout};
@@ -37,3 +41,5 @@ pub(crate) use spawn::ParentRef;
 pub use spawn::{MailboxConfig, SpawnOptions, Spawned};
 pub use status::Status;
 pub use table::MAX_PROCESSES;
+
+pub(crate) use crate::engine::on_scheduler_thread;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::addr::SendError;
 use super::cell::ProcessCell;
 use super::mailbox::{Mail, Pushed};
-use crate::engine::Shared;
+use super::shared::Shared;
 use crate::loom::lock;
 use crate::pid::Pid;
 use crate::signal::record::Watcher;

@@ -10,8 +10,8 @@ use super::cell::ProcessCell;
 use super::code::IntoProcess;
 use super::context::Ctx;
 use super::mailbox::{Mailbox, Overflow};
-use crate::engine::Shared;
-use crate::engine::task_ref::Task;
+use super::shared::Shared;
+use crate::engine::task::Task;
 use crate::loom::lock;
 use crate::pid::Pid;
 use crate::signal::MonitorRef;
@@ -162,7 +162,9 @@ where
     shared.stats.spawned();
     let addr = Addr::new(cell.pid);
     // The cell was born QUEUED: this push is its one entry in a run queue.
-    shared.scheduler.schedule_spawn(Task::new(&cell));
+    // SAFETY: the table holds the cell (inserted above) until its last slice, and this is its
+    // only task (`run.rs`, promises 1 and 2).
+    shared.scheduler.schedule_spawn(unsafe { Task::new(&cell) });
     Ok(Spawned { addr, monitor })
 }
 
@@ -172,7 +174,7 @@ pub(crate) struct ParentRef(Arc<ProcessCell>);
 
 impl ParentRef {
     /// The process running `ctx`.
-    pub(crate) fn of<M: Send + 'static>(ctx: &crate::Ctx<M>) -> ParentRef {
+    pub(crate) fn of<M: Send + 'static>(ctx: &super::context::Ctx<M>) -> ParentRef {
         ParentRef(Arc::clone(&ctx.cell))
     }
 

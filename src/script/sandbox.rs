@@ -217,7 +217,7 @@ impl Sandbox {
     /// The stack, in bytes, a thread needs to run scripts under `limits` (their recursion
     /// grows with the depth limits and with the array and map sizes, which bound how deeply
     /// values nest). Give the runtime's blocking threads this much
-    /// ([`Builder::blocking_stack_size`](crate::engine::Builder::blocking_stack_size)); a
+    /// ([`Builder::blocking_stack_size`](crate::Builder::blocking_stack_size)); a
     /// sandbox called on a thread with less runs each script on a thread of its own, which
     /// is slower.
     pub fn stack_size(limits: &Limits) -> usize {

@@ -312,7 +312,7 @@ async fn child_exited<A: Clone + Send + 'static>(
         match start(ctx, state, child.args.clone()) {
             Ok(pid) => {
                 info!(supervisor = %ctx.pid(), child = %state.spec.id, %old, %reason, new = %pid, "child restarted");
-                ctx.shared().stats.restarted();
+                ctx.count_restart();
                 child.pid = pid;
                 child.restarts += 1;
                 child.last_exit = Some(reason);

@@ -4,8 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::process::Ctx;
 use crate::process::ParentRef;
-use crate::process::context::Ctx;
 use crate::{ExitReason, IntoProcess, Pid};
 
 use super::supervisor::SupervisorMsg;

@@ -450,7 +450,7 @@ async fn start_group(
         }
         let pid = start(ctx, child).await?;
         child.restarts += 1;
-        ctx.shared().stats.restarted();
+        ctx.count_restart();
         info!(
             supervisor = %ctx.pid(),
             child = %child.spec.id,
@@ -542,7 +542,7 @@ async fn handle(ctx: &mut Ctx<SupervisorMsg>, state: &mut State, request: Reques
             let started = start(ctx, child).await;
             if started.is_ok() {
                 child.restarts += 1;
-                ctx.shared().stats.restarted();
+                ctx.count_restart();
             }
             reply.reply(started.map_err(|reason| SupervisorError::StartFailed { id, reason }));
         }

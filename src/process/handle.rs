@@ -3,15 +3,16 @@
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::Duration;
 
-use super::{RuntimeStats, Shared, TimerRef};
+use super::addr::{Addr, SendError, SpawnError};
+use super::code::IntoProcess;
+use super::context::Ctx;
+use super::info::ProcessInfo;
+use super::mailbox::Mail;
+use super::registry::RegistryError;
+use super::shared::Shared;
+use super::spawn::{SpawnOptions, Spawned, spawn_process, spawn_watched};
+use crate::engine::{RuntimeStats, TimerRef};
 use crate::pid::Pid;
-use crate::process::addr::{Addr, SendError, SpawnError};
-use crate::process::code::IntoProcess;
-use crate::process::context::Ctx;
-use crate::process::info::ProcessInfo;
-use crate::process::mailbox::Mail;
-use crate::process::registry::RegistryError;
-use crate::process::spawn::{SpawnOptions, Spawned, spawn_process, spawn_watched};
 use crate::signal::ExitReason;
 
 /// A cloneable handle on a runtime. Signals it sends come from [`Pid::EXTERNAL`].
@@ -91,10 +92,8 @@ impl Handle {
 
     /// Sends a message. A send to a dead process is dropped and counted, not an error.
     pub fn send<M: Send + 'static>(&self, to: &Addr<M>, message: M) -> Result<(), SendError> {
-        self.shared.send(
-            to.pid(),
-            Mail::User(crate::process::mailbox::payload(message)),
-        )
+        self.shared
+            .send(to.pid(), Mail::User(super::mailbox::payload(message)))
     }
 
     /// Sends to the process registered under `name`, which must receive `M`.
@@ -224,7 +223,7 @@ impl Handle {
         T: Send + 'static,
     {
         assert!(
-            !super::scheduler::on_scheduler_thread(),
+            !super::on_scheduler_thread(),
             "block_on called on a scheduler thread"
         );
         let slot: Arc<Mutex<Option<T>>> = Arc::default();

@@ -1,0 +1,159 @@
+//! One slice of a process, and the protocol that lets the run queues, the wakers and the
+//! runner share a process without a lock. Every `unsafe` block of it is in this file or in
+//! the engine's `engine/task.rs`, and these are the rules they rely on.
+//!
+//! **The state word** (`status.rs`) decides who may do what:
+//! - only the caller whose `transition_to_queued` returns `true` makes a [`Task`] and queues
+//!   it, so a process is in at most one run queue at a time;
+//! - only the thread that won `transition_to_running` touches the code in the [`CodeSlot`],
+//!   until it hands the process back (`transition_to_idle`) or finishes it (`EXITING`);
+//! - a wake-up while the process runs turns `RUNNING` into `NOTIFIED`, and the runner queues
+//!   it again itself, so no wake-up is lost.
+//!
+//! **The engine's two promises** (`engine/task.rs`) follow:
+//! 1. *The pointer stays valid*: while a process has not finished, the process table holds a
+//!    strong reference to its cell. The table takes it when the process is spawned, before
+//!    its first push to a run queue (`spawn.rs`), and drops it only in `exit_process`, which
+//!    only `finish` below calls, on the thread running the process's last slice. A `Task`
+//!    exists only for a process that has not finished: it is made by the spawn (before the
+//!    first run), by a waker whose `transition_to_queued` won (so the state was `IDLE`, never
+//!    `EXITING`), or by the runner requeueing a process woken while it ran. So when `finish`
+//!    runs, no `Task` for that process is left anywhere. `run_slice` takes its own strong
+//!    reference before it calls `finish`, so the cell outlives the table's.
+//! 2. *One task at a time*: the state word's first rule.
+//!
+//! **The code slot** needs no mutex: the spawner writes it once before the first push to a
+//! run queue; then only the thread that won `transition_to_running` uses it, and that same
+//! thread takes it out when the process exits. A mutex would only repeat that guarantee at two
+//! atomic read-modify-writes per slice.
+//!
+//! The loom models in `loom_tests.rs` check each rule: `loom_no_task_outlives_the_tables_reference`
+//! races wakers against a runner whose last slice drops the "table's reference" (letting an
+//! `EXITING` process be queued again fails it), and `loom_code_slot_is_touched_by_one_thread`
+//! drives the real state transitions around a `CodeSlot`, whose loom `UnsafeCell` fails on
+//! any concurrent access. The test suite also runs clean under valgrind's memcheck.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tracing::{debug, warn};
+
+use super::cell::ProcessCell;
+use super::code::Runnable;
+use super::context::ExitPayload;
+use super::exit::exit_process;
+use crate::engine::task::{Schedulable, Task};
+use crate::loom::cell::UnsafeCell;
+use crate::signal::ExitReason;
+use crate::signal::reason::panic_message;
+
+type Code = Option<Pin<Box<dyn Runnable>>>;
+
+/// Where a process's code lives, without a lock (see the module docs).
+pub(crate) struct CodeSlot(UnsafeCell<Code>);
+
+// SAFETY: the slot holds `Send` code and is only ever accessed by one thread at a time, as the
+// module docs explain; moving that access between threads is what `Send` allows.
+unsafe impl Sync for CodeSlot {}
+
+impl CodeSlot {
+    pub(crate) fn empty() -> Self {
+        CodeSlot(UnsafeCell::new(None))
+    }
+
+    /// Runs `f` on the code.
+    ///
+    /// # Safety
+    /// The caller has exclusive access to the process: it is the spawner before the first
+    /// push to a run queue, or the thread that won `transition_to_running` and has not yet
+    /// returned the process to `IDLE`, `QUEUED` or `EXITING`.
+    pub(crate) unsafe fn with_mut<T>(&self, f: impl FnOnce(&mut Code) -> T) -> T {
+        // SAFETY: exclusive access is the caller's promise (see above).
+        self.0.with_mut(|code| f(unsafe { &mut *code }))
+    }
+}
+
+/// Turns what unwound out of a process into its exit reason.
+fn unwind_reason(payload: Box<dyn std::any::Any + Send>) -> ExitReason {
+    match payload.downcast::<ExitPayload>() {
+        Ok(exit) => exit.0,
+        Err(payload) => ExitReason::Panic(panic_message(&*payload)),
+    }
+}
+
+impl Schedulable for ProcessCell {
+    #[inline]
+    fn run_slice(cell: &Arc<ProcessCell>, task: Task, budget: u32) {
+        run_slice(cell, task, budget);
+    }
+}
+
+/// Runs one slice of the process: at most `budget` messages, then it yields.
+#[inline]
+fn run_slice(cell: &Arc<ProcessCell>, task: Task, budget: u32) {
+    // The table's reference keeps the cell alive until `finish` (promise 1 above).
+    if !cell.state.transition_to_running() {
+        return;
+    }
+    cell.budget.set(budget);
+    let outcome = match cell.take_pending_exit() {
+        Some(reason) => Some(reason),
+        None => {
+            let waker = futures_task::waker_ref(cell);
+            let mut cx = Context::from_waker(&waker);
+            // SAFETY: this thread won `transition_to_running` above and holds the process until
+            // `transition_to_idle` or `finish` below.
+            let polled = unsafe {
+                cell.code.with_mut(|code| {
+                    let runnable = code.as_mut().expect("a runnable process has its code");
+                    catch_unwind(AssertUnwindSafe(|| runnable.as_mut().run(&mut cx)))
+                })
+            };
+            match polled {
+                Ok(Poll::Pending) => None,
+                Ok(Poll::Ready(reason)) => Some(reason),
+                Err(payload) => Some(unwind_reason(payload)),
+            }
+        }
+    };
+    // Batched sends of this slice reach their mailboxes now: before this process can be
+    // queued again, and before its links and monitors hear of an exit.
+    super::outbox::end_slice();
+    cell.add_reductions(u64::from(budget - cell.budget.remaining().min(budget)));
+    match outcome {
+        None => {
+            if cell.state.transition_to_idle() {
+                // Woken while it ran, or its slice is used up: to the back of the queue.
+                cell.shared.scheduler.schedule_yield(task);
+            }
+        }
+        Some(reason) => {
+            // `finish` drops the table's reference: hold one of our own until it returns.
+            let cell = Arc::clone(cell);
+            finish(&cell, reason);
+        }
+    }
+}
+
+/// The process is done: terminate, drop its code, then tell its links and monitors.
+fn finish(cell: &Arc<ProcessCell>, reason: ExitReason) {
+    // SAFETY: called by `run_slice`'s thread, which still holds the process (RUNNING).
+    let code = unsafe { cell.code.with_mut(Option::take) };
+    if let Some(mut code) = code {
+        if reason != ExitReason::Killed
+            && let Err(payload) =
+                catch_unwind(AssertUnwindSafe(|| code.as_mut().terminate(&reason)))
+        {
+            warn!(pid = %cell.pid, reason = %unwind_reason(payload), "terminate panicked");
+        }
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(code))) {
+            warn!(pid = %cell.pid, reason = %unwind_reason(payload), "dropping a process panicked");
+        }
+    }
+    if let ExitReason::Panic(message) = &reason {
+        debug!(pid = %cell.pid, %message, "process panicked");
+    }
+    exit_process(cell, reason);
+}

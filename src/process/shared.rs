@@ -1,0 +1,100 @@
+//! `Shared`: what every thread of one runtime shares. The engine's parts (run queues, timers,
+//! clock, blocking pool, counters) and the process layer's (the process table, the registry,
+//! the reference counter), with the hooks through which the engine calls back into processes
+//! without knowing them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use super::registry::Registry;
+use super::table::ProcessTable;
+use super::timers::ProcessTimer;
+use crate::engine::blocking::BlockingPool;
+use crate::engine::clock::{Clock, Tick};
+use crate::engine::scheduler::Scheduler;
+use crate::engine::stats::Stats;
+use crate::engine::timer::Timers;
+use crate::engine::worker::Host;
+use crate::pid::RefSource;
+
+/// What every thread of one runtime shares.
+pub(crate) struct Shared {
+    pub(crate) table: ProcessTable,
+    pub(crate) scheduler: Scheduler,
+    pub(crate) timers: Timers<ProcessTimer>,
+    pub(crate) clock: Clock,
+    pub(crate) blocking: Arc<BlockingPool>,
+    pub(crate) registry: Registry,
+    pub(crate) refs: RefSource,
+    pub(crate) stats: Stats,
+    pub(crate) budget: u32,
+    stopping: AtomicBool,
+}
+
+impl Shared {
+    /// A runtime's shared state around `scheduler`; with a manual clock, it hears of every
+    /// advance.
+    pub(crate) fn new(
+        scheduler: Scheduler,
+        clock: Clock,
+        blocking: Arc<BlockingPool>,
+        stats: Stats,
+        budget: u32,
+    ) -> Arc<Shared> {
+        let shared = Arc::new(Shared {
+            table: ProcessTable::new(),
+            scheduler,
+            timers: Timers::default(),
+            clock,
+            blocking,
+            registry: Registry::default(),
+            refs: RefSource::default(),
+            stats,
+            budget,
+            stopping: AtomicBool::new(false),
+        });
+        let weak: Weak<dyn Tick> = Arc::downgrade(&shared) as Weak<dyn Tick>;
+        shared.clock.attach(weak);
+        shared
+    }
+
+    /// Whether the runtime is shutting down (spawns fail).
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// The runtime starts shutting down: no new processes.
+    pub(crate) fn begin_stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+}
+
+impl Host for Shared {
+    fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
+    }
+
+    fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    fn budget(&self) -> u32 {
+        self.budget
+    }
+
+    #[inline]
+    fn has_deferred(&self) -> bool {
+        super::timers::has_deferred()
+    }
+
+    fn flush_deferred(&self) {
+        Shared::flush_deferred(self);
+    }
+}
+
+impl Tick for Shared {
+    fn tick(&self, now: Duration) {
+        self.fire_timers(now);
+    }
+}
