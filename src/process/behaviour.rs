@@ -78,7 +78,7 @@ pub struct BehaviourKind;
 
 impl<B: Behaviour> IntoProcess<B::Msg, BehaviourKind> for B {
     fn into_runnable(self, ctx: Ctx<B::Msg>) -> ProcessCode {
-        ProcessCode(Box::pin(BehaviourTask {
+        ProcessCode(Box::pin(BehaviourCode {
             behaviour: self,
             ctx,
             started: false,
@@ -87,7 +87,7 @@ impl<B: Behaviour> IntoProcess<B::Msg, BehaviourKind> for B {
     }
 }
 
-struct BehaviourTask<B: Behaviour> {
+struct BehaviourCode<B: Behaviour> {
     behaviour: B,
     ctx: Ctx<B::Msg>,
     started: bool,
@@ -96,9 +96,9 @@ struct BehaviourTask<B: Behaviour> {
 }
 
 // The behaviour is never pinned in place: callbacks take `&mut B`.
-impl<B: Behaviour> Unpin for BehaviourTask<B> {}
+impl<B: Behaviour> Unpin for BehaviourCode<B> {}
 
-impl<B: Behaviour> BehaviourTask<B> {
+impl<B: Behaviour> BehaviourCode<B> {
     fn next_envelope(&mut self) -> Option<Mail> {
         loop {
             let envelope = match self.ctx.local.pop_front() {
@@ -148,7 +148,7 @@ impl<B: Behaviour> BehaviourTask<B> {
     }
 }
 
-impl<B: Behaviour> Runnable for BehaviourTask<B> {
+impl<B: Behaviour> Runnable for BehaviourCode<B> {
     fn run(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ExitReason> {
         let this = self.get_mut();
         if !this.started {

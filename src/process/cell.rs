@@ -8,7 +8,6 @@ use super::run::CodeSlot;
 use super::shared::Shared;
 use super::status::ProcessState;
 use crate::engine::coop::Budget;
-use crate::engine::task::Task;
 use crate::loom::lock;
 use crate::loom::sync::Mutex;
 use crate::pid::Pid;
@@ -54,16 +53,6 @@ impl ProcessCell {
             budget: Budget::default(),
             wait_epoch: AtomicU32::new(0),
             shared,
-        }
-    }
-
-    /// Asks for the process to run; queues it unless it is queued or running already.
-    #[inline]
-    pub(crate) fn schedule(self: &Arc<Self>) {
-        if self.state.transition_to_queued() {
-            // SAFETY: winning `transition_to_queued` means the process has not finished (the
-            // table still holds it) and has no other task (`run.rs`, promises 1 and 2).
-            self.shared.scheduler.schedule(unsafe { Task::new(self) });
         }
     }
 

@@ -25,13 +25,13 @@ pub(crate) trait Runnable: Send {
 
 pin_project_lite::pin_project! {
     /// An `async` body.
-    pub(crate) struct BodyTask<F> {
+    pub(crate) struct BodyCode<F> {
         #[pin]
         future: F,
     }
 }
 
-impl<F, R> Runnable for BodyTask<F>
+impl<F, R> Runnable for BodyCode<F>
 where
     F: Future<Output = R> + Send,
     R: Into<ExitReason>,
@@ -73,6 +73,6 @@ where
     R: Into<ExitReason> + 'static,
 {
     fn into_runnable(self, ctx: Ctx<M>) -> ProcessCode {
-        ProcessCode(Box::pin(BodyTask { future: self(ctx) }))
+        ProcessCode(Box::pin(BodyCode { future: self(ctx) }))
     }
 }

@@ -263,12 +263,12 @@ fn loom_code_slot_is_touched_by_one_thread() {
     });
 }
 
-/// The invariant a run-queue `Task` relies on (`engine/task.rs`, kept as `run.rs` says): no task for a process
-/// is ever taken from a queue after its last slice dropped the table's reference. Two wakers
-/// race with a runner that runs the process twice (the second slice is its last); the queue
-/// holds plain pointers, as the real run queues do, and `alive` stands for the table's
-/// reference. Requeueing an `EXITING` process, or finishing while a task is still queued,
-/// fails the model.
+/// The invariant a run-queue `Task` relies on (promise 1 of `engine/task.rs`, kept as
+/// `run.rs` says): no task for a process is ever taken from a queue after its last slice
+/// dropped the table's reference. Two wakers race with a runner that runs the process twice
+/// (the second slice is its last); the queue holds plain pointers, as the real run queues do,
+/// and `alive` stands for the table's reference. Requeueing an `EXITING` process, or
+/// finishing while a task is still queued, fails the model.
 #[test]
 fn loom_no_task_outlives_the_tables_reference() {
     let mut model = loom::model::Builder::new();

@@ -1,6 +1,7 @@
 //! One slice of a process, and the protocol that lets the run queues, the wakers and the
-//! runner share a process without a lock. Every `unsafe` block of it is in this file or in
-//! the engine's `engine/task.rs`, and these are the rules they rely on.
+//! runner share a process without a lock. Every `unsafe` block of it is in this file (the
+//! spawn's `start`, the wake-up's `schedule`, a slice, the exit) or in the engine's
+//! `engine/task.rs`, and these are the rules they rely on.
 //!
 //! **The state word** (`status.rs`) decides who may do what:
 //! - only the caller whose `transition_to_queued` returns `true` makes a [`Task`] and queues
@@ -27,11 +28,14 @@
 //! thread takes it out when the process exits. A mutex would only repeat that guarantee at two
 //! atomic read-modify-writes per slice.
 //!
-//! The loom models in `loom_tests.rs` check each rule: `loom_no_task_outlives_the_tables_reference`
-//! races wakers against a runner whose last slice drops the "table's reference" (letting an
-//! `EXITING` process be queued again fails it), and `loom_code_slot_is_touched_by_one_thread`
-//! drives the real state transitions around a `CodeSlot`, whose loom `UnsafeCell` fails on
-//! any concurrent access. The test suite also runs clean under valgrind's memcheck.
+//! The loom models in `loom_tests.rs` check each rule:
+//! `loom_no_task_outlives_the_tables_reference` races wakers against a runner whose last slice
+//! drops the "table's reference" (letting an `EXITING` process be queued again fails it);
+//! `loom_code_slot_is_touched_by_one_thread` drives the real state transitions around a
+//! `CodeSlot`, whose loom `UnsafeCell` fails on any concurrent access;
+//! `loom_no_lost_wakeup_between_send_and_idle` and
+//! `loom_wake_while_running_requeues_exactly_once` check the state word. The test suite also
+//! runs clean under valgrind's memcheck.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
@@ -83,56 +87,75 @@ fn unwind_reason(payload: Box<dyn std::any::Any + Send>) -> ExitReason {
     }
 }
 
-impl Schedulable for ProcessCell {
+/// Installs a new process's code and queues it for its first slice. The cell must be in the
+/// process table and never queued before (it is born `QUEUED`).
+pub(crate) fn start(cell: &Arc<ProcessCell>, code: Pin<Box<dyn Runnable>>) {
+    // SAFETY: the cell is not in any run queue yet (it is pushed below), so no other thread
+    // runs it; senders only touch its mailbox and state.
+    unsafe { cell.code.with_mut(|slot| *slot = Some(code)) };
+    // SAFETY: the table holds the cell until its last slice (promise 1), and this push is its
+    // one entry in a run queue: it was born `QUEUED`, so no waker queues it too (promise 2).
+    cell.shared
+        .scheduler
+        .schedule_spawn(unsafe { Task::new(cell) });
+}
+
+impl ProcessCell {
+    /// Asks for the process to run; queues it unless it is queued or running already.
     #[inline]
-    fn run_slice(cell: &Arc<ProcessCell>, task: Task, budget: u32) {
-        run_slice(cell, task, budget);
+    pub(crate) fn schedule(self: &Arc<Self>) {
+        if self.state.transition_to_queued() {
+            // SAFETY: winning `transition_to_queued` means the process has not finished (the
+            // table still holds it, promise 1) and has no other task (promise 2).
+            self.shared.scheduler.schedule(unsafe { Task::new(self) });
+        }
     }
 }
 
-/// Runs one slice of the process: at most `budget` messages, then it yields.
-#[inline]
-fn run_slice(cell: &Arc<ProcessCell>, task: Task, budget: u32) {
-    // The table's reference keeps the cell alive until `finish` (promise 1 above).
-    if !cell.state.transition_to_running() {
-        return;
-    }
-    cell.budget.set(budget);
-    let outcome = match cell.take_pending_exit() {
-        Some(reason) => Some(reason),
-        None => {
-            let waker = futures_task::waker_ref(cell);
-            let mut cx = Context::from_waker(&waker);
-            // SAFETY: this thread won `transition_to_running` above and holds the process until
-            // `transition_to_idle` or `finish` below.
-            let polled = unsafe {
-                cell.code.with_mut(|code| {
-                    let runnable = code.as_mut().expect("a runnable process has its code");
-                    catch_unwind(AssertUnwindSafe(|| runnable.as_mut().run(&mut cx)))
-                })
-            };
-            match polled {
-                Ok(Poll::Pending) => None,
-                Ok(Poll::Ready(reason)) => Some(reason),
-                Err(payload) => Some(unwind_reason(payload)),
-            }
+impl Schedulable for ProcessCell {
+    /// Runs one slice of the process: at most `budget` messages, then it yields.
+    fn run_slice(cell: &Arc<ProcessCell>, task: Task, budget: u32) {
+        // The table's reference keeps the cell alive until `finish` (promise 1 above).
+        if !cell.state.transition_to_running() {
+            return;
         }
-    };
-    // Batched sends of this slice reach their mailboxes now: before this process can be
-    // queued again, and before its links and monitors hear of an exit.
-    super::outbox::end_slice();
-    cell.add_reductions(u64::from(budget - cell.budget.remaining().min(budget)));
-    match outcome {
-        None => {
-            if cell.state.transition_to_idle() {
-                // Woken while it ran, or its slice is used up: to the back of the queue.
-                cell.shared.scheduler.schedule_yield(task);
+        cell.budget.set(budget);
+        let outcome = match cell.take_pending_exit() {
+            Some(reason) => Some(reason),
+            None => {
+                let waker = futures_task::waker_ref(cell);
+                let mut cx = Context::from_waker(&waker);
+                // SAFETY: this thread won `transition_to_running` above and holds the process until
+                // `transition_to_idle` or `finish` below.
+                let polled = unsafe {
+                    cell.code.with_mut(|code| {
+                        let runnable = code.as_mut().expect("a runnable process has its code");
+                        catch_unwind(AssertUnwindSafe(|| runnable.as_mut().run(&mut cx)))
+                    })
+                };
+                match polled {
+                    Ok(Poll::Pending) => None,
+                    Ok(Poll::Ready(reason)) => Some(reason),
+                    Err(payload) => Some(unwind_reason(payload)),
+                }
             }
-        }
-        Some(reason) => {
-            // `finish` drops the table's reference: hold one of our own until it returns.
-            let cell = Arc::clone(cell);
-            finish(&cell, reason);
+        };
+        // Batched sends of this slice reach their mailboxes now: before this process can be
+        // queued again, and before its links and monitors hear of an exit.
+        super::outbox::end_slice();
+        cell.add_reductions(u64::from(budget - cell.budget.remaining().min(budget)));
+        match outcome {
+            None => {
+                if cell.state.transition_to_idle() {
+                    // Woken while it ran, or its slice is used up: to the back of the queue.
+                    cell.shared.scheduler.schedule_yield(task);
+                }
+            }
+            Some(reason) => {
+                // `finish` drops the table's reference: hold one of our own until it returns.
+                let cell = Arc::clone(cell);
+                finish(&cell, reason);
+            }
         }
     }
 }

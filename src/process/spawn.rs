@@ -11,7 +11,6 @@ use super::code::IntoProcess;
 use super::context::Ctx;
 use super::mailbox::{Mailbox, Overflow};
 use super::shared::Shared;
-use crate::engine::task::Task;
 use crate::loom::lock;
 use crate::pid::Pid;
 use crate::signal::MonitorRef;
@@ -156,15 +155,9 @@ where
     }
     let ctx = Ctx::new(Arc::clone(&cell));
     let code = process.into_runnable(ctx).0;
-    // SAFETY: the cell is not in any run queue yet (it is pushed below), so no other thread
-    // runs it; senders only touch its mailbox and state.
-    unsafe { cell.code.with_mut(|slot| *slot = Some(code)) };
     shared.stats.spawned();
     let addr = Addr::new(cell.pid);
-    // The cell was born QUEUED: this push is its one entry in a run queue.
-    // SAFETY: the table holds the cell (inserted above) until its last slice, and this is its
-    // only task (`run.rs`, promises 1 and 2).
-    shared.scheduler.schedule_spawn(unsafe { Task::new(&cell) });
+    super::run::start(&cell, code);
     Ok(Spawned { addr, monitor })
 }
 
