@@ -1,8 +1,9 @@
 //! The engine: a fixed pool of scheduler threads with run queues, stealing and parking, the
 //! reductions budget, a blocking pool, a clock with its timer heap, and per-thread counters.
 //!
-//! The engine runs type-erased [`Task`](task::Task)s and fires timer actions it does not
-//! look into: it never names a process, a mailbox or a `Ctx`. The process layer above it
+//! The engine is generic over the runnables it queues ([`Schedulable`](task::Schedulable);
+//! type-erased inside the queues, see `task.rs`) and fires timer actions it does not look
+//! into: it never names a process, a mailbox or a `Ctx`. The process layer above it
 //! (`crate::process`) supplies the runnables, the timer actions and the `Host` hooks a
 //! scheduler thread calls; the `Runtime` facade (`crate::runtime`) starts the threads.
 

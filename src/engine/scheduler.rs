@@ -7,18 +7,19 @@
 //! the manual clock, a seed replays the same interleaving.
 
 use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
 use super::park::Sleepers;
 
-pub(crate) use super::task::Task;
+use super::task::{RawTask, Schedulable, Task};
 
 /// A scheduler thread's own state, in a thread-local.
 struct Local {
     index: usize,
-    queue: Option<Worker<Task>>,
+    queue: Option<Worker<RawTask>>,
     tick: u32,
 }
 
@@ -53,7 +54,7 @@ thread_local! {
     /// slot): a reply or a token in a ring is handled while its data is hot in this core's
     /// cache. Other threads cannot steal it. Apart from `Local`, so that a send reaches it
     /// with one thread-local access and no borrow flag.
-    static LIFO: Cell<Option<Task>> = const { Cell::new(None) };
+    static LIFO: Cell<Option<RawTask>> = const { Cell::new(None) };
 
     /// Processes run in a row from the LIFO slot; capped so a pair that ping-pongs cannot keep
     /// the rest of the queue waiting.
@@ -81,14 +82,14 @@ pub(crate) fn on_scheduler_thread() -> bool {
 
 enum Queues {
     Stealing {
-        injector: Box<Injector<Task>>,
-        stealers: Vec<Stealer<Task>>,
+        injector: Box<Injector<RawTask>>,
+        stealers: Vec<Stealer<RawTask>>,
     },
     Seeded(std::sync::Mutex<Seeded>),
 }
 
 struct Seeded {
-    runnable: Vec<Task>,
+    runnable: Vec<RawTask>,
     state: u64,
 }
 
@@ -104,17 +105,23 @@ impl Seeded {
     }
 }
 
-pub(crate) struct Scheduler {
+/// The run queues of one runtime, for runnables of type `R`. Inside, tasks are `RawTask`s
+/// (the thread-locals that hold a thread's queue and LIFO slot cannot be generic); every one of
+/// them was made from a `Task<R>` by this scheduler's `schedule*`, and the LIFO slot and local
+/// queue a thread uses are those of the scheduler it entered, so `next_task` gives back the
+/// `Task<R>` it was.
+pub(crate) struct Scheduler<R> {
     id: usize,
     queues: Queues,
     pub(crate) sleepers: Sleepers,
     stop: AtomicBool,
+    _runs: PhantomData<fn(R)>,
 }
 
-impl Scheduler {
+impl<R: Schedulable> Scheduler<R> {
     /// A work-stealing scheduler; returns the local queues for the threads to take.
-    pub(crate) fn stealing(id: usize, threads: usize) -> (Scheduler, Vec<Worker<Task>>) {
-        let locals: Vec<Worker<Task>> = (0..threads).map(|_| Worker::new_fifo()).collect();
+    pub(crate) fn stealing(id: usize, threads: usize) -> (Scheduler<R>, Vec<Worker<RawTask>>) {
+        let locals: Vec<Worker<RawTask>> = (0..threads).map(|_| Worker::new_fifo()).collect();
         let stealers = locals.iter().map(Worker::stealer).collect();
         let scheduler = Scheduler {
             id,
@@ -124,12 +131,13 @@ impl Scheduler {
             },
             sleepers: Sleepers::new(),
             stop: AtomicBool::new(false),
+            _runs: PhantomData,
         };
         (scheduler, locals)
     }
 
     /// One queue, a seeded choice.
-    pub(crate) fn seeded(id: usize, seed: u64) -> Scheduler {
+    pub(crate) fn seeded(id: usize, seed: u64) -> Scheduler<R> {
         Scheduler {
             id,
             queues: Queues::Seeded(std::sync::Mutex::new(Seeded {
@@ -138,6 +146,7 @@ impl Scheduler {
             })),
             sleepers: Sleepers::new(),
             stop: AtomicBool::new(false),
+            _runs: PhantomData,
         }
     }
 
@@ -146,7 +155,7 @@ impl Scheduler {
     }
 
     /// Makes a scheduler thread of the calling thread.
-    pub(crate) fn enter(&self, index: usize, queue: Option<Worker<Task>>) {
+    pub(crate) fn enter(&self, index: usize, queue: Option<Worker<RawTask>>) {
         WORKER.with(|w| w.set((self.id, index)));
         CURRENT.with(|c| {
             *c.borrow_mut() = Some(Local {
@@ -168,21 +177,21 @@ impl Scheduler {
     /// scheduler thread of this runtime it takes the LIFO slot; the process it displaces goes
     /// to the back of the local queue.
     #[inline]
-    pub(crate) fn schedule(&self, task: Task) {
-        self.push(task, Push::Woken);
+    pub(crate) fn schedule(&self, task: Task<R>) {
+        self.push(task.into_raw(), Push::Woken);
     }
 
     /// Queues a process that used up its slice (or was woken while running) at the back.
-    pub(crate) fn schedule_yield(&self, task: Task) {
-        self.push(task, Push::Yield);
+    pub(crate) fn schedule_yield(&self, task: Task<R>) {
+        self.push(task.into_raw(), Push::Yield);
     }
 
     /// Queues a new process at the back.
-    pub(crate) fn schedule_spawn(&self, task: Task) {
-        self.push(task, Push::Spawn);
+    pub(crate) fn schedule_spawn(&self, task: Task<R>) {
+        self.push(task.into_raw(), Push::Spawn);
     }
 
-    fn push(&self, task: Task, kind: Push) {
+    fn push(&self, task: RawTask, kind: Push) {
         match &self.queues {
             Queues::Seeded(seeded) => {
                 lock_std(seeded).runnable.push(task);
@@ -231,7 +240,15 @@ impl Scheduler {
     }
 
     /// The seam: which process the calling scheduler thread runs next.
-    pub(crate) fn next_task(&self) -> Option<Task> {
+    #[inline]
+    pub(crate) fn next_task(&self) -> Option<Task<R>> {
+        // SAFETY: every `RawTask` in this scheduler's queues, and in the LIFO slot and local
+        // queue of a thread that entered it, came from `Task::<R>::into_raw` (see the type's
+        // docs); only this scheduler's own threads call `next_task`.
+        self.next_raw().map(|raw| unsafe { Task::from_raw(raw) })
+    }
+
+    fn next_raw(&self) -> Option<RawTask> {
         match &self.queues {
             Queues::Seeded(seeded) => {
                 let mut seeded = lock_std(seeded);
@@ -259,10 +276,10 @@ impl Scheduler {
     /// The queues' turn: the LIFO slot is empty, or its process (`lifo`) used up the cap.
     fn next_after_lifo(
         &self,
-        lifo: Option<Task>,
-        injector: &Injector<Task>,
-        stealers: &[Stealer<Task>],
-    ) -> Option<Task> {
+        lifo: Option<RawTask>,
+        injector: &Injector<RawTask>,
+        stealers: &[Stealer<RawTask>],
+    ) -> Option<RawTask> {
         LIFO_RUNS.with(|r| r.set(0));
         CURRENT.with(|c| {
             let mut current = c.borrow_mut();
@@ -329,7 +346,7 @@ fn lock_std<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn steal_into(queue: &Worker<Task>, injector: &Injector<Task>) -> Option<Task> {
+fn steal_into(queue: &Worker<RawTask>, injector: &Injector<RawTask>) -> Option<RawTask> {
     loop {
         match injector.steal_batch_and_pop(queue) {
             Steal::Success(task) => return Some(task),
@@ -339,7 +356,7 @@ fn steal_into(queue: &Worker<Task>, injector: &Injector<Task>) -> Option<Task> {
     }
 }
 
-fn steal_from(queue: &Worker<Task>, stealer: &Stealer<Task>) -> Option<Task> {
+fn steal_from(queue: &Worker<RawTask>, stealer: &Stealer<RawTask>) -> Option<RawTask> {
     loop {
         match stealer.steal_batch_and_pop(queue) {
             Steal::Success(task) => return Some(task),

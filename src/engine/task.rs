@@ -1,6 +1,9 @@
-//! `Task`: what the run queues hold. The engine knows nothing of processes: a task is a
-//! pointer to something [`Schedulable`] and the function that runs one slice of it, paired
-//! by [`Task::new`] so the two always agree on the type.
+//! `Task`: what the run queues hold. The engine knows nothing of processes: it is generic over
+//! the [`Schedulable`] type the layer above gives it, and a task is a pointer to one of those.
+//! Inside the queues (and the thread-locals that hold a thread's queue and LIFO slot) a task is
+//! a [`RawTask`], the same pointer with its type erased; the scheduler turns it back into the
+//! `Task<R>` it was made from (see `scheduler.rs`), and runs the slice through a direct call
+//! the compiler can inline.
 //!
 //! A task owns no reference count. An `Arc` in the queue would cost two atomic
 //! read-modify-writes per slice (one when a send queues the runnable, one when the slice
@@ -15,60 +18,75 @@
 //! The process layer keeps both with its state word and its process table; `process/run.rs`
 //! says how, and its loom models check it.
 
+use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
 /// Something the engine runs in slices.
-pub(crate) trait Schedulable: Send + Sync + 'static {
+pub(crate) trait Schedulable: Send + Sync + Sized + 'static {
     /// Runs one slice of `this` with `budget` reductions. `task` is the task it was queued
     /// as: the implementation either queues it again or drops it (when the runnable is done).
-    fn run_slice(this: &Arc<Self>, task: Task, budget: u32);
+    fn run_slice(this: &Arc<Self>, task: Task<Self>, budget: u32);
 }
 
-/// A queued runnable (see the module docs).
-pub(crate) struct Task {
-    ptr: NonNull<()>,
-    run: unsafe fn(Task, u32),
+/// A queued runnable of type `R` (see the module docs).
+pub(crate) struct Task<R: Schedulable> {
+    ptr: NonNull<R>,
+    _owns: PhantomData<Arc<R>>,
 }
 
-// SAFETY: a `Task` stands for an `Arc<R>` with `R: Schedulable` (so `Send + Sync`) that
-// someone else holds (promise 1): moving the pointer to the thread that runs the slice is
+// SAFETY: a `Task<R>` stands for an `Arc<R>` that someone else holds (promise 1), and
+// `R: Schedulable` is `Send + Sync`: moving the pointer to the thread that runs the slice is
 // what a moved `Arc<R>` would do.
-unsafe impl Send for Task {}
+unsafe impl<R: Schedulable> Send for Task<R> {}
 
-impl Task {
+impl<R: Schedulable> Task<R> {
     /// A task for `runnable`.
     ///
     /// # Safety
     /// The caller keeps the two promises of the module docs: a strong reference to
     /// `runnable` outlives this task, and no other task for it is queued or running.
     #[inline]
-    pub(crate) unsafe fn new<R: Schedulable>(runnable: &Arc<R>) -> Task {
+    pub(crate) unsafe fn new(runnable: &Arc<R>) -> Self {
         Task {
             ptr: NonNull::new(Arc::as_ptr(runnable).cast_mut())
-                .expect("an Arc's pointer is never null")
-                .cast(),
-            run: run_erased::<R>,
+                .expect("an Arc's pointer is never null"),
+            _owns: PhantomData,
         }
     }
 
     /// Runs one slice of the runnable.
     #[inline]
     pub(crate) fn run(self, budget: u32) {
-        // SAFETY: `run` was made by `new` for the type `ptr` points to.
-        unsafe { (self.run)(self, budget) }
+        // SAFETY: the pointer is an `Arc<R>`'s (`new`), and the owner's strong reference keeps
+        // the allocation alive while this task exists (promise 1). `ManuallyDrop` keeps this
+        // view from giving back a count it never took.
+        let this = ManuallyDrop::new(unsafe { Arc::from_raw(self.ptr.as_ptr()) });
+        R::run_slice(&this, self, budget);
+    }
+
+    /// The task with its type erased, for the queues.
+    #[inline]
+    pub(crate) fn into_raw(self) -> RawTask {
+        RawTask(self.ptr.cast())
+    }
+
+    /// The task a [`RawTask`] was made from.
+    ///
+    /// # Safety
+    /// `raw` came from [`Task::into_raw`] of a `Task<R>`, of this same `R`.
+    #[inline]
+    pub(crate) unsafe fn from_raw(raw: RawTask) -> Self {
+        Task {
+            ptr: raw.0.cast(),
+            _owns: PhantomData,
+        }
     }
 }
 
-/// `Task::run` for runnables of type `R`.
-///
-/// # Safety
-/// `task.ptr` came from `Arc::<R>::as_ptr` in `Task::new`, and its promise 1 holds.
-unsafe fn run_erased<R: Schedulable>(task: Task, budget: u32) {
-    // SAFETY: the pointer is an `Arc<R>`'s (see above), and the owner's strong reference keeps
-    // the allocation alive while this task exists (promise 1). `ManuallyDrop` keeps this view
-    // from giving back a count it never took.
-    let this = ManuallyDrop::new(unsafe { Arc::from_raw(task.ptr.cast::<R>().as_ptr()) });
-    R::run_slice(&this, task, budget);
-}
+/// A [`Task`] with its runnable's type erased, as the queues and thread-locals hold it.
+pub(crate) struct RawTask(NonNull<()>);
+
+// SAFETY: a `RawTask` is a `Task<R>` with `R: Schedulable` (see `Task`'s `Send`).
+unsafe impl Send for RawTask {}

@@ -7,12 +7,14 @@ use crossbeam_deque::Worker;
 
 use super::clock::Clock;
 use super::scheduler::Scheduler;
-use super::task::Task;
+use super::task::{RawTask, Schedulable};
 
 /// What a scheduler thread needs from the layer that owns the runnables.
 pub(crate) trait Host {
+    /// What the run queues hold.
+    type Runnable: Schedulable;
     /// The run queues.
-    fn scheduler(&self) -> &Scheduler;
+    fn scheduler(&self) -> &Scheduler<Self::Runnable>;
     /// The clock the deferred work is timed by.
     fn clock(&self) -> &Clock;
     /// Reductions per slice.
@@ -28,7 +30,7 @@ pub(crate) trait Host {
 pub(crate) const DEFER_AT_MOST: Duration = Duration::from_millis(1);
 
 /// The body of scheduler thread `index`.
-pub(crate) fn run_worker(host: &impl Host, index: usize, queue: Option<Worker<Task>>) {
+pub(crate) fn run_worker<H: Host>(host: &H, index: usize, queue: Option<Worker<RawTask>>) {
     let scheduler = host.scheduler();
     let clock = host.clock();
     let budget = host.budget();
@@ -76,7 +78,7 @@ pub(crate) fn run_worker(host: &impl Host, index: usize, queue: Option<Worker<Ta
 const SPINS_BEFORE_PARK: u32 = 128;
 
 /// Spins briefly; returns `true` as soon as some queue has work.
-fn spin_for_work(scheduler: &Scheduler) -> bool {
+fn spin_for_work<R: Schedulable>(scheduler: &Scheduler<R>) -> bool {
     for _ in 0..SPINS_BEFORE_PARK {
         if scheduler.has_work() || scheduler.is_stopped() {
             return true;

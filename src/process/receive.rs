@@ -393,6 +393,7 @@ pub(crate) struct Take<'a, M: Send + 'static, F> {
 impl<M: Send + 'static, F: FnMut(&Mail) -> Select + Unpin> Future for Take<'_, M, F> {
     type Output = Option<Mail>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Mail>> {
         let this = self.get_mut();
         let polled = this

@@ -114,7 +114,8 @@ impl ProcessCell {
 
 impl Schedulable for ProcessCell {
     /// Runs one slice of the process: at most `budget` messages, then it yields.
-    fn run_slice(cell: &Arc<ProcessCell>, task: Task, budget: u32) {
+    #[inline]
+    fn run_slice(cell: &Arc<ProcessCell>, task: Task<ProcessCell>, budget: u32) {
         // The table's reference keeps the cell alive until `finish` (promise 1 above).
         if !cell.state.transition_to_running() {
             return;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use super::cell::ProcessCell;
 use super::registry::Registry;
 use super::table::ProcessTable;
 use super::timers::ProcessTimer;
@@ -21,7 +22,7 @@ use crate::pid::RefSource;
 /// What every thread of one runtime shares.
 pub(crate) struct Shared {
     pub(crate) table: ProcessTable,
-    pub(crate) scheduler: Scheduler,
+    pub(crate) scheduler: Scheduler<ProcessCell>,
     pub(crate) timers: Timers<ProcessTimer>,
     pub(crate) clock: Clock,
     pub(crate) blocking: Arc<BlockingPool>,
@@ -36,7 +37,7 @@ impl Shared {
     /// A runtime's shared state around `scheduler`; with a manual clock, it hears of every
     /// advance.
     pub(crate) fn new(
-        scheduler: Scheduler,
+        scheduler: Scheduler<ProcessCell>,
         clock: Clock,
         blocking: Arc<BlockingPool>,
         stats: Stats,
@@ -71,7 +72,9 @@ impl Shared {
 }
 
 impl Host for Shared {
-    fn scheduler(&self) -> &Scheduler {
+    type Runnable = ProcessCell;
+
+    fn scheduler(&self) -> &Scheduler<ProcessCell> {
         &self.scheduler
     }
 
