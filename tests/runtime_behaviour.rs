@@ -821,6 +821,43 @@ fn whereis_checks_the_message_type_and_send_named_delivers() {
     );
 }
 
+#[test]
+fn send_named_with_the_wrong_type_says_so_instead_of_no_name() {
+    let rt = runtime();
+    let handle = rt.handle().clone();
+    let (pid, from_ctx, from_handle, no_name, delivered) = rt
+        .block_on(move |mut ctx: Ctx<String>| async move {
+            ctx.register("echo").unwrap();
+            let from_ctx = ctx.send_named("echo", 7u32);
+            let from_handle = std::thread::scope(|scope| {
+                scope
+                    .spawn(|| handle.send_named("echo", 7u32))
+                    .join()
+                    .unwrap()
+            });
+            let no_name = ctx.send_named("nobody", 7u32);
+            ctx.send_named("echo", "right".to_owned()).unwrap();
+            (ctx.pid(), from_ctx, from_handle, no_name, ctx.recv().await)
+        })
+        .unwrap();
+    let wrong = |result: Result<(), SendError>| match result {
+        Err(SendError::WrongType {
+            name,
+            pid: holder,
+            expected,
+        }) => {
+            assert_eq!(name, "echo");
+            assert_eq!(holder, pid);
+            assert_eq!(expected, "u32");
+        }
+        other => panic!("expected WrongType, got {other:?}"),
+    };
+    wrong(from_ctx);
+    wrong(from_handle);
+    assert_eq!(no_name, Err(SendError::NoName("nobody".into())));
+    assert_eq!(delivered, Message::User("right".to_owned()));
+}
+
 // ---------------------------------------------------------------- timers
 
 #[test]

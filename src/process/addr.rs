@@ -73,6 +73,16 @@ pub enum SendError {
     /// No process is registered under this name.
     #[error("no process is registered as {0:?}")]
     NoName(String),
+    /// The process registered under this name takes another message type than the one sent.
+    #[error("the process registered as {name:?} ({pid}) does not take messages of type {expected}")]
+    WrongType {
+        /// The name.
+        name: String,
+        /// The process registered under it.
+        pid: Pid,
+        /// The type that was sent.
+        expected: &'static str,
+    },
 }
 
 /// Why a spawn failed.

@@ -147,11 +147,11 @@ impl<M: Send + 'static> Ctx<M> {
         shared.count_push(pid, pushed)
     }
 
-    /// Sends to the process registered under `name`, which must receive `T`.
+    /// Sends to the process registered under `name`, which must receive `T`: else
+    /// [`SendError::NoName`] if no process has the name, [`SendError::WrongType`] if its
+    /// process takes another message type.
     pub fn send_named<T: Send + 'static>(&self, name: &str, message: T) -> Result<(), SendError> {
-        let addr = self
-            .whereis::<T>(name)
-            .ok_or_else(|| SendError::NoName(name.to_owned()))?;
+        let addr = self.shared().registry.lookup::<T>(name)?;
         self.send(&addr, message)
     }
 

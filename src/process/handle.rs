@@ -96,11 +96,11 @@ impl Handle {
             .send(to.pid(), Mail::User(super::mailbox::payload(message)))
     }
 
-    /// Sends to the process registered under `name`, which must receive `M`.
+    /// Sends to the process registered under `name`, which must receive `M`: else
+    /// [`SendError::NoName`] if no process has the name, [`SendError::WrongType`] if its
+    /// process takes another message type.
     pub fn send_named<M: Send + 'static>(&self, name: &str, message: M) -> Result<(), SendError> {
-        let addr = self
-            .whereis::<M>(name)
-            .ok_or_else(|| SendError::NoName(name.to_owned()))?;
+        let addr = self.shared.registry.lookup::<M>(name)?;
         self.send(&addr, message)
     }
 

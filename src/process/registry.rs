@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::loom::lock;
 use crate::pid::Pid;
-use crate::process::addr::Addr;
+use crate::process::addr::{Addr, SendError};
 use crate::process::cell::ProcessCell;
 
 /// Why a registration failed.
@@ -101,9 +101,20 @@ impl Registry {
     }
 
     pub(crate) fn whereis<T: 'static>(&self, name: &str) -> Option<Addr<T>> {
+        self.lookup(name).ok()
+    }
+
+    /// The address registered as `name`, if its process takes messages of type `T`; else why
+    /// not, as the error a send to that name reports.
+    pub(crate) fn lookup<T: 'static>(&self, name: &str) -> Result<Addr<T>, SendError> {
         match self.names().get(name) {
-            Some((pid, ty)) if *ty == TypeId::of::<T>() => Some(Addr::new(*pid)),
-            _ => None,
+            Some((pid, ty)) if *ty == TypeId::of::<T>() => Ok(Addr::new(*pid)),
+            Some((pid, _)) => Err(SendError::WrongType {
+                name: name.to_owned(),
+                pid: *pid,
+                expected: std::any::type_name::<T>(),
+            }),
+            None => Err(SendError::NoName(name.to_owned())),
         }
     }
 
