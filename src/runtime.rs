@@ -13,6 +13,7 @@ use crate::engine::blocking::BlockingPool;
 use crate::engine::clock::Clock;
 use crate::engine::scheduler::{self, Scheduler};
 use crate::engine::stats::Stats;
+use crate::engine::watchdog::Watchdog;
 use crate::engine::{timer, worker};
 use crate::process::Handle;
 use crate::process::shared::Shared;
@@ -35,6 +36,7 @@ pub struct Builder {
     blocking_stack_size: Option<usize>,
     clock: Clock,
     seed: Option<u64>,
+    long_schedule: Duration,
 }
 
 impl Default for Builder {
@@ -46,6 +48,7 @@ impl Default for Builder {
             blocking_stack_size: None,
             clock: Clock::system(),
             seed: None,
+            long_schedule: Duration::from_millis(100),
         }
     }
 }
@@ -94,6 +97,28 @@ impl Builder {
         self
     }
 
+    /// How long one slice (a process running between two `await`s) may hold its scheduler
+    /// thread before the runtime reports it (default 100 ms): a `long_schedule` warning
+    /// through `tracing`, naming the process and the time, when the slice ends, and a count
+    /// in [`RuntimeStats::long_schedules`](crate::RuntimeStats::long_schedules). The watchdog
+    /// that notices runs with the system clock only.
+    ///
+    /// Whatever this threshold, with the system clock and more than one scheduler thread the
+    /// watchdog moves the busy thread's queued processes and lazy timers to the other threads
+    /// once a slice has run for about 2 ms, so timers fire and queued processes run while one
+    /// process computes. CPU-heavy work belongs on the blocking pool
+    /// ([`Ctx::blocking`](crate::Ctx::blocking)); see `docs/architecture.md`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let rt = baobab::Runtime::builder().long_schedule(Duration::from_millis(20)).build();
+    /// assert_eq!(rt.handle().stats().long_schedules, 0);
+    /// ```
+    pub fn long_schedule(mut self, threshold: Duration) -> Self {
+        self.long_schedule = threshold;
+        self
+    }
+
     /// Starts the runtime's threads.
     pub fn build(self) -> Runtime {
         let id = NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed);
@@ -127,14 +152,23 @@ impl Builder {
                     .expect("start a scheduler thread")
             })
             .collect();
+        let long_schedule = self.long_schedule;
         let timer_thread = (!self.clock.is_manual()).then(|| {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("baobab-timer".into())
                 .spawn(move || {
-                    timer::run_timer_thread(&shared.timers, &shared.clock, |action| {
-                        shared.run_timer(action)
-                    })
+                    let mut watchdog = Watchdog::new(shared.scheduler.threads(), long_schedule);
+                    timer::run_timer_thread(
+                        &shared.timers,
+                        &shared.clock,
+                        |action| shared.run_timer(action),
+                        |now| {
+                            Some(watchdog.check(now, &shared.scheduler, |index| {
+                                shared.flush_deferred(index)
+                            }))
+                        },
+                    )
                 })
                 .expect("start the timer thread")
         });

@@ -15,6 +15,7 @@ pub(crate) mod scheduler;
 pub(crate) mod stats;
 pub(crate) mod task;
 pub(crate) mod timer;
+pub(crate) mod watchdog;
 pub(crate) mod worker;
 
 #[cfg(all(test, loom))]

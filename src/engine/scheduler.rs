@@ -12,7 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
+use crossbeam_utils::CachePadded;
+
 use super::park::Sleepers;
+use super::watchdog::SliceWatch;
 
 use super::task::{RawTask, Schedulable, Task};
 
@@ -116,6 +119,12 @@ pub(crate) struct Scheduler<R> {
     pub(crate) sleepers: Sleepers,
     stop: AtomicBool,
     _runs: PhantomData<fn(R)>,
+    /// One per scheduler thread, for the watchdog (`watchdog.rs`).
+    watches: Box<[CachePadded<SliceWatch>]>,
+}
+
+fn watches(threads: usize) -> Box<[CachePadded<SliceWatch>]> {
+    (0..threads).map(|_| CachePadded::default()).collect()
 }
 
 impl<R: Schedulable> Scheduler<R> {
@@ -132,6 +141,7 @@ impl<R: Schedulable> Scheduler<R> {
             sleepers: Sleepers::new(),
             stop: AtomicBool::new(false),
             _runs: PhantomData,
+            watches: watches(threads),
         };
         (scheduler, locals)
     }
@@ -147,11 +157,48 @@ impl<R: Schedulable> Scheduler<R> {
             sleepers: Sleepers::new(),
             stop: AtomicBool::new(false),
             _runs: PhantomData,
+            watches: watches(1),
         }
     }
 
     pub(crate) fn id(&self) -> usize {
         self.id
+    }
+
+    /// The number of scheduler threads.
+    pub(crate) fn threads(&self) -> usize {
+        self.watches.len()
+    }
+
+    /// Thread `index`'s progress, as the watchdog reads it.
+    #[inline]
+    pub(crate) fn watch(&self, index: usize) -> Option<&SliceWatch> {
+        self.watches.get(index).map(|watch| &**watch)
+    }
+
+    /// Moves what thread `index` has queued to the injector, where the other threads take it
+    /// (the watchdog, while that thread is stuck in a long slice). Its LIFO slot stays.
+    pub(crate) fn evacuate(&self, index: usize) {
+        let Queues::Stealing { injector, stealers } = &self.queues else {
+            return;
+        };
+        let Some(stealer) = stealers.get(index) else {
+            return;
+        };
+        let mut moved = false;
+        loop {
+            match stealer.steal() {
+                Steal::Success(task) => {
+                    injector.push(task);
+                    moved = true;
+                }
+                Steal::Empty => break,
+                Steal::Retry => continue,
+            }
+        }
+        if moved {
+            self.sleepers.notify_one();
+        }
     }
 
     /// Makes a scheduler thread of the calling thread.

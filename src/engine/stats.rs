@@ -14,6 +14,7 @@ struct Counters {
     sent: AtomicU64,
     dropped: AtomicU64,
     restarts: AtomicU64,
+    long_schedules: AtomicU64,
 }
 
 pub(crate) struct Stats {
@@ -37,6 +38,9 @@ pub struct RuntimeStats {
     pub messages_dropped: u64,
     /// Children restarted by supervisors.
     pub restarts: u64,
+    /// Slices longer than the runtime's long-schedule threshold (see
+    /// [`Builder::long_schedule`](crate::Builder::long_schedule)).
+    pub long_schedules: u64,
 }
 
 impl Stats {
@@ -70,6 +74,11 @@ impl Stats {
     /// A supervisor restarted a child.
     pub(crate) fn restarted(&self) {
         self.bump(|c| &c.restarts);
+    }
+
+    /// A slice was longer than the long-schedule threshold.
+    pub(crate) fn long_schedule(&self) {
+        self.bump(|c| &c.long_schedules);
     }
 
     /// `n` user messages delivered at once (a batch).
@@ -114,6 +123,7 @@ impl Stats {
             messages_sent: sum(|c| &c.sent),
             messages_dropped: sum(|c| &c.dropped),
             restarts: sum(|c| &c.restarts),
+            long_schedules: sum(|c| &c.long_schedules),
         }
     }
 }

@@ -23,11 +23,14 @@ use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
+use super::watchdog::SliceWatch;
+
 /// Something the engine runs in slices.
 pub(crate) trait Schedulable: Send + Sync + Sized + 'static {
     /// Runs one slice of `this` with `budget` reductions. `task` is the task it was queued
     /// as: the implementation either queues it again or drops it (when the runnable is done).
-    fn run_slice(this: &Arc<Self>, task: Task<Self>, budget: u32);
+    /// `watch` is the running thread's: it tells whether the watchdog found the slice long.
+    fn run_slice(this: &Arc<Self>, task: Task<Self>, budget: u32, watch: &SliceWatch);
 }
 
 /// A queued runnable of type `R` (see the module docs).
@@ -58,12 +61,12 @@ impl<R: Schedulable> Task<R> {
 
     /// Runs one slice of the runnable.
     #[inline]
-    pub(crate) fn run(self, budget: u32) {
+    pub(crate) fn run(self, budget: u32, watch: &SliceWatch) {
         // SAFETY: the pointer is an `Arc<R>`'s (`new`), and the owner's strong reference keeps
         // the allocation alive while this task exists (promise 1). `ManuallyDrop` keeps this
         // view from giving back a count it never took.
         let this = ManuallyDrop::new(unsafe { Arc::from_raw(self.ptr.as_ptr()) });
-        R::run_slice(&this, self, budget);
+        R::run_slice(&this, self, budget, watch);
     }
 
     /// The task with its type erased, for the queues.

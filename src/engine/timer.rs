@@ -225,18 +225,29 @@ impl<A: TimerAction> Timers<A> {
 }
 
 /// The timer thread of a runtime on the system clock: runs each action with `fire` when it
-/// is due, until the timers are stopped.
+/// is due, until the timers are stopped. `watch(now)` runs between timers, first at once and
+/// then after as long as it returns each time (the watchdog, see `watchdog.rs`; `None` never
+/// again).
 pub(crate) fn run_timer_thread<A: TimerAction>(
     timers: &Timers<A>,
     clock: &Clock,
     fire: impl Fn(A),
+    mut watch: impl FnMut(Duration) -> Option<Duration>,
 ) {
+    let mut next_watch = Some(Duration::ZERO);
     let mut state = timers.lock();
     loop {
         if state.stopped {
             return;
         }
         let now = clock.now();
+        if next_watch.is_some_and(|at| at <= now) {
+            // The watchdog may hand lazy timers to the heap: not under the heap's lock.
+            drop(state);
+            next_watch = watch(now).map(|wait| now + wait);
+            state = timers.lock();
+            continue;
+        }
         let due = Timers::take_due_locked(&mut state, now);
         if !due.is_empty() {
             drop(state);
@@ -246,7 +257,11 @@ pub(crate) fn run_timer_thread<A: TimerAction>(
             state = timers.lock();
             continue;
         }
-        let next = state.heap.peek().map(|Reverse((at, _, _))| *at);
+        let next_timer = state.heap.peek().map(|Reverse((at, _, _))| *at);
+        let next = match (next_timer, next_watch) {
+            (Some(timer), Some(watch)) => Some(timer.min(watch)),
+            (timer, watch) => timer.or(watch),
+        };
         state = match next {
             Some(at) => {
                 timers

@@ -19,11 +19,12 @@ pub(crate) trait Host {
     fn clock(&self) -> &Clock;
     /// Reductions per slice.
     fn budget(&self) -> u32;
-    /// Whether this thread holds work it deferred (lazy timers) that must be handed over
-    /// before it sleeps.
-    fn has_deferred(&self) -> bool;
-    /// Hands this thread's deferred work over.
-    fn flush_deferred(&self);
+    /// Whether scheduler thread `index` holds work it deferred (lazy timers) that must be
+    /// handed over before it sleeps.
+    fn has_deferred(&self, index: usize) -> bool;
+    /// Hands scheduler thread `index`'s deferred work over (called by that thread, or by the
+    /// watchdog while the thread is stuck in a long slice).
+    fn flush_deferred(&self, index: usize);
 }
 
 /// How long deferred work may wait while its thread is busy.
@@ -34,9 +35,14 @@ pub(crate) fn run_worker<H: Host>(host: &H, index: usize, queue: Option<Worker<R
     let scheduler = host.scheduler();
     let clock = host.clock();
     let budget = host.budget();
+    let watch = scheduler
+        .watch(index)
+        .expect("a scheduler thread has a watch");
     scheduler.enter(index, queue);
     let mut searching = false;
     let mut slices = 0u32;
+    // This thread's slice count for the watchdog: odd while a slice runs.
+    let mut ticks = 0u64;
     let mut flushed_at = clock.now();
     while !scheduler.is_stopped() {
         let task = scheduler.next_task();
@@ -45,10 +51,10 @@ pub(crate) fn run_worker<H: Host>(host: &H, index: usize, queue: Option<Worker<R
         // busy for a while (the clock is read once every 64 slices).
         let idle = task.is_none();
         if (idle || slices % 64 == 0)
-            && host.has_deferred()
+            && host.has_deferred(index)
             && (idle || clock.now().saturating_sub(flushed_at) >= DEFER_AT_MOST)
         {
-            host.flush_deferred();
+            host.flush_deferred(index);
             flushed_at = clock.now();
         }
         if searching {
@@ -57,7 +63,13 @@ pub(crate) fn run_worker<H: Host>(host: &H, index: usize, queue: Option<Worker<R
             scheduler.sleepers.stop_searching();
         }
         match task {
-            Some(task) => task.run(budget),
+            Some(task) => {
+                ticks += 1;
+                watch.set(ticks);
+                task.run(budget, watch);
+                ticks += 1;
+                watch.set(ticks);
+            }
             None if spin_for_work(scheduler) => {}
             None => {
                 searching = scheduler

@@ -49,6 +49,7 @@ use super::code::Runnable;
 use super::context::ExitPayload;
 use super::exit::exit_process;
 use crate::engine::task::{Schedulable, Task};
+use crate::engine::watchdog::SliceWatch;
 use crate::loom::cell::UnsafeCell;
 use crate::signal::ExitReason;
 use crate::signal::reason::panic_message;
@@ -115,7 +116,12 @@ impl ProcessCell {
 impl Schedulable for ProcessCell {
     /// Runs one slice of the process: at most `budget` messages, then it yields.
     #[inline]
-    fn run_slice(cell: &Arc<ProcessCell>, task: Task<ProcessCell>, budget: u32) {
+    fn run_slice(
+        cell: &Arc<ProcessCell>,
+        task: Task<ProcessCell>,
+        budget: u32,
+        watch: &SliceWatch,
+    ) {
         // The table's reference keeps the cell alive until `finish` (promise 1 above).
         if !cell.state.transition_to_running() {
             return;
@@ -144,6 +150,9 @@ impl Schedulable for ProcessCell {
         // Batched sends of this slice reach their mailboxes now: before this process can be
         // queued again, and before its links and monitors hear of an exit.
         super::outbox::end_slice();
+        if let Some(since) = watch.long_slice() {
+            report_long_slice(cell, since);
+        }
         cell.add_reductions(u64::from(budget - cell.budget.remaining().min(budget)));
         match outcome {
             None => {
@@ -159,6 +168,22 @@ impl Schedulable for ProcessCell {
             }
         }
     }
+}
+
+/// The watchdog found this slice long (`engine/watchdog.rs`): say which process held its
+/// thread, and for how long at least.
+#[cold]
+fn report_long_slice(cell: &ProcessCell, since: std::time::Duration) {
+    let ran = cell.shared.clock.now().saturating_sub(since);
+    cell.shared.stats.long_schedule();
+    warn!(
+        pid = %cell.pid,
+        ms = ran.as_millis() as u64,
+        "long_schedule: a process ran {} ms without yielding its scheduler thread; its \
+         queued processes and timers were moved to the other threads (run CPU-heavy work \
+         with Ctx::blocking)",
+        ran.as_millis()
+    );
 }
 
 /// The process is done: terminate, drop its code, then tell its links and monitors.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::cell::ProcessCell;
 use super::registry::Registry;
 use super::table::ProcessTable;
-use super::timers::ProcessTimer;
+use super::timers::{DeferredTimers, ProcessTimer};
 use crate::engine::blocking::BlockingPool;
 use crate::engine::clock::{Clock, Tick};
 use crate::engine::scheduler::Scheduler;
@@ -24,6 +24,8 @@ pub(crate) struct Shared {
     pub(crate) table: ProcessTable,
     pub(crate) scheduler: Scheduler<ProcessCell>,
     pub(crate) timers: Timers<ProcessTimer>,
+    /// Each scheduler thread's lazy receive timers (`timers.rs`).
+    pub(crate) deferred: DeferredTimers,
     pub(crate) clock: Clock,
     pub(crate) blocking: Arc<BlockingPool>,
     pub(crate) registry: Registry,
@@ -43,10 +45,12 @@ impl Shared {
         stats: Stats,
         budget: u32,
     ) -> Arc<Shared> {
+        let threads = scheduler.threads();
         let shared = Arc::new(Shared {
             table: ProcessTable::new(),
             scheduler,
             timers: Timers::default(),
+            deferred: DeferredTimers::new(threads),
             clock,
             blocking,
             registry: Registry::default(),
@@ -86,13 +90,12 @@ impl Host for Shared {
         self.budget
     }
 
-    #[inline]
-    fn has_deferred(&self) -> bool {
-        super::timers::has_deferred()
+    fn has_deferred(&self, index: usize) -> bool {
+        Shared::has_deferred(self, index)
     }
 
-    fn flush_deferred(&self) {
-        Shared::flush_deferred(self);
+    fn flush_deferred(&self, index: usize) {
+        Shared::flush_deferred(self, index);
     }
 }
 

@@ -3,10 +3,11 @@
 //! `sleep`). A wake-up only reschedules the process, which compares the clock with its own
 //! deadline, so a timer that fires late or twice cannot end the wrong receive.
 
-use std::cell::RefCell;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
 
 use super::cell::ProcessCell;
 use super::mailbox::Mail;
@@ -18,17 +19,30 @@ use crate::pid::Pid;
 
 /// A receive timeout not yet in the heap: most receives with a timeout end long before it, and
 /// the heap costs a lock, a push and a cancel. The scheduler thread the receive ran on keeps
-/// these in a list and moves the ones still waiting to the heap before it sleeps or after
-/// `DEFER_AT_MOST` (`engine/worker.rs`) of continuous work (`flush_deferred`).
+/// these in its list and moves the ones still waiting to the heap before it sleeps or after
+/// `DEFER_AT_MOST` (`engine/worker.rs`) of continuous work (`flush_deferred`); the watchdog
+/// moves them for it while it is stuck in a long slice (`engine/watchdog.rs`).
 struct Deferred {
-    scheduler: usize,
     deadline: Duration,
     cell: Weak<ProcessCell>,
     epoch: u32,
 }
 
-thread_local! {
-    static DEFERRED: RefCell<Vec<Deferred>> = const { RefCell::new(Vec::new()) };
+/// The lazy receive timers of each scheduler thread of one runtime. A thread pushes to and
+/// flushes its own list, so its lock is taken by another thread (the watchdog's) only while
+/// the owner is stuck in a slice.
+pub(crate) struct DeferredTimers(Box<[CachePadded<Mutex<Vec<Deferred>>>]>);
+
+impl DeferredTimers {
+    /// Lists for `threads` scheduler threads.
+    pub(crate) fn new(threads: usize) -> Self {
+        DeferredTimers((0..threads).map(|_| CachePadded::default()).collect())
+    }
+
+    fn list(&self, index: usize) -> Option<MutexGuard<'_, Vec<Deferred>>> {
+        let list = self.0.get(index)?;
+        Some(list.lock().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
 /// What a process timer does when it fires.
@@ -65,17 +79,16 @@ impl Shared {
     /// The wake-up timer of a receive that waits until `deadline`. With the system clock on
     /// one of this runtime's scheduler threads it is lazy: it only goes to this thread's list.
     pub(crate) fn wait_timer(&self, cell: &Arc<ProcessCell>, deadline: Duration) -> TimerRef {
-        let scheduler = self.scheduler.id();
-        if !self.clock.is_manual() && scheduler::current_index(scheduler).is_some() {
+        if !self.clock.is_manual()
+            && let Some(index) = scheduler::current_index(self.scheduler.id())
+            && let Some(mut list) = self.deferred.list(index)
+        {
             let epoch = cell.wait_epoch.load(Ordering::Relaxed).wrapping_add(1);
             cell.wait_epoch.store(epoch, Ordering::Release);
-            DEFERRED.with(|deferred| {
-                deferred.borrow_mut().push(Deferred {
-                    scheduler,
-                    deadline,
-                    cell: Arc::downgrade(cell),
-                    epoch,
-                });
+            list.push(Deferred {
+                deadline,
+                cell: Arc::downgrade(cell),
+                epoch,
             });
             return TimerRef::lazy(epoch);
         }
@@ -93,14 +106,23 @@ impl Shared {
         }
     }
 
-    /// Moves this thread's lazy receive timers that still wait into the heap.
-    pub(crate) fn flush_deferred(&self) {
-        let scheduler = self.scheduler.id();
-        let entries = DEFERRED.with(|deferred| std::mem::take(&mut *deferred.borrow_mut()));
+    /// Whether scheduler thread `index` holds lazy receive timers.
+    pub(crate) fn has_deferred(&self, index: usize) -> bool {
+        self.deferred
+            .list(index)
+            .is_some_and(|list| !list.is_empty())
+    }
+
+    /// Moves scheduler thread `index`'s lazy receive timers that still wait into the heap.
+    pub(crate) fn flush_deferred(&self, index: usize) {
+        let Some(entries) = self
+            .deferred
+            .list(index)
+            .map(|mut list| std::mem::take(&mut *list))
+        else {
+            return;
+        };
         for entry in entries {
-            if entry.scheduler != scheduler {
-                continue;
-            }
             let waiting = entry.cell.upgrade().is_some_and(|cell| {
                 cell.wait_epoch.load(Ordering::Acquire) == entry.epoch
                     && cell.state.status() != Status::Exiting
@@ -167,10 +189,4 @@ impl Shared {
         }
         timer
     }
-}
-
-/// Whether this thread holds lazy receive timers.
-#[inline]
-pub(crate) fn has_deferred() -> bool {
-    DEFERRED.with(|deferred| !deferred.borrow().is_empty())
 }
