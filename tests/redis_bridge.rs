@@ -820,3 +820,48 @@ fn a_submit_whose_reply_is_lost_is_retried_and_reported_done_not_duplicate() {
         Err(baobab::jobs::StoreError::Duplicate(_))
     ));
 }
+
+/// A pool whose dispatcher is killed may leave a take running on the blocking pool; the new
+/// dispatcher's `recover` must wait for it, or the ids that take moves stay in the processing
+/// list, counted in flight, with no one to run them.
+#[test]
+fn recover_waits_for_a_take_still_running_and_gives_back_what_it_took() {
+    let redis = TestRedis::start();
+    let actor = unique("actor");
+    let store = store(&redis, Profile::Hero);
+    store.heartbeat(&actor).unwrap();
+    // The killed dispatcher's take: waiting on an empty queue.
+    let taker = {
+        let (store, actor) = (Arc::clone(&store), actor.clone());
+        std::thread::spawn(move || store.take(&actor, 10, Duration::from_secs(5)).unwrap())
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    // The new dispatcher's recover starts while that take waits.
+    let recovering = {
+        let (store, actor) = (Arc::clone(&store), actor.clone());
+        std::thread::spawn(move || store.recover(&actor).unwrap())
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let job = Job::builder("1 + 1").actor_id(&actor).build().unwrap();
+    let id = job.id.clone();
+    store.submit(job).unwrap();
+    // The take gets the job; its dispatcher is dead, so nobody receives it.
+    let taken = taker.join().unwrap();
+    assert_eq!(taken.len(), 1);
+    drop(taken);
+    assert_eq!(
+        recovering.join().unwrap(),
+        1,
+        "recover gave the taken job back"
+    );
+    let mut conn = redis.conn();
+    let processing: Vec<String> = conn
+        .lrange(store.keys().processing(&actor, store.runner_id()), 0, -1)
+        .unwrap();
+    assert!(processing.is_empty(), "left in processing: {processing:?}");
+    let again = store.take(&actor, 10, Duration::from_secs(1)).unwrap();
+    assert_eq!(
+        again.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
+        vec![id]
+    );
+}

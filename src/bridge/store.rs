@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use redis::Value;
@@ -116,6 +116,11 @@ pub struct RedisStore {
     pub(super) lost_track: AtomicBool,
     /// Set by [`RedisStore::wind_down`]: no more takes.
     pub(super) taking_stopped: AtomicBool,
+    /// One lock per actor, held by each take and by `recover`. A pool whose dispatcher was
+    /// killed may leave a take running on the blocking pool; its replacement's `recover` waits
+    /// for it, so the ids that take moves to the processing list are given back too, instead
+    /// of staying there (counted in flight) with no one to run them.
+    pub(super) taking: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Results waiting to be written, and whether a thread is writing them.
     pub(super) writes: Mutex<Writes>,
     pub(super) written: Condvar,
@@ -151,6 +156,7 @@ impl RedisStore {
             in_flight: Mutex::new(HashMap::new()),
             lost_track: AtomicBool::new(false),
             taking_stopped: AtomicBool::new(false),
+            taking: Mutex::new(HashMap::new()),
             writes: Mutex::new(Writes::default()),
             written: Condvar::new(),
         })
@@ -306,6 +312,8 @@ impl JobStore for RedisStore {
     }
 
     fn take(&self, actor_id: &str, max: usize, wait: Duration) -> Result<Vec<Job>, StoreError> {
+        let lock = self.take_lock(actor_id);
+        let _taking = lock.lock().unwrap_or_else(PoisonError::into_inner);
         RedisStore::take_jobs(self, actor_id, max, wait)
     }
 
@@ -375,6 +383,9 @@ impl JobStore for RedisStore {
     }
 
     fn recover(&self, actor_id: &str) -> Result<usize, StoreError> {
+        // A take an earlier pool left running ends first (see `taking`).
+        let lock = self.take_lock(actor_id);
+        let _taking = lock.lock().unwrap_or_else(PoisonError::into_inner);
         // Whatever an earlier pool of this runner held is either finished (its result is in
         // the writer: flushed first) or abandoned.
         self.flush();
@@ -395,6 +406,12 @@ impl JobStore for RedisStore {
 }
 
 impl RedisStore {
+    /// The lock of `actor_id`'s takes (see `taking`).
+    fn take_lock(&self, actor_id: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.taking.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(locks.entry(actor_id.to_owned()).or_default())
+    }
+
     /// Closes the store for good (as [`JobStore::close`]).
     pub(super) fn is_closed(&self) -> bool {
         self.conns.is_closed()
