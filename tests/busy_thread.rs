@@ -44,6 +44,13 @@ async fn hog(ctx: &mut Ctx<Pid>) -> baobab::Addr<HogMsg> {
     hog
 }
 
+/// Sleeps `time`; how late the sleep ended.
+async fn late_sleep<M: Send + 'static>(ctx: &mut Ctx<M>, time: Duration) -> Duration {
+    let due = Instant::now() + time;
+    ctx.sleep(time).await;
+    Instant::now().saturating_duration_since(due)
+}
+
 fn two_threads() -> Runtime {
     Runtime::builder().threads(2).build()
 }
@@ -88,9 +95,7 @@ fn a_sleep_set_on_the_busy_thread_ends_on_time() {
                 .unwrap();
             let mut worst = Duration::ZERO;
             for _ in 0..20 {
-                let due = Instant::now() + Duration::from_millis(5);
-                ctx.sleep(Duration::from_millis(5)).await;
-                worst = worst.max(Instant::now().saturating_duration_since(due));
+                worst = worst.max(late_sleep(&mut ctx, Duration::from_millis(5)).await);
             }
             worst
         })
@@ -114,9 +119,7 @@ fn timers_of_many_processes_keep_firing_while_one_process_spins() {
                 ctx.spawn(move |mut ctx: Ctx<()>| async move {
                     let mut worst = Duration::ZERO;
                     while Instant::now() < end {
-                        let due = Instant::now() + Duration::from_millis(1);
-                        ctx.sleep(Duration::from_millis(1)).await;
-                        worst = worst.max(Instant::now().saturating_duration_since(due));
+                        worst = worst.max(late_sleep(&mut ctx, Duration::from_millis(1)).await);
                     }
                     done.send(worst).unwrap();
                 })

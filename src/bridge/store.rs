@@ -312,9 +312,9 @@ impl JobStore for RedisStore {
     }
 
     fn take(&self, actor_id: &str, max: usize, wait: Duration) -> Result<Vec<Job>, StoreError> {
-        let lock = self.take_lock(actor_id);
-        let _taking = lock.lock().unwrap_or_else(PoisonError::into_inner);
-        RedisStore::take_jobs(self, actor_id, max, wait)
+        self.taking(actor_id, || {
+            RedisStore::take_jobs(self, actor_id, max, wait)
+        })
     }
 
     fn complete(&self, job: &Job) -> Result<(), StoreError> {
@@ -384,8 +384,13 @@ impl JobStore for RedisStore {
 
     fn recover(&self, actor_id: &str) -> Result<usize, StoreError> {
         // A take an earlier pool left running ends first (see `taking`).
-        let lock = self.take_lock(actor_id);
-        let _taking = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.taking(actor_id, || self.recover_taken(actor_id))
+    }
+}
+
+impl RedisStore {
+    /// `recover`'s work, under the actor's take lock.
+    fn recover_taken(&self, actor_id: &str) -> Result<usize, StoreError> {
         // Whatever an earlier pool of this runner held is either finished (its result is in
         // the writer: flushed first) or abandoned.
         self.flush();
@@ -403,13 +408,18 @@ impl JobStore for RedisStore {
         }
         Ok(moved)
     }
-}
 
-impl RedisStore {
-    /// The lock of `actor_id`'s takes (see `taking`).
-    fn take_lock(&self, actor_id: &str) -> Arc<Mutex<()>> {
-        let mut locks = self.taking.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(locks.entry(actor_id.to_owned()).or_default())
+    /// Runs `f` holding `actor_id`'s take lock (see the `taking` field).
+    fn taking<T>(&self, actor_id: &str, f: impl FnOnce() -> T) -> T {
+        let lock = {
+            let mut locks = self.taking.lock().unwrap_or_else(PoisonError::into_inner);
+            match locks.get(actor_id) {
+                Some(lock) => Arc::clone(lock),
+                None => Arc::clone(locks.entry(actor_id.to_owned()).or_default()),
+            }
+        };
+        let _held = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        f()
     }
 
     /// Closes the store for good (as [`JobStore::close`]).
