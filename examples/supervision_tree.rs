@@ -1,5 +1,7 @@
 //! A three-level supervision tree: a worker crashes and is restarted, then a restart storm
-//! escalates level by level until the top supervisor gives up. Prints what happens.
+//! escalates level by level until the top supervisor gives up. Prints what happens, and the
+//! crash reports the runtime logs by default (through `tracing`, at error level): a
+//! supervisor report for each child exit, with its reason and its restarts so far.
 //!
 //! ```text
 //! cargo run --example supervision_tree
@@ -39,6 +41,10 @@ fn crash(handle: &Handle, pid: baobab::Pid) {
 }
 
 fn main() {
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_target(false)
+        .init();
     let rt = Runtime::new();
     let h = rt.handle();
 

@@ -57,6 +57,7 @@ pub use process::{
     MAX_PROCESSES, MailboxConfig, Message, Overflow, Pid, ProcessCode, ProcessInfo, Recv,
     RecvTimeout, Ref, SendError, SpawnError, SpawnOptions, Spawned, Status,
 };
+pub use process::{CrashReport, CrashReports, CrashSource};
 pub use runtime::{Builder, Runtime};
 pub use signal::{Down, ExitReason, ExitSignal, MonitorRef};
 

@@ -15,8 +15,8 @@ use crate::engine::scheduler::{self, Scheduler};
 use crate::engine::stats::Stats;
 use crate::engine::watchdog::Watchdog;
 use crate::engine::{timer, worker};
-use crate::process::Handle;
 use crate::process::shared::Shared;
+use crate::process::{CrashReports, Handle};
 use crate::signal::ExitReason;
 
 static NEXT_RUNTIME: AtomicUsize = AtomicUsize::new(1);
@@ -37,6 +37,7 @@ pub struct Builder {
     clock: Clock,
     seed: Option<u64>,
     long_schedule: Duration,
+    crash_reports: CrashReports,
 }
 
 impl Default for Builder {
@@ -49,6 +50,7 @@ impl Default for Builder {
             clock: Clock::system(),
             seed: None,
             long_schedule: Duration::from_millis(100),
+            crash_reports: CrashReports::Log,
         }
     }
 }
@@ -119,6 +121,16 @@ impl Builder {
         self
     }
 
+    /// Where crash reports go (default [`CrashReports::Log`]: a `tracing` event at `error`
+    /// level). A report is made when a process's own code ends it with a reason other than
+    /// `normal`, `shutdown` or `{shutdown, _}` (pid, registered name, reason, mailbox length,
+    /// reductions), and when a supervisor sees a child exit as OTP's supervisor reports it
+    /// (child id, pid, reason, restarts so far). See [`CrashReport`](crate::CrashReport).
+    pub fn crash_reports(mut self, reports: CrashReports) -> Self {
+        self.crash_reports = reports;
+        self
+    }
+
     /// Starts the runtime's threads.
     pub fn build(self) -> Runtime {
         let id = NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed);
@@ -140,6 +152,7 @@ impl Builder {
             BlockingPool::new(self.blocking_threads, self.blocking_stack_size),
             Stats::new(id, self.threads),
             self.budget,
+            self.crash_reports.clone(),
         );
         let threads = locals
             .into_iter()

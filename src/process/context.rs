@@ -79,6 +79,29 @@ impl<M: Send + 'static> Ctx<M> {
         self.cell.shared.stats.restarted();
     }
 
+    /// Reports the exit of child `child` (`pid`, restarted `restarts` times before) of this
+    /// process, a supervisor, as the runtime's [`CrashReports`](super::crash::CrashReports) say.
+    pub(crate) fn report_child_exit(
+        &self,
+        child: &str,
+        pid: Pid,
+        reason: &ExitReason,
+        restarts: u32,
+    ) {
+        self.cell
+            .shared
+            .crash_reports
+            .report(|| super::crash::CrashReport {
+                pid,
+                reason: reason.clone(),
+                source: super::crash::CrashSource::Supervisor {
+                    supervisor: self.cell.pid,
+                    child: child.to_owned(),
+                    restarts,
+                },
+            });
+    }
+
     /// This process's pid.
     pub fn pid(&self) -> Pid {
         self.cell.pid
@@ -312,12 +335,5 @@ impl<M: Send + 'static> Ctx<M> {
     /// it; `None` disarms it now.
     pub fn set_timeout(&mut self, after: Option<Duration>) {
         self.timeout_at = after.map(|after| self.now() + after);
-    }
-}
-
-impl<M> Drop for Ctx<M> {
-    fn drop(&mut self) {
-        let dropped = self.local.len();
-        self.cell.mailbox.consumed(dropped);
     }
 }

@@ -255,11 +255,17 @@ impl Mailbox {
     }
 
     /// Empties the inbox of an exited process (its owner is gone; late senders may race
-    /// here). The messages are dropped after the lock is released, since a user message's
+    /// here) and settles the count: whatever its owner's private queue held went with its
+    /// code. The messages are dropped after the lock is released, since a user message's
     /// `Drop` may do anything.
     pub(crate) fn clear(&self) {
-        let cleared = std::mem::take(&mut *self.inbox.lock());
-        self.taken.fetch_add(cleared.len(), Ordering::AcqRel);
+        let cleared = {
+            let mut inbox = self.inbox.lock();
+            // `pushed` is written only under this lock.
+            self.taken
+                .store(self.pushed.load(Ordering::Acquire), Ordering::Release);
+            std::mem::take(&mut *inbox)
+        };
         drop(cleared);
     }
 

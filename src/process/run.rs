@@ -40,17 +40,20 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
-use tracing::{debug, warn};
+use tracing::warn;
 
 use super::cell::ProcessCell;
 use super::code::Runnable;
 use super::context::ExitPayload;
+use super::crash::{CrashReport, CrashSource};
 use super::exit::exit_process;
 use crate::engine::task::{Schedulable, Task};
 use crate::engine::watchdog::SliceWatch;
 use crate::loom::cell::UnsafeCell;
+use crate::loom::lock;
 use crate::signal::ExitReason;
 use crate::signal::reason::panic_message;
 
@@ -127,8 +130,9 @@ impl Schedulable for ProcessCell {
             return;
         }
         cell.budget.set(budget);
+        // `(reason, own)`: `own` when the process's code ended it, not an exit signal.
         let outcome = match cell.take_pending_exit() {
-            Some(reason) => Some(reason),
+            Some(reason) => Some((reason, false)),
             None => {
                 let waker = futures_task::waker_ref(cell);
                 let mut cx = Context::from_waker(&waker);
@@ -142,8 +146,8 @@ impl Schedulable for ProcessCell {
                 };
                 match polled {
                     Ok(Poll::Pending) => None,
-                    Ok(Poll::Ready(reason)) => Some(reason),
-                    Err(payload) => Some(unwind_reason(payload)),
+                    Ok(Poll::Ready(reason)) => Some((reason, true)),
+                    Err(payload) => Some((unwind_reason(payload), true)),
                 }
             }
         };
@@ -161,10 +165,10 @@ impl Schedulable for ProcessCell {
                     cell.shared.scheduler.schedule_yield(task);
                 }
             }
-            Some(reason) => {
+            Some((reason, own)) => {
                 // `finish` drops the table's reference: hold one of our own until it returns.
                 let cell = Arc::clone(cell);
-                finish(&cell, reason);
+                finish(&cell, reason, own);
             }
         }
     }
@@ -186,8 +190,11 @@ fn report_long_slice(cell: &ProcessCell, since: std::time::Duration) {
     );
 }
 
-/// The process is done: terminate, drop its code, then tell its links and monitors.
-fn finish(cell: &Arc<ProcessCell>, reason: ExitReason) {
+/// The process is done: terminate, drop its code, report a crash of its own making, then tell
+/// its links and monitors.
+fn finish(cell: &Arc<ProcessCell>, reason: ExitReason, own: bool) {
+    // Read before the code (and the messages its `Ctx` holds) is dropped.
+    let mailbox_len = cell.mailbox.len();
     // SAFETY: called by `run_slice`'s thread, which still holds the process (RUNNING).
     let code = unsafe { cell.code.with_mut(Option::take) };
     if let Some(mut code) = code {
@@ -201,8 +208,18 @@ fn finish(cell: &Arc<ProcessCell>, reason: ExitReason) {
             warn!(pid = %cell.pid, reason = %unwind_reason(payload), "dropping a process panicked");
         }
     }
-    if let ExitReason::Panic(message) = &reason {
-        debug!(pid = %cell.pid, %message, "process panicked");
+    if own && !reason.is_clean() {
+        cell.shared.crash_reports.report(|| CrashReport {
+            pid: cell.pid,
+            reason: reason.clone(),
+            source: CrashSource::Process {
+                name: lock(&cell.signals)
+                    .relations()
+                    .and_then(|relations| relations.name.as_deref().map(str::to_owned)),
+                mailbox_len,
+                reductions: cell.reductions.load(Ordering::Relaxed),
+            },
+        });
     }
     exit_process(cell, reason);
 }

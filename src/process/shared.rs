@@ -8,6 +8,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use super::cell::ProcessCell;
+use super::crash::CrashReports;
 use super::registry::Registry;
 use super::table::ProcessTable;
 use super::timers::{DeferredTimers, ProcessTimer};
@@ -32,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) refs: RefSource,
     pub(crate) stats: Stats,
     pub(crate) budget: u32,
+    /// Where crash reports go.
+    pub(crate) crash_reports: CrashReports,
     stopping: AtomicBool,
 }
 
@@ -44,6 +47,7 @@ impl Shared {
         blocking: Arc<BlockingPool>,
         stats: Stats,
         budget: u32,
+        crash_reports: CrashReports,
     ) -> Arc<Shared> {
         let threads = scheduler.threads();
         let shared = Arc::new(Shared {
@@ -57,6 +61,7 @@ impl Shared {
             refs: RefSource::default(),
             stats,
             budget,
+            crash_reports,
             stopping: AtomicBool::new(false),
         });
         let weak: Weak<dyn Tick> = Arc::downgrade(&shared) as Weak<dyn Tick>;

@@ -299,6 +299,9 @@ async fn child_exited<A: Clone + Send + 'static>(
     reason: ExitReason,
 ) -> Option<ExitReason> {
     let mut child = state.children.remove(index);
+    if state.spec.restart.reports(&reason) {
+        ctx.report_child_exit(&state.spec.id, child.pid, &reason, child.restarts);
+    }
     if !state.spec.restart.restarts_after(&reason) {
         return None;
     }

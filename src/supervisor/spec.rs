@@ -46,6 +46,13 @@ impl Restart {
             Restart::Temporary => false,
         }
     }
+
+    /// Whether a supervisor reports the exit of a child of this type with `reason` (OTP's
+    /// `child_terminated` report): a permanent child's whatever the reason, another's unless
+    /// the reason is `normal`, `shutdown` or `shutdown(_)`.
+    pub fn reports(self, reason: &ExitReason) -> bool {
+        self == Restart::Permanent || !reason.is_clean()
+    }
 }
 
 /// How a supervisor stops a child.

@@ -386,6 +386,11 @@ async fn child_exited(
 ) -> Option<ExitReason> {
     let child = &mut state.children[index];
     child.previous = child.pid.take();
+    if child.spec.restart.reports(&reason)
+        && let Some(pid) = child.previous
+    {
+        ctx.report_child_exit(&child.spec.id, pid, &reason, child.restarts);
+    }
     child.last_exit = Some(reason.clone());
     if !child.spec.restart.restarts_after(&reason) {
         debug!(supervisor = %ctx.pid(), child = %child.spec.id, %reason, "child exited, not restarted");
