@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use baobab::bridge::{Profile, RedisConfig, RedisStore, Runner, RunnerConfig, StopRoute};
 use baobab::jobs::{Job, JobActor, JobStatus, JobStore, PoolConfig, WorkerPool};
@@ -672,7 +672,17 @@ fn a_crashed_pool_is_restarted_and_gives_back_what_it_held() {
         assert_eq!(job.status, JobStatus::Finished, "{job:?}");
         assert_eq!(job.output, Some((44_850 + i).to_string()));
     }
-    let second = runner.pool().pid().unwrap();
+    // The jobs may all have ended before the restart did: wait for the new dispatcher.
+    let start = Instant::now();
+    let second = loop {
+        if let Some(pid) = runner.pool().pid()
+            && pid != first
+        {
+            break pid;
+        }
+        assert!(start.elapsed() < SAFETY, "no new dispatcher");
+        std::thread::sleep(Duration::from_millis(1));
+    };
     assert_ne!(first, second, "the supervisor started a new dispatcher");
     runner.shutdown(Duration::from_secs(1)).unwrap();
 }
