@@ -55,7 +55,7 @@ pub use process::RegistryError;
 pub use process::{
     Addr, Behaviour, BehaviourKind, BodyKind, Ctx, ExitWatch, Handle, Handled, IntoProcess,
     MAX_PROCESSES, MailboxConfig, Message, Overflow, Pid, ProcessCode, ProcessInfo, Recv,
-    RecvTimeout, Ref, SendError, SpawnError, SpawnOptions, Spawned, Status,
+    RecvTimeout, Ref, Run, SendError, SendWait, SpawnError, SpawnOptions, Spawned, Status,
 };
 pub use process::{CrashReport, CrashReports, CrashSource};
 pub use runtime::{Builder, Runtime};

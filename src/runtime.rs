@@ -38,6 +38,9 @@ pub struct Builder {
     seed: Option<u64>,
     long_schedule: Duration,
     crash_reports: CrashReports,
+    long_message_queue: Option<usize>,
+    #[cfg(feature = "tokio")]
+    tokio: Option<tokio::runtime::Handle>,
 }
 
 impl Default for Builder {
@@ -51,6 +54,9 @@ impl Default for Builder {
             seed: None,
             long_schedule: Duration::from_millis(100),
             crash_reports: CrashReports::Log,
+            long_message_queue: None,
+            #[cfg(feature = "tokio")]
+            tokio: None,
         }
     }
 }
@@ -131,6 +137,41 @@ impl Builder {
         self
     }
 
+    /// Warn when a process's mailbox grows long (OTP's `system_monitor` with
+    /// `long_message_queue`; default: off): when messages not yet taken by the process reach
+    /// `threshold` (at least 2), a `long_message_queue` warning through `tracing` names the
+    /// process and the length, and
+    /// [`RuntimeStats::long_queues`](crate::RuntimeStats::long_queues) counts it. The warning
+    /// comes again only after the process has waited for a message with fewer than half
+    /// `threshold` queued. A long queue means a process receives faster than it handles: a
+    /// bounded mailbox with [`Overflow::Wait`](crate::Overflow::Wait) slows its senders down.
+    ///
+    /// ```
+    /// let rt = baobab::Runtime::builder().long_message_queue(10_000).build();
+    /// assert_eq!(rt.handle().stats().long_queues, 0);
+    /// ```
+    pub fn long_message_queue(mut self, threshold: usize) -> Self {
+        self.long_message_queue = Some(threshold.max(2));
+        self
+    }
+
+    /// The tokio runtime on which [`Ctx::tokio`](crate::Ctx::tokio) runs futures (feature
+    /// `tokio`; default: a one-thread runtime the crate starts on first use).
+    ///
+    /// ```
+    /// let tokio = tokio::runtime::Runtime::new().unwrap();
+    /// let rt = baobab::Runtime::builder().tokio(tokio.handle().clone()).build();
+    /// let on = rt.block_on(|mut ctx: baobab::Ctx<()>| async move {
+    ///     ctx.tokio(async { tokio::runtime::Handle::current().id() }).await
+    /// });
+    /// assert_eq!(on.unwrap(), tokio.handle().id());
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn tokio(mut self, handle: tokio::runtime::Handle) -> Self {
+        self.tokio = Some(handle);
+        self
+    }
+
     /// Starts the runtime's threads.
     pub fn build(self) -> Runtime {
         let id = NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed);
@@ -153,7 +194,12 @@ impl Builder {
             Stats::new(id, self.threads),
             self.budget,
             self.crash_reports.clone(),
+            self.long_message_queue.unwrap_or(usize::MAX),
         );
+        #[cfg(feature = "tokio")]
+        if let Some(handle) = self.tokio.clone() {
+            let _ = shared.tokio.set(handle);
+        }
         let threads = locals
             .into_iter()
             .enumerate()

@@ -57,6 +57,27 @@ impl Handle {
         })
     }
 
+    /// Calls a [`Server`] from async code outside the runtime (a tokio task, any executor),
+    /// without blocking a thread: as [`Handle::call`].
+    pub async fn call_async<S: Server>(
+        &self,
+        to: &Addr<ServerMsg<S>>,
+        request: S::Call,
+        timeout: Duration,
+    ) -> Result<S::Reply, CallError> {
+        let to = *to;
+        self.run(
+            move |mut ctx: Ctx<()>| async move { ctx.call_server(&to, request, timeout).await },
+        )
+        .await
+        .unwrap_or_else(|reason| {
+            Err(CallError::NoProc {
+                pid: to.pid(),
+                reason,
+            })
+        })
+    }
+
     /// Casts to a [`Server`] from outside the runtime.
     pub fn cast<S: Server>(
         &self,

@@ -15,6 +15,7 @@ struct Counters {
     dropped: AtomicU64,
     restarts: AtomicU64,
     long_schedules: AtomicU64,
+    long_queues: AtomicU64,
 }
 
 pub(crate) struct Stats {
@@ -41,6 +42,9 @@ pub struct RuntimeStats {
     /// Slices longer than the runtime's long-schedule threshold (see
     /// [`Builder::long_schedule`](crate::Builder::long_schedule)).
     pub long_schedules: u64,
+    /// Long-queue warnings given (see
+    /// [`Builder::long_message_queue`](crate::Builder::long_message_queue)).
+    pub long_queues: u64,
 }
 
 impl Stats {
@@ -79,6 +83,11 @@ impl Stats {
     /// A slice was longer than the long-schedule threshold.
     pub(crate) fn long_schedule(&self) {
         self.bump(|c| &c.long_schedules);
+    }
+
+    /// A mailbox grew to the long-queue threshold.
+    pub(crate) fn long_queue(&self) {
+        self.bump(|c| &c.long_queues);
     }
 
     /// `n` user messages delivered at once (a batch).
@@ -124,6 +133,7 @@ impl Stats {
             messages_dropped: sum(|c| &c.dropped),
             restarts: sum(|c| &c.restarts),
             long_schedules: sum(|c| &c.long_schedules),
+            long_queues: sum(|c| &c.long_queues),
         }
     }
 }

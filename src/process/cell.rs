@@ -24,6 +24,8 @@ pub(crate) struct ProcessCell {
     /// Set (after `pending_exit`) when the process must die at its next scheduling point: the
     /// runner checks this flag without taking the signal lock.
     pub(crate) exit_pending: AtomicBool,
+    /// Set when a long-queue warning was given; cleared once the mailbox is short again.
+    long_queue_told: AtomicBool,
     /// The reductions left in the running slice.
     pub(crate) budget: Budget,
     pub(crate) pid: Pid,
@@ -48,6 +50,7 @@ impl ProcessCell {
             mailbox,
             signals: Mutex::new(SignalState::default()),
             exit_pending: AtomicBool::new(false),
+            long_queue_told: AtomicBool::new(false),
             code: CodeSlot::empty(),
             reductions: AtomicU64::new(0),
             budget: Budget::default(),
@@ -70,11 +73,44 @@ impl ProcessCell {
         self: &Arc<Self>,
         make: impl FnOnce() -> Mail,
     ) -> Pushed {
-        let pushed = self.mailbox.push_user_with(make);
-        if pushed == Pushed::Queued {
-            self.schedule();
+        let pushed = self.mailbox.push_user_with(make, self.shared.long_queue);
+        match pushed {
+            Pushed::Queued => self.schedule(),
+            Pushed::QueuedLong => {
+                self.long_queue();
+                self.schedule();
+            }
+            Pushed::Dropped | Pushed::Rejected => {}
         }
         pushed
+    }
+
+    /// The inbox has grown to the long-queue threshold: warns, unless it did already and the
+    /// process has not yet worked its mailbox down (OTP's `long_message_queue` monitor).
+    #[cold]
+    pub(crate) fn long_queue(&self) {
+        if self.long_queue_told.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        self.shared.stats.long_queue();
+        tracing::warn!(
+            pid = %self.pid,
+            len = self.mailbox.len(),
+            threshold = self.shared.long_queue,
+            "long_message_queue: a process's mailbox holds {} messages",
+            self.mailbox.len()
+        );
+    }
+
+    /// The process found nothing to take and waits: the long-queue warning may be given again
+    /// once its mailbox is under half the threshold.
+    #[inline]
+    pub(crate) fn rearm_long_queue(&self) {
+        if self.long_queue_told.load(Ordering::Relaxed)
+            && self.mailbox.len() < self.shared.long_queue / 2
+        {
+            self.long_queue_told.store(false, Ordering::Relaxed);
+        }
     }
 
     /// Delivers a system message (a reply) and wakes the process. Dropped if it has exited.

@@ -1,13 +1,17 @@
 //! `Handle`: the runtime as seen from outside any process (a test, `main`, another thread).
 
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use super::addr::{Addr, SendError, SpawnError};
 use super::code::IntoProcess;
 use super::context::Ctx;
 use super::info::ProcessInfo;
 use super::mailbox::Mail;
+use super::outside::{Slot, Taken, block_thread_on};
 use super::registry::RegistryError;
 use super::shared::Shared;
 use super::spawn::{SpawnOptions, Spawned, spawn_process, spawn_watched};
@@ -30,12 +34,22 @@ impl std::fmt::Debug for Handle {
 }
 
 /// Waits, from outside the runtime, for one process to exit. See [`Handle::watch`].
-#[derive(Debug)]
+///
+/// Wait on a thread with [`ExitWatch::wait`], or `.await` it from async code on any executor.
 pub struct ExitWatch {
     pid: Pid,
-    exits: mpsc::Receiver<ExitReason>,
-    /// The reason once received (by [`ExitWatch::exited`]).
+    exit: Arc<Slot<ExitReason>>,
+    /// The reason once received.
     seen: std::sync::OnceLock<ExitReason>,
+}
+
+impl std::fmt::Debug for ExitWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExitWatch")
+            .field("pid", &self.pid)
+            .field("exited", &self.seen.get())
+            .finish()
+    }
 }
 
 impl ExitWatch {
@@ -46,10 +60,13 @@ impl ExitWatch {
 
     /// Blocks until the process exits; its reason.
     pub fn wait(self) -> ExitReason {
-        if let Some(reason) = self.seen.get() {
-            return reason.clone();
+        match self.seen.get() {
+            Some(reason) => reason.clone(),
+            None => self
+                .exit
+                .take_until(None)
+                .expect("no deadline, so a reason"),
         }
-        self.exits.recv().unwrap_or(ExitReason::NoProc)
     }
 
     /// Blocks until the process exits or `timeout` passes (real time, not the runtime clock).
@@ -57,13 +74,59 @@ impl ExitWatch {
         if let Some(reason) = self.seen.get() {
             return Some(reason.clone());
         }
-        let reason = self.exits.recv_timeout(timeout).ok()?;
+        let reason = self.exit.take_until(Some(Instant::now() + timeout))?;
         Some(self.seen.get_or_init(|| reason).clone())
     }
 
     /// The exit reason if the process has exited, without waiting.
     pub fn exited(&self) -> Option<ExitReason> {
-        self.wait_timeout(Duration::ZERO)
+        if let Some(reason) = self.seen.get() {
+            return Some(reason.clone());
+        }
+        let reason = self.exit.try_take()?;
+        Some(self.seen.get_or_init(|| reason).clone())
+    }
+}
+
+/// `.await`s the exit reason, from any executor, without blocking a thread.
+impl Future for ExitWatch {
+    type Output = ExitReason;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ExitReason> {
+        if let Some(reason) = self.seen.get() {
+            return Poll::Ready(reason.clone());
+        }
+        let reason = std::task::ready!(self.exit.poll_take(cx.waker()));
+        Poll::Ready(self.seen.get_or_init(|| reason).clone())
+    }
+}
+
+/// The end of a process started with [`Handle::run`]: `.await` it for the value its body
+/// returned, or the reason it exited otherwise.
+#[must_use = "the process runs anyway; this only waits for it"]
+pub struct Run<T> {
+    pid: Pid,
+    end: Taken<Result<T, ExitReason>>,
+}
+
+impl<T> Run<T> {
+    /// The process.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+}
+
+impl<T> std::fmt::Debug for Run<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Run").field("pid", &self.pid).finish()
+    }
+}
+
+impl<T> Future for Run<T> {
+    type Output = Result<T, ExitReason>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.end).poll(cx)
     }
 }
 
@@ -195,23 +258,20 @@ impl Handle {
 
     /// Tells of `pid`'s exit: the returned watch yields its reason (`noproc` if it is dead).
     pub fn watch(&self, pid: Pid) -> ExitWatch {
-        let (tx, exits) = mpsc::channel();
-        self.shared.watch(
-            pid,
-            Box::new(move |_, reason| {
-                let _ = tx.send(reason.clone());
-            }),
-        );
+        let exit = Slot::new();
+        let filled = Arc::clone(&exit);
+        self.shared
+            .watch(pid, Box::new(move |_, reason| filled.fill(reason.clone())));
         ExitWatch {
             pid,
-            exits,
+            exit,
             seen: std::sync::OnceLock::new(),
         }
     }
 
     /// Runs `body` as a process and blocks the calling thread until it ends: `Ok` with the
     /// value it returned, or `Err` with its exit reason if it exited otherwise (killed, a
-    /// panic, [`Ctx::stop`]).
+    /// panic, [`Ctx::stop`]). From async code, use [`Handle::run`].
     ///
     /// # Panics
     /// On a scheduler thread, where blocking would stall the runtime.
@@ -226,10 +286,50 @@ impl Handle {
             !super::on_scheduler_thread(),
             "block_on called on a scheduler thread"
         );
-        let slot: Arc<Mutex<Option<T>>> = Arc::default();
-        let filled = Arc::clone(&slot);
-        let (tx, exits) = mpsc::channel();
-        spawn_watched(
+        block_thread_on(self.run(body))
+    }
+
+    /// Runs `body` as a process, at once; the returned [`Run`] is a future of its end (`Ok`
+    /// with the value it returned, or `Err` with its exit reason) that async code on any
+    /// executor (tokio, async-std, a hand-written one) awaits without blocking a thread.
+    /// Dropping the `Run` does not stop the process.
+    ///
+    /// ```
+    /// # use baobab::{Ctx, Runtime};
+    /// # use std::time::Duration;
+    /// let rt = Runtime::new();
+    /// let h = rt.handle().clone();
+    /// // Any executor: here, the calling thread polls it.
+    /// # let block = |f| baobab_test_block(f);
+    /// # fn baobab_test_block<F: std::future::Future>(f: F) -> F::Output {
+    /// #     use std::task::{Context, Poll, Waker};
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let Poll::Ready(v) = f.as_mut().poll(&mut Context::from_waker(Waker::noop())) { return v; }
+    /// #         std::thread::sleep(Duration::from_millis(1));
+    /// #     }
+    /// # }
+    /// let sum = block(async move {
+    ///     h.run(|mut ctx: Ctx<()>| async move {
+    ///         ctx.sleep(Duration::from_millis(1)).await;
+    ///         2 + 2
+    ///     })
+    ///     .await
+    /// });
+    /// assert_eq!(sum, Ok(4));
+    /// ```
+    pub fn run<M, F, Fut, T>(&self, body: F) -> Run<T>
+    where
+        M: Send + 'static,
+        F: FnOnce(Ctx<M>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let end: Arc<Slot<Result<T, ExitReason>>> = Slot::new();
+        let value: Arc<Mutex<Option<T>>> = Arc::default();
+        let filled = Arc::clone(&value);
+        let ended = Arc::clone(&end);
+        let spawned = spawn_watched(
             &self.shared,
             None,
             move |ctx: Ctx<M>| async move {
@@ -238,12 +338,20 @@ impl Handle {
             },
             SpawnOptions::new(),
             Some(Box::new(move |_, reason: &ExitReason| {
-                let _ = tx.send(reason.clone());
+                let value = value.lock().unwrap_or_else(PoisonError::into_inner).take();
+                ended.fill(value.ok_or_else(|| reason.clone()));
             })),
-        )
-        .map_err(|_| ExitReason::Shutdown)?;
-        let reason = exits.recv().unwrap_or(ExitReason::NoProc);
-        let value = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
-        value.ok_or(reason)
+        );
+        let pid = match spawned {
+            Ok(spawned) => spawned.addr.pid(),
+            Err(_) => {
+                end.fill(Err(ExitReason::Shutdown));
+                Pid::EXTERNAL
+            }
+        };
+        Run {
+            pid,
+            end: Taken(end),
+        }
     }
 }

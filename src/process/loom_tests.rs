@@ -321,3 +321,52 @@ fn loom_no_task_outlives_the_tables_reference() {
         }
     });
 }
+
+/// A waker that counts its wake-ups.
+struct CountingWaker(AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// `Overflow::Wait`: a sender that finds the mailbox full while its owner takes a message
+/// either gets in or is woken (so it tries again); it is never left waiting for room that
+/// was made before its waker was seen.
+#[test]
+fn loom_a_waiting_sender_is_never_forgotten() {
+    use super::mailbox::{Offered, Overflow};
+    // Two spin locks and a mutex: bound preemptions to keep the run in seconds (the lost
+    // wake-up needs one preemption between the sender's check and its waker's registration).
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(3);
+    model.check(|| {
+        let mailbox = Arc::new(Mailbox::bounded(1, Overflow::Wait));
+        mailbox.push_user(Mail::User(crate::process::mailbox::payload(0u32)));
+        let owner = {
+            let mailbox = Arc::clone(&mailbox);
+            thread::spawn(move || {
+                let mut local = VecDeque::new();
+                let taken = mailbox.pop_into(&mut local);
+                assert!(taken.is_some());
+                mailbox.consumed(1);
+            })
+        };
+        let counter = std::sync::Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(std::sync::Arc::clone(&counter));
+        let offered = mailbox.offer(
+            Mail::User(crate::process::mailbox::payload(1u32)),
+            &waker,
+            usize::MAX,
+        );
+        owner.join().unwrap();
+        match offered {
+            Offered::Done(pushed) => assert_eq!(pushed, super::mailbox::Pushed::Queued),
+            Offered::Full(_) => assert!(
+                counter.0.load(Ordering::SeqCst) > 0,
+                "a full offer must be woken once room is made"
+            ),
+        }
+    });
+}

@@ -8,9 +8,12 @@
 
 use std::any::Any;
 use std::collections::VecDeque;
+use std::task::Waker;
 
 use super::spin::SpinLock;
-use crate::loom::sync::atomic::{AtomicUsize, Ordering};
+use crate::loom::lock;
+use crate::loom::sync::Mutex;
+use crate::loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use crate::pid::Ref;
 use crate::signal::{Down, ExitSignal};
 
@@ -65,12 +68,21 @@ pub enum Overflow {
     Reject,
     /// The message is dropped and counted in the mailbox's `dropped` figure; the send succeeds.
     DropNewest,
+    /// Senders wait for room: [`Ctx::send_wait`](crate::Ctx::send_wait) (from a process),
+    /// [`Handle::send_wait`](crate::Handle::send_wait) (from any async executor) and
+    /// [`Handle::send_blocking`](crate::Handle::send_blocking) (from a thread) return once the
+    /// message is in the mailbox. A send that cannot wait ([`Ctx::send`](crate::Ctx::send),
+    /// [`Handle::send`](crate::Handle::send)) fails with
+    /// [`SendError::MailboxFull`](crate::SendError::MailboxFull) as with `Reject`.
+    Wait,
 }
 
 /// The result of pushing a user message.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Pushed {
     Queued,
+    /// Queued, and the inbox has just grown to the long-queue threshold.
+    QueuedLong,
     Dropped,
     Rejected,
 }
@@ -79,6 +91,57 @@ struct Bound {
     capacity: usize,
     overflow: Overflow,
     dropped: AtomicUsize,
+    /// `Overflow::Wait`: the senders waiting for room, and whether there are any. A sender
+    /// adds its waker, sets `waiting`, then looks at the length again; the owner stores
+    /// `taken`, then reads `waiting`. A `SeqCst` fence on each side between the write and the
+    /// read means at least one of them sees the other's write: the sender finds room, or the
+    /// owner finds the waker (`loom_a_waiting_sender_is_never_forgotten`).
+    waiters: Mutex<Vec<Waker>>,
+    waiting: AtomicBool,
+}
+
+impl Bound {
+    /// The owner took messages out: wakes the senders waiting for room, if any.
+    #[inline]
+    fn made_room(&self) {
+        if self.overflow != Overflow::Wait {
+            return;
+        }
+        fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::Relaxed) {
+            self.wake_all();
+        }
+    }
+
+    #[cold]
+    fn wake_all(&self) {
+        let waiters = {
+            let mut waiters = lock(&self.waiters);
+            self.waiting.store(false, Ordering::Relaxed);
+            std::mem::take(&mut *waiters)
+        };
+        for waker in waiters {
+            waker.wake();
+        }
+    }
+
+    /// A sender found no room: its waker joins the waiters.
+    fn add_waiter(&self, waker: &Waker) {
+        let mut waiters = lock(&self.waiters);
+        if !waiters.iter().any(|w| w.will_wake(waker)) {
+            waiters.push(waker.clone());
+        }
+        self.waiting.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What [`Mailbox::offer`] did with a message.
+pub(crate) enum Offered {
+    /// Queued, dropped or rejected, as a push would.
+    Done(Pushed),
+    /// No room in an `Overflow::Wait` mailbox: the message comes back, and the waker will be
+    /// woken when there may be room.
+    Full(Mail),
 }
 
 #[repr(C)]
@@ -108,6 +171,8 @@ impl Mailbox {
                 capacity,
                 overflow,
                 dropped: AtomicUsize::new(0),
+                waiters: Mutex::new(Vec::new()),
+                waiting: AtomicBool::new(false),
             })),
             ..Mailbox::unbounded()
         }
@@ -116,35 +181,80 @@ impl Mailbox {
     /// Pushes a user message, applying the bound. System messages never go through here.
     #[cfg(any(test, loom))]
     pub(crate) fn push_user(&self, envelope: Mail) -> Pushed {
-        self.push_user_with(move || envelope)
+        self.push_user_with(move || envelope, usize::MAX)
     }
 
     /// `push_user` with the envelope made under the lock, straight into its slot: a small
     /// message is then written once, not built on the stack and copied (see `Ctx::send`).
-    /// Over the bound, `make` is dropped unused.
+    /// Over the bound, `make` is dropped unused. `long` is the long-queue threshold: a push
+    /// that makes the inbox that long says so.
     #[inline(always)]
-    pub(crate) fn push_user_with(&self, make: impl FnOnce() -> Mail) -> Pushed {
+    pub(crate) fn push_user_with(&self, make: impl FnOnce() -> Mail, long: usize) -> Pushed {
         let mut inbox = self.inbox.lock();
-        if let Some(bound) = &self.bound {
-            // `taken` may be stale (the owner moves it without the lock), which only makes
-            // the mailbox look fuller: the bound is never exceeded.
-            let len = self
-                .pushed_locked()
-                .wrapping_sub(self.taken.load(Ordering::Acquire));
-            if len >= bound.capacity {
-                drop(inbox);
-                return match bound.overflow {
-                    Overflow::Reject => Pushed::Rejected,
-                    Overflow::DropNewest => {
-                        bound.dropped.fetch_add(1, Ordering::Relaxed);
-                        Pushed::Dropped
-                    }
-                };
-            }
+        if let Some(bound) = &self.bound
+            && self.is_full(bound)
+        {
+            drop(inbox);
+            return match bound.overflow {
+                Overflow::Reject | Overflow::Wait => Pushed::Rejected,
+                Overflow::DropNewest => {
+                    bound.dropped.fetch_add(1, Ordering::Relaxed);
+                    Pushed::Dropped
+                }
+            };
         }
         self.count_push_locked();
         inbox.push_back(make());
-        Pushed::Queued
+        if inbox.len() == long {
+            Pushed::QueuedLong
+        } else {
+            Pushed::Queued
+        }
+    }
+
+    /// Whether a bounded mailbox has no room. `taken` may be stale (the owner moves it without
+    /// the inbox lock), which only makes the mailbox look fuller: the bound is never exceeded.
+    #[inline]
+    fn is_full(&self, bound: &Bound) -> bool {
+        let len = self
+            .pushed_locked()
+            .wrapping_sub(self.taken.load(Ordering::Acquire));
+        len >= bound.capacity
+    }
+
+    /// Pushes a user message for a sender that waits for room: as `push_user_with`, except
+    /// that a full `Overflow::Wait` mailbox gives the message back and will wake `waker`.
+    pub(crate) fn offer(&self, envelope: Mail, waker: &Waker, long: usize) -> Offered {
+        let Some(bound) = self
+            .bound
+            .as_deref()
+            .filter(|b| b.overflow == Overflow::Wait)
+        else {
+            return Offered::Done(self.push_user_with(move || envelope, long));
+        };
+        let mut registered = false;
+        loop {
+            {
+                let mut inbox = self.inbox.lock();
+                if !self.is_full(bound) {
+                    self.count_push_locked();
+                    inbox.push_back(envelope);
+                    return Offered::Done(if inbox.len() == long {
+                        Pushed::QueuedLong
+                    } else {
+                        Pushed::Queued
+                    });
+                }
+            }
+            if registered {
+                return Offered::Full(envelope);
+            }
+            // Full: wait for room, then look once more, in case the owner made room before
+            // it could see the waker.
+            bound.add_waiter(waker);
+            fence(Ordering::SeqCst);
+            registered = true;
+        }
     }
 
     /// Whether user messages may be batched (see `outbox.rs`): only without a bound, whose
@@ -155,14 +265,17 @@ impl Mailbox {
     }
 
     /// Appends a batch of user messages from one sender (an unbounded mailbox), in one lock.
-    pub(crate) fn push_batch(&self, batch: &mut VecDeque<Mail>) {
+    /// Returns whether the inbox grew past the long-queue threshold `long`.
+    pub(crate) fn push_batch(&self, batch: &mut VecDeque<Mail>, long: usize) -> bool {
         debug_assert!(self.bound.is_none());
         let mut inbox = self.inbox.lock();
         self.pushed.store(
             self.pushed_locked().wrapping_add(batch.len()),
             Ordering::Release,
         );
+        let before = inbox.len();
         inbox.append(batch);
+        before < long && inbox.len() >= long
     }
 
     /// Pushes a system message: signals are never refused or dropped by a bound.
@@ -229,6 +342,9 @@ impl Mailbox {
     pub(crate) fn consumed(&self, n: usize) {
         let taken = self.taken.load(Ordering::Relaxed);
         self.taken.store(taken.wrapping_add(n), Ordering::Release);
+        if let Some(bound) = &self.bound {
+            bound.made_room();
+        }
     }
 
     /// Removes from the inbox every envelope `remove` selects; returns how many went.
@@ -267,6 +383,12 @@ impl Mailbox {
             std::mem::take(&mut *inbox)
         };
         drop(cleared);
+        // Senders waiting for room look again, and find the process gone.
+        if let Some(bound) = &self.bound
+            && bound.overflow == Overflow::Wait
+        {
+            bound.wake_all();
+        }
     }
 
     /// Messages waiting, in the inbox and the owner's private queue.

@@ -2,6 +2,7 @@
 //! two ways to write a process (an `async` body or a [`Behaviour`]).
 
 pub(crate) mod addr;
+pub(crate) mod backpressure;
 pub(crate) mod behaviour;
 mod blocking;
 pub(crate) mod call;
@@ -14,6 +15,7 @@ pub(crate) mod handle;
 pub(crate) mod info;
 pub(crate) mod mailbox;
 pub(crate) mod outbox;
+pub(crate) mod outside;
 pub(crate) mod receive;
 pub(crate) mod registry;
 pub(crate) mod run;
@@ -24,17 +26,20 @@ pub(crate) mod spin;
 pub(crate) mod status;
 pub(crate) mod table;
 pub(crate) mod timers;
+#[cfg(feature = "tokio")]
+mod tokio;
 
 #[cfg(all(test, loom))]
 mod loom_tests;
 
 pub use crate::pid::{Pid, Ref};
 pub use addr::{Addr, SendError, SpawnError};
+pub use backpressure::SendWait;
 pub use behaviour::{Behaviour, BehaviourKind, Handled};
 pub use code::{BodyKind, IntoProcess, ProcessCode};
 pub use context::Ctx;
 pub use crash::{CrashReport, CrashReports, CrashSource};
-pub use handle::{ExitWatch, Handle};
+pub use handle::{ExitWatch, Handle, Run};
 pub use info::ProcessInfo;
 pub use mailbox::Overflow;
 pub use receive::{Message, Recv, RecvTimeout};

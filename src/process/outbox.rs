@@ -127,7 +127,9 @@ fn deliver() {
         shared.stats.dropped_n(n);
         messages.clear();
     } else {
-        to.mailbox.push_batch(&mut messages);
+        if to.mailbox.push_batch(&mut messages, shared.long_queue) {
+            to.long_queue();
+        }
         shared.stats.sent_n(n);
         if to.state.status() == Status::Exiting {
             to.mailbox.clear();

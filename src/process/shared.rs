@@ -35,6 +35,11 @@ pub(crate) struct Shared {
     pub(crate) budget: u32,
     /// Where crash reports go.
     pub(crate) crash_reports: CrashReports,
+    /// The mailbox length that gives a long-queue warning (`usize::MAX`: none).
+    pub(crate) long_queue: usize,
+    /// The tokio runtime given to `Builder::tokio`, for `Ctx::tokio`.
+    #[cfg(feature = "tokio")]
+    pub(crate) tokio: std::sync::OnceLock<tokio::runtime::Handle>,
     stopping: AtomicBool,
 }
 
@@ -48,6 +53,7 @@ impl Shared {
         stats: Stats,
         budget: u32,
         crash_reports: CrashReports,
+        long_queue: usize,
     ) -> Arc<Shared> {
         let threads = scheduler.threads();
         let shared = Arc::new(Shared {
@@ -62,6 +68,9 @@ impl Shared {
             stats,
             budget,
             crash_reports,
+            long_queue,
+            #[cfg(feature = "tokio")]
+            tokio: std::sync::OnceLock::new(),
             stopping: AtomicBool::new(false),
         });
         let weak: Weak<dyn Tick> = Arc::downgrade(&shared) as Weak<dyn Tick>;

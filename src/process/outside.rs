@@ -1,0 +1,123 @@
+//! Waiting from outside the runtime: a one-value slot that a process fills and any waiter
+//! (an async task on any executor, or a parked thread) takes, and the thread-parking loop
+//! that the blocking forms of [`Handle`](super::Handle)'s waits use.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::Thread;
+use std::time::Instant;
+
+/// One value, filled once by the runtime and taken by one waiter.
+pub(crate) struct Slot<T> {
+    inner: Mutex<SlotState<T>>,
+}
+
+struct SlotState<T> {
+    value: Option<T>,
+    waker: Option<Waker>,
+}
+
+impl<T> Slot<T> {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Slot {
+            inner: Mutex::new(SlotState {
+                value: None,
+                waker: None,
+            }),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, SlotState<T>> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Fills the slot and wakes its waiter. The waker runs after the lock is released.
+    pub(crate) fn fill(&self, value: T) {
+        let waker = {
+            let mut state = self.state();
+            state.value = Some(value);
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Takes the value, or keeps `waker` to wake when it comes.
+    pub(crate) fn poll_take(&self, waker: &Waker) -> Poll<T> {
+        let mut state = self.state();
+        match state.value.take() {
+            Some(value) => Poll::Ready(value),
+            None => {
+                if !state.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                    state.waker = Some(waker.clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Takes the value if it is there.
+    pub(crate) fn try_take(&self) -> Option<T> {
+        self.state().value.take()
+    }
+
+    /// Waits on this thread until the value comes or `deadline` passes.
+    pub(crate) fn take_until(&self, deadline: Option<Instant>) -> Option<T> {
+        let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+        loop {
+            if let Poll::Ready(value) = self.poll_take(&waker) {
+                return Some(value);
+            }
+            match deadline {
+                None => std::thread::park(),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return self.try_take();
+                    }
+                    std::thread::park_timeout(deadline - now);
+                }
+            }
+        }
+    }
+}
+
+/// The future of a [`Slot`]'s value.
+pub(crate) struct Taken<T>(pub(crate) Arc<Slot<T>>);
+
+impl<T> Future for Taken<T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        self.0.poll_take(cx.waker())
+    }
+}
+
+/// Wakes a thread parked in [`block_thread_on`] or [`Slot::take_until`].
+struct ThreadWaker(Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs `future` on this thread, parking it while the future waits.
+pub(crate) fn block_thread_on<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
