@@ -142,8 +142,10 @@ impl Builder {
     /// `threshold` (at least 2), a `long_message_queue` warning through `tracing` names the
     /// process and the length, and
     /// [`RuntimeStats::long_queues`](crate::RuntimeStats::long_queues) counts it. The warning
-    /// comes again only after the process has waited for a message with fewer than half
-    /// `threshold` queued. A long queue means a process receives faster than it handles: a
+    /// comes again when the inbox grows to `threshold` anew after the process had worked its
+    /// earlier backlog down to under half `threshold`. Only a process that is busy (queued or
+    /// running) when a message arrives is checked, so the check costs nothing on the path of a
+    /// send that wakes an idle process. A long queue means a process receives faster than it handles: a
     /// bounded mailbox with [`Overflow::Wait`](crate::Overflow::Wait) slows its senders down.
     ///
     /// ```

@@ -38,23 +38,22 @@ impl<M: Send + 'static> Ctx<M> {
 }
 
 impl Handle {
-    /// Calls a [`Server`] from outside the runtime, blocking the calling thread.
+    /// Calls a [`Server`] from outside the runtime, blocking the calling thread. From async
+    /// code, use [`Handle::call_async`].
+    ///
+    /// # Panics
+    /// On a scheduler thread, where blocking would stall the runtime.
     pub fn call<S: Server>(
         &self,
         to: &Addr<ServerMsg<S>>,
         request: S::Call,
         timeout: Duration,
     ) -> Result<S::Reply, CallError> {
-        let to = *to;
-        self.block_on(move |mut ctx: Ctx<()>| async move {
-            ctx.call_server(&to, request, timeout).await
-        })
-        .unwrap_or_else(|reason| {
-            Err(CallError::NoProc {
-                pid: to.pid(),
-                reason,
-            })
-        })
+        assert!(
+            !crate::engine::on_scheduler_thread(),
+            "block_on called on a scheduler thread"
+        );
+        crate::process::outside::block_thread_on(self.call_async(to, request, timeout))
     }
 
     /// Calls a [`Server`] from async code outside the runtime (a tokio task, any executor),

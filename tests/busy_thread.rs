@@ -3,12 +3,13 @@
 //! with the system clock: timeouts and timers set on the busy thread fire on time, processes
 //! queued there run elsewhere, and the long slice is reported with its pid.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use baobab::server::{CallError, ReplyTo};
 use baobab::{Ctx, Message, Pid, Runtime};
+use common::log::captured;
 
 /// Spins for `time` without awaiting.
 fn spin(time: Duration) {
@@ -165,34 +166,6 @@ fn processes_queued_on_the_busy_thread_run_on_the_other() {
         took < Duration::from_millis(500),
         "the queued processes ran after {took:?}"
     );
-}
-
-/// The log lines written while a test runs, shared by every test of this file.
-fn captured() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let writer = Arc::clone(&log);
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .with_writer(move || Capture(Arc::clone(&writer)))
-            .init();
-        log
-    })
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[test]

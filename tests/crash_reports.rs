@@ -2,8 +2,9 @@
 //! does, with a process report from the crashed process and a supervisor report from its
 //! supervisor; `CrashReports` turns them off or sends them to a hook.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+mod common;
+
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baobab::supervisor::{ChildSpec, Restart, Strategy, Supervisor, SupervisorSpec};
@@ -11,6 +12,7 @@ use baobab::{
     Behaviour, CrashReport, CrashReports, CrashSource, Ctx, ExitReason, Handle, Handled, Message,
     Pid, Runtime,
 };
+use common::log::captured;
 
 type Reports = Arc<Mutex<Vec<CrashReport>>>;
 
@@ -314,32 +316,4 @@ fn off_reports_nothing() {
     let pid = exit_with(rt.handle(), ExitReason::error("silent"));
     let text = String::from_utf8(log.lock().unwrap()[before..].to_vec()).unwrap();
     assert!(!text.contains(&pid.to_string()), "{text}");
-}
-
-/// The log lines written while a test runs, shared by every test of this file.
-fn captured() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let writer = Arc::clone(&log);
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .with_writer(move || Capture(Arc::clone(&writer)))
-            .init();
-        log
-    })
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }

@@ -72,17 +72,14 @@ impl Future for SendWait {
                 return Poll::Ready(Ok(()));
             }
         };
-        match cell.mailbox.offer(envelope, cx.waker(), shared.long_queue) {
+        match cell.mailbox.offer(envelope, cx.waker()) {
             Offered::Done(pushed) => {
-                if matches!(pushed, Pushed::Queued | Pushed::QueuedLong) {
-                    if pushed == Pushed::QueuedLong {
-                        cell.long_queue();
-                    }
+                if let Pushed::Queued(len) = pushed {
                     if cell.state.status() == Status::Exiting {
                         // The exit emptied the mailbox before this push: nobody will read it.
                         cell.mailbox.clear();
                     } else {
-                        cell.schedule();
+                        cell.queued(len);
                     }
                 }
                 Poll::Ready(shared.count_push(this.to, pushed))

@@ -132,7 +132,6 @@ impl<B: Behaviour> BehaviourCode<B> {
     /// With an empty mailbox: runs `handle_timeout` if it is due, or sets a timer to wake for
     /// it. Returns `None` when the process should sleep.
     fn idle(&mut self) -> Option<Handled> {
-        self.ctx.cell.rearm_long_queue();
         let due = self.ctx.timeout_at?;
         let shared = &self.ctx.cell.shared;
         if shared.clock.now() >= due {

@@ -73,44 +73,45 @@ impl ProcessCell {
         self: &Arc<Self>,
         make: impl FnOnce() -> Mail,
     ) -> Pushed {
-        let pushed = self.mailbox.push_user_with(make, self.shared.long_queue);
-        match pushed {
-            Pushed::Queued => self.schedule(),
-            Pushed::QueuedLong => {
-                self.long_queue();
-                self.schedule();
-            }
-            Pushed::Dropped | Pushed::Rejected => {}
+        let pushed = self.mailbox.push_user_with(make);
+        if let Pushed::Queued(len) = pushed {
+            self.queued(len);
         }
         pushed
     }
 
-    /// The inbox has grown to the long-queue threshold: warns, unless it did already and the
-    /// process has not yet worked its mailbox down (OTP's `long_message_queue` monitor).
+    /// A user message was queued, leaving `len` in the inbox: wakes the process, or, if it was
+    /// awake already (its inbox may be growing faster than it takes), checks the length.
+    #[inline(always)]
+    pub(crate) fn queued(self: &Arc<Self>, len: usize) {
+        if !self.schedule() && len >= self.shared.long_queue {
+            self.long_queue(len);
+        }
+    }
+
+    /// The inbox of this busy process holds `inbox` messages, at least the long-queue
+    /// threshold: warns (OTP's `long_message_queue` monitor) the first time, then again only
+    /// when the inbox grows to the threshold anew after the process had worked its earlier
+    /// backlog down (the messages it took out of the inbox and still holds are fewer than
+    /// half the threshold).
     #[cold]
-    pub(crate) fn long_queue(&self) {
-        if self.long_queue_told.swap(true, Ordering::Relaxed) {
+    #[inline(never)]
+    pub(crate) fn long_queue(&self, inbox: usize) {
+        let threshold = self.shared.long_queue;
+        let held = self.mailbox.len().saturating_sub(inbox);
+        let again = inbox == threshold && held < threshold / 2;
+        if self.long_queue_told.load(Ordering::Relaxed) && !again {
             return;
         }
+        self.long_queue_told.store(true, Ordering::Relaxed);
         self.shared.stats.long_queue();
         tracing::warn!(
             pid = %self.pid,
-            len = self.mailbox.len(),
-            threshold = self.shared.long_queue,
+            len = inbox + held,
+            threshold,
             "long_message_queue: a process's mailbox holds {} messages",
-            self.mailbox.len()
+            inbox + held
         );
-    }
-
-    /// The process found nothing to take and waits: the long-queue warning may be given again
-    /// once its mailbox is under half the threshold.
-    #[inline]
-    pub(crate) fn rearm_long_queue(&self) {
-        if self.long_queue_told.load(Ordering::Relaxed)
-            && self.mailbox.len() < self.shared.long_queue / 2
-        {
-            self.long_queue_told.store(false, Ordering::Relaxed);
-        }
     }
 
     /// Delivers a system message (a reply) and wakes the process. Dropped if it has exited.

@@ -355,14 +355,10 @@ fn loom_a_waiting_sender_is_never_forgotten() {
         };
         let counter = std::sync::Arc::new(CountingWaker(AtomicUsize::new(0)));
         let waker = std::task::Waker::from(std::sync::Arc::clone(&counter));
-        let offered = mailbox.offer(
-            Mail::User(crate::process::mailbox::payload(1u32)),
-            &waker,
-            usize::MAX,
-        );
+        let offered = mailbox.offer(Mail::User(crate::process::mailbox::payload(1u32)), &waker);
         owner.join().unwrap();
         match offered {
-            Offered::Done(pushed) => assert_eq!(pushed, super::mailbox::Pushed::Queued),
+            Offered::Done(pushed) => assert_eq!(pushed, super::mailbox::Pushed::Queued(1)),
             Offered::Full(_) => assert!(
                 counter.0.load(Ordering::SeqCst) > 0,
                 "a full offer must be woken once room is made"

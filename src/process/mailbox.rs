@@ -80,9 +80,8 @@ pub enum Overflow {
 /// The result of pushing a user message.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Pushed {
-    Queued,
-    /// Queued, and the inbox has just grown to the long-queue threshold.
-    QueuedLong,
+    /// Queued; the inbox's length after the push (for the long-queue warning).
+    Queued(usize),
     Dropped,
     Rejected,
 }
@@ -181,15 +180,14 @@ impl Mailbox {
     /// Pushes a user message, applying the bound. System messages never go through here.
     #[cfg(any(test, loom))]
     pub(crate) fn push_user(&self, envelope: Mail) -> Pushed {
-        self.push_user_with(move || envelope, usize::MAX)
+        self.push_user_with(move || envelope)
     }
 
     /// `push_user` with the envelope made under the lock, straight into its slot: a small
     /// message is then written once, not built on the stack and copied (see `Ctx::send`).
-    /// Over the bound, `make` is dropped unused. `long` is the long-queue threshold: a push
-    /// that makes the inbox that long says so.
+    /// Over the bound, `make` is dropped unused.
     #[inline(always)]
-    pub(crate) fn push_user_with(&self, make: impl FnOnce() -> Mail, long: usize) -> Pushed {
+    pub(crate) fn push_user_with(&self, make: impl FnOnce() -> Mail) -> Pushed {
         let mut inbox = self.inbox.lock();
         if let Some(bound) = &self.bound
             && self.is_full(bound)
@@ -205,11 +203,7 @@ impl Mailbox {
         }
         self.count_push_locked();
         inbox.push_back(make());
-        if inbox.len() == long {
-            Pushed::QueuedLong
-        } else {
-            Pushed::Queued
-        }
+        Pushed::Queued(inbox.len())
     }
 
     /// Whether a bounded mailbox has no room. `taken` may be stale (the owner moves it without
@@ -224,13 +218,13 @@ impl Mailbox {
 
     /// Pushes a user message for a sender that waits for room: as `push_user_with`, except
     /// that a full `Overflow::Wait` mailbox gives the message back and will wake `waker`.
-    pub(crate) fn offer(&self, envelope: Mail, waker: &Waker, long: usize) -> Offered {
+    pub(crate) fn offer(&self, envelope: Mail, waker: &Waker) -> Offered {
         let Some(bound) = self
             .bound
             .as_deref()
             .filter(|b| b.overflow == Overflow::Wait)
         else {
-            return Offered::Done(self.push_user_with(move || envelope, long));
+            return Offered::Done(self.push_user_with(move || envelope));
         };
         let mut registered = false;
         loop {
@@ -239,11 +233,7 @@ impl Mailbox {
                 if !self.is_full(bound) {
                     self.count_push_locked();
                     inbox.push_back(envelope);
-                    return Offered::Done(if inbox.len() == long {
-                        Pushed::QueuedLong
-                    } else {
-                        Pushed::Queued
-                    });
+                    return Offered::Done(Pushed::Queued(inbox.len()));
                 }
             }
             if registered {
@@ -265,17 +255,16 @@ impl Mailbox {
     }
 
     /// Appends a batch of user messages from one sender (an unbounded mailbox), in one lock.
-    /// Returns whether the inbox grew past the long-queue threshold `long`.
-    pub(crate) fn push_batch(&self, batch: &mut VecDeque<Mail>, long: usize) -> bool {
+    /// Returns the inbox's length after the push.
+    pub(crate) fn push_batch(&self, batch: &mut VecDeque<Mail>) -> usize {
         debug_assert!(self.bound.is_none());
         let mut inbox = self.inbox.lock();
         self.pushed.store(
             self.pushed_locked().wrapping_add(batch.len()),
             Ordering::Release,
         );
-        let before = inbox.len();
         inbox.append(batch);
-        before < long && inbox.len() >= long
+        inbox.len()
     }
 
     /// Pushes a system message: signals are never refused or dropped by a bound.
@@ -440,7 +429,7 @@ mod tests {
     #[test]
     fn reject_bound_refuses_user_messages_but_not_signals() {
         let mailbox = Mailbox::bounded(1, Overflow::Reject);
-        assert_eq!(mailbox.push_user(user(1)), Pushed::Queued);
+        assert_eq!(mailbox.push_user(user(1)), Pushed::Queued(1));
         assert_eq!(mailbox.push_user(user(2)), Pushed::Rejected);
         mailbox.push_system(Mail::Exit(ExitSignal {
             from: crate::pid::Pid::EXTERNAL,

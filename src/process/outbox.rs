@@ -127,14 +127,12 @@ fn deliver() {
         shared.stats.dropped_n(n);
         messages.clear();
     } else {
-        if to.mailbox.push_batch(&mut messages, shared.long_queue) {
-            to.long_queue();
-        }
+        let len = to.mailbox.push_batch(&mut messages);
         shared.stats.sent_n(n);
         if to.state.status() == Status::Exiting {
             to.mailbox.clear();
         } else {
-            to.schedule();
+            to.queued(len);
         }
     }
     BATCH_OF.with(|batch| {

@@ -129,7 +129,6 @@ impl<M: Send + 'static> Ctx<M> {
         deadline: Option<Duration>,
         timer: &mut Option<TimerRef>,
     ) -> Poll<Option<Mail>> {
-        self.cell.rearm_long_queue();
         if let Some(deadline) = deadline {
             let shared = &self.cell.shared;
             // The first time the receive waits, it only sets its timer (a zero timeout is
@@ -186,10 +185,7 @@ impl<M: Send + 'static> Ctx<M> {
                 // A message of another type: dropped; look further.
                 self.poll_next_rest(cx, deadline, timer, None)
             }
-            None if deadline.is_none() => {
-                self.cell.rearm_long_queue();
-                Poll::Pending
-            }
+            None if deadline.is_none() => Poll::Pending,
             other => self.poll_next_rest(cx, deadline, timer, other),
         }
     }

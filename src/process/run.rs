@@ -106,12 +106,16 @@ pub(crate) fn start(cell: &Arc<ProcessCell>, code: Pin<Box<dyn Runnable>>) {
 
 impl ProcessCell {
     /// Asks for the process to run; queues it unless it is queued or running already.
+    /// Returns whether it queued it.
     #[inline]
-    pub(crate) fn schedule(self: &Arc<Self>) {
+    pub(crate) fn schedule(self: &Arc<Self>) -> bool {
         if self.state.transition_to_queued() {
             // SAFETY: winning `transition_to_queued` means the process has not finished (the
             // table still holds it, promise 1) and has no other task (promise 2).
             self.shared.scheduler.schedule(unsafe { Task::new(self) });
+            true
+        } else {
+            false
         }
     }
 }

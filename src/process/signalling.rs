@@ -32,7 +32,7 @@ impl Shared {
     #[inline(always)]
     pub(crate) fn count_push(&self, to: Pid, pushed: Pushed) -> Result<(), SendError> {
         match pushed {
-            Pushed::Queued | Pushed::QueuedLong => {
+            Pushed::Queued(_) => {
                 self.stats.sent();
                 Ok(())
             }

@@ -23,4 +23,5 @@ pub fn exit_of(handle: &Handle, pid: Pid) -> ExitReason {
 pub mod cli;
 #[allow(dead_code)]
 pub mod hero;
+pub mod log;
 pub mod redis_server;
