@@ -17,9 +17,9 @@ use std::sync::Arc;
 use baobab::conversation::{
     ChannelMode, ConversationHandle, ConversationSupervisor, CrashPolicy, Envelope,
 };
-use baobab::server::{ReplyTo, Server, ServerMsg};
+use baobab::server::{AsyncMsg, AsyncServer, Handles, ReplyTo, Request, Server, ServerMsg};
 use baobab::supervisor::{ChildSpec, Strategy, Supervisor, SupervisorSpec};
-use baobab::{Addr, Ctx, ExitReason, Message, Runtime};
+use baobab::{Addr, Ctx, ExitReason, Handled, Message, Runtime};
 
 mod common;
 
@@ -178,6 +178,55 @@ fn server_call(rt: &Runtime) -> Sample {
             let start = Instant::now();
             for i in 0..n {
                 ctx.call_server(&server, i, Duration::from_secs(5))
+                    .await
+                    .unwrap();
+            }
+            let elapsed = start.elapsed();
+            ctx.exit(server.pid(), ExitReason::Kill);
+            elapsed
+        })
+        .expect("driver");
+    Sample {
+        ns_per_op: elapsed.as_nanos() as f64 / f64::from(n),
+        extra: None,
+    }
+}
+
+/// An `AsyncServer` that echoes: the cost of async callbacks and typed requests (a boxed
+/// envelope and a boxed callback future per call) over `server-call`.
+struct AsyncEcho;
+
+struct EchoRequest(u32);
+
+impl Request for EchoRequest {
+    type Reply = u32;
+}
+
+impl AsyncServer for AsyncEcho {
+    type Cast = ();
+}
+
+impl Handles<EchoRequest> for AsyncEcho {
+    async fn handle(
+        &mut self,
+        EchoRequest(n): EchoRequest,
+        reply: ReplyTo<u32>,
+        _: &mut Ctx<AsyncMsg<Self>>,
+    ) -> Handled {
+        reply.reply(n);
+        Ok(())
+    }
+}
+
+/// A call to an `AsyncServer`.
+fn async_server_call(rt: &Runtime) -> Sample {
+    let n = env("BAOBAB_BENCH_CALL_N", 1_000_000) as u32;
+    let elapsed = rt
+        .block_on(move |mut ctx: Ctx<()>| async move {
+            let server = ctx.spawn(AsyncEcho).unwrap();
+            let start = Instant::now();
+            for i in 0..n {
+                ctx.ask(&server, EchoRequest(i), Duration::from_secs(5))
                     .await
                     .unwrap();
             }
@@ -486,6 +535,12 @@ const WORKLOADS: &[Workload] = &[
         unit: "ns/round trip",
         extra_unit: "",
         run: server_call,
+    },
+    Workload {
+        name: "async-server-call",
+        unit: "ns/round trip",
+        extra_unit: "",
+        run: async_server_call,
     },
     Workload {
         name: "ring",

@@ -9,32 +9,19 @@
 
 use std::time::Duration;
 
-use baobab::supervisor::{ChildSpec, Strategy, Supervisor, SupervisorSpec};
-use baobab::{Ctx, ExitReason, Handle, Message, Runtime};
+use baobab::supervisor::{ChildSpec, Strategy, Supervisor, SupervisorMsg, SupervisorSpec};
+use baobab::{Ctx, ExitReason, Handle, Message, Pid, Runtime};
 
-/// A worker registered as `name`, waiting for work that never comes.
+/// A worker waiting for work that never comes.
 fn worker(name: &'static str) -> ChildSpec {
     ChildSpec::worker(name, move |start| {
         start.spawn(move |mut ctx: Ctx<()>| async move {
-            ctx.register(name).unwrap();
             while let Message::User(()) = ctx.recv().await {}
         })
     })
 }
 
-/// Waits until `name` is registered by a process other than `not`; returns its pid.
-fn registered(handle: &Handle, name: &str, not: Option<baobab::Pid>) -> baobab::Pid {
-    loop {
-        if let Some(pid) = handle.whereis_pid(name)
-            && Some(pid) != not
-        {
-            return pid;
-        }
-        std::thread::yield_now();
-    }
-}
-
-fn crash(handle: &Handle, pid: baobab::Pid) {
+fn crash(handle: &Handle, pid: Pid) {
     let watch = handle.watch(pid);
     handle.exit(pid, ExitReason::error("disk on fire"));
     watch.wait();
@@ -68,29 +55,47 @@ fn main() {
     let sup = Supervisor::start(h, top).expect("the tree starts");
     println!("tree started: {} processes", h.stats().live);
 
-    // One crash: rest_for_one restarts the reader and the writer started after it.
-    let reader = registered(h, "reader", None);
-    let writer = registered(h, "writer", None);
-    crash(h, reader);
-    let new_reader = registered(h, "reader", Some(reader));
-    let new_writer = registered(h, "writer", Some(writer));
+    // References that follow restarts: the middle supervisor, its leaf supervisor, and the
+    // leaf's reader and writer.
+    let middle = sup.child_ref::<SupervisorMsg>(h, "middle").unwrap();
+    let leaf = middle
+        .supervisor()
+        .unwrap()
+        .child_ref::<SupervisorMsg>(h, "leaf")
+        .unwrap();
+    let leaf_sup = leaf.supervisor().unwrap();
+    let reader = leaf_sup.child_ref::<()>(h, "reader").unwrap();
+    let writer = leaf_sup.child_ref::<()>(h, "writer").unwrap();
+
+    // One crash: rest_for_one restarts the reader and the writer started after it. A request
+    // to the leaf (here for a reference) is answered once it has handled the crash.
+    let (old_reader, old_writer) = (reader.pid().unwrap(), writer.pid().unwrap());
+    crash(h, old_reader);
+    leaf_sup.child_ref::<()>(h, "reader").unwrap();
     println!(
-        "reader {reader} crashed: reader is now {new_reader}, writer {writer} -> {new_writer}"
+        "reader {old_reader} crashed: reader is now {}, writer {old_writer} -> {}",
+        reader.pid().unwrap(),
+        writer.pid().unwrap()
     );
 
     // A storm: keep crashing the reader. The leaf gives up after one more restart, the middle
-    // restarts the leaf once, and gives up too; the top (intensity 0) then stops.
+    // restarts the leaf once (a new leaf, with a new reader), and gives up too; the top
+    // (intensity 0) then stops.
     let watch = h.watch(sup.pid());
     let mut crashes = 1;
     while h.is_alive(sup.pid()) {
-        // A name is released when its process exits: whatever answers is a live reader.
-        match h.whereis_pid("reader") {
-            Some(pid) => {
-                crash(h, pid);
-                crashes += 1;
-                println!("crash {crashes}: reader {pid}");
-            }
-            None => std::thread::yield_now(),
+        // The reader of whichever leaf runs now.
+        let current = middle
+            .supervisor()
+            .ok()
+            .and_then(|middle| middle.child_ref::<SupervisorMsg>(h, "leaf").ok())
+            .and_then(|leaf| leaf.supervisor().ok())
+            .and_then(|leaf| leaf.child_ref::<()>(h, "reader").ok())
+            .and_then(|reader| reader.pid());
+        if let Some(pid) = current {
+            crash(h, pid);
+            crashes += 1;
+            println!("crash {crashes}: reader {pid}");
         }
     }
     let reason = watch.wait();

@@ -53,9 +53,9 @@ pub mod supervisor;
 pub use engine::{Clock, ManualClock, RuntimeStats, TimerRef};
 pub use process::RegistryError;
 pub use process::{
-    Addr, Behaviour, BehaviourKind, BodyKind, Ctx, ExitWatch, Handle, Handled, IntoProcess,
-    MAX_PROCESSES, MailboxConfig, Message, Overflow, Pid, ProcessCode, ProcessInfo, Recv,
-    RecvTimeout, Ref, Run, SendError, SendWait, SpawnError, SpawnOptions, Spawned, Status,
+    Addr, AddrError, Behaviour, BehaviourKind, BodyKind, Ctx, ExitWatch, Handle, Handled,
+    IntoProcess, MAX_PROCESSES, MailboxConfig, Message, Overflow, Pid, ProcessCode, ProcessInfo,
+    Recv, RecvTimeout, Ref, Run, SendError, SendWait, SpawnError, SpawnOptions, Spawned, Status,
 };
 pub use process::{CrashReport, CrashReports, CrashSource};
 pub use runtime::{Builder, Runtime};
@@ -70,6 +70,16 @@ pub struct ReadmeDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/conversations.md")]
 pub struct ConversationDoctests;
+
+/// The guide for Erlang/OTP users, its examples compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/guide-erlang.md")]
+pub struct GuideErlangDoctests;
+
+/// The guide for ractor, kameo and actix users, its examples compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/guide-actors.md")]
+pub struct GuideActorsDoctests;
 
 /// `docs/supervision.md`'s example, compiled and run as a doc test.
 #[cfg(doctest)]

@@ -64,6 +64,25 @@ impl<M> From<Addr<M>> for Pid {
     }
 }
 
+/// Why a [`Pid`] could not be made an [`Addr<M>`](Addr) (see
+/// [`Handle::addr_of`](crate::Handle::addr_of)).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddrError {
+    /// No process has this pid (it exited, or never was).
+    #[error("no process {0}")]
+    NoProc(Pid),
+    /// The process takes another message type than the one asked for.
+    #[error("process {pid} takes messages of type {actual}, not {expected}")]
+    WrongType {
+        /// The process.
+        pid: Pid,
+        /// The type asked for.
+        expected: &'static str,
+        /// The type it takes.
+        actual: &'static str,
+    },
+}
+
 /// Why a send failed. A send to a dead process is *not* an error: it is dropped and counted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {

@@ -37,12 +37,20 @@ pub(crate) struct ProcessCell {
     /// Which wait a lazy receive timer is for (see `timers.rs`); only the running
     /// thread writes it.
     pub(crate) wait_epoch: AtomicU32,
+    /// The number of its message type (`types.rs`); fills what was padding.
+    pub(crate) message_type: u32,
     pub(crate) parent: Pid,
     pub(crate) signals: Mutex<SignalState>,
 }
 
 impl ProcessCell {
-    pub(crate) fn new(pid: Pid, parent: Pid, mailbox: Mailbox, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(
+        pid: Pid,
+        parent: Pid,
+        mailbox: Mailbox,
+        shared: Arc<Shared>,
+        message_type: u32,
+    ) -> Self {
         ProcessCell {
             pid,
             parent,
@@ -55,6 +63,7 @@ impl ProcessCell {
             reductions: AtomicU64::new(0),
             budget: Budget::default(),
             wait_epoch: AtomicU32::new(0),
+            message_type,
             shared,
         }
     }

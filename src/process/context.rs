@@ -112,6 +112,11 @@ impl<M: Send + 'static> Ctx<M> {
         Addr::new(self.cell.pid)
     }
 
+    /// `pid` as a typed address, checked; see [`Handle::addr_of`].
+    pub fn addr_of<T: Send + 'static>(&self, pid: Pid) -> Result<Addr<T>, super::addr::AddrError> {
+        self.shared().addr_of(pid)
+    }
+
     /// The process that spawned this one ([`Pid::EXTERNAL`] if it was spawned from outside).
     pub fn parent(&self) -> Pid {
         self.cell.parent

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::addr::{Addr, SendError, SpawnError};
+use super::addr::{Addr, AddrError, SendError, SpawnError};
 use super::code::IntoProcess;
 use super::context::Ctx;
 use super::info::ProcessInfo;
@@ -165,6 +165,20 @@ impl Handle {
     pub fn send_named<M: Send + 'static>(&self, name: &str, message: M) -> Result<(), SendError> {
         let addr = self.shared.registry.lookup::<M>(name)?;
         self.send(&addr, message)
+    }
+
+    /// `pid` as a typed address, checked: [`AddrError::NoProc`] if no process has the pid,
+    /// [`AddrError::WrongType`] if its process takes another message type than `M`.
+    ///
+    /// ```
+    /// use baobab::{AddrError, Ctx, Runtime};
+    /// let rt = Runtime::new();
+    /// let pid = rt.handle().spawn(|mut ctx: Ctx<u32>| async move { let _ = ctx.recv().await; }).unwrap().pid();
+    /// assert!(rt.handle().addr_of::<u32>(pid).is_ok());
+    /// assert!(matches!(rt.handle().addr_of::<String>(pid), Err(AddrError::WrongType { .. })));
+    /// ```
+    pub fn addr_of<M: Send + 'static>(&self, pid: Pid) -> Result<Addr<M>, AddrError> {
+        self.shared.addr_of(pid)
     }
 
     /// Sends an exit signal to `target`, from [`Pid::EXTERNAL`].

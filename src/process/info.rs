@@ -34,6 +34,8 @@ pub struct ProcessInfo {
     pub monitored_by: Vec<Pid>,
     /// Whether it traps exits.
     pub trap_exit: bool,
+    /// The type of the user messages it takes.
+    pub message_type: &'static str,
 }
 
 impl ProcessInfo {
@@ -61,6 +63,7 @@ impl ProcessInfo {
                         .collect()
                 })
                 .unwrap_or_default(),
+            message_type: super::types::name_of(cell.message_type),
             trap_exit: signals.trap_exit,
         }
     }

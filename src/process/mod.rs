@@ -28,12 +28,13 @@ pub(crate) mod table;
 pub(crate) mod timers;
 #[cfg(feature = "tokio")]
 mod tokio;
+pub(crate) mod types;
 
 #[cfg(all(test, loom))]
 mod loom_tests;
 
 pub use crate::pid::{Pid, Ref};
-pub use addr::{Addr, SendError, SpawnError};
+pub use addr::{Addr, AddrError, SendError, SpawnError};
 pub use backpressure::SendWait;
 pub use behaviour::{Behaviour, BehaviourKind, Handled};
 pub use code::{BodyKind, IntoProcess, ProcessCode};

@@ -122,6 +122,7 @@ where
                 parent_pid,
                 mailbox,
                 Arc::clone(shared),
+                super::types::number_of::<M>(),
             ))
         })
         .ok_or(SpawnError::TableFull)?;

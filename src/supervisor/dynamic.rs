@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
+use super::child_ref::{ChildRef, ChildSlot};
 use super::intensity::Intensity;
 use super::shutdown::{shut_down, shut_down_all};
 use super::spec::{ChildKind, ChildStarter, Restart, Shutdown};
@@ -98,12 +99,16 @@ impl<A: Clone + Send + 'static> DynamicSpec<A> {
     }
 }
 
+/// A child just started: its id and the slot its `ChildRef` shares.
+type NewChild = (Arc<str>, Arc<ChildSlot>);
+
 /// A request to a dynamic supervisor (opaque: use [`DynamicSupervisor`]'s methods).
 pub struct DynamicMsg<A>(Request<A>);
 
 enum Request<A> {
     Started(ReplyTo<()>),
     StartChild(A, ReplyTo<Result<Pid, SupervisorError>>),
+    StartChildRef(A, ReplyTo<Result<NewChild, SupervisorError>>),
     TerminateChild(Pid, ReplyTo<Result<(), SupervisorError>>),
     Scale(usize, A, ReplyTo<Result<usize, SupervisorError>>),
     WhichChildren(ReplyTo<Vec<ChildInfo>>),
@@ -181,6 +186,19 @@ impl<A: Clone + Send + 'static> DynamicSupervisor<A> {
         self.request(ctx, |r| Request::StartChild(args, r)).await?
     }
 
+    /// Starts a child with `args` and returns a reference to it that follows its restarts
+    /// (see [`ChildRef`]); `M` is the type of the messages it takes.
+    pub async fn start_child_ref<M: Send + 'static, X: Send + 'static>(
+        &self,
+        ctx: &mut Ctx<X>,
+        args: A,
+    ) -> Result<ChildRef<M>, SupervisorError> {
+        let (id, slot) = self
+            .request(ctx, |r| Request::StartChildRef(args, r))
+            .await??;
+        Ok(ChildRef::new(id, slot, ctx.handle()))
+    }
+
     /// Stops the child `pid` and forgets it.
     pub async fn terminate_child<M: Send + 'static>(
         &self,
@@ -229,6 +247,8 @@ impl<A: Clone + Send + 'static> DynamicSupervisor<A> {
 
 struct Child<A> {
     pid: Pid,
+    /// The current pid, shared with every `ChildRef` to this child.
+    slot: Arc<ChildSlot>,
     args: A,
     restarts: u32,
     last_exit: Option<ExitReason>,
@@ -302,6 +322,7 @@ async fn child_exited<A: Clone + Send + 'static>(
     if state.spec.restart.reports(&reason) {
         ctx.report_child_exit(&state.spec.id, child.pid, &reason, child.restarts);
     }
+    child.slot.set(None);
     if !state.spec.restart.restarts_after(&reason) {
         return None;
     }
@@ -317,6 +338,7 @@ async fn child_exited<A: Clone + Send + 'static>(
                 info!(supervisor = %ctx.pid(), child = %state.spec.id, %old, %reason, new = %pid, "child restarted");
                 ctx.count_restart();
                 child.pid = pid;
+                child.slot.set(Some(pid));
                 child.restarts += 1;
                 child.last_exit = Some(reason);
                 state.children.insert(index, child);
@@ -334,7 +356,10 @@ async fn child_exited<A: Clone + Send + 'static>(
 async fn stop_all<A: Clone + Send + 'static>(ctx: &mut Ctx<DynamicMsg<A>>, state: &mut State<A>) {
     let pids: Vec<Pid> = std::mem::take(&mut state.children)
         .into_iter()
-        .map(|child| child.pid)
+        .map(|child| {
+            child.slot.set(None);
+            child.pid
+        })
         .collect();
     shut_down_all(ctx, &pids, state.spec.shutdown).await;
 }
@@ -346,19 +371,26 @@ async fn handle<A: Clone + Send + 'static>(
 ) {
     match request {
         Request::Started(reply) => reply.reply(()),
-        Request::StartChild(args, reply) => reply.reply(add(ctx, state, args)),
+        Request::StartChild(args, reply) => {
+            reply.reply(add(ctx, state, args).map(|child| child.pid));
+        }
+        Request::StartChildRef(args, reply) => {
+            let id: Arc<str> = Arc::from(state.spec.id.as_str());
+            reply.reply(add(ctx, state, args).map(|child| (id, Arc::clone(&child.slot))));
+        }
         Request::TerminateChild(pid, reply) => {
             let Some(index) = state.children.iter().position(|c| c.pid == pid) else {
                 reply.reply(Err(SupervisorError::NoChild(pid)));
                 return;
             };
-            state.children.remove(index);
+            state.children.remove(index).slot.set(None);
             shut_down(ctx, pid, state.spec.shutdown).await;
             reply.reply(Ok(()));
         }
         Request::Scale(n, args, reply) => {
             while state.children.len() > n {
                 let child = state.children.pop().expect("more than n children");
+                child.slot.set(None);
                 shut_down(ctx, child.pid, state.spec.shutdown).await;
             }
             let mut result = Ok(state.children.len());
@@ -395,11 +427,11 @@ async fn handle<A: Clone + Send + 'static>(
 }
 
 /// Starts one more child with `args`, within the maximum.
-fn add<A: Clone + Send + 'static>(
+fn add<'a, A: Clone + Send + 'static>(
     ctx: &Ctx<DynamicMsg<A>>,
-    state: &mut State<A>,
+    state: &'a mut State<A>,
     args: A,
-) -> Result<Pid, SupervisorError> {
+) -> Result<&'a Child<A>, SupervisorError> {
     if let Some(max) = state.spec.max_children
         && state.children.len() >= max
     {
@@ -409,11 +441,14 @@ fn add<A: Clone + Send + 'static>(
         id: state.spec.id.clone(),
         reason,
     })?;
+    let slot = Arc::new(ChildSlot::default());
+    slot.set(Some(pid));
     state.children.push(Child {
         pid,
+        slot,
         args,
         restarts: 0,
         last_exit: None,
     });
-    Ok(pid)
+    Ok(state.children.last().expect("just pushed"))
 }

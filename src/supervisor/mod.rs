@@ -6,6 +6,7 @@
 //!
 //! See `docs/supervision.md` for the rules and where they differ from OTP.
 
+mod child_ref;
 mod dynamic;
 mod intensity;
 mod shutdown;
@@ -13,6 +14,7 @@ mod spec;
 #[allow(clippy::module_inception)]
 mod supervisor;
 
+pub use child_ref::ChildRef;
 pub use dynamic::{DynamicMsg, DynamicSpec, DynamicSupervisor};
 pub(crate) use shutdown::shut_down_all;
 pub use spec::{ChildKind, ChildSpec, ChildStarter, Restart, Shutdown, Strategy, SupervisorSpec};

@@ -7,10 +7,12 @@
 //! stops every child in reverse order and ends the supervisor with the parent's reason;
 //! requests (start, terminate, restart, delete, which, count) are answered in between.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
+use super::child_ref::{ChildRef, ChildSlot};
 use super::intensity::Intensity;
 use super::shutdown::shut_down;
 use super::spec::{ChildKind, ChildSpec, ChildStarter, Restart, Strategy, SupervisorSpec};
@@ -32,6 +34,7 @@ enum Request {
     RestartNow(String, ReplyTo<Result<Pid, SupervisorError>>),
     DeleteChild(String, ReplyTo<Result<(), SupervisorError>>),
     WhichChildren(ReplyTo<Vec<ChildInfo>>),
+    Child(String, ReplyTo<Result<Arc<ChildSlot>, SupervisorError>>),
     CountChildren(ReplyTo<ChildCounts>),
 }
 
@@ -160,6 +163,41 @@ impl Supervisor {
         self.addr.pid()
     }
 
+    /// The supervisor whose process is `addr`.
+    pub(crate) fn from_addr(addr: Addr<SupervisorMsg>) -> Self {
+        Supervisor { addr }
+    }
+
+    /// A reference to child `id` that follows its restarts; `M` is the type of the messages
+    /// it takes (checked whenever the reference makes an address). See [`ChildRef`].
+    pub async fn child<M: Send + 'static, X: Send + 'static>(
+        &self,
+        ctx: &mut Ctx<X>,
+        id: &str,
+    ) -> Result<ChildRef<M>, SupervisorError> {
+        let name = id.to_owned();
+        let slot = self.request(ctx, |r| Request::Child(name, r)).await??;
+        Ok(ChildRef::new(Arc::from(id), slot, ctx.handle()))
+    }
+
+    /// [`child`](Self::child), from outside the runtime (blocking the calling thread).
+    pub fn child_ref<M: Send + 'static>(
+        &self,
+        handle: &Handle,
+        id: &str,
+    ) -> Result<ChildRef<M>, SupervisorError> {
+        let supervisor = *self;
+        let id = id.to_owned();
+        handle
+            .block_on(move |mut ctx: Ctx<()>| async move { supervisor.child(&mut ctx, &id).await })
+            .unwrap_or_else(|reason| {
+                Err(SupervisorError::Call(CallError::NoProc {
+                    pid: supervisor.pid(),
+                    reason,
+                }))
+            })
+    }
+
     /// Waits until the supervisor has started its children, or learns why it could not: a
     /// supervisor whose start failed answers this request with the reason before it exits.
     async fn started<M: Send + 'static>(&self, ctx: &mut Ctx<M>) -> Result<(), ExitReason> {
@@ -268,6 +306,8 @@ impl Supervisor {
 struct Child {
     spec: ChildSpec,
     pid: Option<Pid>,
+    /// The current pid, shared with every `ChildRef` to this child.
+    slot: Arc<ChildSlot>,
     /// The pid it had before it last stopped, for the restart log.
     previous: Option<Pid>,
     restarts: u32,
@@ -275,6 +315,23 @@ struct Child {
 }
 
 impl Child {
+    fn new(spec: ChildSpec) -> Self {
+        Child {
+            spec,
+            pid: None,
+            slot: Arc::default(),
+            previous: None,
+            restarts: 0,
+            last_exit: None,
+        }
+    }
+
+    /// The child stopped or exited: its pid, if it ran.
+    fn stopped(&mut self) -> Option<Pid> {
+        self.slot.set(None);
+        self.pid.take()
+    }
+
     fn info(&self) -> ChildInfo {
         ChildInfo {
             id: self.spec.id.clone(),
@@ -309,17 +366,7 @@ pub(crate) async fn run(mut ctx: Ctx<SupervisorMsg>, spec: SupervisorSpec) -> Ex
     let mut state = State {
         strategy: spec.strategy,
         intensity: Intensity::new(spec.max_restarts, spec.period),
-        children: spec
-            .children
-            .into_iter()
-            .map(|spec| Child {
-                spec,
-                pid: None,
-                previous: None,
-                restarts: 0,
-                last_exit: None,
-            })
-            .collect(),
+        children: spec.children.into_iter().map(Child::new).collect(),
     };
     for index in 0..state.children.len() {
         if let Err(reason) = start(&mut ctx, &mut state.children[index]).await {
@@ -374,6 +421,7 @@ async fn start(ctx: &mut Ctx<SupervisorMsg>, child: &mut Child) -> Result<Pid, E
         .await?;
     }
     child.pid = Some(pid);
+    child.slot.set(Some(pid));
     Ok(pid)
 }
 
@@ -385,7 +433,7 @@ async fn child_exited(
     reason: ExitReason,
 ) -> Option<ExitReason> {
     let child = &mut state.children[index];
-    child.previous = child.pid.take();
+    child.previous = child.stopped();
     if child.spec.restart.reports(&reason)
         && let Some(pid) = child.previous
     {
@@ -484,7 +532,7 @@ async fn terminate_from(ctx: &mut Ctx<SupervisorMsg>, state: &mut State, first: 
 /// Stops a child if it runs, as its shutdown says, and records how it ended; returns whether
 /// it was running.
 async fn stop(ctx: &mut Ctx<SupervisorMsg>, child: &mut Child) -> bool {
-    let Some(pid) = child.pid.take() else {
+    let Some(pid) = child.stopped() else {
         return false;
     };
     child.previous = Some(pid);
@@ -503,13 +551,7 @@ async fn handle(ctx: &mut Ctx<SupervisorMsg>, state: &mut State, request: Reques
                 reply.reply(Err(SupervisorError::AlreadyPresent(spec.id)));
                 return;
             }
-            let mut child = Child {
-                spec,
-                pid: None,
-                previous: None,
-                restarts: 0,
-                last_exit: None,
-            };
+            let mut child = Child::new(spec);
             let started = start(ctx, &mut child).await;
             let id = child.spec.id.clone();
             if started.is_ok() {
@@ -567,6 +609,10 @@ async fn handle(ctx: &mut Ctx<SupervisorMsg>, state: &mut State, request: Reques
         Request::WhichChildren(reply) => {
             reply.reply(state.children.iter().map(Child::info).collect());
         }
+        Request::Child(id, reply) => match state.find(&id) {
+            Some(index) => reply.reply(Ok(Arc::clone(&state.children[index].slot))),
+            None => reply.reply(Err(SupervisorError::NotFound(id))),
+        },
         Request::CountChildren(reply) => {
             let mut counts = ChildCounts {
                 specs: state.children.len(),

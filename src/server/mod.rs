@@ -8,12 +8,24 @@
 //! - a timed-out call forgets its reference, so a late reply is dropped when it arrives and
 //!   never taken by a later call or receive.
 //!
-//! [`Server`] is the callback form, like OTP's `gen_server`: `handle_call` returns the reply.
+//! Two callback forms, like OTP's `gen_server`:
+//! - [`Server`]: synchronous callbacks; `handle_call` returns the reply. The fastest form, for
+//!   servers that never wait inside a callback.
+//! - [`AsyncServer`]: `async` callbacks that may await calls to other processes, timers or
+//!   blocking work; several request types per server ([`Handles<R>`] for each [`Request`]
+//!   type, each with its own reply type, checked at compile time); and replies that may be
+//!   deferred: a handler gets the [`ReplyTo`] and may answer at once, keep it and answer from
+//!   a later callback, or hand it to another process (OTP's `{noreply, State}` and
+//!   `gen_server:reply/2`).
 
 use std::time::Duration;
 
+mod async_server;
+
 pub use crate::process::call::{CallError, ReplyTo};
+use crate::process::outside::block_thread_on;
 use crate::{Addr, Behaviour, Ctx, Down, ExitReason, ExitSignal, Handle, Handled, SendError};
+pub use async_server::{AsyncMsg, AsyncServer, AsyncServerKind, Handles, Request};
 
 impl<M: Send + 'static> Ctx<M> {
     /// Calls a [`Server`].
@@ -53,7 +65,7 @@ impl Handle {
             !crate::engine::on_scheduler_thread(),
             "block_on called on a scheduler thread"
         );
-        crate::process::outside::block_thread_on(self.call_async(to, request, timeout))
+        block_thread_on(self.call_async(to, request, timeout))
     }
 
     /// Calls a [`Server`] from async code outside the runtime (a tokio task, any executor),
@@ -69,12 +81,7 @@ impl Handle {
             move |mut ctx: Ctx<()>| async move { ctx.call_server(&to, request, timeout).await },
         )
         .await
-        .unwrap_or_else(|reason| {
-            Err(CallError::NoProc {
-                pid: to.pid(),
-                reason,
-            })
-        })
+        .unwrap_or_else(callee_exited(to.pid()))
     }
 
     /// Casts to a [`Server`] from outside the runtime.
@@ -84,6 +91,17 @@ impl Handle {
         message: S::Cast,
     ) -> Result<(), SendError> {
         self.send(to, ServerMsg::Cast(message))
+    }
+}
+
+/// A call whose calling process (spawned for a caller outside the runtime) exited without an
+/// answer: the callee's exit, as a call sees it.
+fn callee_exited<T>(callee: crate::Pid) -> impl FnOnce(ExitReason) -> Result<T, CallError> {
+    move |reason| {
+        Err(CallError::NoProc {
+            pid: callee,
+            reason,
+        })
     }
 }
 
