@@ -198,3 +198,33 @@ fn a_pid_becomes_an_addr_only_for_its_own_type() {
     assert_eq!(h.addr_of::<u64>(pid), Err(AddrError::NoProc(pid)));
     assert_eq!(h.addr_of::<String>(pid), Err(AddrError::NoProc(pid)));
 }
+
+#[test]
+fn a_child_started_later_comes_with_its_reference() {
+    let rt = Runtime::builder().threads(2).build();
+    let h = rt.handle().clone();
+    let sup = Supervisor::start(&h, SupervisorSpec::new(Strategy::OneForOne)).unwrap();
+    let adder = rt
+        .block_on(move |mut ctx: Ctx<()>| async move {
+            sup.start_child_ref::<ServerMsg<Adder>, _>(
+                &mut ctx,
+                ChildSpec::worker("late", |start| start.spawn(Adder(5))),
+            )
+            .await
+        })
+        .unwrap()
+        .unwrap();
+    let first = adder.pid().unwrap();
+    assert_eq!(
+        h.call(&adder.addr().unwrap(), 1, SECOND).unwrap(),
+        (first, 6)
+    );
+    crash_and_wait(&h, first);
+    // Between the exit and the restart the reference may see the child stopped, with its
+    // last pid; after a request to the supervisor it sees the new one.
+    if let Err(error) = adder.addr() {
+        assert_eq!(error, AddrError::NoProc(first));
+    }
+    sup.child_ref::<ServerMsg<Adder>>(&h, "late").unwrap();
+    assert_ne!(adder.pid().unwrap(), first);
+}

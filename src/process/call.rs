@@ -6,10 +6,13 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::addr::{Addr, SendError};
 use super::cell::ProcessCell;
+use super::context::Ctx;
 use super::mailbox::{Mail, payload, unwrap_payload};
 use super::receive::Select;
-use crate::{Addr, Ctx, ExitReason, MonitorRef, Pid, Ref, SendError};
+use crate::pid::{Pid, Ref};
+use crate::signal::{ExitReason, MonitorRef};
 
 /// Where a call's reply goes. Reply once with [`ReplyTo::reply`]; dropping it never replies
 /// (the caller then times out, or sees the callee's exit).

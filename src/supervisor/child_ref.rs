@@ -12,38 +12,51 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::supervisor::Supervisor;
 use crate::{Addr, AddrError, Handle, Pid, SendError};
 
-/// Where a child's current pid is kept: generation and index, or `NONE` while it is not
-/// running (no pid has the largest index: the table is far smaller).
+/// Where a child's pid is kept: generation and index, and a flag (above any index the process
+/// table can give) set while the child is stopped, so the last pid is still known. `EMPTY`
+/// before the first start.
 #[derive(Debug)]
 pub(crate) struct ChildSlot(AtomicU64);
 
-const NONE: u64 = u64::MAX;
+const STOPPED: u64 = 1 << 31;
+const EMPTY: u64 = u64::MAX;
 
 impl Default for ChildSlot {
     fn default() -> Self {
-        ChildSlot(AtomicU64::new(NONE))
+        ChildSlot(AtomicU64::new(EMPTY))
     }
 }
 
 impl ChildSlot {
-    pub(crate) fn set(&self, pid: Option<Pid>) {
-        let bits = pid.map_or(NONE, |pid| {
-            (u64::from(pid.generation()) << 32) | u64::from(pid.index())
-        });
+    /// The child runs as `pid`.
+    pub(crate) fn set(&self, pid: Pid) {
+        let bits = (u64::from(pid.generation()) << 32) | u64::from(pid.index());
         self.0.store(bits, Ordering::Release);
     }
 
-    fn get(&self) -> Option<Pid> {
+    /// The child stopped.
+    pub(crate) fn clear(&self) {
         let bits = self.0.load(Ordering::Acquire);
-        (bits != NONE).then(|| Pid::new(bits as u32, (bits >> 32) as u32))
+        if bits != EMPTY {
+            self.0.store(bits | STOPPED, Ordering::Release);
+        }
+    }
+
+    /// The child's pid (`None` before its first start), and whether it runs.
+    fn get(&self) -> Option<(Pid, bool)> {
+        let bits = self.0.load(Ordering::Acquire);
+        (bits != EMPTY).then(|| {
+            let index = (bits as u32) & !(STOPPED as u32);
+            (Pid::new(index, (bits >> 32) as u32), bits & STOPPED == 0)
+        })
     }
 }
 
 /// A supervised child, by reference: its current process, whatever restarts happened since
 /// the reference was taken. `M` is the type of the messages the child takes, checked each
 /// time an address is made. Get one with [`Supervisor::child`] or [`Supervisor::child_ref`],
-/// or from a dynamic supervisor's
-/// [`start_child_ref`](super::DynamicSupervisor::start_child_ref).
+/// or when starting a child: [`Supervisor::start_child_ref`],
+/// [`DynamicSupervisor::start_child_ref`](super::DynamicSupervisor::start_child_ref).
 ///
 /// ```
 /// use std::time::Duration;
@@ -101,7 +114,7 @@ impl<M> std::fmt::Debug for ChildRef<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChildRef")
             .field("id", &self.id)
-            .field("pid", &self.slot.get())
+            .field("pid", &self.slot.get().map(|(pid, _)| pid))
             .finish()
     }
 }
@@ -123,15 +136,22 @@ impl<M: Send + 'static> ChildRef<M> {
 
     /// The pid of the child's current process, if it runs.
     pub fn pid(&self) -> Option<Pid> {
-        self.slot.get().filter(|&pid| self.handle.is_alive(pid))
+        match self.slot.get() {
+            Some((pid, true)) if self.handle.is_alive(pid) => Some(pid),
+            _ => None,
+        }
     }
 
     /// The child's current process as an `Addr<M>`: [`AddrError::NoProc`] while it is stopped
-    /// (between an exit and its restart, or for good), [`AddrError::WrongType`] if its
+    /// (between an exit and its restart, or for good; the pid is its last one, or
+    /// [`Pid::EXTERNAL`] if the reference never saw one), [`AddrError::WrongType`] if its
     /// process takes another message type than `M`.
     pub fn addr(&self) -> Result<Addr<M>, AddrError> {
-        let pid = self.slot.get().ok_or(AddrError::NoProc(Pid::EXTERNAL))?;
-        self.handle.addr_of(pid)
+        match self.slot.get() {
+            Some((pid, true)) => self.handle.addr_of(pid),
+            Some((pid, false)) => Err(AddrError::NoProc(pid)),
+            None => Err(AddrError::NoProc(Pid::EXTERNAL)),
+        }
     }
 
     /// Sends to the child's current process. While the child is not running, the send fails

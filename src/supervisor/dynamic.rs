@@ -322,7 +322,7 @@ async fn child_exited<A: Clone + Send + 'static>(
     if state.spec.restart.reports(&reason) {
         ctx.report_child_exit(&state.spec.id, child.pid, &reason, child.restarts);
     }
-    child.slot.set(None);
+    child.slot.clear();
     if !state.spec.restart.restarts_after(&reason) {
         return None;
     }
@@ -338,7 +338,7 @@ async fn child_exited<A: Clone + Send + 'static>(
                 info!(supervisor = %ctx.pid(), child = %state.spec.id, %old, %reason, new = %pid, "child restarted");
                 ctx.count_restart();
                 child.pid = pid;
-                child.slot.set(Some(pid));
+                child.slot.set(pid);
                 child.restarts += 1;
                 child.last_exit = Some(reason);
                 state.children.insert(index, child);
@@ -357,7 +357,7 @@ async fn stop_all<A: Clone + Send + 'static>(ctx: &mut Ctx<DynamicMsg<A>>, state
     let pids: Vec<Pid> = std::mem::take(&mut state.children)
         .into_iter()
         .map(|child| {
-            child.slot.set(None);
+            child.slot.clear();
             child.pid
         })
         .collect();
@@ -383,14 +383,14 @@ async fn handle<A: Clone + Send + 'static>(
                 reply.reply(Err(SupervisorError::NoChild(pid)));
                 return;
             };
-            state.children.remove(index).slot.set(None);
+            state.children.remove(index).slot.clear();
             shut_down(ctx, pid, state.spec.shutdown).await;
             reply.reply(Ok(()));
         }
         Request::Scale(n, args, reply) => {
             while state.children.len() > n {
                 let child = state.children.pop().expect("more than n children");
-                child.slot.set(None);
+                child.slot.clear();
                 shut_down(ctx, child.pid, state.spec.shutdown).await;
             }
             let mut result = Ok(state.children.len());
@@ -442,7 +442,7 @@ fn add<'a, A: Clone + Send + 'static>(
         reason,
     })?;
     let slot = Arc::new(ChildSlot::default());
-    slot.set(Some(pid));
+    slot.set(pid);
     state.children.push(Child {
         pid,
         slot,

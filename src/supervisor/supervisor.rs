@@ -234,6 +234,18 @@ impl Supervisor {
         self.request(ctx, |r| Request::StartChild(spec, r)).await?
     }
 
+    /// [`start_child`](Self::start_child), returning a reference to the new child that
+    /// follows its restarts (see [`ChildRef`]); `M` is the type of the messages it takes.
+    pub async fn start_child_ref<M: Send + 'static, X: Send + 'static>(
+        &self,
+        ctx: &mut Ctx<X>,
+        spec: ChildSpec,
+    ) -> Result<ChildRef<M>, SupervisorError> {
+        let id = spec.id.clone();
+        self.start_child(ctx, spec).await?;
+        self.child(ctx, &id).await
+    }
+
     /// Stops a child and keeps its spec (a temporary child's spec goes too).
     pub async fn terminate_child<M: Send + 'static>(
         &self,
@@ -328,7 +340,7 @@ impl Child {
 
     /// The child stopped or exited: its pid, if it ran.
     fn stopped(&mut self) -> Option<Pid> {
-        self.slot.set(None);
+        self.slot.clear();
         self.pid.take()
     }
 
@@ -421,7 +433,7 @@ async fn start(ctx: &mut Ctx<SupervisorMsg>, child: &mut Child) -> Result<Pid, E
         .await?;
     }
     child.pid = Some(pid);
-    child.slot.set(Some(pid));
+    child.slot.set(pid);
     Ok(pid)
 }
 
