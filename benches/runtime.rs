@@ -1,4 +1,5 @@
-//! baobab's runtime benchmarks: spawn, ping-pong, call, ring, restart, fan-in, `ask` through a
+//! baobab's runtime benchmarks: spawn, ping-pong, call, server-call (a `Server`),
+//! async-server-call (an `AsyncServer`), ring, restart, fan-in, `ask` through a
 //! conversation (median and p99 per ask), and hog (timers and a call timeout while a process
 //! spins); `docs/benchmarks.md` defines each workload. Each runs several times; the table shows the median and the range.
 //!
