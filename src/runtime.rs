@@ -138,15 +138,14 @@ impl Builder {
     }
 
     /// Warn when a process's mailbox grows long (OTP's `system_monitor` with
-    /// `long_message_queue`; default: off): when messages not yet taken by the process reach
-    /// `threshold` (at least 2), a `long_message_queue` warning through `tracing` names the
-    /// process and the length, and
-    /// [`RuntimeStats::long_queues`](crate::RuntimeStats::long_queues) counts it. The warning
-    /// comes again when the inbox grows to `threshold` anew after the process had worked its
-    /// earlier backlog down to under half `threshold`. Only a process that is busy (queued or
-    /// running) when a message arrives is checked, so the check costs nothing on the path of a
-    /// send that wakes an idle process. A long queue means a process receives faster than it handles: a
-    /// bounded mailbox with [`Overflow::Wait`](crate::Overflow::Wait) slows its senders down.
+    /// `long_message_queue`; default: off): when the messages a process has not yet taken
+    /// (its inbox and the messages a selective receive skipped) reach `threshold` (at least
+    /// 2), a `long_message_queue` warning through `tracing` names the process and the length,
+    /// and [`RuntimeStats::long_queues`](crate::RuntimeStats::long_queues) counts it. The
+    /// check runs on each send to the process; the warning comes again once a send has found
+    /// fewer than half `threshold` queued. A long queue means a process receives faster than
+    /// it handles: a bounded mailbox with [`Overflow::Wait`](crate::Overflow::Wait) slows its
+    /// senders down. Off, it costs a send one compare.
     ///
     /// ```
     /// let rt = baobab::Runtime::builder().long_message_queue(10_000).build();

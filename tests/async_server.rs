@@ -388,3 +388,64 @@ fn an_async_server_is_called_from_a_tokio_task() {
     });
     assert_eq!((old, now), (Ok(None), Ok(Some(1))));
 }
+
+/// A server whose handler panics or stops: `terminate` runs with that reason, as after a
+/// gen_server callback that raises.
+struct Fragile {
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+struct Boom(bool);
+
+impl Request for Boom {
+    type Reply = ();
+}
+
+impl AsyncServer for Fragile {
+    type Cast = ();
+    async fn terminate(&mut self, reason: &ExitReason, _: &mut Ctx<AsyncMsg<Self>>) {
+        self.log.lock().unwrap().push(format!("terminate {reason}"));
+    }
+}
+
+impl Handles<Boom> for Fragile {
+    async fn handle(
+        &mut self,
+        Boom(panic): Boom,
+        _: ReplyTo<()>,
+        ctx: &mut Ctx<AsyncMsg<Self>>,
+    ) -> Handled {
+        ctx.sleep(Duration::from_millis(1)).await;
+        if panic {
+            panic!("handler broke");
+        }
+        ctx.stop(ExitReason::error("stopped"))
+    }
+}
+
+#[test]
+fn terminate_runs_after_a_handler_panics_or_stops() {
+    let rt = Runtime::builder().threads(2).build();
+    let h = rt.handle();
+    for (panic, reason) in [
+        (true, ExitReason::Panic("handler broke".into())),
+        (false, ExitReason::error("stopped")),
+    ] {
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let server = h
+            .spawn(Fragile {
+                log: Arc::clone(&log),
+            })
+            .unwrap();
+        let watch = h.watch(server.pid());
+        assert_eq!(
+            h.ask(&server, Boom(panic), SECOND),
+            Err(CallError::NoProc {
+                pid: server.pid(),
+                reason: reason.clone()
+            })
+        );
+        assert_eq!(watch.wait(), reason);
+        assert_eq!(*log.lock().unwrap(), [format!("terminate {reason}")]);
+    }
+}

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baobab::{
-    Addr, Ctx, Handle, MailboxConfig, Message, Overflow, Runtime, SendError, SpawnOptions,
+    Addr, Ctx, ExitReason, Handle, MailboxConfig, Message, Overflow, Runtime, SendError,
+    SpawnOptions,
 };
 
 fn bounded(capacity: usize, overflow: Overflow) -> SpawnOptions {
@@ -286,4 +287,57 @@ fn a_long_mailbox_warns_once_until_the_process_works_it_down() {
     stuck_with(150);
     assert_eq!(h.stats().long_queues, 2);
     unblock.send(()).unwrap();
+}
+
+/// A process in a selective receive moves its inbox to its private queue at every wake-up:
+/// the messages it skips still count.
+#[test]
+fn messages_a_selective_receive_skips_count_toward_the_long_queue() {
+    let rt = Runtime::builder().threads(2).long_message_queue(50).build();
+    let h = rt.handle().clone();
+    let picky = h
+        .spawn(|mut ctx: Ctx<u32>| async move {
+            // Waits for a 0 that never comes, skipping everything else.
+            let _ = ctx.recv_matching(|m| matches!(m, Message::User(0))).await;
+        })
+        .unwrap();
+    for n in 1..=60 {
+        h.send(&picky, n).unwrap();
+        // Let it wake and move the inbox each time.
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    assert_eq!(h.process_info(picky.pid()).unwrap().mailbox_len, 60);
+    assert_eq!(h.stats().long_queues, 1);
+}
+
+#[test]
+fn a_process_sending_to_its_own_full_mailbox_gets_mailbox_full_instead_of_waiting() {
+    let rt = Runtime::builder().threads(2).build();
+    let h = rt.handle().clone();
+    let result = rt
+        .handle()
+        .spawn_with(
+            |ctx: Ctx<u32>| async move {
+                let me = ctx.addr();
+                ctx.send_wait(&me, 1).await.unwrap();
+                match ctx.send_wait(&me, 2).await {
+                    Err(SendError::MailboxFull(pid)) if pid == me.pid() => ExitReason::Normal,
+                    other => ExitReason::error(format!("{other:?}")),
+                }
+            },
+            bounded(1, Overflow::Wait),
+        )
+        .unwrap();
+    let watch = h.watch(result.addr.pid());
+    assert_eq!(
+        watch.wait_timeout(Duration::from_secs(10)),
+        Some(ExitReason::Normal)
+    );
+    // A capacity of 0 is taken as 1.
+    let (c, go) = consumer(&h, 0);
+    h.send(&c, Msg::N(1)).unwrap();
+    assert_eq!(h.send(&c, Msg::N(2)), Err(SendError::MailboxFull(c.pid())));
+    go.send(()).unwrap();
+    let (seen, _) = finish(&h, &c);
+    assert_eq!(seen, [1]);
 }

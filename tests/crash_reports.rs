@@ -317,3 +317,75 @@ fn off_reports_nothing() {
     let text = String::from_utf8(log.lock().unwrap()[before..].to_vec()).unwrap();
     assert!(!text.contains(&pid.to_string()), "{text}");
 }
+
+#[test]
+fn a_hook_that_panics_does_not_stop_the_exit_it_reports() {
+    let rt = Runtime::builder()
+        .threads(2)
+        .crash_reports(CrashReports::hook(|_| panic!("the hook is broken")))
+        .build();
+    let h = rt.handle();
+    let watcher = h
+        .spawn(|mut ctx: Ctx<()>| async move {
+            ctx.trap_exit(true);
+            let child = ctx
+                .spawn_link(|_ctx: Ctx<()>| async move { ExitReason::error("reported") })
+                .unwrap();
+            match ctx.recv().await {
+                Message::Exit(signal) if signal.from == child.pid() => signal.reason,
+                _ => ExitReason::error("no exit signal"),
+            }
+        })
+        .unwrap();
+    // The link fired: the crashed process finished its exit, and both threads still run.
+    assert_eq!(
+        h.watch(watcher.pid()).wait_timeout(Duration::from_secs(10)),
+        Some(ExitReason::error("reported"))
+    );
+    assert_eq!(rt.block_on(|_ctx: Ctx<()>| async { 7 }), Ok(7));
+}
+
+#[test]
+fn a_supervisor_reports_a_failed_start_and_giving_up() {
+    let (rt, reports) = hooked();
+    let h = rt.handle();
+    let starts = Arc::new(Mutex::new(0));
+    let counted = Arc::clone(&starts);
+    // Starts once, then fails to start: the restart after its crash is retried (each try a
+    // start error) until the intensity is spent.
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .intensity(2, Duration::from_secs(60))
+        .child(ChildSpec::worker("flaky", move |start| {
+            let mut starts = counted.lock().unwrap();
+            *starts += 1;
+            if *starts > 1 {
+                return Err(ExitReason::error("no disk"));
+            }
+            start.spawn(|mut ctx: Ctx<ExitReason>| async move {
+                ctx.register("flaky").unwrap();
+                match ctx.recv().await {
+                    Message::User(reason) => reason,
+                    _ => ExitReason::Normal,
+                }
+            })
+        }));
+    let sup = Supervisor::start(h, spec).unwrap();
+    let watch = h.watch(sup.pid());
+    registered(h, "flaky", None);
+    h.send_named("flaky", ExitReason::error("crash")).unwrap();
+    assert_eq!(watch.wait(), ExitReason::Shutdown);
+    let reports = reports.lock().unwrap();
+    let of_sup: Vec<_> = reports.iter().filter(|r| r.pid == sup.pid()).collect();
+    let start_errors = of_sup
+        .iter()
+        .filter(|r| matches!(&r.source, CrashSource::StartError { child } if child == "flaky"))
+        .count();
+    assert_eq!(start_errors, 2, "{of_sup:?}");
+    assert!(
+        of_sup.iter().any(
+            |r| matches!(&r.source, CrashSource::IntensityReached { child } if child == "flaky")
+                && r.reason == ExitReason::error("crash")
+        ),
+        "{of_sup:?}"
+    );
+}

@@ -139,6 +139,32 @@ fn a_run_whose_process_crashes_gives_its_reason() {
     assert_eq!(ended, Err(ExitReason::Panic("inside".into())));
 }
 
+#[test]
+fn an_exit_watch_waits_with_any_timeout_and_is_awaitable_once_done() {
+    let rt = Runtime::builder().threads(2).build();
+    let h = rt.handle();
+    let p = h
+        .spawn(|mut ctx: Ctx<()>| async move {
+            let _ = ctx.recv().await;
+            ExitReason::error("done")
+        })
+        .unwrap();
+    let watch = h.watch(p.pid());
+    assert_eq!(watch.exited(), None);
+    assert_eq!(watch.wait_timeout(Duration::from_millis(10)), None);
+    h.send(&p, ()).unwrap();
+    // A timeout too long for the clock is no timeout, not a panic.
+    assert_eq!(
+        watch.wait_timeout(Duration::MAX),
+        Some(ExitReason::error("done"))
+    );
+    assert_eq!(watch.exited(), Some(ExitReason::error("done")));
+    let tokio = one_thread_tokio();
+    assert_eq!(tokio.block_on(watch), ExitReason::error("done"));
+    // A watch of a pid already gone says `noproc`.
+    assert_eq!(tokio.block_on(h.watch(p.pid())), ExitReason::NoProc);
+}
+
 #[cfg(feature = "tokio")]
 mod with_tokio {
     use super::*;

@@ -30,6 +30,8 @@ use crate::pid::Pid;
 #[must_use = "futures do nothing unless awaited"]
 pub struct SendWait {
     shared: Arc<Shared>,
+    /// The sending process, if a process sends.
+    from: Option<Pid>,
     to: Pid,
     envelope: Option<Mail>,
 }
@@ -41,9 +43,15 @@ impl std::fmt::Debug for SendWait {
 }
 
 impl SendWait {
-    fn new<M: Send + 'static>(shared: Arc<Shared>, to: &Addr<M>, message: M) -> Self {
+    fn new<M: Send + 'static>(
+        shared: Arc<Shared>,
+        from: Option<Pid>,
+        to: &Addr<M>,
+        message: M,
+    ) -> Self {
         SendWait {
             shared,
+            from,
             to: to.pid(),
             envelope: Some(Mail::User(payload(message))),
         }
@@ -84,6 +92,10 @@ impl Future for SendWait {
                 }
                 Poll::Ready(shared.count_push(this.to, pushed))
             }
+            // Waiting for room in its own mailbox, a process would wait forever.
+            Offered::Full(_) if this.from == Some(this.to) => {
+                Poll::Ready(Err(SendError::MailboxFull(this.to)))
+            }
             Offered::Full(envelope) => {
                 this.envelope = Some(envelope);
                 Poll::Pending
@@ -99,8 +111,10 @@ impl<M: Send + 'static> Ctx<M> {
     /// [`Ctx::send`]. A send to a dead process, or one that dies while this waits, is dropped
     /// and counted, as a send is.
     ///
-    /// Two processes that wait for room in each other's full mailboxes wait forever, as two
-    /// processes that each wait for the other's message do.
+    /// A send to this process's own full mailbox fails with
+    /// [`SendError::MailboxFull`] instead of waiting for ever. Two processes that wait for
+    /// room in each other's full mailboxes wait forever, as two processes that each wait for
+    /// the other's message do.
     ///
     /// ```
     /// use baobab::{Ctx, MailboxConfig, Message, Overflow, Runtime, SpawnOptions};
@@ -127,7 +141,7 @@ impl<M: Send + 'static> Ctx<M> {
     /// assert_eq!(total.unwrap(), 5050);
     /// ```
     pub fn send_wait<T: Send + 'static>(&self, to: &Addr<T>, message: T) -> SendWait {
-        SendWait::new(Arc::clone(self.shared()), to, message)
+        SendWait::new(Arc::clone(self.shared()), Some(self.pid()), to, message)
     }
 }
 
@@ -136,7 +150,7 @@ impl Handle {
     /// blocking a thread while `to`'s mailbox is full if it is bounded with
     /// [`Overflow::Wait`](crate::Overflow::Wait). See [`Ctx::send_wait`].
     pub fn send_wait<M: Send + 'static>(&self, to: &Addr<M>, message: M) -> SendWait {
-        SendWait::new(Arc::clone(&self.shared), to, message)
+        SendWait::new(Arc::clone(&self.shared), None, to, message)
     }
 
     /// Sends from a plain thread, blocking it while `to`'s mailbox is full if it is bounded

@@ -24,7 +24,8 @@ pub(crate) struct ProcessCell {
     /// Set (after `pending_exit`) when the process must die at its next scheduling point: the
     /// runner checks this flag without taking the signal lock.
     pub(crate) exit_pending: AtomicBool,
-    /// Set when a long-queue warning was given; cleared once the mailbox is short again.
+    /// Set when a long-queue warning was given; cleared when a send finds the mailbox under
+    /// half the threshold.
     long_queue_told: AtomicBool,
     /// The reductions left in the running slice.
     pub(crate) budget: Budget,
@@ -89,38 +90,40 @@ impl ProcessCell {
         pushed
     }
 
-    /// A user message was queued, leaving `len` in the inbox: wakes the process, or, if it was
-    /// awake already (its inbox may be growing faster than it takes), checks the length.
+    /// A user message was queued, leaving `len` in the inbox: wakes the process, and, with a
+    /// long-queue threshold set, checks the length.
     #[inline(always)]
     pub(crate) fn queued(self: &Arc<Self>, len: usize) {
-        if !self.schedule() && len >= self.shared.long_queue {
-            self.long_queue(len);
+        self.schedule();
+        if self.shared.long_queue != usize::MAX {
+            self.check_long_queue(len);
         }
     }
 
-    /// The inbox of this busy process holds `inbox` messages, at least the long-queue
-    /// threshold: warns (OTP's `long_message_queue` monitor) the first time, then again only
-    /// when the inbox grows to the threshold anew after the process had worked its earlier
-    /// backlog down (the messages it took out of the inbox and still holds are fewer than
-    /// half the threshold).
+    /// OTP's `long_message_queue` monitor: warns when the messages this process has not yet
+    /// taken (in its inbox and its private queue; `inbox` is the inbox's length, known to the
+    /// sender) reach the threshold, then not again until they have gone under half of it.
     #[cold]
     #[inline(never)]
-    pub(crate) fn long_queue(&self, inbox: usize) {
+    fn check_long_queue(&self, inbox: usize) {
         let threshold = self.shared.long_queue;
-        let held = self.mailbox.len().saturating_sub(inbox);
-        let again = inbox == threshold && held < threshold / 2;
-        if self.long_queue_told.load(Ordering::Relaxed) && !again {
-            return;
+        // `len` may lag behind the owner by a message or two: a warning is not a bound.
+        let len = self.mailbox.len().max(inbox);
+        let told = self.long_queue_told.load(Ordering::Relaxed);
+        if len >= threshold {
+            if !told {
+                self.long_queue_told.store(true, Ordering::Relaxed);
+                self.shared.stats.long_queue();
+                tracing::warn!(
+                    pid = %self.pid,
+                    len,
+                    threshold,
+                    "long_message_queue: a process's mailbox holds {len} messages"
+                );
+            }
+        } else if told && len < threshold / 2 {
+            self.long_queue_told.store(false, Ordering::Relaxed);
         }
-        self.long_queue_told.store(true, Ordering::Relaxed);
-        self.shared.stats.long_queue();
-        tracing::warn!(
-            pid = %self.pid,
-            len = inbox + held,
-            threshold,
-            "long_message_queue: a process's mailbox holds {} messages",
-            inbox + held
-        );
     }
 
     /// Delivers a system message (a reply) and wakes the process. Dropped if it has exited.

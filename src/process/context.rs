@@ -102,6 +102,29 @@ impl<M: Send + 'static> Ctx<M> {
             });
     }
 
+    /// Reports, as this process (a supervisor), that it gives up (`intensity`) or could not
+    /// start a child, with `reason`.
+    pub(crate) fn report_supervisor_event(
+        &self,
+        child: &str,
+        reason: &ExitReason,
+        intensity: bool,
+    ) {
+        let child = child.to_owned();
+        self.cell
+            .shared
+            .crash_reports
+            .report(|| super::crash::CrashReport {
+                pid: self.cell.pid,
+                reason: reason.clone(),
+                source: if intensity {
+                    super::crash::CrashSource::IntensityReached { child }
+                } else {
+                    super::crash::CrashSource::StartError { child }
+                },
+            });
+    }
+
     /// This process's pid.
     pub fn pid(&self) -> Pid {
         self.cell.pid

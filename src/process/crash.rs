@@ -49,6 +49,19 @@ pub enum CrashSource {
         /// How often the supervisor had restarted this child before.
         restarts: u32,
     },
+    /// A supervisor gives up: a restart would exceed its intensity (OTP's
+    /// `reached_max_restart_intensity`), so it stops its children and exits with `shutdown`.
+    /// The report's pid is the supervisor's and its reason the child's last exit reason.
+    IntensityReached {
+        /// The child whose exit was one too many.
+        child: String,
+    },
+    /// A supervisor could not start (or restart) a child (OTP's `start_error`). The report's
+    /// pid is the supervisor's and its reason why the start failed.
+    StartError {
+        /// The child.
+        child: String,
+    },
 }
 
 /// Where crash reports go; set with
@@ -78,8 +91,9 @@ pub enum CrashReports {
     Log,
     /// No reports.
     Off,
-    /// Each report goes to this function, on the thread where the exit happened (keep it
-    /// short: it runs on a scheduler thread).
+    /// Each report goes to this function, on the thread where the exit happened: keep it
+    /// short and never block in it (it runs on a scheduler thread, where `Handle`'s blocking
+    /// calls panic); send a message instead. A panic in it is logged and ignored.
     Hook(Arc<dyn Fn(&CrashReport) + Send + Sync>),
 }
 
@@ -89,12 +103,24 @@ impl CrashReports {
         CrashReports::Hook(Arc::new(hook))
     }
 
-    /// Makes `report`, if reports are on, and delivers it.
+    /// Makes `report`, if reports are on, and delivers it. A hook that panics is logged and
+    /// otherwise ignored: the exit it reports goes on.
     pub(crate) fn report(&self, report: impl FnOnce() -> CrashReport) {
         match self {
             CrashReports::Off => {}
             CrashReports::Log => log(&report()),
-            CrashReports::Hook(hook) => hook(&report()),
+            CrashReports::Hook(hook) => {
+                let report = report();
+                if let Err(payload) =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&report)))
+                {
+                    tracing::warn!(
+                        pid = %report.pid,
+                        panic = %crate::signal::reason::panic_message(&*payload),
+                        "the crash report hook panicked"
+                    );
+                }
+            }
         }
     }
 }
@@ -134,6 +160,18 @@ fn log(report: &CrashReport) {
             reason = %report.reason,
             restarts,
             "supervisor report: a child terminated"
+        ),
+        CrashSource::IntensityReached { child } => error!(
+            supervisor = %report.pid,
+            child = child.as_str(),
+            reason = %report.reason,
+            "supervisor report: reached_max_restart_intensity, shutting down"
+        ),
+        CrashSource::StartError { child } => error!(
+            supervisor = %report.pid,
+            child = child.as_str(),
+            reason = %report.reason,
+            "supervisor report: start_error"
         ),
     }
 }

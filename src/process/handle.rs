@@ -11,7 +11,7 @@ use super::code::IntoProcess;
 use super::context::Ctx;
 use super::info::ProcessInfo;
 use super::mailbox::Mail;
-use super::outside::{Slot, Taken, block_thread_on};
+use super::outside::{Filler, Slot, Taken, block_thread_on};
 use super::registry::RegistryError;
 use super::shared::Shared;
 use super::spawn::{SpawnOptions, Spawned, spawn_process, spawn_watched};
@@ -74,7 +74,8 @@ impl ExitWatch {
         if let Some(reason) = self.seen.get() {
             return Some(reason.clone());
         }
-        let reason = self.exit.take_until(Some(Instant::now() + timeout))?;
+        // A timeout too long to add to the clock is no timeout.
+        let reason = self.exit.take_until(Instant::now().checked_add(timeout))?;
         Some(self.seen.get_or_init(|| reason).clone())
     }
 
@@ -273,9 +274,9 @@ impl Handle {
     /// Tells of `pid`'s exit: the returned watch yields its reason (`noproc` if it is dead).
     pub fn watch(&self, pid: Pid) -> ExitWatch {
         let exit = Slot::new();
-        let filled = Arc::clone(&exit);
+        let filler = Filler::new(&exit, ExitReason::NoProc);
         self.shared
-            .watch(pid, Box::new(move |_, reason| filled.fill(reason.clone())));
+            .watch(pid, Box::new(move |_, reason| filler.fill(reason.clone())));
         ExitWatch {
             pid,
             exit,
@@ -342,7 +343,7 @@ impl Handle {
         let end: Arc<Slot<Result<T, ExitReason>>> = Slot::new();
         let value: Arc<Mutex<Option<T>>> = Arc::default();
         let filled = Arc::clone(&value);
-        let ended = Arc::clone(&end);
+        let ended = Filler::new(&end, Err(ExitReason::NoProc));
         let spawned = spawn_watched(
             &self.shared,
             None,

@@ -167,7 +167,7 @@ impl Mailbox {
     pub(crate) fn bounded(capacity: usize, overflow: Overflow) -> Self {
         Mailbox {
             bound: Some(Box::new(Bound {
-                capacity,
+                capacity: capacity.max(1),
                 overflow,
                 dropped: AtomicUsize::new(0),
                 waiters: Mutex::new(Vec::new()),

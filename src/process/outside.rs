@@ -85,6 +85,36 @@ impl<T> Slot<T> {
     }
 }
 
+/// Fills a slot once: with the value given to [`Filler::fill`], or, if it is dropped unused
+/// (a hook that never ran because the runtime went away), with its fallback, so that nobody
+/// waits forever.
+pub(crate) struct Filler<T> {
+    slot: Arc<Slot<T>>,
+    fallback: Option<T>,
+}
+
+impl<T> Filler<T> {
+    pub(crate) fn new(slot: &Arc<Slot<T>>, fallback: T) -> Self {
+        Filler {
+            slot: Arc::clone(slot),
+            fallback: Some(fallback),
+        }
+    }
+
+    pub(crate) fn fill(mut self, value: T) {
+        self.fallback = None;
+        self.slot.fill(value);
+    }
+}
+
+impl<T> Drop for Filler<T> {
+    fn drop(&mut self) {
+        if let Some(fallback) = self.fallback.take() {
+            self.slot.fill(fallback);
+        }
+    }
+}
+
 /// The future of a [`Slot`]'s value.
 pub(crate) struct Taken<T>(pub(crate) Arc<Slot<T>>);
 

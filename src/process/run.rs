@@ -84,7 +84,7 @@ impl CodeSlot {
 }
 
 /// Turns what unwound out of a process into its exit reason.
-fn unwind_reason(payload: Box<dyn std::any::Any + Send>) -> ExitReason {
+pub(crate) fn unwind_reason(payload: Box<dyn std::any::Any + Send>) -> ExitReason {
     match payload.downcast::<ExitPayload>() {
         Ok(exit) => exit.0,
         Err(payload) => ExitReason::Panic(panic_message(&*payload)),

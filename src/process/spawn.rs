@@ -22,8 +22,9 @@ pub enum MailboxConfig {
     /// Unbounded (the default, as in Erlang).
     #[default]
     Unbounded,
-    /// At most `capacity` user messages; what happens past that is `overflow`'s choice. Exit,
-    /// down and reply messages are never refused.
+    /// At most `capacity` messages waiting (at least 1); what happens to a user message past
+    /// that is `overflow`'s choice. Exit, down and reply messages are never refused, but they
+    /// count while they wait.
     Bounded {
         /// User messages the mailbox holds at most.
         capacity: usize,

@@ -10,11 +10,14 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::{ReplyTo, callee_exited};
 use crate::process::outside::block_thread_on;
+use crate::process::run::unwind_reason;
 use crate::process::{BodyKind, IntoProcess, ProcessCode};
 use crate::server::CallError;
 use crate::{Addr, Ctx, Down, ExitReason, ExitSignal, Handle, Handled, Message, SendError};
@@ -40,11 +43,13 @@ pub trait Request: Send + 'static {
 /// [`Handle::ask`] (from a thread) or [`Handle::ask_async`] (from async code on any
 /// executor), and cast with [`Ctx::tell`] or [`Handle::tell`].
 ///
-/// `terminate` runs, and may await, when a callback returns `Err(reason)` (a trapped exit
-/// that [`handle_exit`](AsyncServer::handle_exit) turns into a stop included, as a
+/// `terminate` runs, and may await, when a callback returns `Err(reason)`, panics (reason
+/// `panic: …`) or calls [`Ctx::stop`], as after a gen_server callback that raises; a trapped
+/// exit that [`handle_exit`](AsyncServer::handle_exit) turns into a stop included (a
 /// supervisor's `shutdown` of a child that traps exits). A server that does not trap exits
-/// and is killed by an exit signal, panics, or calls [`Ctx::stop`] ends at once without it, as
-/// a gen_server does; so does one whose `init` fails.
+/// and is killed by an exit signal ends at once without it, as a gen_server does; so does one
+/// whose `init` fails, and one still running when the runtime shuts down (there a
+/// [`Server`](super::Server)'s synchronous `terminate` runs: it can).
 ///
 /// ```
 /// use std::time::Duration;
@@ -242,12 +247,37 @@ async fn serve<S: AsyncServer>(
 ) -> Result<Infallible, ExitReason> {
     loop {
         match ctx.recv().await {
-            Message::User(AsyncMsg(Kind::Call(call))) => call.handle(server, ctx).await?,
+            Message::User(AsyncMsg(Kind::Call(call))) => caught(call.handle(server, ctx)).await?,
             Message::User(AsyncMsg(Kind::Cast(message))) => {
-                server.handle_cast(message, ctx).await?;
+                caught(server.handle_cast(message, ctx)).await?;
             }
-            Message::Exit(signal) => server.handle_exit(signal, ctx).await?,
-            Message::Down(down) => server.handle_down(down, ctx).await?,
+            Message::Exit(signal) => caught(server.handle_exit(signal, ctx)).await?,
+            Message::Down(down) => caught(server.handle_down(down, ctx)).await?,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A callback whose panic (or [`Ctx::stop`]) becomes `Err(reason)`, so that `terminate`
+    /// runs as it does after a gen_server callback raises.
+    struct Caught<F> {
+        #[pin]
+        callback: F,
+    }
+}
+
+fn caught<F>(callback: F) -> Caught<F> {
+    Caught { callback }
+}
+
+impl<F: Future<Output = Handled>> Future for Caught<F> {
+    type Output = Handled;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Handled> {
+        let callback = self.project().callback;
+        match catch_unwind(AssertUnwindSafe(|| callback.poll(cx))) {
+            Ok(polled) => polled,
+            Err(payload) => Poll::Ready(Err(unwind_reason(payload))),
         }
     }
 }

@@ -2,8 +2,11 @@
 //!
 //! The supervisor keeps, for each child, a slot holding the pid of the child's current
 //! process (none while it is stopped): it fills the slot when it starts the child and empties
-//! it when the child exits or is stopped. A `ChildRef` shares that slot, so it always names
-//! the live process, never a pid gone stale with a restart.
+//! it when the child exits or is stopped. A `ChildRef` shares that slot, so it names the live
+//! process, never a pid gone stale with a restart. The slot belongs to the supervisor's record
+//! of the child: a child deleted and added again, or a whole supervisor restarted by its own
+//! supervisor (which starts its children afresh), has a new slot, and a reference taken before
+//! stays `NoProc`; take a new one (through the parent's `ChildRef` for a nested supervisor).
 
 use std::marker::PhantomData;
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::info;
 
 use super::child_ref::{ChildRef, ChildSlot};
 use super::intensity::Intensity;
@@ -329,7 +329,7 @@ async fn child_exited<A: Clone + Send + 'static>(
     let old = child.pid;
     loop {
         if !state.intensity.add_restart(ctx.now()) {
-            warn!(supervisor = %ctx.pid(), "restart intensity reached: shutting down");
+            ctx.report_supervisor_event(&state.spec.id, &reason, true);
             stop_all(ctx, state).await;
             return Some(ExitReason::Shutdown);
         }
@@ -345,7 +345,7 @@ async fn child_exited<A: Clone + Send + 'static>(
                 return None;
             }
             Err(error) => {
-                warn!(supervisor = %ctx.pid(), child = %state.spec.id, reason = %error, "restart failed; trying again");
+                ctx.report_supervisor_event(&state.spec.id, &error, false);
             }
         }
     }

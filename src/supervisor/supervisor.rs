@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::child_ref::{ChildRef, ChildSlot};
 use super::intensity::Intensity;
@@ -29,6 +29,7 @@ pub struct SupervisorMsg(Request);
 enum Request {
     Started(ReplyTo<Result<(), ExitReason>>),
     StartChild(ChildSpec, ReplyTo<Result<Pid, SupervisorError>>),
+    StartChildRef(ChildSpec, ReplyTo<Result<Arc<ChildSlot>, SupervisorError>>),
     TerminateChild(String, ReplyTo<Result<(), SupervisorError>>),
     RestartChild(String, ReplyTo<Result<Pid, SupervisorError>>),
     RestartNow(String, ReplyTo<Result<Pid, SupervisorError>>),
@@ -241,9 +242,11 @@ impl Supervisor {
         ctx: &mut Ctx<X>,
         spec: ChildSpec,
     ) -> Result<ChildRef<M>, SupervisorError> {
-        let id = spec.id.clone();
-        self.start_child(ctx, spec).await?;
-        self.child(ctx, &id).await
+        let id: Arc<str> = Arc::from(spec.id.as_str());
+        let slot = self
+            .request(ctx, |r| Request::StartChildRef(spec, r))
+            .await??;
+        Ok(ChildRef::new(id, slot, ctx.handle()))
     }
 
     /// Stops a child and keeps its spec (a temporary child's spec goes too).
@@ -382,7 +385,7 @@ pub(crate) async fn run(mut ctx: Ctx<SupervisorMsg>, spec: SupervisorSpec) -> Ex
     };
     for index in 0..state.children.len() {
         if let Err(reason) = start(&mut ctx, &mut state.children[index]).await {
-            warn!(supervisor = %ctx.pid(), child = %state.children[index].spec.id, %reason, "child failed to start");
+            ctx.report_supervisor_event(&state.children[index].spec.id, &reason, false);
             terminate_from(&mut ctx, &mut state, 0).await;
             // The starter learns the reason from its `Started` request (every starter sends
             // one), not from the link, which would take it down too.
@@ -473,7 +476,11 @@ async fn restart(
     let id = state.children[index].spec.id.clone();
     loop {
         if !state.intensity.add_restart(ctx.now()) {
-            warn!(supervisor = %ctx.pid(), child = %id, "restart intensity reached: shutting down");
+            let reason = state
+                .find(&id)
+                .and_then(|at| state.children[at].last_exit.clone())
+                .unwrap_or(ExitReason::Shutdown);
+            ctx.report_supervisor_event(&id, &reason, true);
             terminate_from(ctx, state, 0).await;
             return Some(ExitReason::Shutdown);
         }
@@ -495,7 +502,7 @@ async fn restart(
         match start_group(ctx, state, group).await {
             Ok(()) => return None,
             Err(reason) => {
-                warn!(supervisor = %ctx.pid(), child = %id, %reason, "restart failed; trying again");
+                ctx.report_supervisor_event(&id, &reason, false);
             }
         }
     }
@@ -559,17 +566,10 @@ async fn handle(ctx: &mut Ctx<SupervisorMsg>, state: &mut State, request: Reques
     match request {
         Request::Started(reply) => reply.reply(Ok(())),
         Request::StartChild(spec, reply) => {
-            if state.find(&spec.id).is_some() {
-                reply.reply(Err(SupervisorError::AlreadyPresent(spec.id)));
-                return;
-            }
-            let mut child = Child::new(spec);
-            let started = start(ctx, &mut child).await;
-            let id = child.spec.id.clone();
-            if started.is_ok() {
-                state.children.push(child);
-            }
-            reply.reply(started.map_err(|reason| SupervisorError::StartFailed { id, reason }));
+            reply.reply(add_child(ctx, state, spec).await.map(|(pid, _)| pid));
+        }
+        Request::StartChildRef(spec, reply) => {
+            reply.reply(add_child(ctx, state, spec).await.map(|(_, slot)| slot));
         }
         Request::TerminateChild(id, reply) => {
             let Some(index) = state.find(&id) else {
@@ -639,6 +639,29 @@ async fn handle(ctx: &mut Ctx<SupervisorMsg>, state: &mut State, request: Reques
             }
             reply.reply(counts);
         }
+    }
+}
+
+/// Adds a child at the end and starts it: its pid and its slot.
+async fn add_child(
+    ctx: &mut Ctx<SupervisorMsg>,
+    state: &mut State,
+    spec: ChildSpec,
+) -> Result<(Pid, Arc<ChildSlot>), SupervisorError> {
+    if state.find(&spec.id).is_some() {
+        return Err(SupervisorError::AlreadyPresent(spec.id));
+    }
+    let mut child = Child::new(spec);
+    match start(ctx, &mut child).await {
+        Ok(pid) => {
+            let slot = Arc::clone(&child.slot);
+            state.children.push(child);
+            Ok((pid, slot))
+        }
+        Err(reason) => Err(SupervisorError::StartFailed {
+            id: child.spec.id,
+            reason,
+        }),
     }
 }
 
