@@ -172,6 +172,26 @@ fn a_behaviour_that_returns_an_error_and_one_that_panics_are_reported() {
             .collect::<Vec<_>>(),
         [ExitReason::error("zero")]
     );
+    // The same behaviour panicking on a message.
+    struct PanicsOnZero;
+    impl Behaviour for PanicsOnZero {
+        type Msg = u32;
+        fn handle_message(&mut self, n: u32, _ctx: &mut Ctx<u32>) -> Handled {
+            assert!(n != 0, "zero again");
+            Ok(())
+        }
+    }
+    let panicking = h.spawn(PanicsOnZero).unwrap();
+    let watch = h.watch(panicking.pid());
+    h.send(&panicking, 0).unwrap();
+    watch.wait();
+    assert_eq!(
+        reports_of(&reports, panicking.pid())
+            .iter()
+            .map(|r| r.reason.clone())
+            .collect::<Vec<_>>(),
+        [ExitReason::Panic("zero again".into())]
+    );
 }
 
 #[test]

@@ -83,12 +83,7 @@ impl Future for SendWait {
         match cell.mailbox.offer(envelope, cx.waker()) {
             Offered::Done(pushed) => {
                 if let Pushed::Queued(len) = pushed {
-                    if cell.state.status() == Status::Exiting {
-                        // The exit emptied the mailbox before this push: nobody will read it.
-                        cell.mailbox.clear();
-                    } else {
-                        cell.queued(len);
-                    }
+                    cell.delivered(len);
                 }
                 Poll::Ready(shared.count_push(this.to, pushed))
             }

@@ -90,6 +90,18 @@ impl ProcessCell {
         pushed
     }
 
+    /// User messages were pushed outside `push_user` (a batch, a send that waited for room),
+    /// leaving `len` in the inbox: as `queued`, unless the process is exiting, in which case
+    /// its exit may have emptied the inbox before the push and nobody will read it: emptied
+    /// again.
+    pub(crate) fn delivered(self: &Arc<Self>, len: usize) {
+        if self.state.status() == super::status::Status::Exiting {
+            self.mailbox.clear();
+        } else {
+            self.queued(len);
+        }
+    }
+
     /// A user message was queued, leaving `len` in the inbox: wakes the process, and, with a
     /// long-queue threshold set, checks the length.
     #[inline(always)]

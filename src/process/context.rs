@@ -79,50 +79,10 @@ impl<M: Send + 'static> Ctx<M> {
         self.cell.shared.stats.restarted();
     }
 
-    /// Reports the exit of child `child` (`pid`, restarted `restarts` times before) of this
-    /// process, a supervisor, as the runtime's [`CrashReports`](super::crash::CrashReports) say.
-    pub(crate) fn report_child_exit(
-        &self,
-        child: &str,
-        pid: Pid,
-        reason: &ExitReason,
-        restarts: u32,
-    ) {
-        self.cell
-            .shared
-            .crash_reports
-            .report(|| super::crash::CrashReport {
-                pid,
-                reason: reason.clone(),
-                source: super::crash::CrashSource::Supervisor {
-                    supervisor: self.cell.pid,
-                    child: child.to_owned(),
-                    restarts,
-                },
-            });
-    }
-
-    /// Reports, as this process (a supervisor), that it gives up (`intensity`) or could not
-    /// start a child, with `reason`.
-    pub(crate) fn report_supervisor_event(
-        &self,
-        child: &str,
-        reason: &ExitReason,
-        intensity: bool,
-    ) {
-        let child = child.to_owned();
-        self.cell
-            .shared
-            .crash_reports
-            .report(|| super::crash::CrashReport {
-                pid: self.cell.pid,
-                reason: reason.clone(),
-                source: if intensity {
-                    super::crash::CrashSource::IntensityReached { child }
-                } else {
-                    super::crash::CrashSource::StartError { child }
-                },
-            });
+    /// Hands a crash report, made only if reports are on, to the runtime's
+    /// [`CrashReports`](super::crash::CrashReports) (a supervisor reports its children's exits).
+    pub(crate) fn report_crash(&self, report: impl FnOnce() -> super::crash::CrashReport) {
+        self.cell.shared.crash_reports.report(report);
     }
 
     /// This process's pid.

@@ -60,31 +60,30 @@ impl ExitWatch {
 
     /// Blocks until the process exits; its reason.
     pub fn wait(self) -> ExitReason {
-        match self.seen.get() {
-            Some(reason) => reason.clone(),
-            None => self
-                .exit
-                .take_until(None)
-                .expect("no deadline, so a reason"),
-        }
+        self.seen(|exit| exit.take_until(None))
+            .expect("no deadline, so a reason")
     }
 
     /// Blocks until the process exits or `timeout` passes (real time, not the runtime clock).
     pub fn wait_timeout(&self, timeout: Duration) -> Option<ExitReason> {
-        if let Some(reason) = self.seen.get() {
-            return Some(reason.clone());
-        }
         // A timeout too long to add to the clock is no timeout.
-        let reason = self.exit.take_until(Instant::now().checked_add(timeout))?;
-        Some(self.seen.get_or_init(|| reason).clone())
+        self.seen(|exit| exit.take_until(Instant::now().checked_add(timeout)))
     }
 
     /// The exit reason if the process has exited, without waiting.
     pub fn exited(&self) -> Option<ExitReason> {
+        self.seen(Slot::try_take)
+    }
+
+    /// The reason seen before, or the one `take` takes from the slot now (then kept).
+    fn seen(
+        &self,
+        take: impl FnOnce(&Slot<ExitReason>) -> Option<ExitReason>,
+    ) -> Option<ExitReason> {
         if let Some(reason) = self.seen.get() {
             return Some(reason.clone());
         }
-        let reason = self.exit.try_take()?;
+        let reason = take(&self.exit)?;
         Some(self.seen.get_or_init(|| reason).clone())
     }
 }
@@ -94,11 +93,13 @@ impl Future for ExitWatch {
     type Output = ExitReason;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ExitReason> {
-        if let Some(reason) = self.seen.get() {
-            return Poll::Ready(reason.clone());
+        match self.seen(|exit| match exit.poll_take(cx.waker()) {
+            Poll::Ready(reason) => Some(reason),
+            Poll::Pending => None,
+        }) {
+            Some(reason) => Poll::Ready(reason),
+            None => Poll::Pending,
         }
-        let reason = std::task::ready!(self.exit.poll_take(cx.waker()));
-        Poll::Ready(self.seen.get_or_init(|| reason).clone())
     }
 }
 

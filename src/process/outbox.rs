@@ -129,11 +129,7 @@ fn deliver() {
     } else {
         let len = to.mailbox.push_batch(&mut messages);
         shared.stats.sent_n(n);
-        if to.state.status() == Status::Exiting {
-            to.mailbox.clear();
-        } else {
-            to.queued(len);
-        }
+        to.delivered(len);
     }
     BATCH_OF.with(|batch| {
         let mut batch = batch.borrow_mut();

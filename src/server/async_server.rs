@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use super::{ReplyTo, callee_exited};
+use super::ReplyTo;
 use crate::process::outside::block_thread_on;
 use crate::process::run::unwind_reason;
 use crate::process::{BodyKind, IntoProcess, ProcessCode};
@@ -347,9 +347,10 @@ impl Handle {
         R: Request,
     {
         let to = *to;
-        self.run(move |mut ctx: Ctx<()>| async move { ctx.ask(&to, request, timeout).await })
-            .await
-            .unwrap_or_else(callee_exited(to.pid()))
+        self.call_from_outside(to.pid(), move |mut ctx: Ctx<()>| async move {
+            ctx.ask(&to, request, timeout).await
+        })
+        .await
     }
 
     /// Casts to an [`AsyncServer`] from outside the runtime.

@@ -77,11 +77,10 @@ impl Handle {
         timeout: Duration,
     ) -> Result<S::Reply, CallError> {
         let to = *to;
-        self.run(
-            move |mut ctx: Ctx<()>| async move { ctx.call_server(&to, request, timeout).await },
-        )
+        self.call_from_outside(to.pid(), move |mut ctx: Ctx<()>| async move {
+            ctx.call_server(&to, request, timeout).await
+        })
         .await
-        .unwrap_or_else(callee_exited(to.pid()))
     }
 
     /// Casts to a [`Server`] from outside the runtime.
@@ -94,13 +93,24 @@ impl Handle {
     }
 }
 
-/// A call whose calling process (spawned for a caller outside the runtime) exited without an
-/// answer: the callee's exit, as a call sees it.
-fn callee_exited<T>(callee: crate::Pid) -> impl FnOnce(ExitReason) -> Result<T, CallError> {
-    move |reason| {
-        Err(CallError::NoProc {
-            pid: callee,
-            reason,
+impl Handle {
+    /// A call from outside the runtime: `call` runs as a process of its own, awaited without
+    /// blocking a thread; if that process ends without an answer, the call sees the callee's
+    /// exit.
+    async fn call_from_outside<T, Fut>(
+        &self,
+        callee: crate::Pid,
+        call: impl FnOnce(Ctx<()>) -> Fut + Send + 'static,
+    ) -> Result<T, CallError>
+    where
+        Fut: std::future::Future<Output = Result<T, CallError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.run(call).await.unwrap_or_else(|reason| {
+            Err(CallError::NoProc {
+                pid: callee,
+                reason,
+            })
         })
     }
 }

@@ -9,6 +9,7 @@ use tracing::info;
 
 use super::child_ref::{ChildRef, ChildSlot};
 use super::intensity::Intensity;
+use super::report;
 use super::shutdown::{shut_down, shut_down_all};
 use super::spec::{ChildKind, ChildStarter, Restart, Shutdown};
 use super::supervisor::{CALL_TIMEOUT, ChildCounts, ChildInfo, SupervisorError};
@@ -320,7 +321,7 @@ async fn child_exited<A: Clone + Send + 'static>(
 ) -> Option<ExitReason> {
     let mut child = state.children.remove(index);
     if state.spec.restart.reports(&reason) {
-        ctx.report_child_exit(&state.spec.id, child.pid, &reason, child.restarts);
+        report::child_terminated(ctx, &state.spec.id, child.pid, &reason, child.restarts);
     }
     child.slot.clear();
     if !state.spec.restart.restarts_after(&reason) {
@@ -329,7 +330,7 @@ async fn child_exited<A: Clone + Send + 'static>(
     let old = child.pid;
     loop {
         if !state.intensity.add_restart(ctx.now()) {
-            ctx.report_supervisor_event(&state.spec.id, &reason, true);
+            report::gave_up(ctx, &state.spec.id, &reason);
             stop_all(ctx, state).await;
             return Some(ExitReason::Shutdown);
         }
@@ -345,7 +346,7 @@ async fn child_exited<A: Clone + Send + 'static>(
                 return None;
             }
             Err(error) => {
-                ctx.report_supervisor_event(&state.spec.id, &error, false);
+                report::start_error(ctx, &state.spec.id, &error);
             }
         }
     }

@@ -9,6 +9,7 @@
 mod child_ref;
 mod dynamic;
 mod intensity;
+mod report;
 mod shutdown;
 mod spec;
 #[allow(clippy::module_inception)]

@@ -14,6 +14,7 @@ use tracing::{debug, info};
 
 use super::child_ref::{ChildRef, ChildSlot};
 use super::intensity::Intensity;
+use super::report;
 use super::shutdown::shut_down;
 use super::spec::{ChildKind, ChildSpec, ChildStarter, Restart, Strategy, SupervisorSpec};
 use crate::server::{CallError, ReplyTo};
@@ -385,7 +386,7 @@ pub(crate) async fn run(mut ctx: Ctx<SupervisorMsg>, spec: SupervisorSpec) -> Ex
     };
     for index in 0..state.children.len() {
         if let Err(reason) = start(&mut ctx, &mut state.children[index]).await {
-            ctx.report_supervisor_event(&state.children[index].spec.id, &reason, false);
+            report::start_error(&ctx, &state.children[index].spec.id, &reason);
             terminate_from(&mut ctx, &mut state, 0).await;
             // The starter learns the reason from its `Started` request (every starter sends
             // one), not from the link, which would take it down too.
@@ -452,7 +453,7 @@ async fn child_exited(
     if child.spec.restart.reports(&reason)
         && let Some(pid) = child.previous
     {
-        ctx.report_child_exit(&child.spec.id, pid, &reason, child.restarts);
+        report::child_terminated(ctx, &child.spec.id, pid, &reason, child.restarts);
     }
     child.last_exit = Some(reason.clone());
     if !child.spec.restart.restarts_after(&reason) {
@@ -480,7 +481,7 @@ async fn restart(
                 .find(&id)
                 .and_then(|at| state.children[at].last_exit.clone())
                 .unwrap_or(ExitReason::Shutdown);
-            ctx.report_supervisor_event(&id, &reason, true);
+            report::gave_up(ctx, &id, &reason);
             terminate_from(ctx, state, 0).await;
             return Some(ExitReason::Shutdown);
         }
@@ -502,7 +503,7 @@ async fn restart(
         match start_group(ctx, state, group).await {
             Ok(()) => return None,
             Err(reason) => {
-                ctx.report_supervisor_event(&id, &reason, false);
+                report::start_error(ctx, &id, &reason);
             }
         }
     }
