@@ -6,10 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use super::mailbox::{Mail, Mailbox, Pushed};
 use super::run::CodeSlot;
 use super::shared::Shared;
+use super::spin::SpinLock;
 use super::status::ProcessState;
 use crate::engine::coop::Budget;
-use crate::loom::lock;
-use crate::loom::sync::Mutex;
 use crate::pid::Pid;
 use crate::signal::record::SignalState;
 use crate::signal::rules::{self, Action, SignalKind};
@@ -41,7 +40,7 @@ pub(crate) struct ProcessCell {
     /// The number of its message type (`types.rs`); fills what was padding.
     pub(crate) message_type: u32,
     pub(crate) parent: Pid,
-    pub(crate) signals: Mutex<SignalState>,
+    pub(crate) signals: SpinLock<SignalState>,
 }
 
 impl ProcessCell {
@@ -57,7 +56,7 @@ impl ProcessCell {
             parent,
             state: ProcessState::new_queued(),
             mailbox,
-            signals: Mutex::new(SignalState::default()),
+            signals: SpinLock::new(SignalState::default()),
             exit_pending: AtomicBool::new(false),
             long_queue_told: AtomicBool::new(false),
             code: CodeSlot::empty(),
@@ -152,7 +151,7 @@ impl ProcessCell {
     /// (an unlink that won the race means no signal); the link is consumed either way.
     pub(crate) fn signal_exit(self: &Arc<Self>, from: Pid, reason: &ExitReason, kind: SignalKind) {
         super::outbox::flush();
-        let mut signals = lock(&self.signals);
+        let mut signals = self.signals.lock();
         if signals.exited || (kind == SignalKind::Link && !signals.remove_link(from)) {
             return;
         }
@@ -184,7 +183,7 @@ impl ProcessCell {
         reason: &ExitReason,
     ) {
         super::outbox::flush();
-        let mut signals = lock(&self.signals);
+        let mut signals = self.signals.lock();
         if signals.exited || signals.remove_monitor(reference).is_none() {
             return;
         }
@@ -218,7 +217,7 @@ impl ProcessCell {
         if !self.exit_pending.load(Ordering::Acquire) {
             return None;
         }
-        lock(&self.signals).pending_exit.clone()
+        self.signals.lock().pending_exit.clone()
     }
 
     /// Only the thread running the process calls this (see `status.rs`), so a load and a

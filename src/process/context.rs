@@ -20,7 +20,6 @@ use super::spawn::{SpawnOptions, Spawned, spawn_process};
 use super::status::Status;
 use crate::engine::scheduler::on_worker_thread;
 use crate::engine::timer::TimerRef;
-use crate::loom::lock;
 use crate::pid::Pid;
 use crate::process::registry::RegistryError;
 use crate::signal::rules::{self, Action, SignalKind};
@@ -210,7 +209,7 @@ impl<M: Send + 'static> Ctx<M> {
         if self.shared().link(&self.cell, other) {
             return;
         }
-        if lock(&self.cell.signals).trap_exit {
+        if self.cell.signals.lock().trap_exit {
             self.cell
                 .signal_exit(other, &ExitReason::NoProc, SignalKind::Exit);
         } else {
@@ -259,7 +258,7 @@ impl<M: Send + 'static> Ctx<M> {
     /// Sets whether exit signals arrive as [`Message::Exit`](crate::Message::Exit) messages
     /// instead of killing this process. Returns the previous setting.
     pub fn trap_exit(&self, trap: bool) -> bool {
-        std::mem::replace(&mut lock(&self.cell.signals).trap_exit, trap)
+        std::mem::replace(&mut self.cell.signals.lock().trap_exit, trap)
     }
 
     /// Sends an exit signal to `target` (Erlang's `exit/2`). `ExitReason::Kill` cannot be
@@ -268,7 +267,7 @@ impl<M: Send + 'static> Ctx<M> {
         if target != self.pid() {
             return self.shared().exit(self.pid(), target, reason);
         }
-        let trapping = lock(&self.cell.signals).trap_exit;
+        let trapping = self.cell.signals.lock().trap_exit;
         match rules::on_exit_signal(SignalKind::Exit, &reason, target, target, trapping) {
             Action::Die(reason) => self.stop(reason),
             _ => self.cell.signal_exit(target, &reason, SignalKind::Exit),

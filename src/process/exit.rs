@@ -9,7 +9,6 @@ use std::sync::Arc;
 use tracing::trace;
 
 use super::cell::ProcessCell;
-use crate::loom::lock;
 use crate::signal::ExitReason;
 use crate::signal::record::Watcher;
 use crate::signal::rules::SignalKind;
@@ -19,12 +18,12 @@ pub(crate) fn exit_process(cell: &Arc<ProcessCell>, reason: ExitReason) {
     let pid = cell.pid;
     trace!(%pid, %reason, "process exit");
     // The name goes first: whoever sees this process dead (is_alive, a watch) finds it free.
-    let name = lock(&cell.signals).take_name();
+    let name = cell.signals.lock().take_name();
     if let Some(name) = &name {
         shared.registry.release(name, pid);
     }
     cell.state.transition_to_exiting();
-    let relations = lock(&cell.signals).take_for_exit();
+    let relations = cell.signals.lock().take_for_exit();
     shared.table.remove(pid);
     // Counted before anyone hears of the exit, so a watcher sees figures that include it.
     shared.stats.exited();
@@ -53,7 +52,7 @@ pub(crate) fn exit_process(cell: &Arc<ProcessCell>, reason: ExitReason) {
         }
         for (reference, target) in relations.monitors {
             if let Some(other) = shared.table.get(target) {
-                lock(&other.signals).remove_watcher(reference);
+                other.signals.lock().remove_watcher(reference);
             }
         }
     }

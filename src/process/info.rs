@@ -5,7 +5,6 @@ use std::sync::atomic::Ordering;
 
 use super::cell::ProcessCell;
 use super::status::Status;
-use crate::loom::lock;
 use crate::pid::Pid;
 use crate::signal::MonitorRef;
 
@@ -40,7 +39,7 @@ pub struct ProcessInfo {
 
 impl ProcessInfo {
     pub(crate) fn of(cell: &Arc<ProcessCell>) -> ProcessInfo {
-        let signals = lock(&cell.signals);
+        let signals = cell.signals.lock();
         let relations = signals.relations();
         ProcessInfo {
             pid: cell.pid,

@@ -8,6 +8,7 @@ use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 
 use super::mailbox::{Mail, Mailbox};
+use super::spin::SpinLock;
 use super::status::ProcessState;
 use crate::loom::lock;
 use crate::loom::sync::Mutex;
@@ -110,7 +111,6 @@ fn loom_no_lost_wakeup_between_send_and_idle() {
 /// threads at the value at once, and the sum catches a lost update.
 #[test]
 fn loom_spin_lock_excludes() {
-    use super::spin::SpinLock;
     loom::model(|| {
         let lock = Arc::new(SpinLock::new(0u32));
         let other = {
@@ -156,23 +156,27 @@ fn loom_wake_while_running_requeues_exactly_once() {
     });
 }
 
-/// Two processes' signal records, linked the way `Shared::link` does it (both locks, lower pid
+/// Two processes' signal records, linked the way `Shared::link` does it (both spin locks, lower pid
 /// first), racing with the exit of the second (`take_for_exit`, then signalling what it took).
 #[test]
 fn loom_link_racing_with_exit_is_seen_or_refused() {
-    loom::model(|| {
-        let a = Arc::new(Mutex::new(SignalState::default()));
-        let b = Arc::new(Mutex::new(SignalState::default()));
+    // Two spin locks taken by two threads: bound preemptions to keep the run in seconds (a
+    // link missed by the exit needs one preemption between the exit's take and the link).
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(3);
+    model.check(|| {
+        let a = Arc::new(SpinLock::new(SignalState::default()));
+        let b = Arc::new(SpinLock::new(SignalState::default()));
         let (pa, pb) = (Pid::new(1, 0), Pid::new(2, 0));
         let signalled = Arc::new(AtomicUsize::new(0));
 
         let exiting = {
             let (a, b, signalled) = (Arc::clone(&a), Arc::clone(&b), Arc::clone(&signalled));
             thread::spawn(move || {
-                let relations = lock(&b).take_for_exit();
+                let relations = b.lock().take_for_exit();
                 for link in relations.map(|r| r.links.clone()).unwrap_or_default() {
                     assert_eq!(link, pa);
-                    let mut a = lock(&a);
+                    let mut a = a.lock();
                     if a.remove_link(pb) {
                         a.set_pending_exit(ExitReason::error("b died"));
                         signalled.fetch_add(1, Ordering::SeqCst);
@@ -181,8 +185,8 @@ fn loom_link_racing_with_exit_is_seen_or_refused() {
             })
         };
         let linked = {
-            let mut first = lock(&a);
-            let mut second = lock(&b);
+            let mut first = a.lock();
+            let mut second = b.lock();
             if first.exited || second.exited {
                 false
             } else {
@@ -192,7 +196,7 @@ fn loom_link_racing_with_exit_is_seen_or_refused() {
             }
         };
         exiting.join().unwrap();
-        let a = lock(&a);
+        let a = a.lock();
         if linked {
             assert_eq!(
                 signalled.load(Ordering::SeqCst),

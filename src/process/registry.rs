@@ -8,7 +8,6 @@ use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::loom::lock;
 use crate::pid::Pid;
 use crate::process::addr::{Addr, SendError};
 use crate::process::cell::ProcessCell;
@@ -60,7 +59,7 @@ impl Registry {
                 holder: *holder,
             });
         }
-        let mut signals = lock(&cell.signals);
+        let mut signals = cell.signals.lock();
         if signals.exited {
             return Err(RegistryError::NoProc(cell.pid));
         }
@@ -84,7 +83,7 @@ impl Registry {
             return false;
         }
         names.remove(name);
-        lock(&cell.signals).relations_mut().name = None;
+        cell.signals.lock().relations_mut().name = None;
         true
     }
 

@@ -53,7 +53,6 @@ use super::exit::exit_process;
 use crate::engine::task::{Schedulable, Task};
 use crate::engine::watchdog::SliceWatch;
 use crate::loom::cell::UnsafeCell;
-use crate::loom::lock;
 use crate::signal::ExitReason;
 use crate::signal::reason::panic_message;
 
@@ -217,7 +216,7 @@ fn finish(cell: &Arc<ProcessCell>, reason: ExitReason, own: bool) {
             pid: cell.pid,
             reason: reason.clone(),
             source: CrashSource::Process {
-                name: lock(&cell.signals)
+                name: cell.signals.lock()
                     .relations()
                     .and_then(|relations| relations.name.as_deref().map(str::to_owned)),
                 mailbox_len,

@@ -11,7 +11,6 @@ use super::addr::SendError;
 use super::cell::ProcessCell;
 use super::mailbox::{Mail, Pushed};
 use super::shared::Shared;
-use crate::loom::lock;
 use crate::pid::Pid;
 use crate::signal::record::Watcher;
 use crate::signal::rules::SignalKind;
@@ -77,8 +76,8 @@ impl Shared {
         } else {
             (&them, me)
         };
-        let mut a = lock(&first.signals);
-        let mut b = lock(&second.signals);
+        let mut a = first.signals.lock();
+        let mut b = second.signals.lock();
         // The caller is running, so only the other side can be dead or doomed.
         let other_doomed = if first.pid == other {
             a.is_doomed()
@@ -94,9 +93,9 @@ impl Shared {
     }
 
     pub(crate) fn unlink(&self, me: &Arc<ProcessCell>, other: Pid) {
-        lock(&me.signals).remove_link(other);
+        me.signals.lock().remove_link(other);
         if let Some(them) = self.table.get(other) {
-            lock(&them.signals).remove_link(me.pid);
+            them.signals.lock().remove_link(me.pid);
         }
     }
 
@@ -125,12 +124,12 @@ impl Shared {
         them: Option<&Arc<ProcessCell>>,
         reference: MonitorRef,
     ) -> MonitorRef {
-        lock(&me.signals)
+        me.signals.lock()
             .relations_mut()
             .monitors
             .push((reference, target));
         let watching = them.is_some_and(|them| {
-            let mut signals = lock(&them.signals);
+            let mut signals = them.signals.lock();
             if signals.is_doomed() {
                 return false;
             }
@@ -154,11 +153,11 @@ impl Shared {
         find: impl FnOnce(Pid) -> Option<Arc<ProcessCell>>,
     ) -> bool {
         // Returns whether the monitor was active.
-        let Some(target) = lock(&me.signals).remove_monitor(reference) else {
+        let Some(target) = me.signals.lock().remove_monitor(reference) else {
             return false;
         };
         if let Some(them) = find(target) {
-            lock(&them.signals).remove_watcher(reference);
+            them.signals.lock().remove_watcher(reference);
         }
         true
     }
@@ -177,7 +176,7 @@ impl Shared {
     pub(crate) fn watch(&self, target: Pid, hook: crate::signal::record::ExitHook) {
         let hook = match self.table.get(target) {
             Some(them) => {
-                let mut signals = lock(&them.signals);
+                let mut signals = them.signals.lock();
                 if !signals.exited {
                     signals.relations_mut().watchers.push(Watcher::Hook(hook));
                     return;

@@ -11,7 +11,6 @@ use super::code::IntoProcess;
 use super::context::Ctx;
 use super::mailbox::{Mailbox, Overflow};
 use super::shared::Shared;
-use crate::loom::lock;
 use crate::pid::Pid;
 use crate::signal::MonitorRef;
 use crate::signal::record::{ExitHook, Watcher};
@@ -130,16 +129,16 @@ where
     let mut monitor = None;
     if let Some(parent) = parent {
         if options.link {
-            lock(&parent.signals).add_link(cell.pid);
-            lock(&cell.signals).add_link(parent.pid);
+            parent.signals.lock().add_link(cell.pid);
+            cell.signals.lock().add_link(parent.pid);
         }
         if options.monitor {
             let reference = MonitorRef(shared.refs.next());
-            lock(&parent.signals)
+            parent.signals.lock()
                 .relations_mut()
                 .monitors
                 .push((reference, cell.pid));
-            lock(&cell.signals)
+            cell.signals.lock()
                 .relations_mut()
                 .watchers
                 .push(Watcher::Process {
@@ -150,7 +149,7 @@ where
         }
     }
     if let Some(hook) = hook {
-        lock(&cell.signals)
+        cell.signals.lock()
             .relations_mut()
             .watchers
             .push(Watcher::Hook(hook));
