@@ -46,16 +46,17 @@ pub(crate) fn run_worker<H: Host>(host: &H, index: usize, queue: Option<Worker<R
     let mut flushed_at = clock.now();
     while !scheduler.is_stopped() {
         let task = scheduler.next_task();
-        slices = slices.wrapping_add(1);
-        // Lazy receive timers go to the heap before this thread sleeps, or when it has been
-        // busy for a while (the clock is read once every 64 slices).
-        let idle = task.is_none();
-        if (idle || slices % 64 == 0)
-            && host.has_deferred(index)
-            && (idle || clock.now().saturating_sub(flushed_at) >= DEFER_AT_MOST)
-        {
-            host.flush_deferred(index);
-            flushed_at = clock.now();
+        // Lazy receive timers go to the heap when this thread has been busy for a while (the
+        // clock is read once every 64 slices), or before it parks (below).
+        if task.is_some() {
+            slices = slices.wrapping_add(1);
+            if slices % 64 == 0
+                && host.has_deferred(index)
+                && clock.now().saturating_sub(flushed_at) >= DEFER_AT_MOST
+            {
+                host.flush_deferred(index);
+                flushed_at = clock.now();
+            }
         }
         if searching {
             // Found work or gave up: either way the next push may wake another thread.
@@ -70,8 +71,14 @@ pub(crate) fn run_worker<H: Host>(host: &H, index: usize, queue: Option<Worker<R
                 ticks += 1;
                 watch.set(ticks);
             }
+            // Out of work: spin a moment first. The message that ends a receive (a call's
+            // reply) usually comes during the spin, and its timer never reaches the heap.
             None if spin_for_work(scheduler) => {}
             None => {
+                if host.has_deferred(index) {
+                    host.flush_deferred(index);
+                    flushed_at = clock.now();
+                }
                 searching = scheduler
                     .sleepers
                     .sleep(|| scheduler.has_work() || scheduler.is_stopped());

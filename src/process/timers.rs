@@ -99,8 +99,19 @@ impl Shared {
     pub(crate) fn cancel_wait_timer(&self, cell: &ProcessCell, timer: TimerRef) {
         if timer.is_lazy() {
             // A new epoch: the deferred entry no longer matches and is dropped at the flush.
-            let epoch = cell.wait_epoch.load(Ordering::Relaxed).wrapping_add(1);
-            cell.wait_epoch.store(epoch, Ordering::Release);
+            let epoch = cell.wait_epoch.load(Ordering::Relaxed);
+            cell.wait_epoch.store(epoch.wrapping_add(1), Ordering::Release);
+            // Most receives end on the thread that set their timer before it set another
+            // one: then the entry is the list's last and goes now, which spares the flush
+            // its upgrade of the process's count.
+            if let Some(index) = scheduler::current_index(self.scheduler.id())
+                && let Some(mut list) = self.deferred.list(index)
+                && list.last().is_some_and(|last| {
+                    last.epoch == epoch && std::ptr::eq(last.cell.as_ptr(), cell)
+                })
+            {
+                list.pop();
+            }
         } else {
             self.timers.cancel(timer);
         }
