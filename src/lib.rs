@@ -41,6 +41,7 @@ pub mod conversation;
 pub(crate) mod engine;
 pub mod jobs;
 pub(crate) mod loom;
+pub mod persistence;
 pub(crate) mod pid;
 pub(crate) mod process;
 pub(crate) mod runtime;

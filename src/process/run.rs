@@ -216,7 +216,9 @@ fn finish(cell: &Arc<ProcessCell>, reason: ExitReason, own: bool) {
             pid: cell.pid,
             reason: reason.clone(),
             source: CrashSource::Process {
-                name: cell.signals.lock()
+                name: cell
+                    .signals
+                    .lock()
                     .relations()
                     .and_then(|relations| relations.name.as_deref().map(str::to_owned)),
                 mailbox_len,

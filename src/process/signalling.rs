@@ -124,7 +124,8 @@ impl Shared {
         them: Option<&Arc<ProcessCell>>,
         reference: MonitorRef,
     ) -> MonitorRef {
-        me.signals.lock()
+        me.signals
+            .lock()
             .relations_mut()
             .monitors
             .push((reference, target));

@@ -134,11 +134,14 @@ where
         }
         if options.monitor {
             let reference = MonitorRef(shared.refs.next());
-            parent.signals.lock()
+            parent
+                .signals
+                .lock()
                 .relations_mut()
                 .monitors
                 .push((reference, cell.pid));
-            cell.signals.lock()
+            cell.signals
+                .lock()
                 .relations_mut()
                 .watchers
                 .push(Watcher::Process {
@@ -149,7 +152,8 @@ where
         }
     }
     if let Some(hook) = hook {
-        cell.signals.lock()
+        cell.signals
+            .lock()
             .relations_mut()
             .watchers
             .push(Watcher::Hook(hook));

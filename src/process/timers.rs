@@ -100,7 +100,8 @@ impl Shared {
         if timer.is_lazy() {
             // A new epoch: the deferred entry no longer matches and is dropped at the flush.
             let epoch = cell.wait_epoch.load(Ordering::Relaxed);
-            cell.wait_epoch.store(epoch.wrapping_add(1), Ordering::Release);
+            cell.wait_epoch
+                .store(epoch.wrapping_add(1), Ordering::Release);
             // Most receives end on the thread that set their timer before it set another
             // one: then the entry is the list's last and goes now, which spares the flush
             // its upgrade of the process's count.

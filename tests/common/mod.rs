@@ -25,3 +25,4 @@ pub mod cli;
 pub mod hero;
 pub mod log;
 pub mod redis_server;
+pub mod store_conformance;

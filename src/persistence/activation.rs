@@ -1,0 +1,411 @@
+//! One activation: the process that holds one actor's state, rebuilt from its snapshot and
+//! events, and turns its commands into events, one command at a time.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{debug, warn};
+
+use super::actors::{ActorError, Committed, Host, Reader, Slot, take};
+use super::model::EventSourced;
+use super::store::{EventRecord, EventStore, NewEvent, Snapshot, StoreError, StreamId};
+use crate::server::ReplyTo;
+use crate::{Ctx, Message};
+
+/// What an activation is asked (opaque outside this module's parent).
+pub(crate) enum Request<A: EventSourced> {
+    Command(
+        Slot<A::Command>,
+        ReplyTo<Result<Committed, ActorError<A::Rejection>>>,
+    ),
+    Query(
+        Slot<Reader<A>>,
+        ReplyTo<Result<Answer, ActorError<A::Rejection>>>,
+    ),
+    Stop(ReplyTo<Result<(), ActorError<A::Rejection>>>),
+}
+
+/// A query's answer, typed again by the caller.
+pub(crate) type Answer = Box<dyn Any + Send>;
+
+/// How many events a replay reads at a time.
+const REPLAY_BATCH: usize = 1024;
+
+/// An actor's state and where it stands in its stream.
+struct Live<A> {
+    state: A,
+    version: u64,
+    /// The version of the latest snapshot saved (or loaded).
+    snapshot_at: u64,
+    /// An append failed in a way that may or may not have stored it: read the stream again
+    /// before deciding the next command.
+    stale: bool,
+}
+
+/// The body of the activation of actor `id`.
+pub(crate) async fn run_activation<A: EventSourced>(
+    mut ctx: Ctx<Request<A>>,
+    id: String,
+    host: Arc<Host<A>>,
+) {
+    // A supervisor's shutdown arrives as a message, so the actor can save its snapshot.
+    ctx.trap_exit(true);
+    let stream = StreamId::new(A::KIND, id.clone()).expect("ids are checked before activation");
+    let store = Arc::clone(&host.store);
+    let loading = stream.clone();
+    let started = std::time::Instant::now();
+    let loaded = ctx
+        .blocking(move || {
+            let mut live = Live {
+                state: A::default(),
+                version: 0,
+                snapshot_at: 0,
+                stale: false,
+            };
+            load_snapshot(&*store, &loading, &mut live)?;
+            replay(&*store, &loading, &mut live)?;
+            Ok(live)
+        })
+        .await;
+    let mut live = match loaded {
+        Ok(live) => live,
+        Err(error) => return refuse(ctx, &host, &id, error).await,
+    };
+    debug!(
+        actor = %stream,
+        version = live.version,
+        from_snapshot = live.snapshot_at,
+        us = started.elapsed().as_micros() as u64,
+        "virtual actor activated"
+    );
+    loop {
+        let message = match host.config.idle_after {
+            Some(idle) => ctx.recv_timeout(idle).await,
+            None => Some(ctx.recv().await),
+        };
+        match message {
+            None => {
+                debug!(actor = %stream, "virtual actor passivated after idling");
+                live.snapshot(&mut ctx, &host, &stream).await;
+                host.unregister(&id, ctx.pid());
+                return;
+            }
+            Some(Message::User(Request::Command(slot, reply))) => {
+                let Some(command) = take(&slot) else { continue };
+                let result = live.command(&mut ctx, &host, &stream, command).await;
+                let broken = match &result {
+                    Err(error @ ActorError::Replay { .. }) => Some(replica(error)),
+                    _ => None,
+                };
+                reply.reply(result);
+                if let Some(error) = broken {
+                    // The stream cannot be read back: this state is no longer the fold of
+                    // the stored events.
+                    return refuse(ctx, &host, &id, error).await;
+                }
+                if host
+                    .config
+                    .snapshot_every
+                    .is_some_and(|every| live.version - live.snapshot_at >= every.max(1))
+                {
+                    live.snapshot(&mut ctx, &host, &stream).await;
+                }
+            }
+            Some(Message::User(Request::Query(slot, reply))) => {
+                if let Some(read) = take(&slot) {
+                    reply.reply(Ok(read(&live.state, live.version)));
+                }
+            }
+            Some(Message::User(Request::Stop(reply))) => {
+                live.snapshot(&mut ctx, &host, &stream).await;
+                host.unregister(&id, ctx.pid());
+                reply.reply(Ok(()));
+                return;
+            }
+            Some(Message::Exit(signal)) => {
+                live.snapshot(&mut ctx, &host, &stream).await;
+                host.unregister(&id, ctx.pid());
+                ctx.stop(signal.reason);
+            }
+            Some(Message::Down(_)) => {}
+        }
+    }
+}
+
+/// The actor cannot be activated (its stream cannot be read back): answer what waits with
+/// `error`, leave the registry and exit normally, so the supervisor does not restart it and
+/// the next command tries again.
+async fn refuse<A: EventSourced>(
+    mut ctx: Ctx<Request<A>>,
+    host: &Host<A>,
+    id: &str,
+    error: ActorError<A::Rejection>,
+) {
+    warn!(kind = A::KIND, id, %error, "virtual actor: activation refused");
+    host.unregister(id, ctx.pid());
+    while let Some(message) = ctx.recv_timeout(Duration::ZERO).await {
+        match message {
+            Message::User(Request::Command(slot, reply)) => {
+                if take(&slot).is_some() {
+                    reply.reply(Err(replica(&error)));
+                }
+            }
+            Message::User(Request::Query(slot, reply)) => {
+                if take(&slot).is_some() {
+                    reply.reply(Err(replica(&error)));
+                }
+            }
+            Message::User(Request::Stop(reply)) => reply.reply(Ok(())),
+            Message::Exit(_) | Message::Down(_) => {}
+        }
+    }
+}
+
+impl<A: EventSourced> Live<A> {
+    /// Decides `command`, appends its events expecting this version, and applies them; on
+    /// a conflict, catches up with the stream and decides again.
+    async fn command(
+        &mut self,
+        ctx: &mut Ctx<Request<A>>,
+        host: &Host<A>,
+        stream: &StreamId,
+        command: A::Command,
+    ) -> Result<Committed, ActorError<A::Rejection>> {
+        if self.stale {
+            self.catch_up(ctx, host, stream).await?;
+        }
+        let mut retries = 0;
+        loop {
+            let events = self.state.decide(&command).map_err(ActorError::Rejected)?;
+            if events.is_empty() {
+                return Ok(Committed {
+                    version: self.version,
+                    events: 0,
+                });
+            }
+            let encoded = events
+                .iter()
+                .map(|event| {
+                    serde_json::to_vec(event).map(|payload| NewEvent {
+                        schema: A::EVENT_SCHEMA,
+                        payload,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| ActorError::Encode {
+                    actor: stream.to_string(),
+                    reason: error.to_string(),
+                })?;
+            let (store, target, expected) = (Arc::clone(&host.store), stream.clone(), self.version);
+            let appended = ctx
+                .blocking(move || store.append(&target, expected, &encoded))
+                .await;
+            match appended {
+                Ok(version) => {
+                    for event in &events {
+                        self.state.apply(event);
+                    }
+                    self.version = version;
+                    return Ok(Committed {
+                        version,
+                        events: events.len(),
+                    });
+                }
+                Err(StoreError::Conflict { .. }) if retries < host.config.conflict_retries => {
+                    retries += 1;
+                    debug!(actor = %stream, retries, "virtual actor: version conflict, catching up");
+                    self.catch_up(ctx, host, stream).await?;
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    // Catch up anyway, so the next command starts from the stream's state.
+                    self.catch_up(ctx, host, stream).await?;
+                    return Err(ActorError::Conflict {
+                        actor: stream.to_string(),
+                        retries,
+                    });
+                }
+                Err(error) => {
+                    self.stale = true;
+                    return Err(error.into());
+                }
+            }
+        }
+    }
+
+    /// Applies the events stored after this version (written by another writer).
+    async fn catch_up(
+        &mut self,
+        ctx: &mut Ctx<Request<A>>,
+        host: &Host<A>,
+        stream: &StreamId,
+    ) -> Result<(), ActorError<A::Rejection>> {
+        let store = Arc::clone(&host.store);
+        let target = stream.clone();
+        let mut live = Live {
+            state: std::mem::take(&mut self.state),
+            version: self.version,
+            snapshot_at: self.snapshot_at,
+            stale: false,
+        };
+        let (live, result) = ctx
+            .blocking(move || {
+                let result = replay(&*store, &target, &mut live);
+                (live, result)
+            })
+            .await;
+        *self = live;
+        if result.is_err() {
+            self.stale = true;
+        }
+        result
+    }
+
+    /// Saves a snapshot if there are events since the last one; a failure is logged (the
+    /// events are stored: a snapshot only shortens the next replay).
+    async fn snapshot(&mut self, ctx: &mut Ctx<Request<A>>, host: &Host<A>, stream: &StreamId) {
+        if self.version <= self.snapshot_at || self.stale {
+            return;
+        }
+        let payload = match serde_json::to_vec(&self.state) {
+            Ok(payload) => payload,
+            Err(error) => {
+                warn!(actor = %stream, %error, "virtual actor: the state does not serialise; no snapshot");
+                return;
+            }
+        };
+        let snapshot = Snapshot {
+            version: self.version,
+            schema: A::SNAPSHOT_SCHEMA,
+            payload,
+        };
+        let (store, target) = (Arc::clone(&host.store), stream.clone());
+        match ctx
+            .blocking(move || store.save_snapshot(&target, &snapshot))
+            .await
+        {
+            Ok(()) => self.snapshot_at = self.version,
+            Err(error) => warn!(actor = %stream, %error, "virtual actor: snapshot not saved"),
+        }
+    }
+}
+
+/// Loads the latest snapshot into `live`; one that cannot be read is skipped with a warning
+/// (the events rebuild the state).
+fn load_snapshot<A: EventSourced>(
+    store: &dyn EventStore,
+    stream: &StreamId,
+    live: &mut Live<A>,
+) -> Result<(), ActorError<A::Rejection>> {
+    let Some(snapshot) = store.load_snapshot(stream)? else {
+        return Ok(());
+    };
+    match decode_snapshot::<A>(&snapshot) {
+        Ok(state) => {
+            live.state = state;
+            live.version = snapshot.version;
+            live.snapshot_at = snapshot.version;
+        }
+        Err(reason) => warn!(
+            actor = %stream,
+            version = snapshot.version,
+            schema = snapshot.schema,
+            reason,
+            "virtual actor: the snapshot cannot be read; replaying every event"
+        ),
+    }
+    Ok(())
+}
+
+/// Applies the events stored after `live.version`.
+fn replay<A: EventSourced>(
+    store: &dyn EventStore,
+    stream: &StreamId,
+    live: &mut Live<A>,
+) -> Result<(), ActorError<A::Rejection>> {
+    loop {
+        let batch = store.read(stream, live.version, REPLAY_BATCH)?;
+        let full = batch.len() == REPLAY_BATCH;
+        for record in batch {
+            if record.version != live.version + 1 {
+                return Err(ActorError::Replay {
+                    actor: stream.to_string(),
+                    version: live.version + 1,
+                    reason: format!("the store returned version {} instead", record.version),
+                });
+            }
+            let event = decode_event::<A>(&record).map_err(|reason| ActorError::Replay {
+                actor: stream.to_string(),
+                version: record.version,
+                reason,
+            })?;
+            live.state.apply(&event);
+            live.version = record.version;
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads a stored event, through `upcast_event` if it has an older schema.
+fn decode_event<A: EventSourced>(record: &EventRecord) -> Result<A::Event, String> {
+    if record.schema == A::EVENT_SCHEMA {
+        return serde_json::from_slice(&record.payload).map_err(|error| {
+            format!(
+                "the event (schema {}) does not decode as {}: {error}",
+                record.schema,
+                std::any::type_name::<A::Event>()
+            )
+        });
+    }
+    let value: serde_json::Value = serde_json::from_slice(&record.payload)
+        .map_err(|error| format!("the event (schema {}) is not JSON: {error}", record.schema))?;
+    let value = A::upcast_event(record.schema, value)?;
+    serde_json::from_value(value).map_err(|error| {
+        format!(
+            "the event upcast from schema {} does not decode as {}: {error}",
+            record.schema,
+            std::any::type_name::<A::Event>()
+        )
+    })
+}
+
+/// Reads a stored snapshot, through `upcast_snapshot` if it has an older schema.
+fn decode_snapshot<A: EventSourced>(snapshot: &Snapshot) -> Result<A, String> {
+    if snapshot.schema == A::SNAPSHOT_SCHEMA {
+        return serde_json::from_slice(&snapshot.payload)
+            .map_err(|error| format!("does not decode: {error}"));
+    }
+    let value: serde_json::Value = serde_json::from_slice(&snapshot.payload)
+        .map_err(|error| format!("is not JSON: {error}"))?;
+    let value = A::upcast_snapshot(snapshot.schema, value)?;
+    serde_json::from_value(value).map_err(|error| format!("does not decode after upcast: {error}"))
+}
+
+/// A copy of an error that carries no rejection (the rejection type need not be `Clone`).
+fn replica<R>(error: &ActorError<R>) -> ActorError<R> {
+    match error {
+        ActorError::Rejected(_) | ActorError::Down => ActorError::Down,
+        ActorError::Conflict { actor, retries } => ActorError::Conflict {
+            actor: actor.clone(),
+            retries: *retries,
+        },
+        ActorError::Replay {
+            actor,
+            version,
+            reason,
+        } => ActorError::Replay {
+            actor: actor.clone(),
+            version: *version,
+            reason: reason.clone(),
+        },
+        ActorError::Encode { actor, reason } => ActorError::Encode {
+            actor: actor.clone(),
+            reason: reason.clone(),
+        },
+        ActorError::Store(error) => ActorError::Store(error.clone()),
+        ActorError::Crashed(reason) => ActorError::Crashed(reason.clone()),
+        ActorError::Timeout => ActorError::Timeout,
+    }
+}

@@ -1,0 +1,483 @@
+//! Virtual actors: an event-sourced actor per id, activated by its first command, passivated
+//! when idle, restarted by a supervisor when it crashes.
+//!
+//! `VirtualActors<A>` owns a router process, a dynamic supervisor of activations linked to
+//! it, and the registry (id → the live activation). A command goes straight to the
+//! activation the registry names; an id with none is activated by the router, which alone
+//! starts activations, one at a time, so an id never has two. The supervisor's start function
+//! writes the registry entry, for a first start and for every restart alike; an activation
+//! removes its own entry before it exits normally (passivated, stopped, or unable to replay).
+//!
+//! A command travels in a slot the activation empties when it takes the command. A caller
+//! whose activation exited before taking it (passivated between the caller's lookup and its
+//! send, or crashed on an earlier command) finds the command still in the slot and sends it
+//! again through the registry, so a command is never lost and never run twice by this layer;
+//! a command that was taken when its activation died is reported as
+//! [`ActorError::Crashed`], since its events may or may not have been stored.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tracing::{debug, warn};
+
+use super::activation::{Request, run_activation};
+use super::model::EventSourced;
+use super::store::{EventStore, StoreError, check_name};
+use crate::server::{CallError, ReplyTo};
+use crate::supervisor::{DynamicSpec, DynamicSupervisor, Restart};
+use crate::{Addr, Ctx, ExitReason, Handle, Message, Pid};
+
+/// How virtual actors behave.
+#[derive(Debug, Clone)]
+pub struct VirtualConfig {
+    /// An activation that gets no message for this long is passivated: it saves a snapshot
+    /// (if it has new events) and stops; the next command activates it again. `None`: never.
+    /// Default: 5 minutes.
+    pub idle_after: Option<Duration>,
+    /// A snapshot is saved after every this many new events; `None`: only when passivated
+    /// or stopped. Default: 100.
+    pub snapshot_every: Option<u64>,
+    /// How many times a command is decided again after a version conflict (another writer
+    /// appended first) before the caller gets [`ActorError::Conflict`]. Default: 5.
+    pub conflict_retries: u32,
+    /// How long a caller waits for a command's reply (activation and replay included).
+    /// Default: 30 s.
+    pub call_timeout: Duration,
+    /// The supervisor of the activations gives up (and the actors stop) after more than
+    /// this many crashes within `period`. Default: 100 in 10 s.
+    pub max_restarts: u32,
+    /// See `max_restarts`.
+    pub period: Duration,
+}
+
+impl Default for VirtualConfig {
+    fn default() -> Self {
+        VirtualConfig {
+            idle_after: Some(Duration::from_secs(300)),
+            snapshot_every: Some(100),
+            conflict_retries: 5,
+            call_timeout: Duration::from_secs(30),
+            max_restarts: 100,
+            period: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A command's outcome: the stream's version after it, and how many events it stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// The version of the actor's stream after the command (the number of its last event).
+    pub version: u64,
+    /// How many events the command stored (0 when it decided nothing happened).
+    pub events: usize,
+}
+
+/// Why a command or query failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActorError<R> {
+    /// The actor refused the command ([`EventSourced::decide`]): nothing was stored.
+    #[error("the command was rejected")]
+    Rejected(R),
+    /// Another writer appended to the actor's stream first, every time, for
+    /// `VirtualConfig::conflict_retries` retries: nothing was stored.
+    #[error("version conflict on {actor} after {retries} retries")]
+    Conflict {
+        /// The actor's stream.
+        actor: String,
+        /// How many times the command was decided again.
+        retries: u32,
+    },
+    /// The actor's stored events could not be read back: the activation is refused until
+    /// the event is fixed or an upcast for it is written.
+    #[error("cannot replay {actor} at version {version}: {reason}")]
+    Replay {
+        /// The actor's stream.
+        actor: String,
+        /// The version of the event (or snapshot) that could not be read.
+        version: u64,
+        /// Why.
+        reason: String,
+    },
+    /// An event could not be serialised: nothing was stored.
+    #[error("cannot serialise an event of {actor}: {reason}")]
+    Encode {
+        /// The actor's stream.
+        actor: String,
+        /// Why.
+        reason: String,
+    },
+    /// The store failed. For an append, the events may or may not be stored (a lost
+    /// connection); the activation reads the stream again before its next command.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The activation died after taking the command (its code panicked): its events may or
+    /// may not be stored. The supervisor restarts the activation, which replays.
+    #[error("the actor crashed handling the command: {0}")]
+    Crashed(ExitReason),
+    /// No reply within `VirtualConfig::call_timeout`.
+    #[error("no reply in time")]
+    Timeout,
+    /// The virtual actors were shut down (or their supervisor gave up).
+    #[error("the virtual actors are not running")]
+    Down,
+}
+
+/// The registry: id → the live activation.
+pub(crate) type Registry<A> = Mutex<HashMap<String, Addr<Request<A>>>>;
+
+/// What an activation shares with its host.
+pub(crate) struct Host<A: EventSourced> {
+    pub(crate) store: Arc<dyn EventStore>,
+    pub(crate) config: VirtualConfig,
+    pub(crate) registry: Registry<A>,
+}
+
+impl<A: EventSourced> Host<A> {
+    pub(crate) fn registered(&self, id: &str) -> Option<Addr<Request<A>>> {
+        self.registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .copied()
+    }
+
+    /// Removes `id`'s entry if it still names `pid`.
+    pub(crate) fn unregister(&self, id: &str, pid: Pid) {
+        let mut registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        if registry.get(id).is_some_and(|addr| addr.pid() == pid) {
+            registry.remove(id);
+        }
+    }
+}
+
+/// A request to the router: activate an id.
+struct Activate<A: EventSourced>(String, ReplyTo<Option<Addr<Request<A>>>>);
+
+/// A shared slot a request travels in: the activation takes what it holds, and a caller whose
+/// activation died finds it still there if it was never taken.
+pub(crate) type Slot<T> = Arc<Mutex<Option<T>>>;
+
+pub(crate) fn take<T>(slot: &Slot<T>) -> Option<T> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
+
+fn is_full<T>(slot: &Slot<T>) -> bool {
+    slot.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .is_some()
+}
+
+/// A query's reader, type-erased for the trip to the activation.
+pub(crate) type Reader<A> = Box<dyn FnOnce(&A, u64) -> Box<dyn std::any::Any + Send> + Send>;
+
+/// Event-sourced actors of type `A`, one activation per id (see the module's documentation).
+///
+/// ```
+/// use std::sync::Arc;
+/// use baobab::persistence::{EventSourced, MemoryStore, VirtualActors, VirtualConfig};
+/// use baobab::{Ctx, Runtime};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Default, Serialize, Deserialize)]
+/// struct Counter { total: u64 }
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Added(u64);
+///
+/// impl EventSourced for Counter {
+///     const KIND: &'static str = "counter";
+///     type Command = u64;
+///     type Event = Added;
+///     type Rejection = String;
+///     fn decide(&self, n: &u64) -> Result<Vec<Added>, String> {
+///         if *n == 0 { Err("add something".into()) } else { Ok(vec![Added(*n)]) }
+///     }
+///     fn apply(&mut self, event: &Added) { self.total += event.0; }
+/// }
+///
+/// let rt = Runtime::new();
+/// let store = Arc::new(MemoryStore::new());
+/// let counters = VirtualActors::<Counter>::start(rt.handle(), store, VirtualConfig::default())
+///     .unwrap();
+/// let total = rt.block_on(move |mut ctx: Ctx<()>| async move {
+///     counters.ask(&mut ctx, "c1", 2).await.unwrap();
+///     let committed = counters.ask(&mut ctx, "c1", 3).await.unwrap();
+///     assert_eq!(committed.version, 2);
+///     counters.query(&mut ctx, "c1", |counter, _version| counter.total).await.unwrap()
+/// });
+/// assert_eq!(total.unwrap(), 5);
+/// ```
+pub struct VirtualActors<A: EventSourced> {
+    host: Arc<Host<A>>,
+    router: Addr<Activate<A>>,
+}
+
+impl<A: EventSourced> Clone for VirtualActors<A> {
+    fn clone(&self) -> Self {
+        VirtualActors {
+            host: Arc::clone(&self.host),
+            router: self.router,
+        }
+    }
+}
+
+impl<A: EventSourced> std::fmt::Debug for VirtualActors<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VirtualActors")
+            .field("kind", &A::KIND)
+            .field("router", &self.router.pid())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many times a caller sends a command again whose activation exited before taking it.
+const RESENDS: u32 = 20;
+
+impl<A: EventSourced> VirtualActors<A> {
+    /// Starts the router and the supervisor of the activations on `handle`'s runtime.
+    ///
+    /// # Panics
+    /// If `A::KIND` breaks the naming rule of [`StreamId`](super::StreamId).
+    pub fn start(
+        handle: &Handle,
+        store: Arc<dyn EventStore>,
+        config: VirtualConfig,
+    ) -> Result<Self, ExitReason> {
+        if let Err(error) = check_name(A::KIND) {
+            panic!("EventSourced::KIND: {error}");
+        }
+        let host = Arc::new(Host {
+            store,
+            config,
+            registry: Mutex::new(HashMap::new()),
+        });
+        let router_host = Arc::clone(&host);
+        let router = handle
+            .spawn(move |ctx: Ctx<Activate<A>>| run_router(ctx, router_host))
+            .map_err(|error| ExitReason::error(error.to_string()))?;
+        Ok(VirtualActors { host, router })
+    }
+
+    /// Sends `command` to actor `id` (activating it if needed) and waits for its outcome.
+    pub async fn ask<M: Send + 'static>(
+        &self,
+        ctx: &mut Ctx<M>,
+        id: &str,
+        command: A::Command,
+    ) -> Result<Committed, ActorError<A::Rejection>> {
+        check_name(id)?;
+        let slot: Slot<A::Command> = Arc::new(Mutex::new(Some(command)));
+        self.with_activation(
+            ctx,
+            id,
+            || is_full(&slot),
+            |reply| Request::Command(Arc::clone(&slot), reply),
+        )
+        .await?
+    }
+
+    /// Runs `read` on actor `id`'s state and version (activating it if needed) and returns
+    /// what it returns. The state cannot be changed here: only events change it.
+    pub async fn query<M: Send + 'static, R: Send + 'static>(
+        &self,
+        ctx: &mut Ctx<M>,
+        id: &str,
+        read: impl FnOnce(&A, u64) -> R + Send + 'static,
+    ) -> Result<R, ActorError<A::Rejection>> {
+        check_name(id)?;
+        let read: Reader<A> = Box::new(move |state, version| Box::new(read(state, version)));
+        let slot: Slot<Reader<A>> = Arc::new(Mutex::new(Some(read)));
+        let value = self
+            .with_activation(
+                ctx,
+                id,
+                || is_full(&slot),
+                |reply| Request::Query(Arc::clone(&slot), reply),
+            )
+            .await??;
+        Ok(*value
+            .downcast::<R>()
+            .unwrap_or_else(|_| unreachable!("a query answers with its reader's type")))
+    }
+
+    /// Stops actor `id` if it is active: it saves a snapshot (if it has new events) and
+    /// exits. `Ok(true)` if it was active.
+    pub async fn stop<M: Send + 'static>(
+        &self,
+        ctx: &mut Ctx<M>,
+        id: &str,
+    ) -> Result<bool, ActorError<A::Rejection>> {
+        check_name(id)?;
+        let Some(addr) = self.host.registered(id) else {
+            return Ok(false);
+        };
+        match ctx
+            .call(&addr, Request::Stop, self.host.config.call_timeout)
+            .await
+        {
+            Ok(result) => result.map(|()| true),
+            Err(CallError::NoProc { .. }) => Ok(false),
+            Err(CallError::Timeout) => Err(ActorError::Timeout),
+            Err(CallError::MailboxFull(_)) => Err(ActorError::Down),
+        }
+    }
+
+    /// The ids of the active actors, sorted.
+    pub fn active(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .host
+            .registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The pid of actor `id`'s activation, if it is active.
+    pub fn pid_of(&self, id: &str) -> Option<Pid> {
+        self.host.registered(id).map(|addr| addr.pid())
+    }
+
+    /// The router's pid: killing it stops the supervisor and every activation.
+    pub fn router(&self) -> Pid {
+        self.router.pid()
+    }
+
+    /// The store the actors use.
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.host.store
+    }
+
+    /// Stops every activation (each saves a snapshot if it has new events), then the router.
+    pub fn shutdown(&self, handle: &Handle) {
+        let watch = handle.watch(self.router.pid());
+        handle.exit(self.router.pid(), ExitReason::Shutdown);
+        let _ = watch.wait_timeout(Duration::from_secs(60));
+    }
+
+    /// Calls `id`'s activation, activating it first if needed, and again
+    /// (after a short pause) while the activation it found exited before taking the request
+    /// (`pending` says whether the request is still in its slot; `request` makes the
+    /// message).
+    async fn with_activation<M: Send + 'static, T: Send + 'static>(
+        &self,
+        ctx: &mut Ctx<M>,
+        id: &str,
+        pending: impl Fn() -> bool,
+        request: impl Fn(ReplyTo<T>) -> Request<A>,
+    ) -> Result<T, ActorError<A::Rejection>> {
+        let timeout = self.host.config.call_timeout;
+        for attempt in 0..RESENDS {
+            let addr = match self.host.registered(id) {
+                Some(addr) => addr,
+                None => self.activate(ctx, id).await?,
+            };
+            match ctx.call(&addr, &request, timeout).await {
+                Ok(value) => return Ok(value),
+                Err(CallError::NoProc { reason, .. }) if !pending() => {
+                    return Err(ActorError::Crashed(reason));
+                }
+                Err(CallError::NoProc { pid, reason }) => {
+                    // Passivated, stopped or crashed before taking the request: a new
+                    // activation (or the restarted one) gets it.
+                    debug!(%pid, ?reason, attempt, "virtual actor: resending to a new activation");
+                    if attempt > 0 {
+                        ctx.sleep(Duration::from_millis(u64::from(attempt.min(10))))
+                            .await;
+                    }
+                }
+                Err(CallError::Timeout) => return Err(ActorError::Timeout),
+                Err(CallError::MailboxFull(_)) => return Err(ActorError::Down),
+            }
+        }
+        Err(ActorError::Down)
+    }
+
+    async fn activate<M: Send + 'static>(
+        &self,
+        ctx: &mut Ctx<M>,
+        id: &str,
+    ) -> Result<Addr<Request<A>>, ActorError<A::Rejection>> {
+        match ctx
+            .call(
+                &self.router,
+                |reply| Activate(id.to_owned(), reply),
+                self.host.config.call_timeout,
+            )
+            .await
+        {
+            Ok(Some(addr)) => Ok(addr),
+            Ok(None) | Err(CallError::NoProc { .. } | CallError::MailboxFull(_)) => {
+                Err(ActorError::Down)
+            }
+            Err(CallError::Timeout) => Err(ActorError::Timeout),
+        }
+    }
+}
+
+/// The router: starts activations, one at a time, for ids that have none.
+async fn run_router<A: EventSourced>(mut ctx: Ctx<Activate<A>>, host: Arc<Host<A>>) {
+    ctx.trap_exit(true);
+    let start_host = Arc::clone(&host);
+    let spec = DynamicSpec::worker(A::KIND, move |start, id: String| {
+        let host = Arc::clone(&start_host);
+        let activation_id = id.clone();
+        let pid =
+            start.spawn(move |ctx: Ctx<Request<A>>| run_activation(ctx, activation_id, host))?;
+        // First start or restart alike: this is now the id's activation.
+        start_host
+            .registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, Addr::new(pid));
+        Ok(pid)
+    })
+    .restart(Restart::Transient)
+    .intensity(host.config.max_restarts, host.config.period);
+    let supervisor = match DynamicSupervisor::start_link(&mut ctx, spec).await {
+        Ok(supervisor) => supervisor,
+        Err(reason) => {
+            warn!(kind = A::KIND, %reason, "virtual actors: the supervisor did not start");
+            return;
+        }
+    };
+    loop {
+        match ctx.recv().await {
+            Message::User(Activate(id, reply)) => {
+                if let Some(addr) = host.registered(&id) {
+                    reply.reply(Some(addr));
+                    continue;
+                }
+                match supervisor.start_child(&mut ctx, id.clone()).await {
+                    Ok(_) => reply.reply(host.registered(&id)),
+                    Err(error) => {
+                        warn!(kind = A::KIND, id, %error, "virtual actors: activation failed");
+                        reply.reply(None);
+                    }
+                }
+            }
+            Message::Exit(signal) if signal.from == supervisor.pid() => {
+                warn!(kind = A::KIND, reason = %signal.reason, "virtual actors: the supervisor exited");
+                ctx.stop(signal.reason);
+            }
+            Message::Exit(signal) => {
+                // A shutdown from the owner: stop the supervisor (and with it every
+                // activation, each saving its snapshot) first.
+                ctx.exit(supervisor.pid(), ExitReason::Shutdown);
+                while let Some(message) = ctx.recv_timeout(Duration::from_secs(60)).await {
+                    if let Message::Exit(exit) = message
+                        && exit.from == supervisor.pid()
+                    {
+                        break;
+                    }
+                }
+                ctx.stop(signal.reason);
+            }
+            Message::Down(_) => {}
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! Event-sourced virtual actors: an actor's state is the fold of its stored events.
+//!
+//! - The model: [`EventSourced`] (commands decided against the state yield events; `apply`
+//!   folds an event into the state, the only way it changes), with schema versions and
+//!   upcasting for events and snapshots written by older code.
+//! - The stores: one trait, [`EventStore`], with optimistic concurrency (every append states
+//!   the version it expects), and [`MemoryStore`] and the durable [`FileStore`].
+//! - The actors: [`VirtualActors`] activates an actor on its first command (its latest
+//!   snapshot, then the events after it), keeps one activation per id, handles its commands
+//!   one at a time, passivates it when idle, and restarts it under a supervisor when it
+//!   crashes; on a version conflict it catches up and decides again.
+//!
+//! See `docs/persistence.md` for the lifecycle and what is guaranteed on a crash.
+
+mod activation;
+mod actors;
+mod model;
+pub mod store;
+
+pub use actors::{ActorError, Committed, VirtualActors, VirtualConfig};
+pub use model::EventSourced;
+pub use store::{
+    EventRecord, EventStore, FileStore, FileStoreConfig, Fsync, MemoryStore, NewEvent, Snapshot,
+    StoreError, StreamId,
+};
