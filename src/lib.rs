@@ -28,10 +28,11 @@
 //! processes ([`Pid`], [`Ctx`], [`Behaviour`], mailboxes, registered names, [`Handle`]); the
 //! [`Runtime`] that starts them; `server` (gen_server-style calls), [`supervisor`] (OTP's
 //! supervision trees), [`conversation`] (request/reply envelopes forwarded to participants
-//! under a crash policy), [`jobs`] (the job model, stores and the supervised worker pool),
+//! under a crash policy), [`persistence`] (event-sourced virtual actors and their stores),
+//! [`jobs`] (the job model, stores and the supervised worker pool),
 //! `script` (the sandboxed Rhai engine, feature `rhai`) and `bridge` (jobs in Redis, feature
 //! `redis`). See `docs/architecture.md`, `docs/semantics.md`, `docs/supervision.md` and
-//! `docs/conversations.md`, `docs/jobs.md` and `docs/wire-format.md`.
+//! `docs/conversations.md`, `docs/persistence.md`, `docs/jobs.md` and `docs/wire-format.md`.
 
 #![warn(missing_docs)]
 
