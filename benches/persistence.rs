@@ -3,8 +3,13 @@
 //! file), replay speed, and the activation latency of an actor with 10,000 events, cold, with
 //! and without a snapshot.
 //!
+//! With feature `nats`, the same against NATS JetStream (a private `nats-server -js` the
+//! bench starts on a free port), each against a raw JetStream publish loop with acks from the
+//! same client library, one at a time and 64 at once.
+//!
 //! ```text
 //! cargo bench --bench persistence
+//! cargo bench --bench persistence --features nats
 //! BAOBAB_BENCH_RUNS=5 BAOBAB_BENCH_APPENDS=2000 cargo bench --bench persistence [-- FILTER]
 //! ```
 //!
@@ -114,8 +119,8 @@ fn append_one(n: usize, fsync: Fsync) -> f64 {
     rate
 }
 
-/// Commands per second through `VirtualActors` to 10,000 actors, from 64 callers at once
-/// (so appends wait for the disk together), the file store fsyncing every append.
+/// Commands per second through `VirtualActors` to 10,000 active actors (activated first,
+/// untimed), from 64 callers at once (so appends wait for the disk together).
 fn actors_10k(rt: &Runtime, n: usize, fsync: Fsync) -> f64 {
     let dir = scratch("many");
     let store: Arc<dyn EventStore> = Arc::new(
@@ -133,6 +138,7 @@ fn actors_10k(rt: &Runtime, n: usize, fsync: Fsync) -> f64 {
     let callers = 64;
     let ids = 10_000;
     let per_caller = n / callers;
+    warm_up(rt, &actors, ids);
     let started = Instant::now();
     let driver = actors.clone();
     rt.block_on(move |mut ctx: Ctx<()>| async move {
@@ -157,6 +163,30 @@ fn actors_10k(rt: &Runtime, n: usize, fsync: Fsync) -> f64 {
     actors.shutdown(rt.handle());
     std::fs::remove_dir_all(&dir).unwrap();
     rate
+}
+
+/// Activates actors `c0` to `c{ids - 1}` with one command each (64 callers), so the timed
+/// commands measure appends, not activations.
+fn warm_up(rt: &Runtime, actors: &VirtualActors<Counter>, ids: usize) {
+    let driver = actors.clone();
+    rt.block_on(move |mut ctx: Ctx<()>| async move {
+        let me = ctx.addr();
+        let callers = 64;
+        for c in 0..callers {
+            let actors = driver.clone();
+            ctx.spawn(move |mut ctx: Ctx<()>| async move {
+                for id in (c..ids).step_by(callers) {
+                    actors.ask(&mut ctx, &format!("c{id}"), 1).await.unwrap();
+                }
+                ctx.send(&me, ()).unwrap();
+            })
+            .unwrap();
+        }
+        for _ in 0..callers {
+            let _: Message<()> = ctx.recv().await;
+        }
+    })
+    .unwrap();
 }
 
 /// A store with one stream of `events` events, and a snapshot at its end if asked.
@@ -214,6 +244,173 @@ fn activation_us(rt: &Runtime, events: u64, snapshot: bool) -> f64 {
     us
 }
 
+#[cfg(feature = "nats")]
+mod jetstream {
+    //! The JetStream rows: a private server, the raw publish ceilings, the store.
+
+    use std::net::{TcpListener, TcpStream};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    use baobab::persistence::{
+        EventStore, NatsStore, NatsStoreConfig, StreamId, VirtualActors, VirtualConfig,
+    };
+    use baobab::{Ctx, Message, Runtime};
+
+    use super::{Counter, event, scratch};
+
+    pub struct Server {
+        child: Child,
+        dir: std::path::PathBuf,
+        pub url: String,
+    }
+
+    impl Server {
+        pub fn start() -> Server {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let dir = scratch("nats");
+            std::fs::create_dir_all(&dir).unwrap();
+            let child = Command::new("nats-server")
+                .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+                .arg(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nats-server (Debian's nats-server package)");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "nats-server did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Server {
+                child,
+                dir,
+                url: format!("nats://127.0.0.1:{port}"),
+            }
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn prefix() -> String {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        format!("b{}", NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The ceiling: `n` publishes to one subject of a fresh stream, each awaiting its ack,
+    /// from `writers` tasks at once, with the client library the store uses.
+    pub fn raw_publish(url: &str, n: usize, writers: usize) -> f64 {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let client = async_nats::connect(url).await.unwrap();
+            let js = async_nats::jetstream::new(client);
+            let name = prefix();
+            js.get_or_create_stream(async_nats::jetstream::stream::Config {
+                name: name.to_uppercase(),
+                subjects: vec![format!("{name}.>")],
+                storage: async_nats::jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            let payload = bytes::Bytes::from(event(1).payload);
+            let started = Instant::now();
+            let tasks: Vec<_> = (0..writers)
+                .map(|w| {
+                    let (js, payload, subject) =
+                        (js.clone(), payload.clone(), format!("{name}.w{w}"));
+                    tokio::spawn(async move {
+                        for _ in 0..n / writers {
+                            js.publish(subject.clone(), payload.clone())
+                                .await
+                                .unwrap()
+                                .await
+                                .unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+            (n / writers * writers) as f64 / started.elapsed().as_secs_f64()
+        })
+    }
+
+    fn store(url: &str) -> NatsStore {
+        NatsStore::connect(
+            url,
+            NatsStoreConfig {
+                prefix: prefix(),
+                ..NatsStoreConfig::default()
+            },
+        )
+        .unwrap()
+    }
+
+    /// One writer, one stream, one event per append.
+    pub fn append_one(url: &str, n: usize) -> f64 {
+        let store = store(url);
+        let stream = StreamId::new("counter", "one").unwrap();
+        store.version(&stream).unwrap();
+        let started = Instant::now();
+        for i in 0..n as u64 {
+            store.append(&stream, i, &[event(i)]).unwrap();
+        }
+        n as f64 / started.elapsed().as_secs_f64()
+    }
+
+    /// Commands per second through `VirtualActors` to 10,000 active actors (activated first,
+    /// untimed) from 64 callers.
+    pub fn actors_10k(rt: &Runtime, url: &str, n: usize) -> f64 {
+        let store: Arc<dyn EventStore> = Arc::new(store(url));
+        let actors =
+            VirtualActors::<Counter>::start(rt.handle(), store, VirtualConfig::default()).unwrap();
+        let callers = 64;
+        let per_caller = n / callers;
+        super::warm_up(rt, &actors, 10_000);
+        let started = Instant::now();
+        let driver = actors.clone();
+        rt.block_on(move |mut ctx: Ctx<()>| async move {
+            let me = ctx.addr();
+            for c in 0..callers {
+                let actors = driver.clone();
+                ctx.spawn(move |mut ctx: Ctx<()>| async move {
+                    for i in 0..per_caller {
+                        let id = format!("c{}", (c * per_caller + i) % 10_000);
+                        actors.ask(&mut ctx, &id, 1).await.unwrap();
+                    }
+                    ctx.send(&me, ()).unwrap();
+                })
+                .unwrap();
+            }
+            for _ in 0..callers {
+                let _: Message<()> = ctx.recv().await;
+            }
+        })
+        .unwrap();
+        let rate = (per_caller * callers) as f64 / started.elapsed().as_secs_f64();
+        actors.shutdown(rt.handle());
+        rate
+    }
+}
+
 fn main() {
     let filter: Vec<String> = std::env::args()
         .skip(1)
@@ -264,5 +461,22 @@ fn main() {
     row("replay (10k events, cold)", "events/s", &|| {
         10_000.0 / (activation_us(&rt, 10_000, false) / 1e6)
     });
+    #[cfg(feature = "nats")]
+    {
+        let server = jetstream::Server::start();
+        let url = server.url.clone();
+        row("ceiling: raw JetStream publish, 1", "publishes/s", &|| {
+            jetstream::raw_publish(&url, appends, 1)
+        });
+        row("append, 1 actor, JetStream", "appends/s", &|| {
+            jetstream::append_one(&url, appends)
+        });
+        row("ceiling: raw JetStream publish, 64", "publishes/s", &|| {
+            jetstream::raw_publish(&url, appends * 5, 64)
+        });
+        row("commands, 10k actors, JetStream", "commands/s", &|| {
+            jetstream::actors_10k(&rt, &url, appends * 5)
+        });
+    }
     rt.shutdown();
 }

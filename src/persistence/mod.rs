@@ -23,3 +23,5 @@ pub use store::{
     EventRecord, EventStore, FileStore, FileStoreConfig, Fsync, MemoryStore, NewEvent, Snapshot,
     StoreError, StreamId,
 };
+#[cfg(feature = "nats")]
+pub use store::{NatsStore, NatsStoreConfig};

@@ -24,5 +24,6 @@ pub mod cli;
 #[allow(dead_code)]
 pub mod hero;
 pub mod log;
+pub mod nats_server;
 pub mod redis_server;
 pub mod store_conformance;

@@ -9,11 +9,15 @@
 
 mod file;
 mod memory;
+#[cfg(feature = "nats")]
+mod nats;
 
 use std::fmt;
 
 pub use file::{FileStore, FileStoreConfig, Fsync};
 pub use memory::MemoryStore;
+#[cfg(feature = "nats")]
+pub use nats::{NatsStore, NatsStoreConfig};
 
 /// The longest actor type or id a stream may have, in bytes.
 pub const MAX_NAME_LEN: usize = 128;
