@@ -119,63 +119,55 @@ fn append_one(n: usize, fsync: Fsync) -> f64 {
     rate
 }
 
-/// Commands per second through `VirtualActors` to 10,000 active actors (activated first,
-/// untimed), from 64 callers at once (so appends wait for the disk together).
+/// Commands per second through `VirtualActors` on the file store to 10,000 active actors.
 fn actors_10k(rt: &Runtime, n: usize, fsync: Fsync) -> f64 {
     let dir = scratch("many");
-    let store: Arc<dyn EventStore> = Arc::new(
-        FileStore::open_with(
-            &dir,
-            FileStoreConfig {
-                fsync,
-                ..FileStoreConfig::default()
-            },
-        )
-        .unwrap(),
-    );
-    let actors =
-        VirtualActors::<Counter>::start(rt.handle(), store, VirtualConfig::default()).unwrap();
-    let callers = 64;
-    let ids = 10_000;
-    let per_caller = n / callers;
-    warm_up(rt, &actors, ids);
-    let started = Instant::now();
-    let driver = actors.clone();
-    rt.block_on(move |mut ctx: Ctx<()>| async move {
-        let me = ctx.addr();
-        for c in 0..callers {
-            let actors = driver.clone();
-            ctx.spawn(move |mut ctx: Ctx<()>| async move {
-                for i in 0..per_caller {
-                    let id = format!("c{}", (c * per_caller + i) % ids);
-                    actors.ask(&mut ctx, &id, 1).await.unwrap();
-                }
-                ctx.send(&me, ()).unwrap();
-            })
-            .unwrap();
-        }
-        for _ in 0..callers {
-            let _: Message<()> = ctx.recv().await;
-        }
-    })
-    .unwrap();
-    let rate = (per_caller * callers) as f64 / started.elapsed().as_secs_f64();
-    actors.shutdown(rt.handle());
+    let config = FileStoreConfig {
+        fsync,
+        ..FileStoreConfig::default()
+    };
+    let rate = commands_10k(rt, Arc::new(FileStore::open_with(&dir, config).unwrap()), n);
     std::fs::remove_dir_all(&dir).unwrap();
     rate
 }
 
-/// Activates actors `c0` to `c{ids - 1}` with one command each (64 callers), so the timed
-/// commands measure appends, not activations.
-fn warm_up(rt: &Runtime, actors: &VirtualActors<Counter>, ids: usize) {
+/// Commands per second through `VirtualActors` on `store` to 10,000 active actors
+/// (activated first, untimed, so the timed commands measure appends, not activations), from
+/// 64 callers at once (so appends wait for the store together).
+fn commands_10k(rt: &Runtime, store: Arc<dyn EventStore>, n: usize) -> f64 {
+    let actors =
+        VirtualActors::<Counter>::start(rt.handle(), store, VirtualConfig::default()).unwrap();
+    let (ids, callers) = (10_000, 64);
+    from_callers(rt, &actors, callers, move |c| {
+        (c..ids).step_by(callers).collect()
+    });
+    let per_caller = n / callers;
+    let started = Instant::now();
+    from_callers(rt, &actors, callers, move |c| {
+        (0..per_caller)
+            .map(|i| (c * per_caller + i) % ids)
+            .collect()
+    });
+    let rate = (per_caller * callers) as f64 / started.elapsed().as_secs_f64();
+    actors.shutdown(rt.handle());
+    rate
+}
+
+/// Runs `callers` processes at once, caller `c` adding 1 to actors `c{i}` for each `i` of
+/// `ids(c)`, one command at a time, and returns when all are done.
+fn from_callers(
+    rt: &Runtime,
+    actors: &VirtualActors<Counter>,
+    callers: usize,
+    ids: impl Fn(usize) -> Vec<usize> + Send + 'static,
+) {
     let driver = actors.clone();
     rt.block_on(move |mut ctx: Ctx<()>| async move {
         let me = ctx.addr();
-        let callers = 64;
         for c in 0..callers {
-            let actors = driver.clone();
+            let (actors, ids) = (driver.clone(), ids(c));
             ctx.spawn(move |mut ctx: Ctx<()>| async move {
-                for id in (c..ids).step_by(callers) {
+                for id in ids {
                     actors.ask(&mut ctx, &format!("c{id}"), 1).await.unwrap();
                 }
                 ctx.send(&me, ()).unwrap();
@@ -254,12 +246,10 @@ mod jetstream {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{Duration, Instant};
 
-    use baobab::persistence::{
-        EventStore, NatsStore, NatsStoreConfig, StreamId, VirtualActors, VirtualConfig,
-    };
-    use baobab::{Ctx, Message, Runtime};
+    use baobab::Runtime;
+    use baobab::persistence::{EventStore, NatsStore, NatsStoreConfig, StreamId};
 
-    use super::{Counter, event, scratch};
+    use super::{event, scratch};
 
     pub struct Server {
         child: Child,
@@ -376,38 +366,9 @@ mod jetstream {
         n as f64 / started.elapsed().as_secs_f64()
     }
 
-    /// Commands per second through `VirtualActors` to 10,000 active actors (activated first,
-    /// untimed) from 64 callers.
+    /// Commands per second through `VirtualActors` on JetStream to 10,000 active actors.
     pub fn actors_10k(rt: &Runtime, url: &str, n: usize) -> f64 {
-        let store: Arc<dyn EventStore> = Arc::new(store(url));
-        let actors =
-            VirtualActors::<Counter>::start(rt.handle(), store, VirtualConfig::default()).unwrap();
-        let callers = 64;
-        let per_caller = n / callers;
-        super::warm_up(rt, &actors, 10_000);
-        let started = Instant::now();
-        let driver = actors.clone();
-        rt.block_on(move |mut ctx: Ctx<()>| async move {
-            let me = ctx.addr();
-            for c in 0..callers {
-                let actors = driver.clone();
-                ctx.spawn(move |mut ctx: Ctx<()>| async move {
-                    for i in 0..per_caller {
-                        let id = format!("c{}", (c * per_caller + i) % 10_000);
-                        actors.ask(&mut ctx, &id, 1).await.unwrap();
-                    }
-                    ctx.send(&me, ()).unwrap();
-                })
-                .unwrap();
-            }
-            for _ in 0..callers {
-                let _: Message<()> = ctx.recv().await;
-            }
-        })
-        .unwrap();
-        let rate = (per_caller * callers) as f64 / started.elapsed().as_secs_f64();
-        actors.shutdown(rt.handle());
-        rate
+        super::commands_10k(rt, Arc::new(store(url)), n)
     }
 }
 

@@ -39,7 +39,8 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 use super::{
-    EventRecord, EventStore, NewEvent, Snapshot, StoreError, StreamId, check_name, check_payload,
+    EventRecord, EventStore, NewEvent, Snapshot, StoreError, StreamId, check_events,
+    check_expected, check_name, check_payload,
 };
 
 /// When the file store waits for the disk (`fsync`).
@@ -379,11 +380,7 @@ impl EventStore for FileStore {
         events: &[NewEvent],
     ) -> Result<u64, StoreError> {
         self.check_failed()?;
-        let mut size = 0usize;
-        for event in events {
-            check_payload(event.payload.len())?;
-            size = size.saturating_add(8 + event.payload.len());
-        }
+        let size = check_events(events)?;
         if size > MAX_FRAME - 300 {
             return Err(StoreError::TooLarge {
                 len: size,
@@ -392,13 +389,7 @@ impl EventStore for FileStore {
         }
         let mut inner = self.lock();
         let actual = inner.streams.get(stream).map_or(0, |s| s.version);
-        if actual != expected {
-            return Err(StoreError::Conflict {
-                stream: stream.to_string(),
-                expected,
-                actual,
-            });
-        }
+        check_expected(stream, expected, actual)?;
         if events.is_empty() {
             return Ok(actual);
         }

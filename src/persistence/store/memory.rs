@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use super::{EventRecord, EventStore, NewEvent, Snapshot, StoreError, StreamId, check_payload};
+use super::{
+    EventRecord, EventStore, NewEvent, Snapshot, StoreError, StreamId, check_events,
+    check_expected, check_payload,
+};
 
 /// An [`EventStore`] in memory: everything is lost when it is dropped.
 ///
@@ -43,18 +46,10 @@ impl EventStore for MemoryStore {
         expected: u64,
         events: &[NewEvent],
     ) -> Result<u64, StoreError> {
-        for event in events {
-            check_payload(event.payload.len())?;
-        }
+        check_events(events)?;
         let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
         let actual = streams.get(stream).map_or(0, |s| s.events.len() as u64);
-        if actual != expected {
-            return Err(StoreError::Conflict {
-                stream: stream.to_string(),
-                expected,
-                actual,
-            });
-        }
+        check_expected(stream, expected, actual)?;
         if events.is_empty() {
             return Ok(actual);
         }

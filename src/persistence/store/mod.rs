@@ -187,6 +187,32 @@ pub trait EventStore: Send + Sync + 'static {
     fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError>;
 }
 
+/// `Ok` if a stream at version `actual` takes an append that expects `expected`.
+pub(crate) fn check_expected(
+    stream: &StreamId,
+    expected: u64,
+    actual: u64,
+) -> Result<(), StoreError> {
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict {
+            stream: stream.to_string(),
+            expected,
+            actual,
+        })
+    }
+}
+
+/// Checks every payload of an append against [`MAX_PAYLOAD_LEN`]; returns their size framed
+/// as the stores frame them (8 bytes of schema and length each).
+pub(crate) fn check_events(events: &[NewEvent]) -> Result<usize, StoreError> {
+    events.iter().try_fold(0usize, |size, event| {
+        check_payload(event.payload.len())?;
+        Ok(size.saturating_add(8 + event.payload.len()))
+    })
+}
+
 pub(crate) fn check_payload(len: usize) -> Result<(), StoreError> {
     if len > MAX_PAYLOAD_LEN {
         Err(StoreError::TooLarge {

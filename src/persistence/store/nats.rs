@@ -30,14 +30,16 @@ use async_nats::HeaderMap;
 use async_nats::jetstream;
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::consumer::pull::OrderedConfig;
-use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::stream::{Config as StreamConfig, LastRawMessageErrorKind, StorageType};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 
 use super::{
-    EventRecord, EventStore, NewEvent, Snapshot, StoreError, StreamId, check_name, check_payload,
+    EventRecord, EventStore, NewEvent, Snapshot, StoreError, StreamId, check_events,
+    check_expected, check_name, check_payload,
 };
 
 const FIRST: &str = "Baobab-First";
@@ -301,9 +303,7 @@ impl NatsStore {
             Some(known) => known,
             None => self.last(stream).await?,
         };
-        if actual != expected {
-            return Err(conflict(stream, expected, actual));
-        }
+        check_expected(stream, expected, actual)?;
         if events.is_empty() {
             return Ok(actual);
         }
@@ -319,15 +319,7 @@ impl NatsStore {
             .header(FIRST, first.to_string().as_str())
             .header(COUNT, events.len().to_string().as_str())
             .expected_last_subject_sequence(sequence);
-        let sent = self
-            .jetstream
-            .send_publish(self.subject(stream), publish)
-            .await;
-        let ack = match sent {
-            Ok(ack) => ack.await,
-            Err(error) => Err(error),
-        };
-        match ack {
+        match self.publish(self.subject(stream), publish).await {
             Ok(ack) => {
                 let count = events.len() as u64;
                 self.seen_mut(stream, |seen| seen.record(first, count, ack.sequence));
@@ -335,7 +327,14 @@ impl NatsStore {
             }
             Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => {
                 let (actual, _) = self.last(stream).await?;
-                Err(conflict(stream, expected, actual))
+                check_expected(stream, expected, actual)?;
+                // Refused although the version is the one expected: the message that moved
+                // the subject on was deleted since. Nothing was written: still a conflict.
+                Err(StoreError::Conflict {
+                    stream: stream.to_string(),
+                    expected,
+                    actual,
+                })
             }
             Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
                 Err(StoreError::TooLarge {
@@ -345,6 +344,15 @@ impl NatsStore {
             }
             Err(error) => Err(unavailable("publish an append", error)),
         }
+    }
+
+    /// Publishes `message` to `subject` and waits for JetStream's ack.
+    async fn publish(
+        &self,
+        subject: String,
+        message: PublishMessage,
+    ) -> Result<PublishAck, PublishError> {
+        self.jetstream.send_publish(subject, message).await?.await
     }
 
     fn max_payload(&self) -> usize {
@@ -461,15 +469,7 @@ impl NatsStore {
             let publish = PublishMessage::build()
                 .payload(value.clone())
                 .expected_last_subject_sequence(previous.map_or(0, |(_, _, at)| at));
-            let sent = self
-                .jetstream
-                .send_publish(self.snapshot_subject(stream), publish)
-                .await;
-            let ack = match sent {
-                Ok(ack) => ack.await,
-                Err(error) => Err(error),
-            };
-            match ack {
+            match self.publish(self.snapshot_subject(stream), publish).await {
                 Ok(_) => return Ok(()),
                 Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => continue,
                 Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
@@ -492,14 +492,6 @@ impl NatsStore {
             self.seen_mut(stream, |seen| seen.hint(snapshot.version, sequence));
         }
         Ok(Some(snapshot))
-    }
-}
-
-fn conflict(stream: &StreamId, expected: u64, actual: u64) -> StoreError {
-    StoreError::Conflict {
-        stream: stream.to_string(),
-        expected,
-        actual,
     }
 }
 
@@ -558,9 +550,7 @@ impl EventStore for NatsStore {
         expected: u64,
         events: &[NewEvent],
     ) -> Result<u64, StoreError> {
-        for event in events {
-            check_payload(event.payload.len())?;
-        }
+        check_events(events)?;
         self.runtime
             .block_on(self.append_async(stream, expected, events))
     }
