@@ -197,10 +197,18 @@ impl<A: EventSourced> Live<A> {
                     actor: stream.to_string(),
                     reason: error.to_string(),
                 })?;
-            let (store, target, expected) = (Arc::clone(&host.store), stream.clone(), self.version);
-            let appended = ctx
-                .blocking(move || store.append(&target, expected, &encoded))
-                .await;
+            let expected = self.version;
+            let appended = match host
+                .store
+                .append_without_blocking(stream, expected, encoded)
+            {
+                Ok(pending) => pending.await,
+                Err(encoded) => {
+                    let (store, target) = (Arc::clone(&host.store), stream.clone());
+                    ctx.blocking(move || store.append(&target, expected, &encoded))
+                        .await
+                }
+            };
             match appended {
                 Ok(version) => {
                     for event in &events {

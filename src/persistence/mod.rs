@@ -20,8 +20,8 @@ pub mod store;
 pub use actors::{ActorError, Committed, VirtualActors, VirtualConfig};
 pub use model::EventSourced;
 pub use store::{
-    EventRecord, EventStore, FileStore, FileStoreConfig, Fsync, MemoryStore, NewEvent, Snapshot,
-    StoreError, StreamId,
+    EventRecord, EventStore, FileStore, FileStoreConfig, Fsync, MemoryStore, NewEvent, Pending,
+    Snapshot, StoreError, StreamId,
 };
 #[cfg(feature = "nats")]
 pub use store::{NatsStore, NatsStoreConfig};

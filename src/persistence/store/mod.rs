@@ -185,7 +185,26 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// The latest snapshot of `stream`, if any.
     fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError>;
+
+    /// [`append`](Self::append) as a future that needs no thread of its caller's to wait on,
+    /// for a store whose client is asynchronous: the virtual actors await it in place of
+    /// running `append` on the blocking pool, which spares two thread hand-overs per
+    /// command. `Err` with the events (the default): use `append`.
+    fn append_without_blocking(
+        &self,
+        stream: &StreamId,
+        expected: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<Pending<u64>, Vec<NewEvent>> {
+        let _ = (stream, expected);
+        Err(events)
+    }
 }
+
+/// A store operation under way, for [`EventStore::append_without_blocking`]: any executor may
+/// poll it (it is driven by the store's own runtime and only wakes its poller).
+pub type Pending<T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send>>;
 
 /// `Ok` if a stream at version `actual` takes an append that expects `expected`.
 pub(crate) fn check_expected(

@@ -23,7 +23,7 @@
 //! snapshot fails with [`StoreError::TooLarge`] naming that limit.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -38,7 +38,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 
 use super::{
-    EventRecord, EventStore, NewEvent, Snapshot, StoreError, StreamId, check_events,
+    EventRecord, EventStore, NewEvent, Pending, Snapshot, StoreError, StreamId, check_events,
     check_expected, check_name, check_payload,
 };
 
@@ -77,6 +77,11 @@ impl Default for NatsStoreConfig {
 /// ```
 pub struct NatsStore {
     runtime: tokio::runtime::Runtime,
+    nats: Arc<Nats>,
+}
+
+/// The client and what the store remembers, shared with the appends it runs as tasks.
+struct Nats {
     jetstream: jetstream::Context,
     config: NatsStoreConfig,
     /// Actor types whose streams exist.
@@ -90,7 +95,7 @@ pub struct NatsStore {
 impl std::fmt::Debug for NatsStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NatsStore")
-            .field("config", &self.config)
+            .field("config", &self.nats.config)
             .finish_non_exhaustive()
     }
 }
@@ -158,13 +163,17 @@ impl NatsStore {
         jetstream.set_timeout(config.timeout);
         Ok(NatsStore {
             runtime,
-            jetstream,
-            config,
-            ready: Mutex::new(HashSet::new()),
-            seen: Mutex::new(HashMap::new()),
+            nats: Arc::new(Nats {
+                jetstream,
+                config,
+                ready: Mutex::new(HashSet::new()),
+                seen: Mutex::new(HashMap::new()),
+            }),
         })
     }
+}
 
+impl Nats {
     fn stream_name(&self, kind: &str) -> String {
         format!("{}_{kind}", self.config.prefix.to_uppercase())
     }
@@ -552,7 +561,25 @@ impl EventStore for NatsStore {
     ) -> Result<u64, StoreError> {
         check_events(events)?;
         self.runtime
-            .block_on(self.append_async(stream, expected, events))
+            .block_on(self.nats.append_async(stream, expected, events))
+    }
+
+    fn append_without_blocking(
+        &self,
+        stream: &StreamId,
+        expected: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<Pending<u64>, Vec<NewEvent>> {
+        let nats = Arc::clone(&self.nats);
+        let stream = stream.clone();
+        let task = self.runtime.spawn(async move {
+            check_events(&events)?;
+            nats.append_async(&stream, expected, &events).await
+        });
+        Ok(Box::pin(async move {
+            task.await
+                .unwrap_or_else(|error| Err(unavailable("an append's task", error)))
+        }))
     }
 
     fn read(
@@ -561,20 +588,23 @@ impl EventStore for NatsStore {
         after: u64,
         max: usize,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        self.runtime.block_on(self.read_async(stream, after, max))
+        self.runtime
+            .block_on(self.nats.read_async(stream, after, max))
     }
 
     fn version(&self, stream: &StreamId) -> Result<u64, StoreError> {
-        self.runtime.block_on(self.last(stream)).map(|(v, _)| v)
+        self.runtime
+            .block_on(self.nats.last(stream))
+            .map(|(v, _)| v)
     }
 
     fn save_snapshot(&self, stream: &StreamId, snapshot: &Snapshot) -> Result<(), StoreError> {
         check_payload(snapshot.payload.len())?;
         self.runtime
-            .block_on(self.save_snapshot_async(stream, snapshot))
+            .block_on(self.nats.save_snapshot_async(stream, snapshot))
     }
 
     fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        self.runtime.block_on(self.load_snapshot_async(stream))
+        self.runtime.block_on(self.nats.load_snapshot_async(stream))
     }
 }
