@@ -507,9 +507,41 @@ fn old_events_are_upcast_on_replay_and_unreadable_ones_name_the_actor_and_versio
             other => panic!("expected a replay error, got {other:?}"),
         }
     }
-    assert_eq!(
-        v2.active(),
-        ["judy"],
-        "a refused activation leaves the registry"
-    );
+    // The refused activation answers with its error while requests come, then leaves the
+    // registry after a quiet second.
+    let left = (0..500).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        v2.pid_of("ivan").is_none()
+    });
+    assert!(left, "a refused activation leaves the registry");
+    assert_eq!(v2.active(), ["judy"]);
+    // Callers racing a fresh activation that cannot replay all get its reason.
+    let racing = v2.clone();
+    let errors = rt
+        .block_on(move |mut ctx: Ctx<ActorError<()>>| async move {
+            let me = ctx.addr();
+            for _ in 0..6 {
+                let racing = racing.clone();
+                ctx.spawn(move |mut ctx: Ctx<()>| async move {
+                    let error = racing.ask(&mut ctx, "ivan", 1).await.unwrap_err();
+                    ctx.send(&me, error).unwrap();
+                })
+                .unwrap();
+            }
+            let mut errors = Vec::new();
+            for _ in 0..6 {
+                if let baobab::Message::User(error) = ctx.recv().await {
+                    errors.push(error);
+                }
+            }
+            errors
+        })
+        .unwrap();
+    assert_eq!(errors.len(), 6);
+    for error in errors {
+        assert!(
+            matches!(&error, ActorError::Replay { version: 2, .. }),
+            "{error:?}"
+        );
+    }
 }

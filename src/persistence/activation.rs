@@ -133,9 +133,14 @@ pub(crate) async fn run_activation<A: EventSourced>(
     }
 }
 
-/// The actor cannot be activated (its stream cannot be read back): answer what waits with
-/// `error`, leave the registry and exit normally, so the supervisor does not restart it and
-/// the next command tries again.
+/// How long a refused activation keeps answering with its error after the last request.
+const REFUSED_LINGER: Duration = Duration::from_secs(1);
+
+/// The actor cannot be activated (its stream cannot be read back). It stays registered and
+/// answers every request with `error` until none came for [`REFUSED_LINGER`], so callers get
+/// the reason rather than a race with its exit. Then it leaves the registry and exits
+/// normally: the supervisor does not restart it, and the next command reads the stream again
+/// (it may have been repaired, or an upcast deployed).
 async fn refuse<A: EventSourced>(
     mut ctx: Ctx<Request<A>>,
     host: &Host<A>,
@@ -143,8 +148,17 @@ async fn refuse<A: EventSourced>(
     error: ActorError<A::Rejection>,
 ) {
     warn!(kind = A::KIND, id, %error, "virtual actor: activation refused");
-    host.unregister(id, ctx.pid());
-    while let Some(message) = ctx.recv_timeout(Duration::ZERO).await {
+    let mut linger = REFUSED_LINGER;
+    loop {
+        let Some(message) = ctx.recv_timeout(linger).await else {
+            if linger.is_zero() {
+                return;
+            }
+            // Quiet for a while: leave, then answer what came in meanwhile.
+            host.unregister(id, ctx.pid());
+            linger = Duration::ZERO;
+            continue;
+        };
         match message {
             Message::User(Request::Command(slot, reply)) => {
                 if take(&slot).is_some() {
@@ -156,8 +170,16 @@ async fn refuse<A: EventSourced>(
                     reply.reply(Err(replica(&error)));
                 }
             }
-            Message::User(Request::Stop(reply)) => reply.reply(Ok(())),
-            Message::Exit(_) | Message::Down(_) => {}
+            Message::User(Request::Stop(reply)) => {
+                host.unregister(id, ctx.pid());
+                reply.reply(Ok(()));
+                return;
+            }
+            Message::Exit(signal) => {
+                host.unregister(id, ctx.pid());
+                ctx.stop(signal.reason);
+            }
+            Message::Down(_) => {}
         }
     }
 }

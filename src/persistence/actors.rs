@@ -453,7 +453,9 @@ async fn run_router<A: EventSourced>(mut ctx: Ctx<Activate<A>>, host: Arc<Host<A
                     continue;
                 }
                 match supervisor.start_child(&mut ctx, id.clone()).await {
-                    Ok(_) => reply.reply(host.registered(&id)),
+                    // The pid, not the registry: an activation that cannot replay may leave
+                    // it before the caller's request arrives.
+                    Ok(pid) => reply.reply(Some(Addr::new(pid))),
                     Err(error) => {
                         warn!(kind = A::KIND, id, %error, "virtual actors: activation failed");
                         reply.reply(None);
