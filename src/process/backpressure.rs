@@ -158,10 +158,9 @@ impl Handle {
         to: &Addr<M>,
         message: M,
     ) -> Result<(), SendError> {
-        assert!(
-            !super::on_scheduler_thread(),
-            "send_blocking called on a scheduler thread (use Ctx::send_wait)"
-        );
-        block_thread_on(self.send_wait(to, message))
+        block_thread_on(
+            "send_blocking called on a scheduler thread (use Ctx::send_wait)",
+            self.send_wait(to, message),
+        )
     }
 }

@@ -298,11 +298,7 @@ impl Handle {
         Fut: std::future::Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        assert!(
-            !super::on_scheduler_thread(),
-            "block_on called on a scheduler thread"
-        );
-        block_thread_on(self.run(body))
+        block_thread_on("block_on called on a scheduler thread", self.run(body))
     }
 
     /// Runs `body` as a process, at once; the returned [`Run`] is a future of its end (`Ok`

@@ -140,7 +140,12 @@ impl Wake for ThreadWaker {
 }
 
 /// Runs `future` on this thread, parking it while the future waits.
-pub(crate) fn block_thread_on<F: Future>(future: F) -> F::Output {
+///
+/// # Panics
+/// On a scheduler thread, where blocking would stall the runtime, with the message `refusal`.
+#[track_caller]
+pub(crate) fn block_thread_on<F: Future>(refusal: &str, future: F) -> F::Output {
+    assert!(!super::on_scheduler_thread(), "{refusal}");
     let mut future = std::pin::pin!(future);
     let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
     let mut cx = Context::from_waker(&waker);

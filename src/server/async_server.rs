@@ -327,11 +327,10 @@ impl Handle {
         S: Handles<R>,
         R: Request,
     {
-        assert!(
-            !crate::engine::on_scheduler_thread(),
-            "Handle::ask called on a scheduler thread (use Ctx::ask)"
-        );
-        block_thread_on(self.ask_async(to, request, timeout))
+        block_thread_on(
+            "Handle::ask called on a scheduler thread (use Ctx::ask)",
+            self.ask_async(to, request, timeout),
+        )
     }
 
     /// Calls an [`AsyncServer`] from async code outside the runtime (a tokio task, any

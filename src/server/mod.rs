@@ -61,11 +61,10 @@ impl Handle {
         request: S::Call,
         timeout: Duration,
     ) -> Result<S::Reply, CallError> {
-        assert!(
-            !crate::engine::on_scheduler_thread(),
-            "block_on called on a scheduler thread"
-        );
-        block_thread_on(self.call_async(to, request, timeout))
+        block_thread_on(
+            "block_on called on a scheduler thread",
+            self.call_async(to, request, timeout),
+        )
     }
 
     /// Calls a [`Server`] from async code outside the runtime (a tokio task, any executor),

@@ -150,6 +150,16 @@ struct Location {
     first: u64,
 }
 
+impl Location {
+    /// The frame here does not decode.
+    fn corrupt(&self, why: &str) -> StoreError {
+        StoreError::Corrupt(format!(
+            "segment {} at offset {}: {why}",
+            self.segment, self.offset
+        ))
+    }
+}
+
 struct SyncState {
     synced: u64,
     syncing: bool,
@@ -431,32 +441,21 @@ impl EventStore for FileStore {
                 .appends
                 .partition_point(|location| location.first <= after)
                 .saturating_sub(1);
-            let mut wanted = 0usize;
-            let mut reads = Vec::new();
-            for location in &index.appends[start..] {
-                if wanted >= max {
-                    break;
-                }
-                let next = index
-                    .appends
-                    .get(start + reads.len() + 1)
-                    .map_or(index.version + 1, |l| l.first);
-                wanted += usize::try_from(next.saturating_sub(location.first.max(after + 1)))
-                    .unwrap_or(usize::MAX);
-                let file = Arc::clone(&inner.segments[location.segment as usize - 1]);
-                reads.push((file, *location));
-            }
-            reads
+            // Versions have no gaps: the last event wanted is `after + max`.
+            let last_wanted = after.saturating_add(max as u64);
+            index.appends[start..]
+                .iter()
+                .take_while(|location| location.first <= last_wanted)
+                .map(|location| {
+                    let file = Arc::clone(&inner.segments[location.segment as usize - 1]);
+                    (file, *location)
+                })
+                .collect()
         };
         let mut events = Vec::new();
         for (file, location) in reads {
             let body = Self::read_body(&file, &location)?;
-            let (_, records) = decode_append(&body).map_err(|why| {
-                StoreError::Corrupt(format!(
-                    "segment {} at offset {}: {why}",
-                    location.segment, location.offset
-                ))
-            })?;
+            let (_, records) = decode_append(&body).map_err(|why| location.corrupt(&why))?;
             for record in records {
                 if record.version > after && events.len() < max {
                     events.push(record);
@@ -518,12 +517,7 @@ impl EventStore for FileStore {
         let body = Self::read_body(&file, &location)?;
         decode_snapshot(&body)
             .map(|(_, snapshot)| Some(snapshot))
-            .map_err(|why| {
-                StoreError::Corrupt(format!(
-                    "segment {} at offset {}: {why}",
-                    location.segment, location.offset
-                ))
-            })
+            .map_err(|why| location.corrupt(&why))
     }
 }
 
@@ -830,7 +824,7 @@ mod tests {
     }
 
     #[test]
-    fn unexpected_eof_is_an_error_kind_we_map() {
+    fn a_read_past_the_end_of_a_segment_fails() {
         // `read_exact_at` past the end of a file fails instead of returning short data.
         let dir = std::env::temp_dir().join(format!("baobab-eof-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -199,10 +199,8 @@ impl Nats {
     ) -> Result<Option<(Snapshot, u64, u64)>, StoreError> {
         self.ensure(stream.kind()).await?;
         let snapshots = self
-            .jetstream
-            .get_stream_no_info(self.snapshot_stream_name(stream.kind()))
-            .await
-            .map_err(|e| unavailable("open the snapshot stream", e))?;
+            .js_stream(self.snapshot_stream_name(stream.kind()))
+            .await?;
         match snapshots
             .get_last_raw_message_by_subject(&self.snapshot_subject(stream))
             .await
@@ -261,11 +259,7 @@ impl Nats {
     /// The id's last message as JetStream has it now: (version, sequence), (0, 0) if none.
     async fn last(&self, stream: &StreamId) -> Result<(u64, u64), StoreError> {
         self.ensure(stream.kind()).await?;
-        let js_stream = self
-            .jetstream
-            .get_stream_no_info(self.stream_name(stream.kind()))
-            .await
-            .map_err(|e| unavailable("open the JetStream stream", e))?;
+        let js_stream = self.js_stream(self.stream_name(stream.kind())).await?;
         match js_stream
             .get_last_raw_message_by_subject(&self.subject(stream))
             .await
@@ -286,6 +280,14 @@ impl Nats {
             }
             Err(error) => Err(unavailable("read the last message", error)),
         }
+    }
+
+    /// A JetStream stream by name, without asking the server for its info.
+    async fn js_stream(&self, name: String) -> Result<jetstream::stream::Stream<()>, StoreError> {
+        self.jetstream
+            .get_stream_no_info(name)
+            .await
+            .map_err(|e| unavailable("open a JetStream stream", e))
     }
 
     fn seen_mut<T>(&self, stream: &StreamId, f: impl FnOnce(&mut Seen) -> T) -> T {
@@ -379,11 +381,7 @@ impl Nats {
             return Ok(Vec::new());
         }
         let start = self.seen_mut(stream, |seen| seen.start_for(after));
-        let js_stream = self
-            .jetstream
-            .get_stream_no_info(self.stream_name(stream.kind()))
-            .await
-            .map_err(|e| unavailable("open the JetStream stream", e))?;
+        let js_stream = self.js_stream(self.stream_name(stream.kind())).await?;
         let consumer = js_stream
             .create_consumer(OrderedConfig {
                 filter_subject: self.subject(stream),
