@@ -9,6 +9,7 @@ use tracing::{debug, warn};
 
 use super::actors::{ActorError, Committed, Host, Reader, Slot, take};
 use super::model::EventSourced;
+use super::placement::Owner;
 use super::store::{EventRecord, EventStore, NewEvent, Snapshot, StoreError, StreamId};
 use crate::server::ReplyTo;
 use crate::{Ctx, Message};
@@ -52,6 +53,21 @@ pub(crate) async fn run_activation<A: EventSourced>(
     // A supervisor's shutdown arrives as a message, so the actor can save its snapshot.
     ctx.trap_exit(true);
     let stream = StreamId::new(A::KIND, id.clone()).expect("ids are checked before activation");
+    if let Some(placement) = &host.placement {
+        // One live activation per id across the runtimes sharing the store: the one holding
+        // the id's lease.
+        match placement.acquire(&id).await {
+            Ok(Owner::Here) => {}
+            Ok(owner) => {
+                // Another runtime took it first: leave before taking a request; callers find
+                // their requests untaken and route them there.
+                debug!(actor = %stream, ?owner, "virtual actor: the lease is held elsewhere");
+                host.unregister(&id, ctx.pid());
+                return;
+            }
+            Err(error) => return refuse(ctx, &host, &id, error.into()).await,
+        }
+    }
     let store = Arc::clone(&host.store);
     let loading = stream.clone();
     let started = std::time::Instant::now();
@@ -88,10 +104,18 @@ pub(crate) async fn run_activation<A: EventSourced>(
             None => {
                 debug!(actor = %stream, "virtual actor passivated after idling");
                 live.snapshot(&mut ctx, &host, &stream).await;
-                host.unregister(&id, ctx.pid());
+                host.leave(&id, ctx.pid()).await;
                 return;
             }
             Some(Message::User(Request::Command(slot, reply))) => {
+                if host.placement.as_ref().is_some_and(|p| !p.holds(&id)) {
+                    // The lease expired and moved on (a renewal was refused): another
+                    // runtime may be writing. Leave without taking the command; its caller
+                    // routes it to the lease's holder.
+                    warn!(actor = %stream, "virtual actor: lease lost; leaving");
+                    host.unregister(&id, ctx.pid());
+                    return;
+                }
                 let Some(command) = take(&slot) else { continue };
                 let result = live.command(&mut ctx, &host, &stream, command).await;
                 let broken = match &result {
@@ -119,13 +143,13 @@ pub(crate) async fn run_activation<A: EventSourced>(
             }
             Some(Message::User(Request::Stop(reply))) => {
                 live.snapshot(&mut ctx, &host, &stream).await;
-                host.unregister(&id, ctx.pid());
+                host.leave(&id, ctx.pid()).await;
                 reply.reply(Ok(()));
                 return;
             }
             Some(Message::Exit(signal)) => {
                 live.snapshot(&mut ctx, &host, &stream).await;
-                host.unregister(&id, ctx.pid());
+                host.leave(&id, ctx.pid()).await;
                 ctx.stop(signal.reason);
             }
             Some(Message::Down(_)) => {}
@@ -155,7 +179,7 @@ async fn refuse<A: EventSourced>(
                 return;
             }
             // Quiet for a while: leave, then answer what came in meanwhile.
-            host.unregister(id, ctx.pid());
+            host.leave(id, ctx.pid()).await;
             linger = Duration::ZERO;
             continue;
         };
@@ -171,12 +195,12 @@ async fn refuse<A: EventSourced>(
                 }
             }
             Message::User(Request::Stop(reply)) => {
-                host.unregister(id, ctx.pid());
+                host.leave(id, ctx.pid()).await;
                 reply.reply(Ok(()));
                 return;
             }
             Message::Exit(signal) => {
-                host.unregister(id, ctx.pid());
+                host.leave(id, ctx.pid()).await;
                 ctx.stop(signal.reason);
             }
             Message::Down(_) => {}
@@ -318,6 +342,24 @@ impl<A: EventSourced> Live<A> {
             Err(error) => warn!(actor = %stream, %error, "virtual actor: snapshot not saved"),
         }
     }
+}
+
+/// Actor `id`'s state and version as the store has them now (its latest snapshot, then the
+/// events after it), without activating it.
+pub(crate) fn fold<A: EventSourced>(
+    store: &dyn EventStore,
+    id: &str,
+) -> Result<(A, u64), ActorError<A::Rejection>> {
+    let stream = StreamId::new(A::KIND, id)?;
+    let mut live = Live {
+        state: A::default(),
+        version: 0,
+        snapshot_at: 0,
+        stale: false,
+    };
+    load_snapshot(store, &stream, &mut live)?;
+    replay(store, &stream, &mut live)?;
+    Ok((live.state, live.version))
 }
 
 /// Loads the latest snapshot into `live`; one that cannot be read is skipped with a warning

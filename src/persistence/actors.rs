@@ -21,8 +21,9 @@ use std::time::Duration;
 
 use tracing::{debug, warn};
 
-use super::activation::{Request, run_activation};
+use super::activation::{Request, fold, run_activation};
 use super::model::EventSourced;
+use super::placement::{Forwarded, Owner, Placement};
 use super::store::{EventStore, StoreError, check_name};
 use crate::server::{CallError, ReplyTo};
 use crate::supervisor::{DynamicSpec, DynamicSupervisor, Restart};
@@ -131,6 +132,8 @@ pub(crate) struct Host<A: EventSourced> {
     pub(crate) store: Arc<dyn EventStore>,
     pub(crate) config: VirtualConfig,
     pub(crate) registry: Registry<A>,
+    /// Where ids live when several runtimes share the store (`None`: this runtime alone).
+    pub(crate) placement: Option<Arc<dyn Placement<A>>>,
 }
 
 impl<A: EventSourced> Host<A> {
@@ -149,6 +152,22 @@ impl<A: EventSourced> Host<A> {
             registry.remove(id);
         }
     }
+
+    /// An activation ends: it leaves the registry and gives its lease up.
+    pub(crate) async fn leave(&self, id: &str, pid: Pid) {
+        self.unregister(id, pid);
+        if let Some(placement) = &self.placement
+            && let Err(error) = placement.release(id).await
+        {
+            debug!(kind = A::KIND, id, %error, "virtual actor: lease not given up (it expires)");
+        }
+    }
+}
+
+/// Where a request was served: here, or (with a placement) the node holding the id's lease.
+enum Route<T> {
+    Here(T),
+    Elsewhere(String),
 }
 
 /// A request to the router: activate an id.
@@ -244,6 +263,15 @@ impl<A: EventSourced> VirtualActors<A> {
         store: Arc<dyn EventStore>,
         config: VirtualConfig,
     ) -> Result<Self, ExitReason> {
+        Self::start_placed(handle, store, config, None)
+    }
+
+    pub(crate) fn start_placed(
+        handle: &Handle,
+        store: Arc<dyn EventStore>,
+        config: VirtualConfig,
+        placement: Option<Arc<dyn Placement<A>>>,
+    ) -> Result<Self, ExitReason> {
         if let Err(error) = check_name(A::KIND) {
             panic!("EventSourced::KIND: {error}");
         }
@@ -251,6 +279,7 @@ impl<A: EventSourced> VirtualActors<A> {
             store,
             config,
             registry: Mutex::new(HashMap::new()),
+            placement,
         });
         let router_host = Arc::clone(&host);
         let router = handle
@@ -260,25 +289,100 @@ impl<A: EventSourced> VirtualActors<A> {
     }
 
     /// Sends `command` to actor `id` (activating it if needed) and waits for its outcome.
+    ///
+    /// With a cluster, a command for an id whose lease another runtime holds is forwarded
+    /// to that runtime; one for a runtime that is gone waits (within `call_timeout`) until
+    /// its lease expires and the id is activated here.
     pub async fn ask<M: Send + 'static>(
         &self,
         ctx: &mut Ctx<M>,
         id: &str,
         command: A::Command,
     ) -> Result<Committed, ActorError<A::Rejection>> {
-        check_name(id)?;
+        match self.ask_routed(ctx, id, command, true).await {
+            Forwarded::Done(result) => result,
+            // Only an ask that may not forward stops at another node.
+            Forwarded::NotHere | Forwarded::Unreachable => Err(ActorError::Down),
+        }
+    }
+
+    /// `ask`, for a command forwarded from another runtime: if this runtime does not hold
+    /// the id's lease and another one does, nothing runs and the answer says so.
+    pub(crate) async fn ask_here<M: Send + 'static>(
+        &self,
+        ctx: &mut Ctx<M>,
+        id: &str,
+        command: A::Command,
+    ) -> Forwarded<A::Rejection> {
+        self.ask_routed(ctx, id, command, false).await
+    }
+
+    async fn ask_routed<M: Send + 'static>(
+        &self,
+        ctx: &mut Ctx<M>,
+        id: &str,
+        command: A::Command,
+        forward: bool,
+    ) -> Forwarded<A::Rejection> {
+        if let Err(error) = check_name(id) {
+            return Forwarded::Done(Err(error.into()));
+        }
+        let deadline = std::time::Instant::now() + self.host.config.call_timeout;
         let slot: Slot<A::Command> = Arc::new(Mutex::new(Some(command)));
-        self.with_activation(
-            ctx,
-            id,
-            || is_full(&slot),
-            |reply| Request::Command(Arc::clone(&slot), reply),
-        )
-        .await?
+        let mut attempt = 0;
+        loop {
+            let routed = self
+                .with_activation(
+                    ctx,
+                    id,
+                    deadline,
+                    || is_full(&slot),
+                    |reply| Request::Command(Arc::clone(&slot), reply),
+                )
+                .await;
+            let node = match routed {
+                Ok(Route::Here(result)) => return Forwarded::Done(result),
+                Err(error) => return Forwarded::Done(Err(error)),
+                Ok(Route::Elsewhere(_)) if !forward => return Forwarded::NotHere,
+                Ok(Route::Elsewhere(node)) => node,
+            };
+            let Some(placement) = &self.host.placement else {
+                unreachable!("only a placement routes elsewhere")
+            };
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let sent = {
+                let command = slot.lock().unwrap_or_else(PoisonError::into_inner);
+                let Some(command) = command.as_ref() else {
+                    unreachable!("a command leaves its slot only for an activation")
+                };
+                placement.forward(&node, id, command, left)
+            };
+            match sent.await {
+                Ok(Forwarded::Done(result)) => return Forwarded::Done(result),
+                // The lease moved (or its holder is gone and the lease has yet to expire):
+                // look again, after a pause.
+                Ok(Forwarded::NotHere | Forwarded::Unreachable) => {
+                    debug!(
+                        id,
+                        node, attempt, "virtual actor: lease holder did not take the command"
+                    );
+                }
+                Err(error) => return Forwarded::Done(Err(error.into())),
+            }
+            if std::time::Instant::now() >= deadline {
+                return Forwarded::Done(Err(ActorError::Timeout));
+            }
+            attempt += 1;
+            ctx.sleep(pause(attempt)).await;
+        }
     }
 
     /// Runs `read` on actor `id`'s state and version (activating it if needed) and returns
     /// what it returns. The state cannot be changed here: only events change it.
+    ///
+    /// With a cluster, an id active on another runtime is not moved here: its state is
+    /// folded from the store (its latest snapshot and the events after it), which holds
+    /// every command acknowledged so far.
     pub async fn query<M: Send + 'static, R: Send + 'static>(
         &self,
         ctx: &mut Ctx<M>,
@@ -286,16 +390,31 @@ impl<A: EventSourced> VirtualActors<A> {
         read: impl FnOnce(&A, u64) -> R + Send + 'static,
     ) -> Result<R, ActorError<A::Rejection>> {
         check_name(id)?;
+        let deadline = std::time::Instant::now() + self.host.config.call_timeout;
         let read: Reader<A> = Box::new(move |state, version| Box::new(read(state, version)));
         let slot: Slot<Reader<A>> = Arc::new(Mutex::new(Some(read)));
-        let value = self
+        let value = match self
             .with_activation(
                 ctx,
                 id,
+                deadline,
                 || is_full(&slot),
                 |reply| Request::Query(Arc::clone(&slot), reply),
             )
-            .await??;
+            .await?
+        {
+            Route::Here(value) => value?,
+            Route::Elsewhere(_) => {
+                let Some(read) = take(&slot) else {
+                    unreachable!("a reader leaves its slot only for an activation")
+                };
+                let (store, stream) = (Arc::clone(&self.host.store), id.to_owned());
+                ctx.blocking(move || {
+                    fold::<A>(&*store, &stream).map(|(state, version)| read(&state, version))
+                })
+                .await?
+            }
+        };
         Ok(*value
             .downcast::<R>()
             .unwrap_or_else(|_| unreachable!("a query answers with its reader's type")))
@@ -362,32 +481,43 @@ impl<A: EventSourced> VirtualActors<A> {
     /// Calls `id`'s activation, activating it first if needed, and again
     /// (after a short pause) while the activation it found exited before taking the request
     /// (`pending` says whether the request is still in its slot; `request` makes the
-    /// message).
+    /// message). With a placement, an id whose lease another runtime holds is not activated
+    /// here: the answer names that runtime.
     async fn with_activation<M: Send + 'static, T: Send + 'static>(
         &self,
         ctx: &mut Ctx<M>,
         id: &str,
+        deadline: std::time::Instant,
         pending: impl Fn() -> bool,
         request: impl Fn(ReplyTo<T>) -> Request<A>,
-    ) -> Result<T, ActorError<A::Rejection>> {
-        let timeout = self.host.config.call_timeout;
+    ) -> Result<Route<T>, ActorError<A::Rejection>> {
         for attempt in 0..RESENDS {
+            let timeout = deadline.saturating_duration_since(std::time::Instant::now());
+            if timeout.is_zero() {
+                return Err(ActorError::Timeout);
+            }
             let addr = match self.host.registered(id) {
                 Some(addr) => addr,
-                None => self.activate(ctx, id).await?,
+                None => {
+                    if let Some(placement) = &self.host.placement
+                        && let Owner::Node(node) = placement.owner(id).await?
+                    {
+                        return Ok(Route::Elsewhere(node));
+                    }
+                    self.activate(ctx, id, timeout).await?
+                }
             };
             match ctx.call(&addr, &request, timeout).await {
-                Ok(value) => return Ok(value),
+                Ok(value) => return Ok(Route::Here(value)),
                 Err(CallError::NoProc { reason, .. }) if !pending() => {
                     return Err(ActorError::Crashed(reason));
                 }
                 Err(CallError::NoProc { pid, reason }) => {
-                    // Passivated, stopped or crashed before taking the request: a new
-                    // activation (or the restarted one) gets it.
+                    // Passivated, stopped, crashed or moved before taking the request: a new
+                    // activation (or the restarted one, or the lease's new holder) gets it.
                     debug!(%pid, ?reason, attempt, "virtual actor: resending to a new activation");
                     if attempt > 0 {
-                        ctx.sleep(Duration::from_millis(u64::from(attempt.min(10))))
-                            .await;
+                        ctx.sleep(pause(attempt)).await;
                     }
                 }
                 Err(CallError::Timeout) => return Err(ActorError::Timeout),
@@ -401,12 +531,13 @@ impl<A: EventSourced> VirtualActors<A> {
         &self,
         ctx: &mut Ctx<M>,
         id: &str,
+        timeout: Duration,
     ) -> Result<Addr<Request<A>>, ActorError<A::Rejection>> {
         match ctx
             .call(
                 &self.router,
                 |reply| Activate(id.to_owned(), reply),
-                self.host.config.call_timeout,
+                timeout,
             )
             .await
         {
@@ -419,8 +550,26 @@ impl<A: EventSourced> VirtualActors<A> {
     }
 }
 
+/// Closes the placement when the router ends, however it ends: its activations are gone, so
+/// their leases are given up and other runtimes are no longer served.
+struct Closing<A: EventSourced>(Arc<Host<A>>);
+
+impl<A: EventSourced> Drop for Closing<A> {
+    fn drop(&mut self) {
+        if let Some(placement) = &self.0.placement {
+            placement.close();
+        }
+    }
+}
+
+/// The pause before the `attempt`th retry: 1, 4, 9 … ms, at most 100 ms.
+fn pause(attempt: u32) -> Duration {
+    Duration::from_millis(u64::from(attempt.min(10).pow(2)))
+}
+
 /// The router: starts activations, one at a time, for ids that have none.
 async fn run_router<A: EventSourced>(mut ctx: Ctx<Activate<A>>, host: Arc<Host<A>>) {
+    let _closing = Closing(Arc::clone(&host));
     ctx.trap_exit(true);
     let start_host = Arc::clone(&host);
     let spec = DynamicSpec::worker(A::KIND, move |start, id: String| {

@@ -9,15 +9,23 @@
 //!   snapshot, then the events after it), keeps one activation per id, handles its commands
 //!   one at a time, passivates it when idle, and restarts it under a supervisor when it
 //!   crashes; on a version conflict it catches up and decides again.
+//! - Across runtimes (feature `nats`): [`VirtualActors::start_clustered`] shares the ids
+//!   with every runtime connected to one NATS server, one live activation per id among
+//!   them, held by a lease with a TTL; a command from any runtime is routed to it.
 //!
 //! See `docs/persistence.md` for the lifecycle and what is guaranteed on a crash.
 
 mod activation;
 mod actors;
+#[cfg(feature = "nats")]
+pub mod cluster;
 mod model;
+mod placement;
 pub mod store;
 
 pub use actors::{ActorError, Committed, VirtualActors, VirtualConfig};
+#[cfg(feature = "nats")]
+pub use cluster::{Cluster, ClusterConfig};
 pub use model::EventSourced;
 pub use store::{
     EventRecord, EventStore, FileStore, FileStoreConfig, Fsync, MemoryStore, NewEvent, Pending,

@@ -115,7 +115,7 @@ pub struct Snapshot {
 }
 
 /// What a store can fail with.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum StoreError {
     /// The stream's version was not the one the append expected: nothing was written.
     #[error("version conflict on {stream}: expected version {expected}, the stream is at {actual}")]

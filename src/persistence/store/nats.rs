@@ -76,7 +76,8 @@ impl Default for NatsStoreConfig {
 /// store.append(&stream, version, &[event]).unwrap();
 /// ```
 pub struct NatsStore {
-    runtime: tokio::runtime::Runtime,
+    /// `None` only while dropping.
+    runtime: Option<tokio::runtime::Runtime>,
     nats: Arc<Nats>,
 }
 
@@ -162,7 +163,7 @@ impl NatsStore {
         };
         jetstream.set_timeout(config.timeout);
         Ok(NatsStore {
-            runtime,
+            runtime: Some(runtime),
             nats: Arc::new(Nats {
                 jetstream,
                 config,
@@ -170,6 +171,24 @@ impl NatsStore {
                 seen: Mutex::new(HashMap::new()),
             }),
         })
+    }
+}
+
+impl NatsStore {
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives as long as the store")
+    }
+}
+
+impl Drop for NatsStore {
+    fn drop(&mut self) {
+        // The last reference may go from a task of a tokio runtime (a virtual actors'
+        // cluster task, say), where waiting for this runtime's threads is not allowed.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
@@ -558,7 +577,7 @@ impl EventStore for NatsStore {
         events: &[NewEvent],
     ) -> Result<u64, StoreError> {
         check_events(events)?;
-        self.runtime
+        self.runtime()
             .block_on(self.nats.append_async(stream, expected, events))
     }
 
@@ -570,7 +589,7 @@ impl EventStore for NatsStore {
     ) -> Result<Pending<u64>, Vec<NewEvent>> {
         let nats = Arc::clone(&self.nats);
         let stream = stream.clone();
-        let task = self.runtime.spawn(async move {
+        let task = self.runtime().spawn(async move {
             check_events(&events)?;
             nats.append_async(&stream, expected, &events).await
         });
@@ -586,23 +605,24 @@ impl EventStore for NatsStore {
         after: u64,
         max: usize,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        self.runtime
+        self.runtime()
             .block_on(self.nats.read_async(stream, after, max))
     }
 
     fn version(&self, stream: &StreamId) -> Result<u64, StoreError> {
-        self.runtime
+        self.runtime()
             .block_on(self.nats.last(stream))
             .map(|(v, _)| v)
     }
 
     fn save_snapshot(&self, stream: &StreamId, snapshot: &Snapshot) -> Result<(), StoreError> {
         check_payload(snapshot.payload.len())?;
-        self.runtime
+        self.runtime()
             .block_on(self.nats.save_snapshot_async(stream, snapshot))
     }
 
     fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        self.runtime.block_on(self.nats.load_snapshot_async(stream))
+        self.runtime()
+            .block_on(self.nats.load_snapshot_async(stream))
     }
 }

@@ -1,0 +1,487 @@
+//! Virtual actors across runtimes (feature `nats`): runtimes connected to one NATS server
+//! keep one live activation per id between them, and route a command from any of them to it.
+//!
+//! - **Leases.** Before an activation replays, it takes its id's lease: a message in a
+//!   JetStream stream kept like a key-value bucket, written by compare-and-set on its
+//!   revision, with the stream's `max_age` as the TTL (see [`leases`]). A runtime renews the
+//!   leases it holds every third of the TTL and gives a lease up when its activation ends.
+//! - **Routing.** A command for an id with no activation here looks the lease up: free (or
+//!   held here) → activate here; held by another runtime → send the command to it over core
+//!   NATS request/reply, on `{prefix}_node.{node}.{kind}`, as JSON. That runtime runs it as
+//!   a local command and answers with its outcome, or that it no longer holds the lease.
+//! - **Failure.** A runtime that dies stops renewing: JetStream deletes its leases after the
+//!   TTL, and the next command for one of its ids activates the id elsewhere. Meanwhile a
+//!   command sent to it finds no responder and is retried (within the caller's
+//!   `call_timeout`) until the lease is free. The store's optimistic concurrency still
+//!   guards every append, so even two activations that overlap (a runtime cut off from NATS
+//!   for longer than the TTL, say) cannot lose or duplicate an event.
+
+pub(crate) mod leases;
+
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_nats::RequestErrorKind;
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::task::AbortHandle;
+use tracing::{debug, warn};
+
+use super::actors::{ActorError, Committed, VirtualActors, VirtualConfig};
+use super::model::EventSourced;
+use super::placement::{Forwarded, Owner, Placement};
+use super::store::{EventStore, Pending, StoreError, check_name};
+use crate::{Ctx, ExitReason, Handle};
+use leases::Leases;
+
+/// How a [`Cluster`] names itself and its leases.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// This runtime's name among the runtimes sharing the NATS server: unique per running
+    /// process (ASCII letters, digits, `-` and `_`). Default: `node-{pid}-{random}`.
+    pub node: String,
+    /// The prefix of the lease streams and of the subjects runtimes talk on; `baobab` by
+    /// default. Runtimes with different prefixes do not see each other.
+    pub prefix: String,
+    /// How long a lease outlives its last renewal: how long the ids of a runtime that died
+    /// wait before another runtime can activate them. Default: 10 s. A lease stream keeps
+    /// the TTL it was created with.
+    pub lease_ttl: Duration,
+    /// How long one request to JetStream may take. Default: 10 s.
+    pub timeout: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        ClusterConfig {
+            node: format!("node-{}-{}", std::process::id(), &random[..8]),
+            prefix: "baobab".into(),
+            lease_ttl: Duration::from_secs(10),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A runtime's connection to the NATS server it shares with other runtimes, for
+/// [`VirtualActors::start_clustered`] (see the module's documentation).
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use baobab::persistence::{Cluster, ClusterConfig, NatsStore, NatsStoreConfig};
+///
+/// let url = "nats://127.0.0.1:4222";
+/// let store = Arc::new(NatsStore::connect(url, NatsStoreConfig::default()).unwrap());
+/// let cluster = Cluster::connect(url, ClusterConfig::default()).unwrap();
+/// println!("this runtime is {}", cluster.node());
+/// ```
+pub struct Cluster {
+    /// `None` only while dropping.
+    runtime: Option<tokio::runtime::Runtime>,
+    client: async_nats::Client,
+    jetstream: async_nats::jetstream::Context,
+    config: ClusterConfig,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // The last reference may go from a task of this very runtime: do not wait for it.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+fn unavailable(context: &str, error: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("{context}: {error}"))
+}
+
+impl Cluster {
+    /// Connects to the NATS server at `url` (with JetStream enabled).
+    pub fn connect(url: &str, config: ClusterConfig) -> Result<Arc<Cluster>, StoreError> {
+        check_name(&config.node)?;
+        check_name(&config.prefix)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("baobab-cluster")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::io("start the cluster's NATS runtime", e))?;
+        let client = runtime
+            .block_on(async_nats::connect(url))
+            .map_err(|e| unavailable(&format!("connect to {url}"), e))?;
+        let mut jetstream = {
+            let _inside = runtime.enter();
+            async_nats::jetstream::new(client.clone())
+        };
+        jetstream.set_timeout(config.timeout);
+        Ok(Arc::new(Cluster {
+            runtime: Some(runtime),
+            client,
+            jetstream,
+            config,
+        }))
+    }
+
+    /// This runtime's node name.
+    pub fn node(&self) -> &str {
+        &self.config.node
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives as long as the cluster")
+    }
+
+    /// Runs `future` on the cluster's runtime; the returned future waits for it from any
+    /// executor.
+    fn run<T: Send + 'static>(
+        &self,
+        future: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> Pending<T> {
+        let task = self.runtime().spawn(future);
+        Box::pin(async move {
+            task.await
+                .unwrap_or_else(|error| Err(unavailable("a cluster task", error)))
+        })
+    }
+
+    fn node_subject(&self, node: &str, kind: &str) -> String {
+        format!("{}_node.{node}.{kind}", self.config.prefix)
+    }
+}
+
+/// A command forwarded to the runtime holding its id's lease.
+#[derive(Serialize)]
+struct WireCommand<'a, C> {
+    id: &'a str,
+    command: &'a C,
+}
+
+#[derive(Deserialize)]
+struct WireCommandOwned<C> {
+    id: String,
+    command: C,
+}
+
+/// The outcome of a forwarded command, as JSON.
+#[derive(Serialize, Deserialize)]
+enum WireReply<R> {
+    Committed {
+        version: u64,
+        events: usize,
+    },
+    Rejected(R),
+    NotHere,
+    Conflict {
+        actor: String,
+        retries: u32,
+    },
+    Replay {
+        actor: String,
+        version: u64,
+        reason: String,
+    },
+    Encode {
+        actor: String,
+        reason: String,
+    },
+    Store(StoreError),
+    Crashed(String),
+    Timeout,
+    Down,
+}
+
+impl<R> WireReply<R> {
+    fn from_outcome(outcome: Forwarded<R>) -> Self {
+        let result = match outcome {
+            Forwarded::Done(result) => result,
+            Forwarded::NotHere | Forwarded::Unreachable => return WireReply::NotHere,
+        };
+        match result {
+            Ok(Committed { version, events }) => WireReply::Committed { version, events },
+            Err(ActorError::Rejected(rejection)) => WireReply::Rejected(rejection),
+            Err(ActorError::Conflict { actor, retries }) => WireReply::Conflict { actor, retries },
+            Err(ActorError::Replay {
+                actor,
+                version,
+                reason,
+            }) => WireReply::Replay {
+                actor,
+                version,
+                reason,
+            },
+            Err(ActorError::Encode { actor, reason }) => WireReply::Encode { actor, reason },
+            Err(ActorError::Store(error)) => WireReply::Store(error),
+            Err(ActorError::Crashed(reason)) => WireReply::Crashed(reason.to_string()),
+            Err(ActorError::Timeout) => WireReply::Timeout,
+            Err(ActorError::Down) => WireReply::Down,
+        }
+    }
+
+    fn into_outcome(self, node: &str) -> Forwarded<R> {
+        Forwarded::Done(match self {
+            WireReply::NotHere => return Forwarded::NotHere,
+            WireReply::Committed { version, events } => Ok(Committed { version, events }),
+            WireReply::Rejected(rejection) => Err(ActorError::Rejected(rejection)),
+            WireReply::Conflict { actor, retries } => Err(ActorError::Conflict { actor, retries }),
+            WireReply::Replay {
+                actor,
+                version,
+                reason,
+            } => Err(ActorError::Replay {
+                actor,
+                version,
+                reason,
+            }),
+            WireReply::Encode { actor, reason } => Err(ActorError::Encode { actor, reason }),
+            WireReply::Store(error) => Err(ActorError::Store(error)),
+            WireReply::Crashed(reason) => Err(ActorError::Crashed(ExitReason::error(format!(
+                "on node {node}: {reason}"
+            )))),
+            WireReply::Timeout => Err(ActorError::Timeout),
+            WireReply::Down => Err(ActorError::Down),
+        })
+    }
+}
+
+/// The NATS placement of one actor type on one runtime.
+struct NatsPlacement<A> {
+    cluster: Arc<Cluster>,
+    leases: Arc<Leases>,
+    /// The renewal task and the task serving other runtimes.
+    tasks: Mutex<Vec<AbortHandle>>,
+    _actor: PhantomData<fn() -> A>,
+}
+
+impl<A: EventSourced> Placement<A> for NatsPlacement<A>
+where
+    A::Command: Serialize + DeserializeOwned,
+    A::Rejection: Serialize + DeserializeOwned,
+{
+    fn owner(&self, id: &str) -> Pending<Owner> {
+        if self.leases.holds(id) {
+            return Box::pin(std::future::ready(Ok(Owner::Here)));
+        }
+        let (leases, id) = (Arc::clone(&self.leases), id.to_owned());
+        self.cluster.run(async move { leases.owner(&id).await })
+    }
+
+    fn acquire(&self, id: &str) -> Pending<Owner> {
+        let (leases, id) = (Arc::clone(&self.leases), id.to_owned());
+        self.cluster.run(async move { leases.acquire(&id).await })
+    }
+
+    fn holds(&self, id: &str) -> bool {
+        self.leases.holds(id)
+    }
+
+    fn release(&self, id: &str) -> Pending<()> {
+        let (leases, id) = (Arc::clone(&self.leases), id.to_owned());
+        self.cluster.run(async move {
+            leases.release(&id).await;
+            Ok(())
+        })
+    }
+
+    fn close(&self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            task.abort();
+        }
+        let leases = Arc::clone(&self.leases);
+        self.cluster
+            .runtime()
+            .spawn(async move { leases.release_all().await });
+    }
+
+    fn forward(
+        &self,
+        node: &str,
+        id: &str,
+        command: &A::Command,
+        timeout: Duration,
+    ) -> Pending<Forwarded<A::Rejection>> {
+        let payload = match serde_json::to_vec(&WireCommand { id, command }) {
+            Ok(payload) => payload,
+            Err(error) => {
+                let encode = ActorError::Encode {
+                    actor: format!("{}/{id}", A::KIND),
+                    reason: format!("the command does not serialise: {error}"),
+                };
+                return Box::pin(std::future::ready(Ok(Forwarded::Done(Err(encode)))));
+            }
+        };
+        let client = self.cluster.client.clone();
+        let subject = self.cluster.node_subject(node, A::KIND);
+        let node = node.to_owned();
+        self.cluster.run(async move {
+            let request = async_nats::Request::new()
+                .payload(payload.into())
+                .timeout(Some(timeout.max(Duration::from_millis(1))));
+            match client.send_request(subject, request).await {
+                Ok(message) => {
+                    match serde_json::from_slice::<WireReply<A::Rejection>>(&message.payload) {
+                        Ok(reply) => Ok(reply.into_outcome(&node)),
+                        Err(error) => Err(StoreError::Corrupt(format!(
+                            "a reply from node {node} does not decode: {error}"
+                        ))),
+                    }
+                }
+                Err(error) if error.kind() == RequestErrorKind::NoResponders => {
+                    Ok(Forwarded::Unreachable)
+                }
+                Err(error) if error.kind() == RequestErrorKind::TimedOut => {
+                    Ok(Forwarded::Done(Err(ActorError::Timeout)))
+                }
+                Err(error) => Err(unavailable(
+                    &format!("send a command to node {node}"),
+                    error,
+                )),
+            }
+        })
+    }
+}
+
+impl<A: EventSourced> VirtualActors<A>
+where
+    A::Command: Serialize + DeserializeOwned,
+    A::Rejection: Serialize + DeserializeOwned,
+{
+    /// Starts virtual actors that share their ids with the other runtimes connected to
+    /// `cluster`'s NATS server (see the module's documentation): one live activation per id
+    /// among them all, and a command from any runtime reaches it. `store` must be shared by
+    /// them too (a [`NatsStore`](super::NatsStore) on the same server, typically).
+    ///
+    /// Commands and rejections cross between runtimes as JSON, hence the `serde` bounds.
+    pub fn start_clustered(
+        handle: &Handle,
+        store: Arc<dyn EventStore>,
+        config: VirtualConfig,
+        cluster: &Arc<Cluster>,
+    ) -> Result<Self, ExitReason> {
+        let leases = cluster
+            .runtime()
+            .block_on(Leases::open(
+                cluster.jetstream.clone(),
+                &cluster.config.prefix,
+                A::KIND,
+                cluster.config.node.clone(),
+                cluster.config.lease_ttl,
+            ))
+            .map_err(|error| ExitReason::error(error.to_string()))?;
+        let leases = Arc::new(leases);
+        let subscriber = cluster
+            .runtime()
+            .block_on(
+                cluster
+                    .client
+                    .subscribe(cluster.node_subject(cluster.node(), A::KIND)),
+            )
+            .map_err(|error| ExitReason::error(format!("subscribe for commands: {error}")))?;
+        let placement = Arc::new(NatsPlacement::<A> {
+            cluster: Arc::clone(cluster),
+            leases: Arc::clone(&leases),
+            tasks: Mutex::new(Vec::new()),
+            _actor: PhantomData,
+        });
+        let actors = Self::start_placed(
+            handle,
+            store,
+            config,
+            Some(Arc::clone(&placement) as Arc<dyn Placement<A>>),
+        )?;
+        let renew = cluster.runtime().spawn(leases.renew_forever());
+        let serve = cluster.runtime().spawn(serve(
+            actors.clone(),
+            handle.clone(),
+            cluster.client.clone(),
+            subscriber,
+        ));
+        placement
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend([renew.abort_handle(), serve.abort_handle()]);
+        Ok(actors)
+    }
+}
+
+/// Serves the commands other runtimes forward here: each runs in a process of its own, as a
+/// local command that is not forwarded again.
+async fn serve<A: EventSourced>(
+    actors: VirtualActors<A>,
+    handle: Handle,
+    client: async_nats::Client,
+    mut subscriber: async_nats::Subscriber,
+) where
+    A::Command: Serialize + DeserializeOwned,
+    A::Rejection: Serialize + DeserializeOwned,
+{
+    while let Some(message) = subscriber.next().await {
+        let Some(reply_to) = message.reply else {
+            continue;
+        };
+        let respond = {
+            let client = client.clone();
+            let runtime = tokio::runtime::Handle::current();
+            move |reply: WireReply<A::Rejection>| {
+                let payload = serde_json::to_vec(&reply).unwrap_or_else(|error| {
+                    serde_json::to_vec(&WireReply::<A::Rejection>::Encode {
+                        actor: A::KIND.to_owned(),
+                        reason: format!("the reply does not serialise: {error}"),
+                    })
+                    .expect("a reply without a rejection serialises")
+                });
+                runtime.spawn(async move {
+                    if let Err(error) = client.publish(reply_to, payload.into()).await {
+                        debug!(%error, "virtual actors: a forwarded command's reply was not sent");
+                    }
+                });
+            }
+        };
+        let request = match serde_json::from_slice::<WireCommandOwned<A::Command>>(&message.payload)
+        {
+            Ok(request) => request,
+            Err(error) => {
+                respond(WireReply::Encode {
+                    actor: A::KIND.to_owned(),
+                    reason: format!("a forwarded command does not decode: {error}"),
+                });
+                continue;
+            }
+        };
+        let actors = actors.clone();
+        let (respond_here, respond_down) = (respond.clone(), respond);
+        let spawned = handle.spawn(move |mut ctx: Ctx<()>| async move {
+            let outcome = actors
+                .ask_here(&mut ctx, &request.id, request.command)
+                .await;
+            respond_here(WireReply::from_outcome(outcome));
+        });
+        if let Err(error) = spawned {
+            warn!(%error, "virtual actors: cannot run a forwarded command");
+            respond_down(WireReply::Down);
+        }
+    }
+}

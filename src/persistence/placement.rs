@@ -1,0 +1,52 @@
+//! Placement: where an id's single live activation runs when several runtimes share one
+//! store. The virtual actors ask it before activating an id and forward a command to the
+//! runtime it names; `cluster` implements it over NATS.
+
+use std::time::Duration;
+
+use super::actors::{ActorError, Committed};
+use super::model::EventSourced;
+use super::store::Pending;
+
+/// Who holds an id's lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// Nobody: the first runtime to take it activates the id.
+    Free,
+    /// This runtime.
+    Here,
+    /// Another runtime, by node name.
+    Node(String),
+}
+
+/// What became of a command forwarded to another runtime.
+pub(crate) enum Forwarded<R> {
+    /// It ran there (or failed there): its outcome.
+    Done(Result<Committed, ActorError<R>>),
+    /// That runtime does not hold the id's lease (any more): nothing ran.
+    NotHere,
+    /// Nobody answers for that runtime (it is gone): nothing ran.
+    Unreachable,
+}
+
+/// Leases on ids and the way to the runtimes holding them.
+pub(crate) trait Placement<A: EventSourced>: Send + Sync {
+    /// Who holds `id`'s lease now.
+    fn owner(&self, id: &str) -> Pending<Owner>;
+    /// Takes `id`'s lease for this runtime: `Owner::Here`, or who holds it.
+    fn acquire(&self, id: &str) -> Pending<Owner>;
+    /// Whether this runtime still holds `id`'s lease.
+    fn holds(&self, id: &str) -> bool;
+    /// Gives `id`'s lease up.
+    fn release(&self, id: &str) -> Pending<()>;
+    /// Gives every lease up and stops serving other runtimes (in the background).
+    fn close(&self);
+    /// Sends `command` for `id` to `node` and waits up to `timeout` for its outcome.
+    fn forward(
+        &self,
+        node: &str,
+        id: &str,
+        command: &A::Command,
+        timeout: Duration,
+    ) -> Pending<Forwarded<A::Rejection>>;
+}
