@@ -3,7 +3,7 @@
 //!
 //! - **Leases.** Before an activation replays, it takes its id's lease: a message in a
 //!   JetStream stream kept like a key-value bucket, written by compare-and-set on its
-//!   revision, with the stream's `max_age` as the TTL (see [`leases`]). A runtime renews the
+//!   revision, with the stream's `max_age` as the TTL. A runtime renews the
 //!   leases it holds every third of the TTL and gives a lease up when its activation ends.
 //! - **Routing.** A command for an id with no activation here looks the lease up: free (or
 //!   held here) → activate here; held by another runtime → send the command to it over core
