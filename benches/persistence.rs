@@ -5,7 +5,9 @@
 //!
 //! With feature `nats`, the same against NATS JetStream (a private `nats-server -js` the
 //! bench starts on a free port), each against a raw JetStream publish loop with acks from the
-//! same client library, one at a time and 64 at once.
+//! same client library, one at a time and 64 at once, and a loop that publishes as the store
+//! appends (10,000 subjects, expected-sequence checks). Two runtimes sharing the server show
+//! what a command costs when it is forwarded to the runtime holding its actor.
 //!
 //! ```text
 //! cargo bench --bench persistence
@@ -246,8 +248,12 @@ mod jetstream {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{Duration, Instant};
 
-    use baobab::Runtime;
-    use baobab::persistence::{EventStore, NatsStore, NatsStoreConfig, StreamId};
+    use async_nats::jetstream::message::PublishMessage;
+    use baobab::persistence::{
+        Cluster, ClusterConfig, EventStore, NatsStore, NatsStoreConfig, StreamId, VirtualActors,
+        VirtualConfig,
+    };
+    use baobab::{Ctx, Runtime};
 
     use super::{event, scratch};
 
@@ -299,9 +305,12 @@ mod jetstream {
         format!("b{}", NEXT.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// The ceiling: `n` publishes to one subject of a fresh stream, each awaiting its ack,
-    /// from `writers` tasks at once, with the client library the store uses.
-    pub fn raw_publish(url: &str, n: usize, writers: usize) -> f64 {
+    /// The ceiling: `n` publishes, each awaiting its ack, from `writers` tasks at once, with
+    /// the client library the store uses. Plain: each writer publishes to one subject of a
+    /// fresh stream. `cas`: as the store appends, to 10,000 subjects (writer `w` owns ids
+    /// `w`, `w + writers`, …), each publish with the store's headers and the
+    /// `Nats-Expected-Last-Subject-Sequence` of its subject, which JetStream checks.
+    pub fn raw_publish(url: &str, n: usize, writers: usize, cas: bool) -> f64 {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -320,18 +329,39 @@ mod jetstream {
             .await
             .unwrap();
             let payload = bytes::Bytes::from(event(1).payload);
+            let ids_per_writer = 10_000 / writers;
             let started = Instant::now();
             let tasks: Vec<_> = (0..writers)
                 .map(|w| {
-                    let (js, payload, subject) =
-                        (js.clone(), payload.clone(), format!("{name}.w{w}"));
+                    let (js, payload, name) = (js.clone(), payload.clone(), name.clone());
                     tokio::spawn(async move {
-                        for _ in 0..n / writers {
-                            js.publish(subject.clone(), payload.clone())
+                        let mut last = vec![0u64; ids_per_writer];
+                        for i in 0..n / writers {
+                            if !cas {
+                                js.publish(format!("{name}.w{w}"), payload.clone())
+                                    .await
+                                    .unwrap()
+                                    .await
+                                    .unwrap();
+                                continue;
+                            }
+                            let slot = i % ids_per_writer;
+                            let message = PublishMessage::build()
+                                .payload(payload.clone())
+                                .header(
+                                    "Baobab-First",
+                                    (i / ids_per_writer + 1).to_string().as_str(),
+                                )
+                                .header("Baobab-Count", "1")
+                                .expected_last_subject_sequence(last[slot]);
+                            let subject = format!("{name}.c{}", w + writers * slot);
+                            let ack = js
+                                .send_publish(subject, message)
                                 .await
                                 .unwrap()
                                 .await
                                 .unwrap();
+                            last[slot] = ack.sequence;
                         }
                     })
                 })
@@ -364,6 +394,63 @@ mod jetstream {
             store.append(&stream, i, &[event(i)]).unwrap();
         }
         n as f64 / started.elapsed().as_secs_f64()
+    }
+
+    /// Microseconds per command, one at a time, to an actor active on runtime `a`, sent from
+    /// `a` itself or (`forwarded`) from a second runtime `b` whose commands go to `a` over
+    /// NATS: the cost of routing across runtimes.
+    pub fn cluster_ask_us(url: &str, n: usize, forwarded: bool) -> f64 {
+        let name = prefix();
+        let start = |node: &str| {
+            let rt = Runtime::builder().threads(1).build();
+            let cluster = Cluster::connect(
+                url,
+                ClusterConfig {
+                    node: node.into(),
+                    prefix: name.clone(),
+                    ..ClusterConfig::default()
+                },
+            )
+            .unwrap();
+            let store = Arc::new(
+                NatsStore::connect(
+                    url,
+                    NatsStoreConfig {
+                        prefix: name.clone(),
+                        ..NatsStoreConfig::default()
+                    },
+                )
+                .unwrap(),
+            );
+            let actors = VirtualActors::<super::Counter>::start_clustered(
+                rt.handle(),
+                store,
+                VirtualConfig::default(),
+                &cluster,
+            )
+            .unwrap();
+            (rt, actors, cluster)
+        };
+        let (a_rt, a, _a_cluster) = start("a");
+        let (b_rt, b, _b_cluster) = start("b");
+        let first = a.clone();
+        a_rt.block_on(move |mut ctx: Ctx<()>| async move {
+            first.ask(&mut ctx, "one", 1).await.unwrap();
+        })
+        .unwrap();
+        let (rt, actors) = if forwarded { (&b_rt, b) } else { (&a_rt, a) };
+        let us = rt
+            .block_on(move |mut ctx: Ctx<()>| async move {
+                let started = Instant::now();
+                for _ in 0..n {
+                    actors.ask(&mut ctx, "one", 1).await.unwrap();
+                }
+                started.elapsed().as_secs_f64() * 1e6 / n as f64
+            })
+            .unwrap();
+        a_rt.shutdown();
+        b_rt.shutdown();
+        us
     }
 
     /// Commands per second through `VirtualActors` on JetStream to 10,000 active actors.
@@ -427,16 +514,27 @@ fn main() {
         let server = jetstream::Server::start();
         let url = server.url.clone();
         row("ceiling: raw JetStream publish, 1", "publishes/s", &|| {
-            jetstream::raw_publish(&url, appends, 1)
+            jetstream::raw_publish(&url, appends, 1, false)
         });
         row("append, 1 actor, JetStream", "appends/s", &|| {
             jetstream::append_one(&url, appends)
         });
         row("ceiling: raw JetStream publish, 64", "publishes/s", &|| {
-            jetstream::raw_publish(&url, appends * 5, 64)
+            jetstream::raw_publish(&url, appends * 5, 64, false)
         });
+        row(
+            "ceiling: raw CAS publish, 64, 10k ids",
+            "publishes/s",
+            &|| jetstream::raw_publish(&url, appends * 5, 64, true),
+        );
         row("commands, 10k actors, JetStream", "commands/s", &|| {
             jetstream::actors_10k(&rt, &url, appends * 5)
+        });
+        row("cluster: ask, active here", "us", &|| {
+            jetstream::cluster_ask_us(&url, appends / 4, false)
+        });
+        row("cluster: ask, forwarded", "us", &|| {
+            jetstream::cluster_ask_us(&url, appends / 4, true)
         });
     }
     rt.shutdown();

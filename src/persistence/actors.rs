@@ -164,10 +164,12 @@ impl<A: EventSourced> Host<A> {
     }
 }
 
-/// Where a request was served: here, or (with a placement) the node holding the id's lease.
+/// Where a request was served: here, or (with a placement) the node holding the id's lease,
+/// or nowhere yet: the id is active nowhere and the request did not activate it.
 enum Route<T> {
     Here(T),
     Elsewhere(String),
+    Unheld,
 }
 
 /// A request to the router: activate an id.
@@ -336,6 +338,9 @@ impl<A: EventSourced> VirtualActors<A> {
                     ctx,
                     id,
                     deadline,
+                    // A forwarded command does not activate an id that is active nowhere:
+                    // its sender does (the id lives where it is asked for).
+                    forward,
                     || is_full(&slot),
                     |reply| Request::Command(Arc::clone(&slot), reply),
                 )
@@ -343,7 +348,8 @@ impl<A: EventSourced> VirtualActors<A> {
             let node = match routed {
                 Ok(Route::Here(result)) => return Forwarded::Done(result),
                 Err(error) => return Forwarded::Done(Err(error)),
-                Ok(Route::Elsewhere(_)) if !forward => return Forwarded::NotHere,
+                Ok(Route::Elsewhere(_) | Route::Unheld) if !forward => return Forwarded::NotHere,
+                Ok(Route::Unheld) => unreachable!("an ask that may forward activates free ids"),
                 Ok(Route::Elsewhere(node)) => node,
             };
             let Some(placement) = &self.host.placement else {
@@ -398,13 +404,14 @@ impl<A: EventSourced> VirtualActors<A> {
                 ctx,
                 id,
                 deadline,
+                true,
                 || is_full(&slot),
                 |reply| Request::Query(Arc::clone(&slot), reply),
             )
             .await?
         {
             Route::Here(value) => value?,
-            Route::Elsewhere(_) => {
+            Route::Elsewhere(_) | Route::Unheld => {
                 let Some(read) = take(&slot) else {
                     unreachable!("a reader leaves its slot only for an activation")
                 };
@@ -482,12 +489,14 @@ impl<A: EventSourced> VirtualActors<A> {
     /// (after a short pause) while the activation it found exited before taking the request
     /// (`pending` says whether the request is still in its slot; `request` makes the
     /// message). With a placement, an id whose lease another runtime holds is not activated
-    /// here: the answer names that runtime.
+    /// here: the answer names that runtime; nor is an id whose lease is free, unless
+    /// `activate_free`.
     async fn with_activation<M: Send + 'static, T: Send + 'static>(
         &self,
         ctx: &mut Ctx<M>,
         id: &str,
         deadline: std::time::Instant,
+        activate_free: bool,
         pending: impl Fn() -> bool,
         request: impl Fn(ReplyTo<T>) -> Request<A>,
     ) -> Result<Route<T>, ActorError<A::Rejection>> {
@@ -499,10 +508,12 @@ impl<A: EventSourced> VirtualActors<A> {
             let addr = match self.host.registered(id) {
                 Some(addr) => addr,
                 None => {
-                    if let Some(placement) = &self.host.placement
-                        && let Owner::Node(node) = placement.owner(id).await?
-                    {
-                        return Ok(Route::Elsewhere(node));
+                    if let Some(placement) = &self.host.placement {
+                        match placement.owner(id).await? {
+                            Owner::Node(node) => return Ok(Route::Elsewhere(node)),
+                            Owner::Free if !activate_free => return Ok(Route::Unheld),
+                            Owner::Free | Owner::Here => {}
+                        }
                     }
                     self.activate(ctx, id, timeout).await?
                 }

@@ -18,6 +18,7 @@
 
 pub(crate) mod leases;
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -265,6 +266,10 @@ impl<R> WireReply<R> {
 struct NatsPlacement<A> {
     cluster: Arc<Cluster>,
     leases: Arc<Leases>,
+    /// The holders of ids last found elsewhere, so a steady stream of commands to an id
+    /// active on another runtime skips the lease lookup. An entry goes when that runtime
+    /// does not take a command; a stale entry costs one refused forward.
+    owners: Arc<Mutex<HashMap<String, String>>>,
     /// The renewal task and the task serving other runtimes.
     tasks: Mutex<Vec<AbortHandle>>,
     _actor: PhantomData<fn() -> A>,
@@ -279,8 +284,25 @@ where
         if self.leases.holds(id) {
             return Box::pin(std::future::ready(Ok(Owner::Here)));
         }
-        let (leases, id) = (Arc::clone(&self.leases), id.to_owned());
-        self.cluster.run(async move { leases.owner(&id).await })
+        if let Some(node) = lock(&self.owners).get(id) {
+            return Box::pin(std::future::ready(Ok(Owner::Node(node.clone()))));
+        }
+        let (leases, owners, id) = (
+            Arc::clone(&self.leases),
+            Arc::clone(&self.owners),
+            id.to_owned(),
+        );
+        self.cluster.run(async move {
+            let owner = leases.owner(&id).await?;
+            if let Owner::Node(node) = &owner {
+                let mut owners = lock(&owners);
+                if owners.len() >= MAX_OWNERS_CACHED {
+                    owners.clear();
+                }
+                owners.insert(id, node.clone());
+            }
+            Ok(owner)
+        })
     }
 
     fn acquire(&self, id: &str) -> Pending<Owner> {
@@ -334,32 +356,54 @@ where
         };
         let client = self.cluster.client.clone();
         let subject = self.cluster.node_subject(node, A::KIND);
+        let (owners, id) = (Arc::clone(&self.owners), id.to_owned());
         let node = node.to_owned();
         self.cluster.run(async move {
-            let request = async_nats::Request::new()
-                .payload(payload.into())
-                .timeout(Some(timeout.max(Duration::from_millis(1))));
-            match client.send_request(subject, request).await {
-                Ok(message) => {
-                    match serde_json::from_slice::<WireReply<A::Rejection>>(&message.payload) {
-                        Ok(reply) => Ok(reply.into_outcome(&node)),
-                        Err(error) => Err(StoreError::Corrupt(format!(
-                            "a reply from node {node} does not decode: {error}"
-                        ))),
-                    }
+            let outcome = forward::<A::Rejection>(client, subject, &node, payload, timeout).await;
+            if let Ok(Forwarded::NotHere | Forwarded::Unreachable) = outcome {
+                let mut owners = lock(&owners);
+                if owners.get(&id) == Some(&node) {
+                    owners.remove(&id);
                 }
-                Err(error) if error.kind() == RequestErrorKind::NoResponders => {
-                    Ok(Forwarded::Unreachable)
-                }
-                Err(error) if error.kind() == RequestErrorKind::TimedOut => {
-                    Ok(Forwarded::Done(Err(ActorError::Timeout)))
-                }
-                Err(error) => Err(unavailable(
-                    &format!("send a command to node {node}"),
-                    error,
-                )),
             }
+            outcome
         })
+    }
+}
+
+/// How many ids' holders a runtime remembers before it forgets them all.
+const MAX_OWNERS_CACHED: usize = 100_000;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Sends a forwarded command's payload to `subject` (node `node`) and reads the outcome.
+async fn forward<R: DeserializeOwned>(
+    client: async_nats::Client,
+    subject: String,
+    node: &str,
+    payload: Vec<u8>,
+    timeout: Duration,
+) -> Result<Forwarded<R>, StoreError> {
+    let request = async_nats::Request::new()
+        .payload(payload.into())
+        .timeout(Some(timeout.max(Duration::from_millis(1))));
+    match client.send_request(subject, request).await {
+        Ok(message) => match serde_json::from_slice::<WireReply<R>>(&message.payload) {
+            Ok(reply) => Ok(reply.into_outcome(node)),
+            Err(error) => Err(StoreError::Corrupt(format!(
+                "a reply from node {node} does not decode: {error}"
+            ))),
+        },
+        Err(error) if error.kind() == RequestErrorKind::NoResponders => Ok(Forwarded::Unreachable),
+        Err(error) if error.kind() == RequestErrorKind::TimedOut => {
+            Ok(Forwarded::Done(Err(ActorError::Timeout)))
+        }
+        Err(error) => Err(unavailable(
+            &format!("send a command to node {node}"),
+            error,
+        )),
     }
 }
 
@@ -402,6 +446,7 @@ where
         let placement = Arc::new(NatsPlacement::<A> {
             cluster: Arc::clone(cluster),
             leases: Arc::clone(&leases),
+            owners: Arc::new(Mutex::new(HashMap::new())),
             tasks: Mutex::new(Vec::new()),
             _actor: PhantomData,
         });
