@@ -63,6 +63,52 @@ fn two_connections_conflict_and_neither_writes_over_the_other() {
 }
 
 #[test]
+fn a_long_stream_reads_right_from_any_version_after_its_early_appends_are_forgotten() {
+    // A store remembers where only its latest appends start: reads from further back must
+    // still return the right events, from the stream's beginning.
+    let server = common::nats_server::NatsServer::start();
+    let writer = store(&server.url, "long");
+    let other = StreamId::new("acct", "other").unwrap();
+    let s = StreamId::new("acct", "long").unwrap();
+    let event = |n: u64| NewEvent {
+        schema: 1,
+        payload: n.to_string().into_bytes(),
+    };
+    let mut version = 0;
+    for n in 0..400u64 {
+        // Appends of one or three events, interleaved with another stream's.
+        let batch: Vec<NewEvent> = (0..1 + 2 * (n % 2))
+            .map(|i| event(version + 1 + i))
+            .collect();
+        version = writer.append(&s, version, &batch).unwrap();
+        writer.append(&other, n, &[event(n)]).unwrap();
+    }
+    let fresh = store(&server.url, "long");
+    for reader in [&writer, &fresh] {
+        for after in [
+            0,
+            1,
+            2,
+            5,
+            299,
+            500,
+            version - 70,
+            version - 3,
+            version - 1,
+            version,
+        ] {
+            let events = reader.read(&s, after, 20).unwrap();
+            let expected: Vec<u64> = (after + 1..=version.min(after + 20)).collect();
+            let versions: Vec<u64> = events.iter().map(|e| e.version).collect();
+            assert_eq!(versions, expected, "read after {after}");
+            for e in &events {
+                assert_eq!(e.payload, e.version.to_string().into_bytes());
+            }
+        }
+    }
+}
+
+#[test]
 fn a_payload_over_the_servers_limit_is_refused_with_that_limit() {
     let server = common::nats_server::NatsServer::start();
     let store = store(&server.url, "big");

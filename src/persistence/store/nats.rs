@@ -101,6 +101,13 @@ impl std::fmt::Debug for NatsStore {
     }
 }
 
+/// How many append starts a store remembers per stream (at least; at most twice as many).
+const STARTS_KEPT: usize = 64;
+
+/// How many streams a store remembers; past that it forgets them all and asks JetStream
+/// again.
+const STREAMS_KEPT: usize = 100_000;
+
 #[derive(Default, Clone)]
 struct Seen {
     /// Whether `version` and `sequence` were read from JetStream or written by this store
@@ -123,9 +130,14 @@ impl Seen {
     }
 
     /// Notes that the message at `sequence` holds event `first` (and perhaps later ones).
+    /// Only the latest [`STARTS_KEPT`] are kept: a read from further back starts at the
+    /// stream's beginning.
     fn hint(&mut self, first: u64, sequence: u64) {
         if let Err(i) = self.starts.binary_search_by_key(&first, |&(f, _)| f) {
             self.starts.insert(i, (first, sequence));
+            if self.starts.len() > 2 * STARTS_KEPT {
+                self.starts.drain(..STARTS_KEPT);
+            }
         }
     }
 
@@ -311,6 +323,9 @@ impl Nats {
 
     fn seen_mut<T>(&self, stream: &StreamId, f: impl FnOnce(&mut Seen) -> T) -> T {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.len() >= STREAMS_KEPT && !seen.contains_key(stream) {
+            seen.clear();
+        }
         f(seen.entry(stream.clone()).or_default())
     }
 
