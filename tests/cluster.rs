@@ -294,6 +294,53 @@ fn an_activation_whose_lease_was_taken_leaves_and_its_commands_follow_the_lease(
     assert_eq!(a.tally("x"), (3, 6, 3));
 }
 
+#[test]
+fn clustered_actors_under_a_supervisor_keep_serving_other_runtimes_across_a_restart() {
+    use baobab::supervisor::{Strategy, Supervisor, SupervisorSpec};
+
+    let server = NatsServer::start();
+    let ttl = Duration::from_secs(5);
+    let rt = Runtime::builder().threads(2).build();
+    let a_cluster = cluster(&server.url, "tree", "a", ttl);
+    let (spec, tallies) = VirtualActors::<Tally>::clustered_child_spec(
+        rt.handle(),
+        "tallies",
+        store(&server.url, "tree"),
+        VirtualConfig::default(),
+        &a_cluster,
+    )
+    .unwrap();
+    let tree = Supervisor::start(
+        rt.handle(),
+        SupervisorSpec::new(Strategy::OneForOne).child(spec),
+    )
+    .unwrap();
+    let a = Node {
+        rt,
+        tallies,
+        _cluster: a_cluster,
+    };
+    let b = Node::start(&server.url, "tree", "b", ttl, VirtualConfig::default());
+    assert_eq!(a.ask("z", 3).unwrap().version, 1);
+    assert_eq!(b.ask("z", 4).unwrap().version, 2);
+    assert!(b.tallies.active().is_empty());
+
+    // a's router crashes and its supervisor restarts it: the leases its activations held
+    // are given up, and z lives wherever it is asked for next, with every event.
+    let router = a.tallies.router().unwrap();
+    a.rt.handle().exit(router, baobab::ExitReason::Kill);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.tallies.router() == Some(router) || !a.tallies.active().is_empty() {
+        assert!(Instant::now() < deadline, "the router was not restarted");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(b.ask("z", 5).unwrap().version, 3);
+    assert_eq!(a.ask("z", 6).unwrap().version, 4);
+    assert_eq!(b.tallies.active(), ["z"]);
+    assert_eq!(a.tally("z"), (4, 18, 4));
+    tree.shutdown(a.rt.handle());
+}
+
 /// Every stored event of `ids`, checked gap-free: tag → (id, version).
 fn stored_tags(
     store: &dyn EventStore,

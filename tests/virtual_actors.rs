@@ -555,3 +555,61 @@ fn old_events_are_upcast_on_replay_and_unreadable_ones_name_the_actor_and_versio
         );
     }
 }
+
+#[test]
+fn virtual_actors_run_under_the_callers_supervisor_and_the_handle_follows_restarts() {
+    use baobab::supervisor::{Strategy, Supervisor, SupervisorSpec};
+
+    let rt = common::runtime();
+    let store = Arc::new(MemoryStore::new());
+    let (spec, accounts) =
+        VirtualActors::<Account>::child_spec("accounts", store.clone(), config());
+    assert_eq!(accounts.router(), None, "not started yet");
+    assert_eq!(
+        ask(&rt, &accounts, "erin", Command::Deposit(1)),
+        Err(ActorError::Down)
+    );
+    let tree = Supervisor::start(
+        rt.handle(),
+        SupervisorSpec::new(Strategy::OneForOne).child(spec),
+    )
+    .unwrap();
+    let first_router = accounts.router().expect("started by the supervisor");
+    let supervisor = tree;
+    let children = rt
+        .block_on(move |mut ctx: Ctx<()>| async move { supervisor.which_children(&mut ctx).await })
+        .unwrap()
+        .unwrap();
+    assert_eq!(children[0].pid, Some(first_router));
+    ask(&rt, &accounts, "erin", Command::Deposit(4)).unwrap();
+    let activation = accounts.pid_of("erin").unwrap();
+
+    // The router crashes: its activations go with it, the supervisor starts it again, and
+    // the same handle reaches the new one; the actor replays its events.
+    rt.handle().exit(first_router, baobab::ExitReason::Kill);
+    common::exit_of(rt.handle(), activation);
+    let deadline = std::time::Instant::now() + common::SAFETY;
+    while accounts.router() == Some(first_router) || accounts.router().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the router was not restarted"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        ask(&rt, &accounts, "erin", Command::Deposit(2))
+            .unwrap()
+            .version,
+        2
+    );
+    assert_eq!(balance(&rt, &accounts, "erin"), (6, 2));
+
+    // Stopping the tree stops every activation first, each saving its snapshot.
+    tree.shutdown(rt.handle());
+    let stream = StreamId::new("account", "erin").unwrap();
+    assert_eq!(
+        store.load_snapshot(&stream).unwrap().map(|s| s.version),
+        Some(2)
+    );
+    assert!(accounts.active().is_empty());
+}

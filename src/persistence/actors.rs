@@ -26,7 +26,7 @@ use super::model::EventSourced;
 use super::placement::{Forwarded, Owner, Placement};
 use super::store::{EventStore, StoreError, check_name};
 use crate::server::{CallError, ReplyTo};
-use crate::supervisor::{DynamicSpec, DynamicSupervisor, Restart};
+use crate::supervisor::{ChildSpec, DynamicSpec, DynamicSupervisor, Restart, Shutdown};
 use crate::{Addr, Ctx, ExitReason, Handle, Message, Pid};
 
 /// How virtual actors behave.
@@ -134,6 +134,8 @@ pub(crate) struct Host<A: EventSourced> {
     pub(crate) registry: Registry<A>,
     /// Where ids live when several runtimes share the store (`None`: this runtime alone).
     pub(crate) placement: Option<Arc<dyn Placement<A>>>,
+    /// The running router (a supervisor that restarts it writes the new one here).
+    router: Mutex<Option<Addr<Activate<A>>>>,
 }
 
 impl<A: EventSourced> Host<A> {
@@ -231,14 +233,12 @@ pub(crate) type Reader<A> = Box<dyn FnOnce(&A, u64) -> Box<dyn std::any::Any + S
 /// ```
 pub struct VirtualActors<A: EventSourced> {
     host: Arc<Host<A>>,
-    router: Addr<Activate<A>>,
 }
 
 impl<A: EventSourced> Clone for VirtualActors<A> {
     fn clone(&self) -> Self {
         VirtualActors {
             host: Arc::clone(&self.host),
-            router: self.router,
         }
     }
 }
@@ -247,7 +247,7 @@ impl<A: EventSourced> std::fmt::Debug for VirtualActors<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VirtualActors")
             .field("kind", &A::KIND)
-            .field("router", &self.router.pid())
+            .field("router", &self.router())
             .finish_non_exhaustive()
     }
 }
@@ -265,29 +265,104 @@ impl<A: EventSourced> VirtualActors<A> {
         store: Arc<dyn EventStore>,
         config: VirtualConfig,
     ) -> Result<Self, ExitReason> {
-        Self::start_placed(handle, store, config, None)
+        let actors = Self::unstarted(store, config, None);
+        actors.spawn_router(handle)?;
+        Ok(actors)
     }
 
-    pub(crate) fn start_placed(
-        handle: &Handle,
+    /// Virtual actors to run under a supervisor of the caller's: the child spec starts their
+    /// router (linked to that supervisor), which starts the supervisor of the activations.
+    /// The returned handle reaches the actors from the first start on and follows every
+    /// restart; between a crash and its restart, requests fail with [`ActorError::Down`].
+    ///
+    /// The child is a permanent worker with an infinite shutdown time: stopping it stops
+    /// every activation first, each saving its snapshot.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use baobab::persistence::{EventSourced, MemoryStore, VirtualActors, VirtualConfig};
+    /// use baobab::supervisor::{Strategy, Supervisor, SupervisorSpec};
+    /// use baobab::{Ctx, Runtime};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Default, Serialize, Deserialize)]
+    /// struct Counter { total: u64 }
+    ///
+    /// impl EventSourced for Counter {
+    ///     const KIND: &'static str = "counter";
+    ///     type Command = u64;
+    ///     type Event = u64;
+    ///     type Rejection = ();
+    ///     fn decide(&self, n: &u64) -> Result<Vec<u64>, ()> { Ok(vec![*n]) }
+    ///     fn apply(&mut self, n: &u64) { self.total += n; }
+    /// }
+    ///
+    /// let rt = Runtime::new();
+    /// let (spec, counters) = VirtualActors::<Counter>::child_spec(
+    ///     "counters",
+    ///     Arc::new(MemoryStore::new()),
+    ///     VirtualConfig::default(),
+    /// );
+    /// let tree = Supervisor::start(rt.handle(), SupervisorSpec::new(Strategy::OneForOne).child(spec))
+    ///     .unwrap();
+    /// let version = rt.block_on(move |mut ctx: Ctx<()>| async move {
+    ///     counters.ask(&mut ctx, "c1", 2).await.unwrap().version
+    /// });
+    /// assert_eq!(version.unwrap(), 1);
+    /// tree.shutdown(rt.handle());
+    /// ```
+    ///
+    /// # Panics
+    /// If `A::KIND` breaks the naming rule of [`StreamId`](super::StreamId).
+    pub fn child_spec(
+        id: impl Into<String>,
+        store: Arc<dyn EventStore>,
+        config: VirtualConfig,
+    ) -> (ChildSpec, Self) {
+        let actors = Self::unstarted(store, config, None);
+        (actors.spec(id), actors)
+    }
+
+    /// The handle of virtual actors whose router is not running yet.
+    pub(crate) fn unstarted(
         store: Arc<dyn EventStore>,
         config: VirtualConfig,
         placement: Option<Arc<dyn Placement<A>>>,
-    ) -> Result<Self, ExitReason> {
+    ) -> Self {
         if let Err(error) = check_name(A::KIND) {
             panic!("EventSourced::KIND: {error}");
         }
-        let host = Arc::new(Host {
-            store,
-            config,
-            registry: Mutex::new(HashMap::new()),
-            placement,
-        });
-        let router_host = Arc::clone(&host);
+        VirtualActors {
+            host: Arc::new(Host {
+                store,
+                config,
+                registry: Mutex::new(HashMap::new()),
+                placement,
+                router: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Starts the router, on its own.
+    pub(crate) fn spawn_router(&self, handle: &Handle) -> Result<(), ExitReason> {
+        let host = Arc::clone(&self.host);
         let router = handle
-            .spawn(move |ctx: Ctx<Activate<A>>| run_router(ctx, router_host))
+            .spawn(move |ctx: Ctx<Activate<A>>| run_router(ctx, host))
             .map_err(|error| ExitReason::error(error.to_string()))?;
-        Ok(VirtualActors { host, router })
+        *lock(&self.host.router) = Some(router);
+        Ok(())
+    }
+
+    /// A child spec whose start runs the router under the caller's supervisor.
+    pub(crate) fn spec(&self, id: impl Into<String>) -> ChildSpec {
+        let host = Arc::clone(&self.host);
+        ChildSpec::worker(id, move |start| {
+            let router_host = Arc::clone(&host);
+            let pid = start.spawn(move |ctx: Ctx<Activate<A>>| run_router(ctx, router_host))?;
+            *lock(&host.router) = Some(Addr::new(pid));
+            Ok(pid)
+        })
+        .shutdown(Shutdown::Infinity)
     }
 
     /// Sends `command` to actor `id` (activating it if needed) and waits for its outcome.
@@ -310,6 +385,7 @@ impl<A: EventSourced> VirtualActors<A> {
 
     /// `ask`, for a command forwarded from another runtime: if this runtime does not hold
     /// the id's lease and another one does, nothing runs and the answer says so.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     pub(crate) async fn ask_here<M: Send + 'static>(
         &self,
         ctx: &mut Ctx<M>,
@@ -468,9 +544,10 @@ impl<A: EventSourced> VirtualActors<A> {
         self.host.registered(id).map(|addr| addr.pid())
     }
 
-    /// The router's pid: killing it stops the supervisor and every activation.
-    pub fn router(&self) -> Pid {
-        self.router.pid()
+    /// The pid of the router, once started: killing it stops the supervisor of the
+    /// activations and every activation.
+    pub fn router(&self) -> Option<Pid> {
+        lock(&self.host.router).map(|addr| addr.pid())
     }
 
     /// The store the actors use.
@@ -478,11 +555,22 @@ impl<A: EventSourced> VirtualActors<A> {
         &self.host.store
     }
 
-    /// Stops every activation (each saves a snapshot if it has new events), then the router.
+    /// Stops every activation (each saves a snapshot if it has new events), then the router;
+    /// with a cluster, stops serving the other runtimes too. (Under a supervisor, stop the
+    /// child through the supervisor instead.)
     pub fn shutdown(&self, handle: &Handle) {
-        let watch = handle.watch(self.router.pid());
-        handle.exit(self.router.pid(), ExitReason::Shutdown);
-        let _ = watch.wait_timeout(Duration::from_secs(60));
+        if let Some(placement) = &self.host.placement {
+            // First, so that what other runtimes sent is answered while the actors run.
+            placement.stop_serving();
+        }
+        if let Some(router) = self.router() {
+            let watch = handle.watch(router);
+            handle.exit(router, ExitReason::Shutdown);
+            let _ = watch.wait_timeout(Duration::from_secs(60));
+        }
+        if let Some(placement) = &self.host.placement {
+            placement.close();
+        }
     }
 
     /// Calls `id`'s activation, activating it first if needed, and again
@@ -544,12 +632,11 @@ impl<A: EventSourced> VirtualActors<A> {
         id: &str,
         timeout: Duration,
     ) -> Result<Addr<Request<A>>, ActorError<A::Rejection>> {
+        let Some(router) = *lock(&self.host.router) else {
+            return Err(ActorError::Down);
+        };
         match ctx
-            .call(
-                &self.router,
-                |reply| Activate(id.to_owned(), reply),
-                timeout,
-            )
+            .call(&router, |reply| Activate(id.to_owned(), reply), timeout)
             .await
         {
             Ok(Some(addr)) => Ok(addr),
@@ -561,16 +648,19 @@ impl<A: EventSourced> VirtualActors<A> {
     }
 }
 
-/// Closes the placement when the router ends, however it ends: its activations are gone, so
-/// their leases are given up and other runtimes are no longer served.
+/// Gives every lease up when the router ends, however it ends: its activations are gone.
 struct Closing<A: EventSourced>(Arc<Host<A>>);
 
 impl<A: EventSourced> Drop for Closing<A> {
     fn drop(&mut self) {
         if let Some(placement) = &self.0.placement {
-            placement.close();
+            placement.release_all();
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The pause before the `attempt`th retry: 1, 4, 9 … ms, at most 100 ms.

@@ -1,6 +1,8 @@
 //! Placement: where an id's single live activation runs when several runtimes share one
 //! store. The virtual actors ask it before activating an id and forward a command to the
 //! runtime it names; `cluster` implements it over NATS.
+// Without the `nats` feature nothing implements it.
+#![cfg_attr(not(feature = "nats"), allow(dead_code))]
 
 use std::time::Duration;
 
@@ -39,7 +41,12 @@ pub(crate) trait Placement<A: EventSourced>: Send + Sync {
     fn holds(&self, id: &str) -> bool;
     /// Gives `id`'s lease up.
     fn release(&self, id: &str) -> Pending<()>;
-    /// Gives every lease up and stops serving other runtimes (in the background).
+    /// Gives every lease up (in the background).
+    fn release_all(&self);
+    /// Stops serving other runtimes: the commands they sent before are answered first
+    /// (blocks until they are, or a timeout).
+    fn stop_serving(&self);
+    /// Stops renewing and gives every lease up (in the background).
     fn close(&self);
     /// Sends `command` for `id` to `node` and waits up to `timeout` for its outcome.
     fn forward(

@@ -20,6 +20,7 @@ pub(crate) mod leases;
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ use super::actors::{ActorError, Committed, VirtualActors, VirtualConfig};
 use super::model::EventSourced;
 use super::placement::{Forwarded, Owner, Placement};
 use super::store::{EventStore, Pending, StoreError, check_name};
+use crate::supervisor::ChildSpec;
 use crate::{Ctx, ExitReason, Handle};
 use leases::Leases;
 
@@ -270,10 +272,23 @@ struct NatsPlacement<A> {
     /// active on another runtime skips the lease lookup. An entry goes when that runtime
     /// does not take a command; a stale entry costs one refused forward.
     owners: Arc<Mutex<HashMap<String, String>>>,
-    /// The renewal task and the task serving other runtimes.
-    tasks: Mutex<Vec<AbortHandle>>,
+    /// The renewal task.
+    renewal: Mutex<Option<AbortHandle>>,
+    /// The task serving other runtimes, and what tells it to stop.
+    serving: Mutex<Option<Serving>>,
     _actor: PhantomData<fn() -> A>,
 }
+
+/// The task serving other runtimes' commands.
+struct Serving {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+    /// Forwarded commands taken and not yet answered.
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// How long stopping waits for the forwarded commands already taken to be answered.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl<A: EventSourced> Placement<A> for NatsPlacement<A>
 where
@@ -322,19 +337,43 @@ where
         })
     }
 
-    fn close(&self) {
-        for task in self
-            .tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain(..)
-        {
-            task.abort();
-        }
+    fn release_all(&self) {
         let leases = Arc::clone(&self.leases);
         self.cluster
             .runtime()
             .spawn(async move { leases.release_all().await });
+    }
+
+    fn stop_serving(&self) {
+        let Some(serving) = lock(&self.serving).take() else {
+            return;
+        };
+        let _ = serving.stop.send(());
+        let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
+        // The subscription drains: what the server sent before it ended is taken, then
+        // the task ends.
+        let drained = self.cluster.runtime().block_on(async {
+            tokio::time::timeout(DRAIN_TIMEOUT, serving.task)
+                .await
+                .is_ok()
+        });
+        while serving.in_flight.load(Ordering::Acquire) > 0 && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if !drained || serving.in_flight.load(Ordering::Acquire) > 0 {
+            warn!(
+                kind = A::KIND,
+                "virtual actors: forwarded commands still running at shutdown"
+            );
+        }
+    }
+
+    fn close(&self) {
+        if let Some(renewal) = lock(&self.renewal).take() {
+            renewal.abort();
+        }
+        self.release_all();
     }
 
     fn forward(
@@ -418,7 +457,36 @@ where
     /// them too (a [`NatsStore`](super::NatsStore) on the same server, typically).
     ///
     /// Commands and rejections cross between runtimes as JSON, hence the `serde` bounds.
+    /// [`shutdown`](VirtualActors::shutdown) stops serving the other runtimes.
     pub fn start_clustered(
+        handle: &Handle,
+        store: Arc<dyn EventStore>,
+        config: VirtualConfig,
+        cluster: &Arc<Cluster>,
+    ) -> Result<Self, ExitReason> {
+        let actors = Self::clustered(handle, store, config, cluster)?;
+        actors.spawn_router(handle)?;
+        Ok(actors)
+    }
+
+    /// [`start_clustered`](Self::start_clustered), as a child of the caller's supervisor
+    /// (see [`child_spec`](VirtualActors::child_spec)). This runtime serves the other
+    /// runtimes from now on; while the child is not running, commands forwarded here are
+    /// turned back, and the ids are activated where they are asked for.
+    pub fn clustered_child_spec(
+        handle: &Handle,
+        id: impl Into<String>,
+        store: Arc<dyn EventStore>,
+        config: VirtualConfig,
+        cluster: &Arc<Cluster>,
+    ) -> Result<(ChildSpec, Self), ExitReason> {
+        let actors = Self::clustered(handle, store, config, cluster)?;
+        Ok((actors.spec(id), actors))
+    }
+
+    /// The clustered handle, its router not started: the leases opened, other runtimes
+    /// served.
+    fn clustered(
         handle: &Handle,
         store: Arc<dyn EventStore>,
         config: VirtualConfig,
@@ -447,46 +515,98 @@ where
             cluster: Arc::clone(cluster),
             leases: Arc::clone(&leases),
             owners: Arc::new(Mutex::new(HashMap::new())),
-            tasks: Mutex::new(Vec::new()),
+            renewal: Mutex::new(None),
+            serving: Mutex::new(None),
             _actor: PhantomData,
         });
-        let actors = Self::start_placed(
-            handle,
+        let actors = Self::unstarted(
             store,
             config,
             Some(Arc::clone(&placement) as Arc<dyn Placement<A>>),
-        )?;
-        let renew = cluster.runtime().spawn(leases.renew_forever());
-        let serve = cluster.runtime().spawn(serve(
+        );
+        let renewal = cluster.runtime().spawn(leases.renew_forever());
+        *lock(&placement.renewal) = Some(renewal.abort_handle());
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let task = cluster.runtime().spawn(serve(
             actors.clone(),
             handle.clone(),
             cluster.client.clone(),
             subscriber,
+            stopped,
+            Arc::clone(&in_flight),
         ));
-        placement
-            .tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend([renew.abort_handle(), serve.abort_handle()]);
+        *lock(&placement.serving) = Some(Serving {
+            stop,
+            task,
+            in_flight,
+        });
         Ok(actors)
     }
 }
 
 /// Serves the commands other runtimes forward here: each runs in a process of its own, as a
-/// local command that is not forwarded again.
+/// local command that is not forwarded again. When `stopped` fires, the subscription is
+/// drained: every command the server sent before it ended is still served (and answered),
+/// and later ones find no responder, so their senders look for the id elsewhere.
 async fn serve<A: EventSourced>(
     actors: VirtualActors<A>,
     handle: Handle,
     client: async_nats::Client,
-    mut subscriber: async_nats::Subscriber,
+    subscriber: async_nats::Subscriber,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+    in_flight: Arc<AtomicUsize>,
 ) where
     A::Command: Serialize + DeserializeOwned,
     A::Rejection: Serialize + DeserializeOwned,
 {
+    let mut messages = subscriber.take_until(stopped);
+    while let Some(message) = messages.next().await {
+        serve_one(&actors, &handle, &client, message, &in_flight);
+    }
+    let mut subscriber = messages.into_inner();
+    if let Err(error) = subscriber.drain().await {
+        debug!(%error, "virtual actors: the command subscription did not drain");
+        return;
+    }
     while let Some(message) = subscriber.next().await {
+        serve_one(&actors, &handle, &client, message, &in_flight);
+    }
+}
+
+/// Counts a forwarded command from when it is taken until it is answered.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        InFlight(Arc::clone(count))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Runs one forwarded command in a process of its own and answers it.
+fn serve_one<A: EventSourced>(
+    actors: &VirtualActors<A>,
+    handle: &Handle,
+    client: &async_nats::Client,
+    message: async_nats::Message,
+    in_flight: &Arc<AtomicUsize>,
+) where
+    A::Command: Serialize + DeserializeOwned,
+    A::Rejection: Serialize + DeserializeOwned,
+{
+    {
         let Some(reply_to) = message.reply else {
-            continue;
+            return;
         };
+        // Shared by the two ways of answering below; out when both are gone.
+        let counted = Arc::new(InFlight::new(in_flight));
         let respond = {
             let client = client.clone();
             let runtime = tokio::runtime::Handle::current();
@@ -502,6 +622,8 @@ async fn serve<A: EventSourced>(
                     if let Err(error) = client.publish(reply_to, payload.into()).await {
                         debug!(%error, "virtual actors: a forwarded command's reply was not sent");
                     }
+                    // Out once the reply is handed to the connection.
+                    drop(counted);
                 });
             }
         };
@@ -513,7 +635,7 @@ async fn serve<A: EventSourced>(
                     actor: A::KIND.to_owned(),
                     reason: format!("a forwarded command does not decode: {error}"),
                 });
-                continue;
+                return;
             }
         };
         let actors = actors.clone();
