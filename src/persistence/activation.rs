@@ -3,6 +3,7 @@
 
 use std::any::Any;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tracing::{debug, warn};
@@ -25,6 +26,8 @@ pub(crate) enum Request<A: EventSourced> {
         ReplyTo<Result<Answer, ActorError<A::Rejection>>>,
     ),
     Stop(ReplyTo<Result<(), ActorError<A::Rejection>>>),
+    /// Passivate now (the host is at its cap of activations).
+    Passivate,
 }
 
 /// A query's answer, typed again by the caller.
@@ -49,6 +52,7 @@ pub(crate) async fn run_activation<A: EventSourced>(
     mut ctx: Ctx<Request<A>>,
     id: String,
     host: Arc<Host<A>>,
+    used: Arc<AtomicU64>,
 ) {
     // A supervisor's shutdown arrives as a message, so the actor can save its snapshot.
     ctx.trap_exit(true);
@@ -100,9 +104,12 @@ pub(crate) async fn run_activation<A: EventSourced>(
             Some(idle) => ctx.recv_timeout(idle).await,
             None => Some(ctx.recv().await),
         };
+        if message.is_some() {
+            used.store(host.now(), Ordering::Relaxed);
+        }
         match message {
-            None => {
-                debug!(actor = %stream, "virtual actor passivated after idling");
+            None | Some(Message::User(Request::Passivate)) => {
+                debug!(actor = %stream, "virtual actor passivated");
                 live.snapshot(&mut ctx, &host, &stream).await;
                 host.leave(&id, ctx.pid()).await;
                 return;
@@ -197,6 +204,10 @@ async fn refuse<A: EventSourced>(
             Message::User(Request::Stop(reply)) => {
                 host.leave(id, ctx.pid()).await;
                 reply.reply(Ok(()));
+                return;
+            }
+            Message::User(Request::Passivate) => {
+                host.leave(id, ctx.pid()).await;
                 return;
             }
             Message::Exit(signal) => {

@@ -16,6 +16,7 @@
 //! [`ActorError::Crashed`], since its events may or may not have been stored.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -48,6 +49,10 @@ pub struct VirtualConfig {
     /// The supervisor of the activations gives up (and the actors stop) after more than
     /// this many crashes within `period`. Default: 100 in 10 s.
     pub max_restarts: u32,
+    /// At most about this many activations at once: activating one more first passivates
+    /// the one least recently used (it saves its snapshot and stops). `None`: no cap.
+    /// Default: 100,000.
+    pub max_active: Option<usize>,
     /// See `max_restarts`.
     pub period: Duration,
 }
@@ -61,6 +66,7 @@ impl Default for VirtualConfig {
             call_timeout: Duration::from_secs(30),
             max_restarts: 100,
             period: Duration::from_secs(10),
+            max_active: Some(100_000),
         }
     }
 }
@@ -125,7 +131,14 @@ pub enum ActorError<R> {
 }
 
 /// The registry: id → the live activation.
-pub(crate) type Registry<A> = Mutex<HashMap<String, Addr<Request<A>>>>;
+pub(crate) type Registry<A> = Mutex<HashMap<String, Entry<A>>>;
+
+/// A live activation, and when it last got a message.
+pub(crate) struct Entry<A: EventSourced> {
+    addr: Addr<Request<A>>,
+    /// Milliseconds since the host started (see [`Host::now`]).
+    used: Arc<AtomicU64>,
+}
 
 /// What an activation shares with its host.
 pub(crate) struct Host<A: EventSourced> {
@@ -136,23 +149,54 @@ pub(crate) struct Host<A: EventSourced> {
     pub(crate) placement: Option<Arc<dyn Placement<A>>>,
     /// The running router (a supervisor that restarts it writes the new one here).
     router: Mutex<Option<Addr<Activate<A>>>>,
+    /// When the host started: activations note when they were last used relative to it.
+    started: std::time::Instant,
 }
 
 impl<A: EventSourced> Host<A> {
     pub(crate) fn registered(&self, id: &str) -> Option<Addr<Request<A>>> {
-        self.registry
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
-            .copied()
+        lock(&self.registry).get(id).map(|entry| entry.addr)
+    }
+
+    /// Milliseconds since the host started.
+    pub(crate) fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
     }
 
     /// Removes `id`'s entry if it still names `pid`.
     pub(crate) fn unregister(&self, id: &str, pid: Pid) {
-        let mut registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
-        if registry.get(id).is_some_and(|addr| addr.pid() == pid) {
+        let mut registry = lock(&self.registry);
+        if registry
+            .get(id)
+            .is_some_and(|entry| entry.addr.pid() == pid)
+        {
             registry.remove(id);
         }
+    }
+
+    /// With `max_active` activations or more, asks the one least recently used to
+    /// passivate, so that a new one can start.
+    fn make_room(&self, ctx: &Ctx<Activate<A>>) {
+        let Some(max) = self.config.max_active else {
+            return;
+        };
+        let registry = lock(&self.registry);
+        if registry.len() < max.max(1) {
+            return;
+        }
+        let Some((id, entry)) = registry
+            .iter()
+            .min_by_key(|(_, entry)| entry.used.load(Ordering::Relaxed))
+        else {
+            return;
+        };
+        debug!(
+            kind = A::KIND,
+            id, max, "virtual actors: at the cap; passivating the least recently used"
+        );
+        // Not chosen again while it passivates (unless it gets a message meanwhile).
+        entry.used.store(u64::MAX, Ordering::Relaxed);
+        let _ = ctx.send(&entry.addr, Request::Passivate);
     }
 
     /// An activation ends: it leaves the registry and gives its lease up.
@@ -339,6 +383,7 @@ impl<A: EventSourced> VirtualActors<A> {
                 registry: Mutex::new(HashMap::new()),
                 placement,
                 router: Mutex::new(None),
+                started: std::time::Instant::now(),
             }),
         }
     }
@@ -527,14 +572,7 @@ impl<A: EventSourced> VirtualActors<A> {
 
     /// The ids of the active actors, sorted.
     pub fn active(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self
-            .host
-            .registry
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keys()
-            .cloned()
-            .collect();
+        let mut ids: Vec<String> = lock(&self.host.registry).keys().cloned().collect();
         ids.sort_unstable();
         ids
     }
@@ -676,14 +714,13 @@ async fn run_router<A: EventSourced>(mut ctx: Ctx<Activate<A>>, host: Arc<Host<A
     let spec = DynamicSpec::worker(A::KIND, move |start, id: String| {
         let host = Arc::clone(&start_host);
         let activation_id = id.clone();
-        let pid =
-            start.spawn(move |ctx: Ctx<Request<A>>| run_activation(ctx, activation_id, host))?;
+        let used = Arc::new(AtomicU64::new(start_host.now()));
+        let touch = Arc::clone(&used);
+        let pid = start
+            .spawn(move |ctx: Ctx<Request<A>>| run_activation(ctx, activation_id, host, touch))?;
         // First start or restart alike: this is now the id's activation.
-        start_host
-            .registry
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, Addr::new(pid));
+        let addr = Addr::new(pid);
+        lock(&start_host.registry).insert(id, Entry { addr, used });
         Ok(pid)
     })
     .restart(Restart::Transient)
@@ -702,6 +739,7 @@ async fn run_router<A: EventSourced>(mut ctx: Ctx<Activate<A>>, host: Arc<Host<A
                     reply.reply(Some(addr));
                     continue;
                 }
+                host.make_room(&ctx);
                 match supervisor.start_child(&mut ctx, id.clone()).await {
                     // The pid, not the registry: an activation that cannot replay may leave
                     // it before the caller's request arrives.
