@@ -62,6 +62,54 @@ impl EventSourced for Counter {
     }
 }
 
+/// Per-operation CPU time of the timed part of the runs of the current row: this process,
+/// and the NATS server when one runs (µs).
+static CPU: std::sync::Mutex<Vec<(f64, Option<f64>)>> = std::sync::Mutex::new(Vec::new());
+
+/// The pid of the NATS server the JetStream rows use (0: none).
+static SERVER_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// CPU seconds used so far by this process (user + system).
+fn process_cpu() -> f64 {
+    // SAFETY: getrusage writes the struct it is given; a zeroed rusage is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF with a valid pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// CPU seconds used so far by the NATS server, if one runs (from `/proc/PID/stat`).
+fn server_cpu() -> Option<f64> {
+    let pid = SERVER_PID.load(std::sync::atomic::Ordering::Relaxed);
+    if pid == 0 {
+        return None;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    Some(ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64)
+}
+
+/// Where the CPU counters stood when a timed part began.
+struct CpuMark(f64, Option<f64>);
+
+impl CpuMark {
+    fn now() -> Self {
+        CpuMark(process_cpu(), server_cpu())
+    }
+
+    /// Records the CPU per operation since the mark, for `ops` operations.
+    fn record(self, ops: usize) {
+        let per_op = |from: f64, to: f64| (to - from) * 1e6 / ops.max(1) as f64;
+        let server = self.1.zip(server_cpu()).map(|(from, to)| per_op(from, to));
+        CPU.lock()
+            .unwrap()
+            .push((per_op(self.0, process_cpu()), server));
+    }
+}
+
 fn scratch(tag: &str) -> PathBuf {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let base = std::env::var_os("BAOBAB_BENCH_DIR")
@@ -145,12 +193,14 @@ fn commands_10k(rt: &Runtime, store: Arc<dyn EventStore>, n: usize) -> f64 {
     });
     let per_caller = n / callers;
     let started = Instant::now();
+    let cpu = CpuMark::now();
     from_callers(rt, &actors, callers, move |c| {
         (0..per_caller)
             .map(|i| (c * per_caller + i) % ids)
             .collect()
     });
     let rate = (per_caller * callers) as f64 / started.elapsed().as_secs_f64();
+    cpu.record(per_caller * callers);
     actors.shutdown(rt.handle());
     rate
 }
@@ -284,6 +334,7 @@ mod jetstream {
                 assert!(Instant::now() < deadline, "nats-server did not start");
                 std::thread::sleep(Duration::from_millis(20));
             }
+            super::SERVER_PID.store(child.id(), std::sync::atomic::Ordering::Relaxed);
             Server {
                 child,
                 dir,
@@ -331,6 +382,7 @@ mod jetstream {
             let payload = bytes::Bytes::from(event(1).payload);
             let ids_per_writer = 10_000 / writers;
             let started = Instant::now();
+            let cpu = super::CpuMark::now();
             let tasks: Vec<_> = (0..writers)
                 .map(|w| {
                     let (js, payload, name) = (js.clone(), payload.clone(), name.clone());
@@ -369,7 +421,9 @@ mod jetstream {
             for task in tasks {
                 task.await.unwrap();
             }
-            (n / writers * writers) as f64 / started.elapsed().as_secs_f64()
+            let rate = (n / writers * writers) as f64 / started.elapsed().as_secs_f64();
+            cpu.record(n / writers * writers);
+            rate
         })
     }
 
@@ -390,10 +444,13 @@ mod jetstream {
         let stream = StreamId::new("counter", "one").unwrap();
         store.version(&stream).unwrap();
         let started = Instant::now();
+        let cpu = super::CpuMark::now();
         for i in 0..n as u64 {
             store.append(&stream, i, &[event(i)]).unwrap();
         }
-        n as f64 / started.elapsed().as_secs_f64()
+        let rate = n as f64 / started.elapsed().as_secs_f64();
+        cpu.record(n);
+        rate
     }
 
     /// Microseconds per command, one at a time, to an actor active on runtime `a`, sent from
@@ -484,6 +541,18 @@ fn main() {
         }
         let (median, min, max) = summary((0..runs).map(|_| run()).collect());
         println!("{name:<34} {median:>12.0} {min:>12.0} {max:>12.0}  {unit}");
+        let cpu = std::mem::take(&mut *CPU.lock().unwrap());
+        if !cpu.is_empty() {
+            let (mine, _, _) = summary(cpu.iter().map(|c| c.0).collect());
+            let server: Vec<f64> = cpu.iter().filter_map(|c| c.1).collect();
+            match server.is_empty() {
+                true => println!("  cpu per op: this process {mine:.1} us"),
+                false => println!(
+                    "  cpu per op: this process {mine:.1} us, nats-server {:.1} us",
+                    summary(server).0
+                ),
+            }
+        }
     };
     row("ceiling: raw write+fdatasync", "writes/s", &|| {
         raw_fsync(appends)
