@@ -341,6 +341,88 @@ fn clustered_actors_under_a_supervisor_keep_serving_other_runtimes_across_a_rest
     tree.shutdown(a.rt.handle());
 }
 
+#[test]
+fn hostile_messages_on_the_command_subject_and_in_a_lease_get_clear_errors() {
+    let server = NatsServer::start();
+    let a = Node::start(
+        &server.url,
+        "hostile",
+        "a",
+        Duration::from_secs(2),
+        VirtualConfig::default(),
+    );
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let client = tokio.block_on(async_nats::connect(&server.url)).unwrap();
+    let request = |payload: &'static [u8]| -> serde_json::Value {
+        tokio.block_on(async {
+            let reply = client
+                .request("hostile_node.a.tally", payload.into())
+                .await
+                .unwrap();
+            serde_json::from_slice(&reply.payload).unwrap()
+        })
+    };
+    // The wire format, as another client would write it. An id active nowhere is not
+    // activated by a forwarded command: the sender is told to activate it itself.
+    assert_eq!(
+        request(br#"{"id":"h1","command":5}"#),
+        serde_json::json!("NotHere")
+    );
+    assert_eq!(a.ask("h1", 5).unwrap().version, 1);
+    assert_eq!(
+        request(br#"{"id":"h1","command":2}"#),
+        serde_json::json!({"Committed": {"version": 2, "events": 1}})
+    );
+    assert_eq!(
+        request(br#"{"id":"h1","command":0}"#),
+        serde_json::json!({"Rejected": {"Zero": {"count": 2}}})
+    );
+    assert_eq!(
+        request(br#"{"id":"../x","command":5}"#),
+        serde_json::json!({"Store": {"InvalidName": "../x"}})
+    );
+    for garbage in [
+        &b"not json"[..],
+        br#"{"id":"h1","command":"five"}"#,
+        br#"{"id":"h1"}"#,
+        b"",
+    ] {
+        let reply = request(garbage);
+        let reason = reply["Encode"]["reason"].as_str().unwrap_or_else(|| {
+            panic!(
+                "{reply}: not an Encode error for {:?}",
+                String::from_utf8_lossy(garbage)
+            )
+        });
+        assert!(
+            reason.starts_with("a forwarded command does not decode"),
+            "{reason}"
+        );
+    }
+    assert_eq!(
+        a.tally("h1"),
+        (2, 7, 2),
+        "nothing but the valid commands ran"
+    );
+
+    // A lease that names no valid node is reported as corrupt, not followed.
+    tokio.block_on(async {
+        let jetstream = async_nats::jetstream::new(client.clone());
+        jetstream
+            .publish("hostile_lease.tally.g", "not a node!".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
+    match a.ask("g", 1) {
+        Err(ActorError::Store(baobab::persistence::StoreError::Corrupt(why))) => {
+            assert!(why.contains("names no valid node"), "{why}")
+        }
+        other => panic!("expected a corrupt lease, got {other:?}"),
+    }
+}
+
 /// Every stored event of `ids`, checked gap-free: tag → (id, version).
 fn stored_tags(
     store: &dyn EventStore,

@@ -117,6 +117,12 @@ fn ask(
         .unwrap()
 }
 
+/// The version of the latest snapshot of account `id`, if any.
+fn snapshot_at(store: &dyn EventStore, id: &str) -> Option<u64> {
+    let stream = StreamId::new("account", id).unwrap();
+    store.load_snapshot(&stream).unwrap().map(|s| s.version)
+}
+
 #[test]
 fn commands_become_events_and_a_reply_says_the_new_version() {
     let rt = common::runtime();
@@ -183,9 +189,8 @@ fn an_idle_actor_is_passivated_with_a_snapshot_and_reactivated_by_its_next_comma
     let first = accounts.pid_of("carol").unwrap();
     common::exit_of(rt.handle(), first);
     assert!(accounts.active().is_empty(), "passivated");
-    let stream = StreamId::new("account", "carol").unwrap();
     assert_eq!(
-        store.load_snapshot(&stream).unwrap().map(|s| s.version),
+        snapshot_at(&*store, "carol"),
         Some(1),
         "passivation saves a snapshot"
     );
@@ -606,11 +611,7 @@ fn virtual_actors_run_under_the_callers_supervisor_and_the_handle_follows_restar
 
     // Stopping the tree stops every activation first, each saving its snapshot.
     tree.shutdown(rt.handle());
-    let stream = StreamId::new("account", "erin").unwrap();
-    assert_eq!(
-        store.load_snapshot(&stream).unwrap().map(|s| s.version),
-        Some(2)
-    );
+    assert_eq!(snapshot_at(&*store, "erin"), Some(2));
     assert!(accounts.active().is_empty());
 }
 
@@ -637,9 +638,8 @@ fn at_the_cap_of_activations_the_least_recently_used_is_passivated_first() {
     ask(&rt, &accounts, "d", Command::Deposit(1)).unwrap();
     common::exit_of(rt.handle(), b);
     assert_eq!(accounts.active(), ["a", "c", "d"]);
-    let stream = StreamId::new("account", "b").unwrap();
     assert_eq!(
-        store.load_snapshot(&stream).unwrap().map(|s| s.version),
+        snapshot_at(&*store, "b"),
         Some(1),
         "a passivated actor saves its snapshot"
     );

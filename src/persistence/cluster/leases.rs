@@ -26,7 +26,7 @@ use bytes::Bytes;
 use tracing::{debug, warn};
 
 use crate::persistence::placement::Owner;
-use crate::persistence::store::StoreError;
+use crate::persistence::store::{StoreError, check_name};
 
 /// The leases of one actor type on one node.
 pub(crate) struct Leases {
@@ -100,10 +100,16 @@ impl Leases {
             .get_last_raw_message_by_subject(&self.subject(id))
             .await
         {
-            Ok(message) => Ok(Some((
-                String::from_utf8_lossy(&message.payload).into_owned(),
-                message.sequence,
-            ))),
+            Ok(message) => {
+                let node = String::from_utf8_lossy(&message.payload).into_owned();
+                // Written by something other than a runtime: say so rather than route to it.
+                if check_name(&node).is_err() {
+                    return Err(StoreError::Corrupt(format!(
+                        "the lease of {id} names no valid node ({node:?}); it expires after the TTL"
+                    )));
+                }
+                Ok(Some((node, message.sequence)))
+            }
             Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
             Err(error) => Err(unavailable("read a lease", error)),
         }
