@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use tracing::{debug, warn};
 
-use super::actors::{ActorError, Committed, Host, Reader, Slot, take};
+use super::actors::{Host, Reader, Slot, take};
 use super::model::EventSourced;
+use super::outcome::{ActorError, Committed};
 use super::placement::Owner;
 use super::store::{EventRecord, EventStore, NewEvent, Snapshot, StoreError, StreamId};
 use crate::server::ReplyTo;

@@ -20,13 +20,15 @@ mod actors;
 #[cfg(feature = "nats")]
 pub mod cluster;
 mod model;
+mod outcome;
 mod placement;
 pub mod store;
 
-pub use actors::{ActorError, Committed, VirtualActors, VirtualConfig};
+pub use actors::{VirtualActors, VirtualConfig};
 #[cfg(feature = "nats")]
 pub use cluster::{Cluster, ClusterConfig};
 pub use model::EventSourced;
+pub use outcome::{ActorError, Committed};
 pub use store::{
     EventRecord, EventStore, FileStore, FileStoreConfig, Fsync, MemoryStore, NewEvent, Pending,
     Snapshot, StoreError, StreamId,

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use super::actors::{ActorError, Committed};
 use super::model::EventSourced;
+use super::outcome::{ActorError, Committed};
 use super::store::Pending;
 
 /// Who holds an id's lease.

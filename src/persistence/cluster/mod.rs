@@ -31,8 +31,9 @@ use serde::{Deserialize, Serialize};
 use tokio::task::AbortHandle;
 use tracing::{debug, warn};
 
-use super::actors::{ActorError, Committed, VirtualActors, VirtualConfig};
+use super::actors::{VirtualActors, VirtualConfig};
 use super::model::EventSourced;
+use super::outcome::{ActorError, Committed};
 use super::placement::{Forwarded, Owner, Placement};
 use super::store::{EventStore, Pending, StoreError, check_name};
 use crate::supervisor::ChildSpec;
