@@ -9,7 +9,7 @@
 //!   snapshot, then the events after it), keeps one activation per id, handles its commands
 //!   one at a time, passivates it when idle, and restarts it under a supervisor when it
 //!   crashes; on a version conflict it catches up and decides again.
-//! - Across runtimes (feature `nats`): [`VirtualActors::start_clustered`] shares the ids
+//! - Across runtimes (feature `nats`): `VirtualActors::start_clustered` shares the ids
 //!   with every runtime connected to one NATS server, one live activation per id among
 //!   them, held by a lease with a TTL; a command from any runtime is routed to it.
 //!

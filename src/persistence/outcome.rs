@@ -15,7 +15,8 @@ pub struct Committed {
 /// Why a command or query failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ActorError<R> {
-    /// The actor refused the command ([`EventSourced::decide`]): nothing was stored.
+    /// The actor refused the command ([`EventSourced::decide`](super::EventSourced::decide)):
+    /// nothing was stored.
     #[error("the command was rejected")]
     Rejected(R),
     /// Another writer appended to the actor's stream first, every time, for
