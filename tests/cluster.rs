@@ -285,13 +285,16 @@ fn an_activation_whose_lease_was_taken_leaves_and_its_commands_follow_the_lease(
     // a's next renewal is refused: the lease is lost there.
     std::thread::sleep(ttl / 3 + Duration::from_millis(300));
 
-    // A command on a finds its activation without the lease: the activation leaves, and the
-    // command goes to b, which holds it now.
-    assert_eq!(a.ask("x", 2).unwrap().version, 2);
-    assert!(a.tallies.active().is_empty());
+    // b, which holds the lease now, serves x; a query on a must not answer from a's old
+    // state: its activation, without the lease, leaves, and the query reads the store.
+    assert_eq!(b.ask("x", 2).unwrap().version, 2);
     assert_eq!(b.tallies.active(), ["x"]);
-    assert_eq!(b.ask("x", 3).unwrap().version, 3);
-    assert_eq!(a.tally("x"), (3, 6, 3));
+    assert_eq!(a.tally("x"), (2, 3, 2));
+    assert!(a.tallies.active().is_empty());
+    // A command on a goes to b.
+    assert_eq!(a.ask("x", 3).unwrap().version, 3);
+    assert!(a.tallies.active().is_empty());
+    assert_eq!(b.tally("x"), (3, 6, 3));
 }
 
 #[test]
@@ -421,6 +424,47 @@ fn hostile_messages_on_the_command_subject_and_in_a_lease_get_clear_errors() {
         }
         other => panic!("expected a corrupt lease, got {other:?}"),
     }
+}
+
+#[test]
+fn a_lease_ttl_under_the_minimum_and_a_second_actor_type_registration_are_refused() {
+    let server = NatsServer::start();
+    let refused = Cluster::connect(
+        &server.url,
+        ClusterConfig {
+            lease_ttl: Duration::ZERO,
+            ..ClusterConfig::default()
+        },
+    );
+    assert!(
+        matches!(refused, Err(baobab::persistence::StoreError::Unavailable(why)) if why.contains("lease_ttl"))
+    );
+    let rt = Runtime::builder().threads(1).build();
+    let cluster = cluster(&server.url, "twice", "a", Duration::from_secs(5));
+    let first = VirtualActors::<Tally>::start_clustered(
+        rt.handle(),
+        store(&server.url, "twice"),
+        VirtualConfig::default(),
+        &cluster,
+    )
+    .unwrap();
+    let second = VirtualActors::<Tally>::start_clustered(
+        rt.handle(),
+        store(&server.url, "twice"),
+        VirtualConfig::default(),
+        &cluster,
+    );
+    assert!(second.unwrap_err().to_string().contains("already run"));
+    // Once the first is shut down, the type can start again on this connection.
+    first.shutdown(rt.handle());
+    VirtualActors::<Tally>::start_clustered(
+        rt.handle(),
+        store(&server.url, "twice"),
+        VirtualConfig::default(),
+        &cluster,
+    )
+    .unwrap()
+    .shutdown(rt.handle());
 }
 
 /// Every stored event of `ids`, checked gap-free: tag → (id, version).

@@ -669,3 +669,56 @@ fn at_the_cap_of_activations_the_least_recently_used_is_passivated_first() {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+#[test]
+fn a_restarted_router_forgets_activations_its_old_supervisor_gave_up_on() {
+    use baobab::supervisor::{Strategy, Supervisor, SupervisorSpec};
+
+    let rt = common::runtime();
+    let store = Arc::new(MemoryStore::new());
+    let (spec, accounts) = VirtualActors::<Account>::child_spec(
+        "accounts",
+        store,
+        VirtualConfig {
+            max_restarts: 1,
+            period: Duration::from_secs(60),
+            ..config()
+        },
+    );
+    let tree = Supervisor::start(
+        rt.handle(),
+        SupervisorSpec::new(Strategy::OneForOne).child(spec),
+    )
+    .unwrap();
+    ask(&rt, &accounts, "pat", Command::Deposit(5)).unwrap();
+    let router = accounts.router().unwrap();
+    // Two crashes in the period: the activations' supervisor gives up, its router stops,
+    // and the tree starts a new router. The crashed activation never left the registry.
+    assert!(matches!(
+        ask(&rt, &accounts, "pat", Command::Panic),
+        Err(ActorError::Crashed(_))
+    ));
+    assert!(matches!(
+        ask(&rt, &accounts, "pat", Command::Panic),
+        Err(ActorError::Crashed(_))
+    ));
+    let deadline = std::time::Instant::now() + common::SAFETY;
+    while accounts.router().is_none_or(|now| now == router)
+        || !rt.handle().is_alive(accounts.router().unwrap())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the router was not restarted"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The new router activates pat again instead of handing out the dead activation.
+    assert_eq!(
+        ask(&rt, &accounts, "pat", Command::Deposit(1))
+            .unwrap()
+            .version,
+        2
+    );
+    assert_eq!(balance(&rt, &accounts, "pat"), (6, 2));
+    tree.shutdown(rt.handle());
+}

@@ -145,6 +145,12 @@ pub(crate) async fn run_activation<A: EventSourced>(
                 }
             }
             Some(Message::User(Request::Query(slot, reply))) => {
+                if host.placement.as_ref().is_some_and(|p| !p.holds(&id)) {
+                    // As for a command: this state may be behind the lease's new holder.
+                    warn!(actor = %stream, "virtual actor: lease lost; leaving");
+                    host.unregister(&id, ctx.pid());
+                    return;
+                }
                 if let Some(read) = take(&slot) {
                     reply.reply(Ok(read(&live.state, live.version)));
                 }

@@ -15,7 +15,7 @@
 //! a command that was taken when its activation died is reported as
 //! [`ActorError::Crashed`], since its events may or may not have been stored.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -379,7 +379,12 @@ impl<A: EventSourced> VirtualActors<A> {
         id: &str,
         command: A::Command,
     ) -> Forwarded<A::Rejection> {
-        self.ask_routed(ctx, id, command, false).await
+        match self.ask_routed(ctx, id, command, false).await {
+            // The actors here are not running (a router between a crash and its restart):
+            // nothing ran; the sender looks again.
+            Forwarded::Done(Err(ActorError::Down)) => Forwarded::NotHere,
+            outcome => outcome,
+        }
     }
 
     async fn ask_routed<M: Send + 'static>(
@@ -577,7 +582,7 @@ impl<A: EventSourced> VirtualActors<A> {
                 Some(addr) => addr,
                 None => {
                     if let Some(placement) = &self.host.placement {
-                        match placement.owner(id).await? {
+                        match placement.owner(id, timeout).await? {
                             Owner::Node(node) => return Ok(Route::Elsewhere(node)),
                             Owner::Free if !activate_free => return Ok(Route::Unheld),
                             Owner::Free | Owner::Here => {}
@@ -628,13 +633,16 @@ impl<A: EventSourced> VirtualActors<A> {
     }
 }
 
-/// Gives every lease up when the router ends, however it ends: its activations are gone.
+/// When the router ends, however it ends, gives up the leases no registered activation
+/// uses (those of activations killed without leaving). The activations still running are
+/// being stopped by their supervisor, and each gives its own lease up when it leaves.
 struct Closing<A: EventSourced>(Arc<Host<A>>);
 
 impl<A: EventSourced> Drop for Closing<A> {
     fn drop(&mut self) {
         if let Some(placement) = &self.0.placement {
-            placement.release_all();
+            let active: HashSet<String> = lock(&self.0.registry).keys().cloned().collect();
+            placement.release_unused(active);
         }
     }
 }
@@ -652,6 +660,10 @@ fn pause(attempt: u32) -> Duration {
 async fn run_router<A: EventSourced>(mut ctx: Ctx<Activate<A>>, host: Arc<Host<A>>) {
     let _closing = Closing(Arc::clone(&host));
     ctx.trap_exit(true);
+    // A restarted router: entries of activations that died without leaving (their
+    // supervisor gave up, or killed them after the shutdown timeout) name dead pids. The
+    // new supervisor has no child yet, so nothing can restart them: forget them.
+    lock(&host.registry).retain(|_, entry| ctx.is_alive(entry.addr.pid()));
     let start_host = Arc::clone(&host);
     let spec = DynamicSpec::worker(A::KIND, move |start, id: String| {
         let host = Arc::clone(&start_host);

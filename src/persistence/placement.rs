@@ -33,16 +33,16 @@ pub(crate) enum Forwarded<R> {
 
 /// Leases on ids and the way to the runtimes holding them.
 pub(crate) trait Placement<A: EventSourced>: Send + Sync {
-    /// Who holds `id`'s lease now.
-    fn owner(&self, id: &str) -> Pending<Owner>;
+    /// Who holds `id`'s lease now, asked within `timeout`.
+    fn owner(&self, id: &str, timeout: Duration) -> Pending<Owner>;
     /// Takes `id`'s lease for this runtime: `Owner::Here`, or who holds it.
     fn acquire(&self, id: &str) -> Pending<Owner>;
     /// Whether this runtime still holds `id`'s lease.
     fn holds(&self, id: &str) -> bool;
     /// Gives `id`'s lease up.
     fn release(&self, id: &str) -> Pending<()>;
-    /// Gives every lease up (in the background).
-    fn release_all(&self);
+    /// Gives up the leases of ids not in `active` (in the background).
+    fn release_unused(&self, active: std::collections::HashSet<String>);
     /// Stops serving other runtimes: the commands they sent before are answered first
     /// (blocks until they are, or a timeout).
     fn stop_serving(&self);

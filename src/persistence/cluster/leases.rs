@@ -70,6 +70,11 @@ impl Leases {
             .await
             .map(|info| info.config.max_age)
             .unwrap_or(ttl);
+        if ttl.is_zero() {
+            return Err(StoreError::Unavailable(format!(
+                "the lease stream of {kind} has no max_age: its leases would never expire"
+            )));
+        }
         Ok(Leases {
             jetstream,
             stream,
@@ -182,10 +187,18 @@ impl Leases {
         }
     }
 
-    /// Gives every lease up.
-    pub(crate) async fn release_all(&self) {
-        let held: Vec<(String, u64)> = self.held().drain().collect();
-        for (_, sequence) in held {
+    /// Gives up every lease held here but those of `active` ids.
+    pub(crate) async fn release_unused(&self, active: &std::collections::HashSet<String>) {
+        let unused: Vec<u64> = {
+            let mut held = self.held();
+            let unused: Vec<String> = held
+                .keys()
+                .filter(|id| !active.contains(*id))
+                .cloned()
+                .collect();
+            unused.iter().filter_map(|id| held.remove(id)).collect()
+        };
+        for sequence in unused {
             let _ = self.stream.delete_message(sequence).await;
         }
     }
@@ -201,10 +214,15 @@ impl Leases {
             let result = self.put(&id, sequence).await;
             (id, sequence, result)
         });
+        let mut stray = Vec::new();
         for (id, sequence, result) in futures_util::future::join_all(renewals).await {
             let mut held = self.held();
-            // Released (or renewed by another path) meanwhile: nothing to record.
             if held.get(&id) != Some(&sequence) {
+                // Released meanwhile: a renewal that landed after the release's delete
+                // wrote the lease again; delete that too.
+                if let Ok(Some(renewed)) = result {
+                    stray.push(renewed);
+                }
                 continue;
             }
             match result {
@@ -219,6 +237,9 @@ impl Leases {
                 // TTL, the next renewal finds the lease moved on.
                 Err(error) => debug!(id, %error, "lease not renewed"),
             }
+        }
+        for sequence in stray {
+            let _ = self.stream.delete_message(sequence).await;
         }
     }
 

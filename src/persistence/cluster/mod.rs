@@ -18,7 +18,7 @@
 
 pub(crate) mod leases;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -87,6 +87,8 @@ pub struct Cluster {
     client: async_nats::Client,
     jetstream: async_nats::jetstream::Context,
     config: ClusterConfig,
+    /// The actor types served through this connection: one `VirtualActors` each.
+    kinds: Mutex<HashSet<&'static str>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -106,15 +108,28 @@ impl Drop for Cluster {
     }
 }
 
+/// The shortest lease TTL.
+const MIN_LEASE_TTL: Duration = Duration::from_millis(100);
+
 fn unavailable(context: &str, error: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("{context}: {error}"))
 }
 
 impl Cluster {
     /// Connects to the NATS server at `url` (with JetStream enabled).
+    ///
+    /// Fails if the node name or prefix breaks the naming rule of
+    /// [`StreamId`](super::StreamId), or if `lease_ttl` is under 100 ms (JetStream's
+    /// smallest `max_age`; 0 would mean leases that never expire).
     pub fn connect(url: &str, config: ClusterConfig) -> Result<Arc<Cluster>, StoreError> {
         check_name(&config.node)?;
         check_name(&config.prefix)?;
+        if config.lease_ttl < MIN_LEASE_TTL {
+            return Err(StoreError::Unavailable(format!(
+                "lease_ttl {:?} is under the smallest, {MIN_LEASE_TTL:?}",
+                config.lease_ttl
+            )));
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("baobab-cluster")
@@ -134,6 +149,7 @@ impl Cluster {
             client,
             jetstream,
             config,
+            kinds: Mutex::new(HashSet::new()),
         }))
     }
 
@@ -288,6 +304,9 @@ struct Serving {
     in_flight: Arc<AtomicUsize>,
 }
 
+/// How many forwarded commands a runtime runs at once; past that it answers `Down`.
+const MAX_FORWARDED_IN_FLIGHT: usize = 10_000;
+
 /// How long stopping waits for the forwarded commands already taken to be answered.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -296,7 +315,7 @@ where
     A::Command: Serialize + DeserializeOwned,
     A::Rejection: Serialize + DeserializeOwned,
 {
-    fn owner(&self, id: &str) -> Pending<Owner> {
+    fn owner(&self, id: &str, timeout: Duration) -> Pending<Owner> {
         if self.leases.holds(id) {
             return Box::pin(std::future::ready(Ok(Owner::Here)));
         }
@@ -309,7 +328,9 @@ where
             id.to_owned(),
         );
         self.cluster.run(async move {
-            let owner = leases.owner(&id).await?;
+            let owner = tokio::time::timeout(timeout, leases.owner(&id))
+                .await
+                .map_err(|_| unavailable("read a lease", "timed out"))??;
             if let Owner::Node(node) = &owner {
                 let mut owners = lock(&owners);
                 if owners.len() >= MAX_OWNERS_CACHED {
@@ -338,11 +359,11 @@ where
         })
     }
 
-    fn release_all(&self) {
+    fn release_unused(&self, active: HashSet<String>) {
         let leases = Arc::clone(&self.leases);
         self.cluster
             .runtime()
-            .spawn(async move { leases.release_all().await });
+            .spawn(async move { leases.release_unused(&active).await });
     }
 
     fn stop_serving(&self) {
@@ -374,7 +395,11 @@ where
         if let Some(renewal) = lock(&self.renewal).take() {
             renewal.abort();
         }
-        self.release_all();
+        let leases = Arc::clone(&self.leases);
+        self.cluster
+            .runtime()
+            .spawn(async move { leases.release_unused(&HashSet::new()).await });
+        lock(&self.cluster.kinds).remove(A::KIND);
     }
 
     fn forward(
@@ -458,7 +483,9 @@ where
     /// them too (a [`NatsStore`](super::NatsStore) on the same server, typically).
     ///
     /// Commands and rejections cross between runtimes as JSON, hence the `serde` bounds.
-    /// [`shutdown`](VirtualActors::shutdown) stops serving the other runtimes.
+    /// [`shutdown`](VirtualActors::shutdown) stops serving the other runtimes. One
+    /// `VirtualActors` per actor type per `Cluster`: a second fails. Call it from outside
+    /// any tokio runtime (it waits for the lease stream and the subscription).
     pub fn start_clustered(
         handle: &Handle,
         store: Arc<dyn EventStore>,
@@ -472,8 +499,11 @@ where
 
     /// [`start_clustered`](Self::start_clustered), as a child of the caller's supervisor
     /// (see [`child_spec`](VirtualActors::child_spec)). This runtime serves the other
-    /// runtimes from now on; while the child is not running, commands forwarded here are
-    /// turned back, and the ids are activated where they are asked for.
+    /// runtimes from now on, until [`shutdown`](VirtualActors::shutdown); while the child
+    /// is not running, commands forwarded here are turned back (nothing runs, and the
+    /// sender looks for the id again).
+    ///
+    /// One `VirtualActors` per actor type per `Cluster`: a second fails.
     pub fn clustered_child_spec(
         handle: &Handle,
         id: impl Into<String>,
@@ -488,6 +518,25 @@ where
     /// The clustered handle, its router not started: the leases opened, other runtimes
     /// served.
     fn clustered(
+        handle: &Handle,
+        store: Arc<dyn EventStore>,
+        config: VirtualConfig,
+        cluster: &Arc<Cluster>,
+    ) -> Result<Self, ExitReason> {
+        if !lock(&cluster.kinds).insert(A::KIND) {
+            return Err(ExitReason::error(format!(
+                "virtual actors of kind {} already run on this cluster connection",
+                A::KIND
+            )));
+        }
+        let opened = Self::clustered_unchecked(handle, store, config, cluster);
+        if opened.is_err() {
+            lock(&cluster.kinds).remove(A::KIND);
+        }
+        opened
+    }
+
+    fn clustered_unchecked(
         handle: &Handle,
         store: Arc<dyn EventStore>,
         config: VirtualConfig,
@@ -628,6 +677,11 @@ fn serve_one<A: EventSourced>(
                 });
             }
         };
+        if in_flight.load(Ordering::Acquire) > MAX_FORWARDED_IN_FLIGHT {
+            // Flooded: refuse rather than pile up processes; nothing ran.
+            respond(WireReply::Down);
+            return;
+        }
         let request = match serde_json::from_slice::<WireCommandOwned<A::Command>>(&message.payload)
         {
             Ok(request) => request,
