@@ -52,7 +52,8 @@ impl RedisStore {
             .arg(status_to_wire(keys.profile, JobStatus::Finished))
             .arg("finished")
             .arg(REAP_BUDGET)
-            .arg(self.config.reply_ttl.as_secs().max(1));
+            .arg(self.config.reply_ttl.as_secs().max(1))
+            .arg(self.config.keep_secs(JobStatus::Error));
         // Each call takes back a bounded number of ids, so none holds Redis for long; every
         // call that stops at its budget has taken ids out of a dead runner's list for good.
         let mut totals = [0u64; 3];

@@ -134,6 +134,10 @@ impl RedisStore {
                     job.error.as_deref(),
                 );
                 pipe.hset_multiple(self.keys.job(&job.id), &result_fields(profile, job))
+                    .expire(
+                        self.keys.job(&job.id),
+                        self.config.keep_secs(job.status) as i64,
+                    )
                     .lpush(reply.as_slice(), payload)
                     .expire(reply.as_slice(), ttl as i64)
                     // The oldest ids are at the tail: search from there.
@@ -150,7 +154,7 @@ impl RedisStore {
                 let mut results = results.into_iter();
                 for (job, reply) in jobs.iter().zip(&replies) {
                     let mut next = || results.next().unwrap_or(Ok(Value::Nil));
-                    let (fields, pushed, _, removed) = (next(), next(), next(), next());
+                    let (fields, _, pushed, _, removed) = (next(), next(), next(), next(), next());
                     self.recorded(job, reply, fields, pushed, removed)?;
                 }
                 Ok(())
@@ -229,7 +233,8 @@ impl RedisStore {
             .arg(status_to_wire(profile, JobStatus::Error))
             .arg(&message)
             .arg(&payload)
-            .arg("1");
+            .arg("1")
+            .arg(self.config.keep_secs(JobStatus::Error));
         let outcome = self.try_run("complete", |c| {
             c.eval_one(&scripts().fallback, call.clone())
         });

@@ -83,6 +83,7 @@ impl RedisStore {
             .arg(&payload)
             .arg(self.config.reply_ttl.as_secs().max(1))
             .arg(reply_named_in_hash(profile))
+            .arg(self.config.keep_secs(JobStatus::Error))
             .arg(ended.len())
             .arg(&ended[..]);
         for (field, value) in &fields {

@@ -40,6 +40,12 @@ pub struct RedisConfig {
     pub heartbeat_ttl: Duration,
     /// How long a reply list is kept for a client to read.
     pub reply_ttl: Duration,
+    /// How long the hash of a job that ended `finished` is kept (its `EXPIRE`, set with the
+    /// result). Default: a day.
+    pub result_ttl: Duration,
+    /// How long the hash of a job that ended in `error` (a failure, a timeout, a cancel, a
+    /// malformed job, runners dead too often) is kept. Default: a week.
+    pub dead_ttl: Duration,
     /// The largest `script` (and `env_vars`) a job may have, in bytes. A larger value is not
     /// read: its job ends `error` naming the field. Every other field the runner reads may
     /// hold [`MAX_FIELD_BYTES`].
@@ -53,8 +59,18 @@ pub struct RedisConfig {
 pub const MAX_FIELD_BYTES: usize = 4096;
 
 impl RedisConfig {
+    /// The seconds a job hash that ended with `status` is kept.
+    pub(super) fn keep_secs(&self, status: crate::jobs::JobStatus) -> u64 {
+        let ttl = match status {
+            crate::jobs::JobStatus::Finished => self.result_ttl,
+            _ => self.dead_ttl,
+        };
+        ttl.as_secs().max(1)
+    }
+
     /// Defaults for `url`: the Hero profile, a fresh runner id, a 10 s heartbeat, replies kept
-    /// a day, scripts up to [`DEFAULT_MAX_SCRIPT_BYTES`] (1 MiB), jobs run a day at most.
+    /// a day, finished jobs kept a day and failed ones a week, scripts up to
+    /// [`DEFAULT_MAX_SCRIPT_BYTES`] (1 MiB), jobs run a day at most.
     pub fn new(url: impl Into<String>) -> Self {
         RedisConfig {
             url: url.into(),
@@ -62,6 +78,8 @@ impl RedisConfig {
             runner_id: uuid::Uuid::new_v4().to_string(),
             heartbeat_ttl: Duration::from_secs(10),
             reply_ttl: Duration::from_secs(24 * 3600),
+            result_ttl: Duration::from_secs(24 * 3600),
+            dead_ttl: Duration::from_secs(7 * 24 * 3600),
             max_script_bytes: DEFAULT_MAX_SCRIPT_BYTES,
             max_timeout: Duration::from_secs(24 * 3600),
         }

@@ -220,7 +220,8 @@ impl RedisStore {
             .arg(iso8601(SystemTime::now()))
             .arg(&payload)
             .arg(self.config.reply_ttl.as_secs().max(1))
-            .arg(reply_named_in_hash(profile));
+            .arg(reply_named_in_hash(profile))
+            .arg(self.config.keep_secs(JobStatus::Error));
         if let Err(error) = self.run("reject", |c| c.eval_one(&scripts().reject, call.clone())) {
             warn!(job = %shown(id), %error, "could not record a malformed job");
             // Its id may still be listed: the next take gives it back to the queue.

@@ -95,6 +95,14 @@ pub(crate) struct RunArgs {
     /// its jobs back this long after it dies.
     #[arg(long, default_value = "10", value_parser = parse_heartbeat_ttl)]
     pub(crate) heartbeat_ttl: Duration,
+    /// With `--redis`: seconds (1 to 315360000) the hash of a job that ended `finished` is
+    /// kept before Redis expires it.
+    #[arg(long, default_value = "86400", value_parser = parse_keep)]
+    pub(crate) result_ttl: Duration,
+    /// With `--redis`: seconds (1 to 315360000) the hash of a job that ended in `error` is
+    /// kept before Redis expires it.
+    #[arg(long, default_value = "604800", value_parser = parse_keep)]
+    pub(crate) dead_ttl: Duration,
     /// Worker processes (1 to 1024; default: one per core).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_WORKERS))]
     pub(crate) workers: Option<u64>,
@@ -310,6 +318,11 @@ fn parse_heartbeat_ttl(text: &str) -> Result<Duration, String> {
     parse_seconds(text, 0.5, 3600.0)
 }
 
+/// How long an ended job is kept: a second to ten years.
+fn parse_keep(text: &str) -> Result<Duration, String> {
+    parse_seconds(text, 1.0, 315_360_000.0)
+}
+
 fn parse_wait(text: &str) -> Result<Duration, String> {
     parse_seconds(text, 0.0, MAX_TIMEOUT as f64)
 }
@@ -377,6 +390,9 @@ mod tests {
         assert!(parse_script_size("0").is_err());
         assert!(parse_output_size("513MiB").is_err());
         assert!(parse_heartbeat_ttl("0").is_err());
+        assert!(parse_keep("0").is_err());
+        assert!(parse_keep("315360001").is_err());
+        assert_eq!(parse_keep("60").unwrap(), Duration::from_secs(60));
         assert!(parse_heartbeat_ttl("nan").is_err());
         assert!(parse_wait("-1").is_err());
         assert!(parse_log_level("garbage").is_err());

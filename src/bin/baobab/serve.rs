@@ -33,6 +33,8 @@ pub(crate) fn serve(args: RunArgs) -> ExitCode {
     let mut redis = RedisConfig::new(url);
     redis.profile = args.redis.profile;
     redis.heartbeat_ttl = args.heartbeat_ttl;
+    redis.result_ttl = args.result_ttl;
+    redis.dead_ttl = args.dead_ttl;
     redis.max_script_bytes = args.max_script_size;
     if let Some(timeout) = args.timeout {
         redis.max_timeout = Duration::from_secs(timeout);

@@ -10,7 +10,7 @@
 -- 8 the reply-list prefix, 9 `1` if the hash's `reply_queue_name` names the reply list and
 -- replies are JSON (rhailib), 10 now (ISO 8601), 11 the finished status, 12 its other
 -- spelling, 13 the most ids one call takes back (so no call holds Redis for long), 14 a
--- reply's time to live (s).
+-- reply's time to live (s), 15 how long the hash of a job ended here is kept (s).
 -- Returns {requeued, failed, skipped, more}: skipped counts what was left as it was (a
 -- processing list that is no list; an id the queue would not take: the call ends there, and
 -- every id not yet taken back stays where it is); more is 1 if the call stopped at its
@@ -58,6 +58,7 @@ for _, runner in ipairs(runners) do
             .. retries
           redis.pcall('HSET', job, 'requeues', requeues, 'status', ARGV[7], 'error', message,
             'updated_at', ARGV[10])
+          redis.pcall('EXPIRE', job, ARGV[15])
           -- Hero: the status; rhailib: the task as JSON, on the queue its hash names.
           local payload = ARGV[7]
           if ARGV[9] == '1' then

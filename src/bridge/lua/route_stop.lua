@@ -7,8 +7,9 @@
 -- ARGV: 1 the job id, 2 this runner, 3 the actor's processing-list prefix, 4 and 5 a
 -- control list's key before and after the runner id, 6 and 7 a heartbeat key before and
 -- after the runner id, 8 the reply payload, 9 the reply's time to live (s), 10 `1` if the
--- hash's `reply_queue_name` names the reply list, 11 the number N of ended statuses, then N
--- ended statuses, then the cancelled job's fields as name/value pairs.
+-- hash's `reply_queue_name` names the reply list, 11 how long a cancelled job's hash is kept
+-- (s), 12 the number N of ended statuses, then N ended statuses, then the cancelled job's
+-- fields as name/value pairs.
 -- Returns {where, runner, problem}: `unknown` (no hash), `ended`, `here` (in this runner's
 -- processing list), `forwarded` (in live `runner`'s: `stop ID` pushed to its control list),
 -- `cancelled` (it was queued, or held by a runner whose heartbeat expired: ended here),
@@ -24,8 +25,8 @@ if redis.call('TYPE', KEYS[3]).ok ~= 'hash' then
   return {'unknown'}
 end
 local status = redis.call('HGET', KEYS[3], 'status') or ''
-local ended = tonumber(ARGV[11])
-for i = 12, 11 + ended do
+local ended = tonumber(ARGV[12])
+for i = 13, 12 + ended do
   if status == ARGV[i] then
     return {'ended'}
   end
@@ -33,10 +34,11 @@ end
 
 local function cancel()
   local fields = {}
-  for i = 12 + ended, #ARGV do
+  for i = 13 + ended, #ARGV do
     table.insert(fields, ARGV[i])
   end
   redis.pcall('HSET', KEYS[3], unpack(fields))
+  redis.pcall('EXPIRE', KEYS[3], ARGV[11])
   push_reply(KEYS[3], KEYS[5], ARGV[10], ARGV[8], ARGV[9])
 end
 
