@@ -152,3 +152,48 @@ fn sigterm_stops_taking_jobs_cancels_running_ones_after_the_grace_and_exits_130(
     assert!(json_lines > 0, "{logs}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn show_log_prints_what_each_script_printed_and_json_gives_one_object_per_job() {
+    let dir = temp_dir("log");
+    write(
+        &dir,
+        "a.rhai",
+        "print(\"hello\");\nprint(\"again\");\n40 + 2\n",
+    );
+    write(&dir, "b.rhai", "print(\"before\");\nthrow \"bad\"\n");
+    let dir_arg = dir.to_str().unwrap();
+    let output = run(&["run", dir_arg, "--show-log"]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("\n    | hello\n    | again\n"), "{text}");
+    assert!(text.contains("\n    | before\n"), "{text}");
+    // Without the flag, no log lines.
+    let plain = stdout(&run(&["run", dir_arg]));
+    assert!(!plain.contains("    | "), "{plain}");
+
+    let output = run(&["run", dir_arg, "--json"]);
+    let text = stdout(&output);
+    let jobs: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+        .collect();
+    assert_eq!(jobs.len(), 2, "one line per job and nothing else: {text}");
+    let a = jobs
+        .iter()
+        .find(|j| j["file"].as_str().unwrap().ends_with("a.rhai"))
+        .unwrap();
+    assert_eq!(a["status"], "finished");
+    assert_eq!(a["text"], "42");
+    assert_eq!(a["log"], serde_json::json!(["hello", "again"]));
+    assert!(a["time_ms"].as_f64().unwrap() >= 0.0);
+    let b = jobs
+        .iter()
+        .find(|j| j["file"].as_str().unwrap().ends_with("b.rhai"))
+        .unwrap();
+    assert_eq!(b["status"], "error");
+    assert_eq!(b["failed"], true);
+    assert_eq!(b["log"], serde_json::json!(["before"]));
+    assert_eq!(output.status.code(), Some(1));
+    let _ = std::fs::remove_dir_all(&dir);
+}

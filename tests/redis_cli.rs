@@ -20,6 +20,10 @@ struct ServingRunner(Child);
 
 impl ServingRunner {
     fn start(redis: &TestRedis, actor: &str) -> ServingRunner {
+        Self::start_with(redis, actor, &[])
+    }
+
+    fn start_with(redis: &TestRedis, actor: &str, extra: &[&str]) -> ServingRunner {
         let child = baobab()
             .args([
                 "run",
@@ -30,6 +34,7 @@ impl ServingRunner {
                 "--workers",
                 "2",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -197,6 +202,63 @@ fn submit_and_status_talk_to_a_serving_runner() {
 }
 
 /// A job that runs until it is stopped (or for a minute).
+#[test]
+fn a_jobs_log_reaches_its_hash_status_and_submit_and_ended_jobs_expire_as_configured() {
+    let redis = TestRedis::start();
+    let actor = unique("actor");
+    let runner = ServingRunner::start_with(
+        &redis,
+        &actor,
+        &["--result-ttl", "300", "--dead-ttl", "3000"],
+    );
+    let dir = std::env::temp_dir().join(unique("logs"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let printing = dir.join("printing.rhai");
+    std::fs::write(&printing, "print(\"first\");\nprint(\"second\");\n40 + 2\n").unwrap();
+    let failing = dir.join("failing.rhai");
+    std::fs::write(&failing, "print(\"about to fail\");\nthrow \"bad\"\n").unwrap();
+    let output = baobab()
+        .arg("submit")
+        .arg(&printing)
+        .arg(&failing)
+        .args(["--redis", &redis.url, "--actor", &actor, "--wait", "--json"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0]["log"], serde_json::json!(["first", "second"]));
+    assert_eq!(lines[1]["log"], serde_json::json!(["about to fail"]));
+    // How long it ran, from the times in its hash (taken, ended).
+    let ran = lines[0]["time_ms"].as_f64().expect("a run time");
+    assert!(ran > 0.0 && ran < 10_000.0, "{ran}");
+    let (done, failed) = (
+        lines[0]["id"].as_str().unwrap(),
+        lines[1]["id"].as_str().unwrap(),
+    );
+    // In the hash, one line each; and `status` shows it.
+    let mut conn = redis.conn();
+    let log: String = redis::Commands::hget(&mut conn, format!("hero:job:{done}"), "log").unwrap();
+    assert_eq!(log, "first\nsecond");
+    let status = baobab()
+        .args(["status", done, "--redis", &redis.url])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&status.stdout);
+    assert!(shown.contains("log:\n  first\n  second"), "{shown}");
+    // The runner's --result-ttl and --dead-ttl.
+    let mut ttl =
+        |id: &str| -> i64 { redis::Commands::ttl(&mut conn, format!("hero:job:{id}")).unwrap() };
+    let (done_ttl, failed_ttl) = (ttl(done), ttl(failed));
+    assert!((270..=300).contains(&done_ttl), "{done_ttl}");
+    assert!((2970..=3000).contains(&failed_ttl), "{failed_ttl}");
+    assert_eq!(runner.stop().status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn endless(actor: &str) -> baobab::jobs::Job {
     baobab::jobs::Job::builder("loop {}")
         .actor_id(actor)

@@ -142,13 +142,18 @@ pub(crate) fn job_to_fields(profile: Profile, job: &Job) -> Vec<(&'static str, S
 
 /// The fields written when a job ends (status, output, error, times).
 pub(crate) fn result_fields(profile: Profile, job: &Job) -> Vec<(&'static str, String)> {
-    ending_fields(
+    let mut fields = ending_fields(
         profile,
         job.status,
         job.output.as_deref(),
         job.error.as_deref(),
         job.finished_at.unwrap_or_else(SystemTime::now),
-    )
+    );
+    // What the script printed, one line each, within the sandbox's log limit.
+    if !job.log.is_empty() {
+        fields.push(("log", job.log.join("\n")));
+    }
+    fields
 }
 
 /// The fields written when a job ends with `status` and its output or error at `finished_at`
@@ -284,6 +289,14 @@ pub(crate) fn job_within(
     job.created_at = created_at;
     job.output = get("output").filter(|s| !s.is_empty()).map(str::to_string);
     job.error = get("error").filter(|s| !s.is_empty()).map(str::to_string);
+    // When it was taken and when it ended: unreadable times are left out (they only
+    // inform), never an error.
+    job.started_at = get("started_at").and_then(parse_time);
+    job.finished_at = get("finished_at").and_then(parse_time);
+    job.log = get("log")
+        .filter(|s| !s.is_empty())
+        .map(|log| log.lines().map(str::to_string).collect())
+        .unwrap_or_default();
     Ok(job)
 }
 

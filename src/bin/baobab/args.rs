@@ -54,6 +54,9 @@ pub(crate) struct SubmitArgs {
     /// Print results as JSON lines instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
+    /// With `--wait`: under each job's row, the lines its script printed.
+    #[arg(long)]
+    pub(crate) show_log: bool,
 }
 
 #[derive(Args, Debug)]
@@ -166,6 +169,13 @@ pub(crate) struct RunArgs {
     /// Never show the progress bar.
     #[arg(long)]
     pub(crate) no_progress: bool,
+    /// Under each job's row, the lines its script printed (`print`, `debug`).
+    #[arg(long)]
+    pub(crate) show_log: bool,
+    /// One JSON object per job on stdout (file, id, status, time_ms, failed, text, log)
+    /// instead of the table and the summary line.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// A job's timeout when neither it nor the flag says.

@@ -25,7 +25,7 @@ use baobab::script::{RhaiActor, read_source};
 
 use crate::files::{Found, collect};
 use crate::interrupt_flag;
-use crate::table::{Row, fill, print_table};
+use crate::table::{Row, fill, print_table, row_json};
 
 /// Exit code: the runner itself failed.
 pub(crate) const RUNNER_FAILED: u8 = 3;
@@ -129,7 +129,13 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
             _ => fill(row, None),
         }
     }
-    print_table(&rows);
+    if args.json {
+        for row in &rows {
+            println!("{}", row_json(row));
+        }
+    } else {
+        print_table(&rows, args.show_log);
+    }
     let failed = rows.iter().filter(|r| r.failed).count();
     let skipped = rows.iter().filter(|r| r.skipped_row()).count();
     let finished = rows.len() - failed - skipped;
@@ -138,10 +144,12 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
     } else {
         String::new()
     };
-    println!(
-        "{} jobs: {finished} finished, {failed} failed{skipped}, in {elapsed:.2?}",
-        rows.len(),
-    );
+    if !args.json {
+        println!(
+            "{} jobs: {finished} finished, {failed} failed{skipped}, in {elapsed:.2?}",
+            rows.len(),
+        );
+    }
     match end {
         End::Interrupted => ExitCode::from(130),
         End::PoolStopped(_) => ExitCode::from(RUNNER_FAILED),
@@ -254,6 +262,7 @@ fn submit(store: &dyn JobStore, found: &Found, args: &RunArgs) -> Row {
             time: None,
             text: String::new(),
             failed: false,
+            log: Vec::new(),
         },
         Err(error) => Row::refused(name, error.to_string()),
     }

@@ -24,6 +24,12 @@ pub(crate) fn status(args: StatusArgs) -> ExitCode {
                 if let Some(error) = &job.error {
                     println!("error:  {error}");
                 }
+                if !job.log.is_empty() {
+                    println!("log:");
+                    for line in &job.log {
+                        println!("  {line}");
+                    }
+                }
             }
             ExitCode::SUCCESS
         }

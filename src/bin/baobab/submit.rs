@@ -30,6 +30,8 @@ pub(crate) fn job_json(file: Option<&str>, job: &Job) -> serde_json::Value {
         "status": job.status.as_str(),
         "output": job.output,
         "error": job.error,
+        "log": job.log,
+        "time_ms": job.run_time().map(|t| t.as_secs_f64() * 1000.0),
     })
 }
 
@@ -110,6 +112,7 @@ pub(crate) fn submit(args: SubmitArgs) -> ExitCode {
                     time: None,
                     text: String::new(),
                     failed: false,
+                    log: Vec::new(),
                 };
                 fill(&mut row, Some(job));
                 row
@@ -121,6 +124,7 @@ pub(crate) fn submit(args: SubmitArgs) -> ExitCode {
                 time: None,
                 text: error.to_string(),
                 failed: true,
+                log: Vec::new(),
             },
         };
         failed += usize::from(row.failed);
@@ -129,7 +133,7 @@ pub(crate) fn submit(args: SubmitArgs) -> ExitCode {
     }
     progress.finish_and_clear();
     if !args.json {
-        print_table(&rows);
+        print_table(&rows, args.show_log);
     }
     if failed > 0 {
         ExitCode::from(1)

@@ -12,6 +12,8 @@ pub(crate) struct Row {
     pub(crate) time: Option<Duration>,
     pub(crate) text: String,
     pub(crate) failed: bool,
+    /// What the job's script printed.
+    pub(crate) log: Vec<String>,
 }
 
 /// The status of a row whose path is not a file to run.
@@ -29,6 +31,7 @@ impl Row {
             time: None,
             text: why,
             failed: true,
+            log: Vec::new(),
         }
     }
 
@@ -41,6 +44,7 @@ impl Row {
             time: None,
             text: why,
             failed: false,
+            log: Vec::new(),
         }
     }
 
@@ -53,6 +57,7 @@ impl Row {
             time: None,
             text: "interrupted before it was queued".into(),
             failed: true,
+            log: Vec::new(),
         }
     }
 
@@ -84,6 +89,7 @@ pub(crate) fn fill(row: &mut Row, job: Option<Job>) {
                 JobStatus::Finished => job.output.unwrap_or_default(),
                 _ => job.error.unwrap_or_default(),
             };
+            row.log = job.log;
         }
         None => {
             row.status = NOT_RUN.into();
@@ -106,7 +112,21 @@ fn one_line(text: &str, width: usize) -> String {
     }
 }
 
-pub(crate) fn print_table(rows: &[Row]) {
+/// A row as one JSON object (`time_ms`: how long its job ran, if it ran).
+pub(crate) fn row_json(row: &Row) -> serde_json::Value {
+    serde_json::json!({
+        "file": row.file,
+        "id": row.id,
+        "status": row.status,
+        "time_ms": row.time.map(|t| t.as_secs_f64() * 1000.0),
+        "failed": row.failed,
+        "text": row.text,
+        "log": row.log,
+    })
+}
+
+/// The table of `rows`; with `show_log`, each row's log lines under it, indented.
+pub(crate) fn print_table(rows: &[Row], show_log: bool) {
     let file_width = rows
         .iter()
         .map(|r| r.file.chars().count())
@@ -128,5 +148,10 @@ pub(crate) fn print_table(rows: &[Row]) {
             time,
             one_line(&row.text, 80)
         );
+        if show_log {
+            for line in &row.log {
+                println!("    | {}", one_line(line, 200));
+            }
+        }
     }
 }
