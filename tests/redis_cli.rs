@@ -259,6 +259,56 @@ fn a_jobs_log_reaches_its_hash_status_and_submit_and_ended_jobs_expire_as_config
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn submit_sets_a_jobs_id_env_and_retries() {
+    let redis = TestRedis::start();
+    let actor = unique("actor");
+    let runner = ServingRunner::start(&redis, &actor);
+    let dir = std::env::temp_dir().join(unique("submit-flags"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("greet.rhai");
+    std::fs::write(&script, "GREETING + \", \" + WHO\n").unwrap();
+    let id = unique("chosen");
+    let output = baobab()
+        .arg("submit")
+        .arg(&script)
+        .args(["--redis", &redis.url, "--actor", &actor, "--wait", "--json"])
+        .args(["--id", &id, "--env", "GREETING=hello", "--env", "WHO=world"])
+        .args(["--retries", "3"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let job: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(job["id"], id.as_str(), "{text}");
+    assert_eq!(job["output"], "hello, world", "{text}");
+    let mut conn = redis.conn();
+    let retries: String =
+        redis::Commands::hget(&mut conn, format!("hero:job:{id}"), "retries").unwrap();
+    assert_eq!(retries, "3");
+    // The id is taken now: a second submit under it is refused.
+    let again = baobab()
+        .arg("submit")
+        .arg(&script)
+        .args(["--redis", &redis.url, "--actor", &actor, "--id", &id])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    // --id names one job.
+    let other = dir.join("other.rhai");
+    std::fs::write(&other, "1\n").unwrap();
+    let two = baobab()
+        .arg("submit")
+        .arg(&script)
+        .arg(&other)
+        .args(["--redis", &redis.url, "--actor", &actor, "--id", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(two.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&two.stderr).contains("--id names one job"));
+    assert_eq!(runner.stop().status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn endless(actor: &str) -> baobab::jobs::Job {
     baobab::jobs::Job::builder("loop {}")
         .actor_id(actor)

@@ -57,6 +57,15 @@ pub(crate) struct SubmitArgs {
     /// With `--wait`: under each job's row, the lines its script printed.
     #[arg(long)]
     pub(crate) show_log: bool,
+    /// A constant the scripts see, as `NAME=VALUE` (repeatable).
+    #[arg(long = "env", value_parser = parse_env)]
+    pub(crate) env: Vec<(String, String)>,
+    /// How many times each job may be run again after its runner died (0 to 1000).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub(crate) retries: u32,
+    /// The job's id (one file only; default: a fresh UUID).
+    #[arg(long, value_parser = parse_job_id)]
+    pub(crate) id: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -237,6 +246,15 @@ pub(crate) fn parse_env(text: &str) -> Result<(String, String), String> {
         .build()
         .map_err(|e| e.to_string())?;
     Ok((name.to_string(), value.to_string()))
+}
+
+/// A job id, checked as a job checks it.
+fn parse_job_id(text: &str) -> Result<String, String> {
+    Job::builder("1")
+        .id(text)
+        .build()
+        .map(|_| text.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// An actor id, checked as a job checks it.

@@ -48,6 +48,14 @@ pub(crate) fn submit(args: SubmitArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let files_to_run = files
+        .iter()
+        .filter(|found| matches!(found, Found::File(_)))
+        .count();
+    if args.id.is_some() && files_to_run != 1 {
+        eprintln!("baobab: --id names one job: give one file ({files_to_run} given)");
+        return ExitCode::from(2);
+    }
     let mut submitted = Vec::new();
     let mut failed = 0;
     for found in &files {
@@ -62,13 +70,19 @@ pub(crate) fn submit(args: SubmitArgs) -> ExitCode {
         let job = read_source(file, args.max_script_size)
             .map_err(|e| e.to_string())
             .and_then(|script| {
-                Job::builder(script)
+                let mut builder = Job::builder(script)
                     .caller_id("baobab-cli")
                     .actor_id(&args.actor)
                     .timeout(Duration::from_secs(args.timeout))
-                    .max_script_bytes(args.max_script_size)
-                    .build()
-                    .map_err(|e| e.to_string())
+                    .retries(args.retries)
+                    .max_script_bytes(args.max_script_size);
+                if let Some(id) = &args.id {
+                    builder = builder.id(id);
+                }
+                for (name, value) in &args.env {
+                    builder = builder.env(name, value);
+                }
+                builder.build().map_err(|e| e.to_string())
             });
         match job.and_then(|job| client.submit(job).map_err(|e| e.to_string())) {
             Ok(id) => submitted.push((name, id)),
