@@ -117,6 +117,21 @@ fn ask(
         .unwrap()
 }
 
+/// Waits until the supervisor has started a router other than `old`, and it runs.
+fn wait_for_a_new_router(rt: &Runtime, accounts: &VirtualActors<Account>, old: baobab::Pid) {
+    let deadline = std::time::Instant::now() + common::SAFETY;
+    while accounts
+        .router()
+        .is_none_or(|now| now == old || !rt.handle().is_alive(now))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the router was not restarted"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// The version of the latest snapshot of account `id`, if any.
 fn snapshot_at(store: &dyn EventStore, id: &str) -> Option<u64> {
     let stream = StreamId::new("account", id).unwrap();
@@ -593,14 +608,7 @@ fn virtual_actors_run_under_the_callers_supervisor_and_the_handle_follows_restar
     // the same handle reaches the new one; the actor replays its events.
     rt.handle().exit(first_router, baobab::ExitReason::Kill);
     common::exit_of(rt.handle(), activation);
-    let deadline = std::time::Instant::now() + common::SAFETY;
-    while accounts.router() == Some(first_router) || accounts.router().is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the router was not restarted"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_a_new_router(&rt, &accounts, first_router);
     assert_eq!(
         ask(&rt, &accounts, "erin", Command::Deposit(2))
             .unwrap()
@@ -702,16 +710,7 @@ fn a_restarted_router_forgets_activations_its_old_supervisor_gave_up_on() {
         ask(&rt, &accounts, "pat", Command::Panic),
         Err(ActorError::Crashed(_))
     ));
-    let deadline = std::time::Instant::now() + common::SAFETY;
-    while accounts.router().is_none_or(|now| now == router)
-        || !rt.handle().is_alive(accounts.router().unwrap())
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the router was not restarted"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_a_new_router(&rt, &accounts, router);
     // The new router activates pat again instead of handing out the dead activation.
     assert_eq!(
         ask(&rt, &accounts, "pat", Command::Deposit(1))
