@@ -285,6 +285,32 @@ fn submit_sets_a_jobs_id_env_and_retries() {
     let retries: String =
         redis::Commands::hget(&mut conn, format!("hero:job:{id}"), "retries").unwrap();
     assert_eq!(retries, "3");
+    // --delay keeps the job out of the queue for that long.
+    let started = std::time::Instant::now();
+    let delayed = baobab()
+        .arg("submit")
+        .arg(&script)
+        .args(["--redis", &redis.url, "--actor", &actor, "--wait", "--json"])
+        .args([
+            "--env",
+            "GREETING=later",
+            "--env",
+            "WHO=you",
+            "--delay",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&delayed.stdout);
+    assert!(text.contains("later, you"), "{text}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    let bad_at = baobab()
+        .arg("submit")
+        .arg(&script)
+        .args(["--redis", &redis.url, "--at", "tomorrow"])
+        .output()
+        .unwrap();
+    assert_eq!(bad_at.status.code(), Some(2));
     // The id is taken now: a second submit under it is refused.
     let again = baobab()
         .arg("submit")

@@ -72,6 +72,15 @@ impl Keys {
         }
     }
 
+    /// The delayed jobs of an actor (a sorted set of job ids, scored by the millisecond since
+    /// the epoch they may run from): `hero:job:delayed:{actor}` or `rhai_delayed:{circle}`.
+    pub fn delayed(&self, actor: &str) -> String {
+        match self.profile {
+            Profile::Hero => format!("hero:job:delayed:{actor}"),
+            Profile::Rhailib => format!("rhai_delayed:{actor}"),
+        }
+    }
+
     /// The stop queue of an actor (job ids to cancel): `hero:stop_queue:{actor}` (rhailib
     /// has none of its own; the same name under `rhai_stop:` is used).
     pub fn stop_queue(&self, actor: &str) -> String {

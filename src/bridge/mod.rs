@@ -18,3 +18,9 @@ pub use keys::{Keys, Profile};
 pub use runner::{Runner, RunnerConfig, RunnerError, WIND_DOWN_MARGIN};
 pub use stops::StopRoute;
 pub use store::{MAX_FIELD_BYTES, RedisConfig, RedisStore};
+
+/// Reads an ISO 8601 UTC time as the wire format writes them (`2026-11-27T01:02:03.456Z`,
+/// fractions optional), or seconds since the epoch.
+pub fn parse_iso8601(text: &str) -> Option<std::time::SystemTime> {
+    wire::parse_time(text)
+}

@@ -17,7 +17,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::Value;
 
@@ -94,6 +94,7 @@ pub(super) struct Scripts {
     pub(super) reject: Lua,
     pub(super) fallback: Lua,
     pub(super) read: Lua,
+    pub(super) promote: Lua,
 }
 
 pub(super) fn scripts() -> &'static Scripts {
@@ -117,6 +118,7 @@ pub(super) fn scripts() -> &'static Scripts {
             include_str!("lua/fallback.lua")
         )),
         read: Lua::new(include_str!("lua/read.lua")),
+        promote: Lua::new(include_str!("lua/promote.lua")),
     })
 }
 
@@ -139,6 +141,8 @@ pub struct RedisStore {
     /// for it, so the ids that take moves to the processing list are given back too, instead
     /// of staying there (counted in flight) with no one to run them.
     pub(super) taking: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// When the delayed jobs of each actor were last moved into its queue.
+    pub(super) promoted: Mutex<HashMap<String, Instant>>,
     /// Results waiting to be written, and whether a thread is writing them.
     pub(super) writes: Mutex<Writes>,
     pub(super) written: Condvar,
@@ -175,6 +179,7 @@ impl RedisStore {
             lost_track: AtomicBool::new(false),
             taking_stopped: AtomicBool::new(false),
             taking: Mutex::new(HashMap::new()),
+            promoted: Mutex::new(HashMap::new()),
             writes: Mutex::new(Writes::default()),
             written: Condvar::new(),
         })
@@ -292,10 +297,21 @@ impl JobStore for RedisStore {
         };
         let ours = vec![field("created_at"), field("script")];
         let mut write = redis::pipe();
-        write
-            .atomic()
-            .hset_multiple(&key, &fields)
-            .lpush(&queue, &job.id);
+        write.atomic().hset_multiple(&key, &fields);
+        // A job for later waits in the delayed set, scored by when it may run; the runners
+        // move it into the queue then.
+        match job.run_at.and_then(|at| at.duration_since(UNIX_EPOCH).ok()) {
+            Some(at) if job.run_at.is_some_and(|at| at > SystemTime::now()) => {
+                write.zadd(
+                    self.keys.delayed(&job.actor_id),
+                    &job.id,
+                    at.as_millis() as u64,
+                );
+            }
+            _ => {
+                write.lpush(&queue, &job.id);
+            }
+        }
         // A transaction of its own, as the write is (the lost-reply test counts them).
         let mut exists = redis::pipe();
         exists.atomic().cmd("EXISTS").arg(&key);

@@ -14,19 +14,27 @@
 //!
 //! [`RedisConfig::max_script_bytes`]: super::RedisConfig::max_script_bytes
 
+use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use redis::Value;
 use tracing::{debug, warn};
 
-use super::connection::{Failure, MAX_BLOCK, reply};
+use super::connection::{Failure, reply};
 use super::store::{MAX_FIELD_BYTES, RedisStore, job_key, reply_key, scripts};
 use super::wire::{
     WireError, iso8601, job_within, read_fields, reply_named_in_hash, reply_payload,
     started_fields, status_to_wire, text_fields,
 };
 use crate::jobs::{Job, JobStatus, StoreError};
+
+/// How often a runner moves due delayed jobs into an actor's queue (and so the longest a
+/// blocking take waits before looking again).
+const PROMOTE_EVERY: Duration = Duration::from_millis(100);
+
+/// The most delayed jobs one move takes (so no call holds Redis for long).
+const PROMOTE_BATCH: usize = 1000;
 
 /// A taken id's hash, as read.
 enum HashRead {
@@ -90,12 +98,14 @@ impl RedisStore {
         }
         let queue = self.keys.queue(actor_id);
         let processing = self.keys.processing(actor_id, &self.config.runner_id);
-        // The wait, a second at most at a time: a wind-down ends it within that.
+        // The wait, in slices of 100 ms: a wind-down ends it within one, and due delayed jobs
+        // are moved into the queue between them.
         let until = Instant::now() + wait;
         let first = loop {
+            self.promote_due(actor_id);
             let slice = until
                 .saturating_duration_since(Instant::now())
-                .clamp(Duration::from_millis(10), MAX_BLOCK);
+                .clamp(Duration::from_millis(10), PROMOTE_EVERY);
             let mut blmove = redis::cmd("BLMOVE");
             blmove
                 .arg(&queue)
@@ -150,6 +160,34 @@ impl RedisStore {
         let jobs = self.load(actor_id, valid.into_iter().zip(entries).collect());
         self.mark_started(&jobs);
         Ok(jobs)
+    }
+
+    /// Moves `actor`'s delayed jobs that are due into its queue, at most every
+    /// [`PROMOTE_EVERY`] per actor (a failure is logged: the next take tries again).
+    fn promote_due(&self, actor: &str) {
+        {
+            let mut promoted = self.promoted.lock().unwrap_or_else(PoisonError::into_inner);
+            let last = promoted
+                .entry(actor.to_owned())
+                .or_insert_with(|| Instant::now() - PROMOTE_EVERY);
+            if last.elapsed() < PROMOTE_EVERY {
+                return;
+            }
+            *last = Instant::now();
+        }
+        let mut call = scripts().promote.call(2);
+        call.arg(self.keys.delayed(actor))
+            .arg(self.keys.queue(actor))
+            .arg(PROMOTE_BATCH);
+        match self.run("promote", |c| c.eval_one(&scripts().promote, call.clone())) {
+            Ok(moved) => {
+                let moved = reply::int(moved).unwrap_or(0);
+                if moved > 0 {
+                    debug!(actor, moved, "delayed jobs due: moved into the queue");
+                }
+            }
+            Err(error) => warn!(actor, %error, "could not move due delayed jobs"),
+        }
     }
 
     /// Puts the ids in this runner's own processing list that it does not know it holds back

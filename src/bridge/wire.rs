@@ -137,6 +137,9 @@ pub(crate) fn job_to_fields(profile: Profile, job: &Job) -> Vec<(&'static str, S
             fields.push(("reply_queue_name", format!("rhai_reply:{}", job.id)));
         }
     }
+    if let Some(at) = job.run_at {
+        fields.push(("run_at", iso8601(at)));
+    }
     fields
 }
 
@@ -292,6 +295,7 @@ pub(crate) fn job_within(
     // When it was taken and when it ended: unreadable times are left out (they only
     // inform), never an error.
     job.started_at = get("started_at").and_then(parse_time);
+    job.run_at = get("run_at").and_then(parse_time);
     job.finished_at = get("finished_at").and_then(parse_time);
     job.log = get("log")
         .filter(|s| !s.is_empty())

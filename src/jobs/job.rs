@@ -125,6 +125,9 @@ pub struct Job {
     pub env_vars: BTreeMap<String, String>,
     /// What the script printed (`print` and `debug`), in order.
     pub log: Vec<String>,
+    /// Not to run before this time (the Redis store keeps it out of its queue until then;
+    /// the in-memory store runs it at once).
+    pub run_at: Option<SystemTime>,
 }
 
 impl Job {
@@ -155,6 +158,7 @@ impl Job {
             retries: 0,
             env_vars: BTreeMap::new(),
             max_script_bytes: DEFAULT_MAX_SCRIPT_BYTES,
+            run_at: None,
         }
     }
 
@@ -240,6 +244,7 @@ pub struct JobBuilder {
     retries: u32,
     env_vars: BTreeMap<String, String>,
     max_script_bytes: usize,
+    run_at: Option<SystemTime>,
 }
 
 impl JobBuilder {
@@ -279,6 +284,12 @@ impl JobBuilder {
         self
     }
 
+    /// Not to run before `at` (see [`Job::run_at`]).
+    pub fn run_at(mut self, at: SystemTime) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+
     /// Adds an env var the script sees as a constant.
     pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.env_vars.insert(name.into(), value.into());
@@ -309,6 +320,7 @@ impl JobBuilder {
             retries: self.retries,
             env_vars: self.env_vars,
             log: Vec::new(),
+            run_at: self.run_at,
         };
         job.validate(self.max_script_bytes)?;
         Ok(job)

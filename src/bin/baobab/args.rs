@@ -66,6 +66,12 @@ pub(crate) struct SubmitArgs {
     /// The job's id (one file only; default: a fresh UUID).
     #[arg(long, value_parser = parse_job_id)]
     pub(crate) id: Option<String>,
+    /// Run no sooner than this many seconds from now (0 to 31536000).
+    #[arg(long, value_parser = parse_delay, conflicts_with = "at")]
+    pub(crate) delay: Option<Duration>,
+    /// Run no sooner than this time (ISO 8601 UTC, `2026-12-01T10:00:00Z`).
+    #[arg(long, value_parser = parse_at)]
+    pub(crate) at: Option<std::time::SystemTime>,
 }
 
 #[derive(Args, Debug)]
@@ -246,6 +252,17 @@ pub(crate) fn parse_env(text: &str) -> Result<(String, String), String> {
         .build()
         .map_err(|e| e.to_string())?;
     Ok((name.to_string(), value.to_string()))
+}
+
+/// A delay before a job may run: up to a year.
+fn parse_delay(text: &str) -> Result<Duration, String> {
+    parse_seconds(text, 0.0, 31_536_000.0)
+}
+
+/// A time as ISO 8601 UTC.
+fn parse_at(text: &str) -> Result<std::time::SystemTime, String> {
+    baobab::bridge::parse_iso8601(text)
+        .ok_or_else(|| format!("{text:?} is not an ISO 8601 UTC time such as 2026-12-01T10:00:00Z"))
 }
 
 /// A job id, checked as a job checks it.

@@ -79,6 +79,11 @@ pub(crate) fn submit(args: SubmitArgs) -> ExitCode {
                 if let Some(id) = &args.id {
                     builder = builder.id(id);
                 }
+                if let Some(at) = args.at {
+                    builder = builder.run_at(at);
+                } else if let Some(delay) = args.delay {
+                    builder = builder.run_at(std::time::SystemTime::now() + delay);
+                }
                 for (name, value) in &args.env {
                     builder = builder.env(name, value);
                 }
