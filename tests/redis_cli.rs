@@ -335,6 +335,80 @@ fn submit_sets_a_jobs_id_env_and_retries() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn queues_counts_queued_delayed_and_running_jobs_per_actor() {
+    let redis = TestRedis::start();
+    let (a, b) = (unique("qa"), unique("qb"));
+    let client = baobab::bridge::Client::new(&redis.url, baobab::bridge::Profile::Hero).unwrap();
+    for _ in 0..3 {
+        client
+            .submit(
+                baobab::jobs::Job::builder("1")
+                    .actor_id(&a)
+                    .build()
+                    .unwrap(),
+            )
+            .unwrap();
+    }
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    for _ in 0..2 {
+        client
+            .submit(
+                baobab::jobs::Job::builder("1")
+                    .actor_id(&b)
+                    .run_at(later)
+                    .build()
+                    .unwrap(),
+            )
+            .unwrap();
+    }
+    let output = baobab()
+        .args(["queues", "--redis", &redis.url, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let row = |actor: &str| {
+        rows.iter()
+            .find(|r| r["actor"] == actor)
+            .unwrap_or_else(|| panic!("{actor} missing: {text}"))
+            .clone()
+    };
+    assert_eq!(
+        row(&a),
+        serde_json::json!({"actor": a, "queued": 3, "delayed": 0, "running": 0, "runners": 0})
+    );
+    assert_eq!(
+        row(&b),
+        serde_json::json!({"actor": b, "queued": 0, "delayed": 2, "running": 0, "runners": 0})
+    );
+    // A runner for `a` holding an endless job: one running, one runner.
+    let runner = ServingRunner::start(&redis, &a);
+    client.submit(endless(&a)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let queues = client.queues().unwrap();
+        let mine = queues.iter().find(|q| q.actor == a).unwrap();
+        if mine.running == 1 && mine.queued == 0 && mine.runners == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{mine:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let table = baobab()
+        .args(["queues", "--redis", &redis.url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.starts_with("ACTOR"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with(a.as_str())), "{text}");
+    drop(runner);
+}
+
 fn endless(actor: &str) -> baobab::jobs::Job {
     baobab::jobs::Job::builder("loop {}")
         .actor_id(actor)

@@ -9,6 +9,21 @@ use super::store::{RedisConfig, RedisStore};
 use super::wire::reply_list_in_hash;
 use crate::jobs::{Job, JobStatus, JobStore, StoreError};
 
+/// One actor's jobs in Redis, as [`Client::queues`] counts them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueInfo {
+    /// The actor (the rhailib profile's circle).
+    pub actor: String,
+    /// Jobs in its queue, waiting for a runner.
+    pub queued: u64,
+    /// Jobs in its delayed set, waiting for their time.
+    pub delayed: u64,
+    /// Jobs its runners have taken and not ended (their processing lists).
+    pub running: u64,
+    /// Runners listed as serving it (a dead one stays listed until a reaper removes it).
+    pub runners: u64,
+}
+
 /// A client of runners that share a Redis.
 ///
 /// `await_result` waits on the job's reply list (`BLPOP`), falling back to the job's hash if
@@ -97,6 +112,59 @@ impl Client {
         conn.lpush::<_, _, ()>(self.keys.stop_queue(actor), id)
             .map_err(backend)?;
         Ok(true)
+    }
+
+    /// Every actor with a queue, delayed jobs or runners, and their counts, sorted by actor.
+    /// Keys are found with `SCAN` (never `KEYS`), so a large Redis is not held up.
+    pub fn queues(&self) -> Result<Vec<QueueInfo>, StoreError> {
+        let backend = |e: redis::RedisError| StoreError::Backend(e.to_string());
+        let mut conn = self.client.get_connection().map_err(backend)?;
+        let mut actors = std::collections::BTreeSet::new();
+        for template in [
+            self.keys.queue("*"),
+            self.keys.delayed("*"),
+            self.keys.runners("*"),
+        ] {
+            let (head, tail) = template.split_once('*').expect("a pattern");
+            // A key that is no UTF-8 names no actor this client could serve: skipped.
+            let keys: Vec<String> = conn
+                .scan_match::<_, String>(&template)
+                .map_err(backend)?
+                .filter_map(Result::ok)
+                .collect();
+            for key in keys {
+                if let Some(actor) = key.strip_prefix(head).and_then(|k| k.strip_suffix(tail))
+                    && !actor.is_empty()
+                {
+                    actors.insert(actor.to_owned());
+                }
+            }
+        }
+        let mut queues = Vec::with_capacity(actors.len());
+        for actor in actors {
+            // A key of another type than expected counts as empty.
+            let len = |cmd: &str, key: String, conn: &mut redis::Connection| -> u64 {
+                redis::cmd(cmd).arg(key).query(conn).unwrap_or(0)
+            };
+            let queued = len("LLEN", self.keys.queue(&actor), &mut conn);
+            let delayed = len("ZCARD", self.keys.delayed(&actor), &mut conn);
+            let runners: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(self.keys.runners(&actor))
+                .query(&mut conn)
+                .unwrap_or_default();
+            let mut running = 0;
+            for runner in &runners {
+                running += len("LLEN", self.keys.processing(&actor, runner), &mut conn);
+            }
+            queues.push(QueueInfo {
+                actor,
+                queued,
+                delayed,
+                running,
+                runners: runners.len() as u64,
+            });
+        }
+        Ok(queues)
     }
 
     /// Waits up to `timeout` for the job to end and returns it.

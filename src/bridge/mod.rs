@@ -13,7 +13,7 @@ mod store;
 mod take;
 mod wire;
 
-pub use client::Client;
+pub use client::{Client, QueueInfo};
 pub use keys::{Keys, Profile};
 pub use runner::{Runner, RunnerConfig, RunnerError, WIND_DOWN_MARGIN};
 pub use stops::StopRoute;

@@ -75,6 +75,15 @@ pub(crate) struct SubmitArgs {
 }
 
 #[derive(Args, Debug)]
+pub(crate) struct QueuesArgs {
+    #[command(flatten)]
+    pub(crate) redis: RedisArgs,
+    /// One JSON object per actor instead of the table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args, Debug)]
 pub(crate) struct StatusArgs {
     /// The job id.
     pub(crate) job_id: String,

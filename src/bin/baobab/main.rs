@@ -22,7 +22,7 @@ use baobab::script::CountingAllocator;
 use clap::{Parser, Subcommand};
 use tracing::warn;
 
-use args::{RunArgs, StatusArgs, StopArgs, SubmitArgs};
+use args::{QueuesArgs, RunArgs, StatusArgs, StopArgs, SubmitArgs};
 
 /// Allocations are counted per thread, so the sandbox can hold each job to `--max-memory`.
 #[global_allocator]
@@ -54,8 +54,10 @@ enum Command {
     /// Submits `.rhai` files as jobs to a Redis-fed runner; with `--wait`, waits for their
     /// results and prints them.
     Submit(SubmitArgs),
-    /// Prints a job's status, output and error.
+    /// Prints a job's status, output, error and log.
     Status(StatusArgs),
+    /// Lists the actors with jobs in Redis: queued, delayed, running, and their runners.
+    Queues(QueuesArgs),
     /// Stops a job: a running one ends `error: cancelled`, a queued one is cancelled before
     /// it runs.
     Stop(StopArgs),
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(*args),
         Command::Submit(args) => submit::submit(args),
         Command::Status(args) => status::status(args),
+        Command::Queues(args) => status::queues(args),
         Command::Stop(args) => stop::stop(args),
     }
 }

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use crate::args::StatusArgs;
+use crate::args::{QueuesArgs, StatusArgs};
 use crate::submit::{client, job_json};
 
 /// `baobab status JOB_ID --redis URL`.
@@ -42,4 +42,43 @@ pub(crate) fn status(args: StatusArgs) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `baobab queues --redis URL`.
+pub(crate) fn queues(args: QueuesArgs) -> ExitCode {
+    let client = match client(&args.redis) {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let queues = match client.queues() {
+        Ok(queues) => queues,
+        Err(error) => {
+            eprintln!("baobab: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.json {
+        for queue in &queues {
+            let line = serde_json::json!({
+                "actor": queue.actor,
+                "queued": queue.queued,
+                "delayed": queue.delayed,
+                "running": queue.running,
+                "runners": queue.runners,
+            });
+            println!("{line}");
+        }
+    } else {
+        println!(
+            "{:<32}  {:>8}  {:>8}  {:>8}  {:>7}",
+            "ACTOR", "QUEUED", "DELAYED", "RUNNING", "RUNNERS"
+        );
+        for queue in &queues {
+            println!(
+                "{:<32}  {:>8}  {:>8}  {:>8}  {:>7}",
+                queue.actor, queue.queued, queue.delayed, queue.running, queue.runners
+            );
+        }
+    }
+    ExitCode::SUCCESS
 }
