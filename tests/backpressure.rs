@@ -6,8 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baobab::{
-    Addr, Ctx, ExitReason, Handle, MailboxConfig, Message, Overflow, Runtime, SendError,
-    SpawnOptions,
+    Addr, Ctx, Handle, MailboxConfig, Message, Overflow, Runtime, SendError, SpawnOptions,
 };
 
 fn bounded(capacity: usize, overflow: Overflow) -> SpawnOptions {
@@ -314,25 +313,23 @@ fn messages_a_selective_receive_skips_count_toward_the_long_queue() {
 fn a_process_sending_to_its_own_full_mailbox_gets_mailbox_full_instead_of_waiting() {
     let rt = Runtime::builder().threads(2).build();
     let h = rt.handle().clone();
-    let result = rt
-        .handle()
+    // The outcome comes back on a channel: the process may end before a watch could be set.
+    let (outcome, result) = std::sync::mpsc::channel();
+    rt.handle()
         .spawn_with(
-            |ctx: Ctx<u32>| async move {
+            move |ctx: Ctx<u32>| async move {
                 let me = ctx.addr();
                 ctx.send_wait(&me, 1).await.unwrap();
-                match ctx.send_wait(&me, 2).await {
-                    Err(SendError::MailboxFull(pid)) if pid == me.pid() => ExitReason::Normal,
-                    other => ExitReason::error(format!("{other:?}")),
-                }
+                let second = match ctx.send_wait(&me, 2).await {
+                    Err(SendError::MailboxFull(pid)) if pid == me.pid() => Ok(()),
+                    other => Err(format!("{other:?}")),
+                };
+                outcome.send(second).unwrap();
             },
             bounded(1, Overflow::Wait),
         )
         .unwrap();
-    let watch = h.watch(result.addr.pid());
-    assert_eq!(
-        watch.wait_timeout(Duration::from_secs(10)),
-        Some(ExitReason::Normal)
-    );
+    assert_eq!(result.recv_timeout(Duration::from_secs(10)), Ok(Ok(())));
     // A capacity of 0 is taken as 1.
     let (c, go) = consumer(&h, 0);
     h.send(&c, Msg::N(1)).unwrap();
