@@ -140,12 +140,12 @@ impl Client {
                 }
             }
         }
+        // A key of another type than expected counts as empty.
+        let len = |cmd: &str, key: String, conn: &mut redis::Connection| -> u64 {
+            redis::cmd(cmd).arg(key).query(conn).unwrap_or(0)
+        };
         let mut queues = Vec::with_capacity(actors.len());
         for actor in actors {
-            // A key of another type than expected counts as empty.
-            let len = |cmd: &str, key: String, conn: &mut redis::Connection| -> u64 {
-                redis::cmd(cmd).arg(key).query(conn).unwrap_or(0)
-            };
             let queued = len("LLEN", self.keys.queue(&actor), &mut conn);
             let delayed = len("ZCARD", self.keys.delayed(&actor), &mut conn);
             let runners: Vec<String> = redis::cmd("SMEMBERS")

@@ -133,11 +133,9 @@ impl RedisStore {
                     job.output.as_deref(),
                     job.error.as_deref(),
                 );
-                pipe.hset_multiple(self.keys.job(&job.id), &result_fields(profile, job))
-                    .expire(
-                        self.keys.job(&job.id),
-                        self.config.keep_secs(job.status) as i64,
-                    )
+                let key = self.keys.job(&job.id);
+                pipe.hset_multiple(&key, &result_fields(profile, job))
+                    .expire(&key, self.config.keep_secs(job.status) as i64)
                     .lpush(reply.as_slice(), payload)
                     .expire(reply.as_slice(), ttl as i64)
                     // The oldest ids are at the tail: search from there.

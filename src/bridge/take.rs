@@ -167,13 +167,13 @@ impl RedisStore {
     fn promote_due(&self, actor: &str) {
         {
             let mut promoted = self.promoted.lock().unwrap_or_else(PoisonError::into_inner);
-            let last = promoted
-                .entry(actor.to_owned())
-                .or_insert_with(|| Instant::now() - PROMOTE_EVERY);
-            if last.elapsed() < PROMOTE_EVERY {
+            if promoted
+                .get(actor)
+                .is_some_and(|last| last.elapsed() < PROMOTE_EVERY)
+            {
                 return;
             }
-            *last = Instant::now();
+            promoted.insert(actor.to_owned(), Instant::now());
         }
         let mut call = scripts().promote.call(2);
         call.arg(self.keys.delayed(actor))

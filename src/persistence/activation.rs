@@ -76,19 +76,7 @@ pub(crate) async fn run_activation<A: EventSourced>(
     let store = Arc::clone(&host.store);
     let loading = stream.clone();
     let started = std::time::Instant::now();
-    let loaded = ctx
-        .blocking(move || {
-            let mut live = Live {
-                state: A::default(),
-                version: 0,
-                snapshot_at: 0,
-                stale: false,
-            };
-            load_snapshot(&*store, &loading, &mut live)?;
-            replay(&*store, &loading, &mut live)?;
-            Ok(live)
-        })
-        .await;
+    let loaded = ctx.blocking(move || Live::load(&*store, &loading)).await;
     let mut live = match loaded {
         Ok(live) => live,
         Err(error) => return refuse(ctx, &host, &id, error).await,
@@ -108,6 +96,18 @@ pub(crate) async fn run_activation<A: EventSourced>(
         if message.is_some() {
             used.store(host.now(), Ordering::Relaxed);
         }
+        let asks = matches!(
+            message,
+            Some(Message::User(Request::Command(..) | Request::Query(..)))
+        );
+        if asks && host.placement.as_ref().is_some_and(|p| !p.holds(&id)) {
+            // The lease expired and moved on (a renewal was refused): another runtime may
+            // be writing, and this state may be behind. Leave without taking the request;
+            // its caller routes it to the lease's holder (a query reads the store).
+            warn!(actor = %stream, "virtual actor: lease lost; leaving");
+            host.unregister(&id, ctx.pid());
+            return;
+        }
         match message {
             None | Some(Message::User(Request::Passivate)) => {
                 debug!(actor = %stream, "virtual actor passivated");
@@ -116,14 +116,6 @@ pub(crate) async fn run_activation<A: EventSourced>(
                 return;
             }
             Some(Message::User(Request::Command(slot, reply))) => {
-                if host.placement.as_ref().is_some_and(|p| !p.holds(&id)) {
-                    // The lease expired and moved on (a renewal was refused): another
-                    // runtime may be writing. Leave without taking the command; its caller
-                    // routes it to the lease's holder.
-                    warn!(actor = %stream, "virtual actor: lease lost; leaving");
-                    host.unregister(&id, ctx.pid());
-                    return;
-                }
                 let Some(command) = take(&slot) else { continue };
                 let result = live.command(&mut ctx, &host, &stream, command).await;
                 let broken = match &result {
@@ -145,12 +137,6 @@ pub(crate) async fn run_activation<A: EventSourced>(
                 }
             }
             Some(Message::User(Request::Query(slot, reply))) => {
-                if host.placement.as_ref().is_some_and(|p| !p.holds(&id)) {
-                    // As for a command: this state may be behind the lease's new holder.
-                    warn!(actor = %stream, "virtual actor: lease lost; leaving");
-                    host.unregister(&id, ctx.pid());
-                    return;
-                }
                 if let Some(read) = take(&slot) {
                     reply.reply(Ok(read(&live.state, live.version)));
                 }
@@ -227,6 +213,19 @@ async fn refuse<A: EventSourced>(
 }
 
 impl<A: EventSourced> Live<A> {
+    /// The actor as the store has it: its latest snapshot, then the events after it.
+    fn load(store: &dyn EventStore, stream: &StreamId) -> Result<Self, ActorError<A::Rejection>> {
+        let mut live = Live {
+            state: A::default(),
+            version: 0,
+            snapshot_at: 0,
+            stale: false,
+        };
+        load_snapshot(store, stream, &mut live)?;
+        replay(store, stream, &mut live)?;
+        Ok(live)
+    }
+
     /// Decides `command`, appends its events expecting this version, and applies them; on
     /// a conflict, catches up with the stream and decides again.
     async fn command(
@@ -368,15 +367,7 @@ pub(crate) fn fold<A: EventSourced>(
     store: &dyn EventStore,
     id: &str,
 ) -> Result<(A, u64), ActorError<A::Rejection>> {
-    let stream = StreamId::new(A::KIND, id)?;
-    let mut live = Live {
-        state: A::default(),
-        version: 0,
-        snapshot_at: 0,
-        stale: false,
-    };
-    load_snapshot(store, &stream, &mut live)?;
-    replay(store, &stream, &mut live)?;
+    let live = Live::<A>::load(store, &StreamId::new(A::KIND, id)?)?;
     Ok((live.state, live.version))
 }
 

@@ -17,12 +17,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tracing::{debug, warn};
 
 use super::activation::{Request, fold, run_activation};
+use super::lock;
 use super::model::EventSourced;
 use super::outcome::{ActorError, Committed};
 use super::placement::{Forwarded, Owner, Placement};
@@ -168,13 +169,11 @@ struct Activate<A: EventSourced>(String, ReplyTo<Option<Addr<Request<A>>>>);
 pub(crate) type Slot<T> = Arc<Mutex<Option<T>>>;
 
 pub(crate) fn take<T>(slot: &Slot<T>) -> Option<T> {
-    slot.lock().unwrap_or_else(PoisonError::into_inner).take()
+    lock(slot).take()
 }
 
 fn is_full<T>(slot: &Slot<T>) -> bool {
-    slot.lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .is_some()
+    lock(slot).is_some()
 }
 
 /// A query's reader, type-erased for the trip to the activation.
@@ -366,7 +365,7 @@ impl<A: EventSourced> VirtualActors<A> {
         match self.ask_routed(ctx, id, command, true).await {
             Forwarded::Done(result) => result,
             // Only an ask that may not forward stops at another node.
-            Forwarded::NotHere | Forwarded::Unreachable => Err(ActorError::Down),
+            Forwarded::NotHere => Err(ActorError::Down),
         }
     }
 
@@ -425,7 +424,7 @@ impl<A: EventSourced> VirtualActors<A> {
             };
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             let sent = {
-                let command = slot.lock().unwrap_or_else(PoisonError::into_inner);
+                let command = lock(&slot);
                 let Some(command) = command.as_ref() else {
                     unreachable!("a command leaves its slot only for an activation")
                 };
@@ -435,7 +434,7 @@ impl<A: EventSourced> VirtualActors<A> {
                 Ok(Forwarded::Done(result)) => return Forwarded::Done(result),
                 // The lease moved (or its holder is gone and the lease has yet to expire):
                 // look again, after a pause.
-                Ok(Forwarded::NotHere | Forwarded::Unreachable) => {
+                Ok(Forwarded::NotHere) => {
                     debug!(
                         id,
                         node, attempt, "virtual actor: lease holder did not take the command"
@@ -645,10 +644,6 @@ impl<A: EventSourced> Drop for Closing<A> {
             placement.release_unused(active);
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The pause before the `attempt`th retry: 1, 4, 9 … ms, at most 100 ms.

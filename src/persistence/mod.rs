@@ -15,6 +15,14 @@
 //!
 //! See `docs/persistence.md` for the lifecycle and what is guaranteed on a crash.
 
+/// Locks a mutex of this module, ignoring poisoning: no user code runs while one is held,
+/// so a poisoned lock still guards consistent data.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 mod activation;
 mod actors;
 #[cfg(feature = "nats")]

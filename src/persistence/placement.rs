@@ -25,10 +25,9 @@ pub(crate) enum Owner {
 pub(crate) enum Forwarded<R> {
     /// It ran there (or failed there): its outcome.
     Done(Result<Committed, ActorError<R>>),
-    /// That runtime does not hold the id's lease (any more): nothing ran.
+    /// Nothing ran: that runtime does not hold the id's lease (any more), or nobody answers
+    /// for it (it is gone). The sender looks for the id again.
     NotHere,
-    /// Nobody answers for that runtime (it is gone): nothing ran.
-    Unreachable,
 }
 
 /// Leases on ids and the way to the runtimes holding them.

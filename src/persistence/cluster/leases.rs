@@ -15,7 +15,7 @@
 //! activation sees that before its next command and leaves.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -25,6 +25,7 @@ use async_nats::jetstream::stream::{Config as StreamConfig, LastRawMessageErrorK
 use bytes::Bytes;
 use tracing::{debug, warn};
 
+use crate::persistence::lock;
 use crate::persistence::placement::Owner;
 use crate::persistence::store::{StoreError, check_name};
 
@@ -90,7 +91,7 @@ impl Leases {
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
-        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.held)
     }
 
     /// Whether this node holds `id`'s lease (as far as its last renewal knows).
@@ -120,11 +121,9 @@ impl Leases {
         }
     }
 
-    /// Who holds `id`'s lease now.
+    /// Who holds `id`'s lease now, as JetStream has it (the caller checks [`Self::holds`]
+    /// first).
     pub(crate) async fn owner(&self, id: &str) -> Result<Owner, StoreError> {
-        if self.holds(id) {
-            return Ok(Owner::Here);
-        }
         Ok(match self.read(id).await? {
             None => Owner::Free,
             Some((node, _)) if node == self.node => Owner::Here,

@@ -21,7 +21,7 @@ pub(crate) mod leases;
 use std::collections::{HashMap, HashSet};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::RequestErrorKind;
@@ -32,9 +32,11 @@ use tokio::task::AbortHandle;
 use tracing::{debug, warn};
 
 use super::actors::{VirtualActors, VirtualConfig};
+use super::lock;
 use super::model::EventSourced;
 use super::outcome::{ActorError, Committed};
 use super::placement::{Forwarded, Owner, Placement};
+use super::store::nats_client::{NatsClient, unavailable};
 use super::store::{EventStore, Pending, StoreError, check_name};
 use crate::supervisor::ChildSpec;
 use crate::{Ctx, ExitReason, Handle};
@@ -82,10 +84,7 @@ impl Default for ClusterConfig {
 /// println!("this runtime is {}", cluster.node());
 /// ```
 pub struct Cluster {
-    /// `None` only while dropping.
-    runtime: Option<tokio::runtime::Runtime>,
-    client: async_nats::Client,
-    jetstream: async_nats::jetstream::Context,
+    nats: NatsClient,
     config: ClusterConfig,
     /// The actor types served through this connection: one `VirtualActors` each.
     kinds: Mutex<HashSet<&'static str>>,
@@ -99,21 +98,8 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        // The last reference may go from a task of this very runtime: do not wait for it.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
 /// The shortest lease TTL.
 const MIN_LEASE_TTL: Duration = Duration::from_millis(100);
-
-fn unavailable(context: &str, error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("{context}: {error}"))
-}
 
 impl Cluster {
     /// Connects to the NATS server at `url` (with JetStream enabled).
@@ -130,24 +116,8 @@ impl Cluster {
                 config.lease_ttl
             )));
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("baobab-cluster")
-            .enable_all()
-            .build()
-            .map_err(|e| StoreError::io("start the cluster's NATS runtime", e))?;
-        let client = runtime
-            .block_on(async_nats::connect(url))
-            .map_err(|e| unavailable(&format!("connect to {url}"), e))?;
-        let mut jetstream = {
-            let _inside = runtime.enter();
-            async_nats::jetstream::new(client.clone())
-        };
-        jetstream.set_timeout(config.timeout);
         Ok(Arc::new(Cluster {
-            runtime: Some(runtime),
-            client,
-            jetstream,
+            nats: NatsClient::connect(url, "baobab-cluster", config.timeout)?,
             config,
             kinds: Mutex::new(HashSet::new()),
         }))
@@ -164,22 +134,15 @@ impl Cluster {
     }
 
     fn runtime(&self) -> &tokio::runtime::Runtime {
-        self.runtime
-            .as_ref()
-            .expect("the runtime lives as long as the cluster")
+        self.nats.runtime()
     }
 
-    /// Runs `future` on the cluster's runtime; the returned future waits for it from any
-    /// executor.
+    /// Runs `future` on the cluster's runtime (see [`NatsClient::run`]).
     fn run<T: Send + 'static>(
         &self,
         future: impl Future<Output = Result<T, StoreError>> + Send + 'static,
     ) -> Pending<T> {
-        let task = self.runtime().spawn(future);
-        Box::pin(async move {
-            task.await
-                .unwrap_or_else(|error| Err(unavailable("a cluster task", error)))
-        })
+        self.nats.run(future)
     }
 
     fn node_subject(&self, node: &str, kind: &str) -> String {
@@ -232,7 +195,7 @@ impl<R> WireReply<R> {
     fn from_outcome(outcome: Forwarded<R>) -> Self {
         let result = match outcome {
             Forwarded::Done(result) => result,
-            Forwarded::NotHere | Forwarded::Unreachable => return WireReply::NotHere,
+            Forwarded::NotHere => return WireReply::NotHere,
         };
         match result {
             Ok(Committed { version, events }) => WireReply::Committed { version, events },
@@ -419,13 +382,13 @@ where
                 return Box::pin(std::future::ready(Ok(Forwarded::Done(Err(encode)))));
             }
         };
-        let client = self.cluster.client.clone();
+        let client = self.cluster.nats.client.clone();
         let subject = self.cluster.node_subject(node, A::KIND);
         let (owners, id) = (Arc::clone(&self.owners), id.to_owned());
         let node = node.to_owned();
         self.cluster.run(async move {
             let outcome = forward::<A::Rejection>(client, subject, &node, payload, timeout).await;
-            if let Ok(Forwarded::NotHere | Forwarded::Unreachable) = outcome {
+            if let Ok(Forwarded::NotHere) = outcome {
                 let mut owners = lock(&owners);
                 if owners.get(&id) == Some(&node) {
                     owners.remove(&id);
@@ -438,10 +401,6 @@ where
 
 /// How many ids' holders a runtime remembers before it forgets them all.
 const MAX_OWNERS_CACHED: usize = 100_000;
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Sends a forwarded command's payload to `subject` (node `node`) and reads the outcome.
 async fn forward<R: DeserializeOwned>(
@@ -461,7 +420,7 @@ async fn forward<R: DeserializeOwned>(
                 "a reply from node {node} does not decode: {error}"
             ))),
         },
-        Err(error) if error.kind() == RequestErrorKind::NoResponders => Ok(Forwarded::Unreachable),
+        Err(error) if error.kind() == RequestErrorKind::NoResponders => Ok(Forwarded::NotHere),
         Err(error) if error.kind() == RequestErrorKind::TimedOut => {
             Ok(Forwarded::Done(Err(ActorError::Timeout)))
         }
@@ -545,7 +504,7 @@ where
         let leases = cluster
             .runtime()
             .block_on(Leases::open(
-                cluster.jetstream.clone(),
+                cluster.nats.jetstream.clone(),
                 &cluster.config.prefix,
                 A::KIND,
                 cluster.config.node.clone(),
@@ -557,6 +516,7 @@ where
             .runtime()
             .block_on(
                 cluster
+                    .nats
                     .client
                     .subscribe(cluster.node_subject(cluster.node(), A::KIND)),
             )
@@ -581,7 +541,7 @@ where
         let task = cluster.runtime().spawn(serve(
             actors.clone(),
             handle.clone(),
-            cluster.client.clone(),
+            cluster.nats.client.clone(),
             subscriber,
             stopped,
             Arc::clone(&in_flight),
@@ -651,59 +611,56 @@ fn serve_one<A: EventSourced>(
     A::Command: Serialize + DeserializeOwned,
     A::Rejection: Serialize + DeserializeOwned,
 {
-    {
-        let Some(reply_to) = message.reply else {
-            return;
-        };
-        // Shared by the two ways of answering below; out when both are gone.
-        let counted = Arc::new(InFlight::new(in_flight));
-        let respond = {
-            let client = client.clone();
-            let runtime = tokio::runtime::Handle::current();
-            move |reply: WireReply<A::Rejection>| {
-                let payload = serde_json::to_vec(&reply).unwrap_or_else(|error| {
-                    serde_json::to_vec(&WireReply::<A::Rejection>::Encode {
-                        actor: A::KIND.to_owned(),
-                        reason: format!("the reply does not serialise: {error}"),
-                    })
-                    .expect("a reply without a rejection serialises")
-                });
-                runtime.spawn(async move {
-                    if let Err(error) = client.publish(reply_to, payload.into()).await {
-                        debug!(%error, "virtual actors: a forwarded command's reply was not sent");
-                    }
-                    // Out once the reply is handed to the connection.
-                    drop(counted);
-                });
-            }
-        };
-        if in_flight.load(Ordering::Acquire) > MAX_FORWARDED_IN_FLIGHT {
-            // Flooded: refuse rather than pile up processes; nothing ran.
-            respond(WireReply::Down);
-            return;
-        }
-        let request = match serde_json::from_slice::<WireCommandOwned<A::Command>>(&message.payload)
-        {
-            Ok(request) => request,
-            Err(error) => {
-                respond(WireReply::Encode {
+    let Some(reply_to) = message.reply else {
+        return;
+    };
+    // Shared by the two ways of answering below; out when both are gone.
+    let counted = Arc::new(InFlight::new(in_flight));
+    let respond = {
+        let client = client.clone();
+        let runtime = tokio::runtime::Handle::current();
+        move |reply: WireReply<A::Rejection>| {
+            let payload = serde_json::to_vec(&reply).unwrap_or_else(|error| {
+                serde_json::to_vec(&WireReply::<A::Rejection>::Encode {
                     actor: A::KIND.to_owned(),
-                    reason: format!("a forwarded command does not decode: {error}"),
-                });
-                return;
-            }
-        };
-        let actors = actors.clone();
-        let (respond_here, respond_down) = (respond.clone(), respond);
-        let spawned = handle.spawn(move |mut ctx: Ctx<()>| async move {
-            let outcome = actors
-                .ask_here(&mut ctx, &request.id, request.command)
-                .await;
-            respond_here(WireReply::from_outcome(outcome));
-        });
-        if let Err(error) = spawned {
-            warn!(%error, "virtual actors: cannot run a forwarded command");
-            respond_down(WireReply::Down);
+                    reason: format!("the reply does not serialise: {error}"),
+                })
+                .expect("a reply without a rejection serialises")
+            });
+            runtime.spawn(async move {
+                if let Err(error) = client.publish(reply_to, payload.into()).await {
+                    debug!(%error, "virtual actors: a forwarded command's reply was not sent");
+                }
+                // Out once the reply is handed to the connection.
+                drop(counted);
+            });
         }
+    };
+    if in_flight.load(Ordering::Acquire) > MAX_FORWARDED_IN_FLIGHT {
+        // Flooded: refuse rather than pile up processes; nothing ran.
+        respond(WireReply::Down);
+        return;
+    }
+    let request = match serde_json::from_slice::<WireCommandOwned<A::Command>>(&message.payload) {
+        Ok(request) => request,
+        Err(error) => {
+            respond(WireReply::Encode {
+                actor: A::KIND.to_owned(),
+                reason: format!("a forwarded command does not decode: {error}"),
+            });
+            return;
+        }
+    };
+    let actors = actors.clone();
+    let (respond_here, respond_down) = (respond.clone(), respond);
+    let spawned = handle.spawn(move |mut ctx: Ctx<()>| async move {
+        let outcome = actors
+            .ask_here(&mut ctx, &request.id, request.command)
+            .await;
+        respond_here(WireReply::from_outcome(outcome));
+    });
+    if let Err(error) = spawned {
+        warn!(%error, "virtual actors: cannot run a forwarded command");
+        respond_down(WireReply::Down);
     }
 }

@@ -11,6 +11,8 @@ mod file;
 mod memory;
 #[cfg(feature = "nats")]
 mod nats;
+#[cfg(feature = "nats")]
+pub(crate) mod nats_client;
 
 use std::fmt;
 

@@ -23,7 +23,7 @@
 //! snapshot fails with [`StoreError::TooLarge`] naming that limit.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -37,10 +37,12 @@ use async_nats::jetstream::stream::{Config as StreamConfig, LastRawMessageErrorK
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 
+use super::nats_client::{NatsClient, unavailable};
 use super::{
     EventRecord, EventStore, NewEvent, Pending, Snapshot, StoreError, StreamId, check_events,
     check_expected, check_name, check_payload,
 };
+use crate::persistence::lock;
 
 const FIRST: &str = "Baobab-First";
 const COUNT: &str = "Baobab-Count";
@@ -76,8 +78,7 @@ impl Default for NatsStoreConfig {
 /// store.append(&stream, version, &[event]).unwrap();
 /// ```
 pub struct NatsStore {
-    /// `None` only while dropping.
-    runtime: Option<tokio::runtime::Runtime>,
+    client: NatsClient,
     nats: Arc<Nats>,
 }
 
@@ -151,56 +152,20 @@ impl Seen {
     }
 }
 
-fn unavailable(context: &str, error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("{context}: {error}"))
-}
-
 impl NatsStore {
     /// Connects to the NATS server at `url` (with JetStream enabled).
     pub fn connect(url: &str, config: NatsStoreConfig) -> Result<Self, StoreError> {
         check_name(&config.prefix)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("baobab-nats")
-            .enable_all()
-            .build()
-            .map_err(|e| StoreError::io("start the NATS client's runtime", e))?;
-        let client = runtime
-            .block_on(async_nats::connect(url))
-            .map_err(|e| unavailable(&format!("connect to {url}"), e))?;
-        // The context spawns a task of its own: make it inside the runtime.
-        let mut jetstream = {
-            let _inside = runtime.enter();
-            jetstream::new(client)
-        };
-        jetstream.set_timeout(config.timeout);
+        let client = NatsClient::connect(url, "baobab-nats", config.timeout)?;
         Ok(NatsStore {
-            runtime: Some(runtime),
             nats: Arc::new(Nats {
-                jetstream,
+                jetstream: client.jetstream.clone(),
                 config,
                 ready: Mutex::new(HashSet::new()),
                 seen: Mutex::new(HashMap::new()),
             }),
+            client,
         })
-    }
-}
-
-impl NatsStore {
-    fn runtime(&self) -> &tokio::runtime::Runtime {
-        self.runtime
-            .as_ref()
-            .expect("the runtime lives as long as the store")
-    }
-}
-
-impl Drop for NatsStore {
-    fn drop(&mut self) {
-        // The last reference may go from a task of a tokio runtime (a virtual actors'
-        // cluster task, say), where waiting for this runtime's threads is not allowed.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
     }
 }
 
@@ -252,12 +217,7 @@ impl Nats {
 
     /// The events stream and the snapshot stream of `kind`, created if missing.
     async fn ensure(&self, kind: &str) -> Result<(), StoreError> {
-        if self
-            .ready
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(kind)
-        {
+        if lock(&self.ready).contains(kind) {
             return Ok(());
         }
         self.jetstream
@@ -280,10 +240,7 @@ impl Nats {
             })
             .await
             .map_err(|e| unavailable("create the snapshot stream", e))?;
-        self.ready
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(kind.to_owned());
+        lock(&self.ready).insert(kind.to_owned());
         Ok(())
     }
 
@@ -322,7 +279,7 @@ impl Nats {
     }
 
     fn seen_mut<T>(&self, stream: &StreamId, f: impl FnOnce(&mut Seen) -> T) -> T {
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut seen = lock(&self.seen);
         if seen.len() >= STREAMS_KEPT && !seen.contains_key(stream) {
             seen.clear();
         }
@@ -339,7 +296,7 @@ impl Nats {
         // What this store saw last, if it is the version the caller expects: publish on it
         // without asking; JetStream refuses the append if another writer got there first.
         let known = {
-            let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+            let seen = lock(&self.seen);
             seen.get(stream)
                 .filter(|s| s.known && s.version == expected)
                 .map(|s| (s.version, s.sequence))
@@ -592,7 +549,8 @@ impl EventStore for NatsStore {
         events: &[NewEvent],
     ) -> Result<u64, StoreError> {
         check_events(events)?;
-        self.runtime()
+        self.client
+            .runtime()
             .block_on(self.nats.append_async(stream, expected, events))
     }
 
@@ -604,13 +562,9 @@ impl EventStore for NatsStore {
     ) -> Result<Pending<u64>, Vec<NewEvent>> {
         let nats = Arc::clone(&self.nats);
         let stream = stream.clone();
-        let task = self.runtime().spawn(async move {
+        Ok(self.client.run(async move {
             check_events(&events)?;
             nats.append_async(&stream, expected, &events).await
-        });
-        Ok(Box::pin(async move {
-            task.await
-                .unwrap_or_else(|error| Err(unavailable("an append's task", error)))
         }))
     }
 
@@ -620,24 +574,28 @@ impl EventStore for NatsStore {
         after: u64,
         max: usize,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        self.runtime()
+        self.client
+            .runtime()
             .block_on(self.nats.read_async(stream, after, max))
     }
 
     fn version(&self, stream: &StreamId) -> Result<u64, StoreError> {
-        self.runtime()
+        self.client
+            .runtime()
             .block_on(self.nats.last(stream))
             .map(|(v, _)| v)
     }
 
     fn save_snapshot(&self, stream: &StreamId, snapshot: &Snapshot) -> Result<(), StoreError> {
         check_payload(snapshot.payload.len())?;
-        self.runtime()
+        self.client
+            .runtime()
             .block_on(self.nats.save_snapshot_async(stream, snapshot))
     }
 
     fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        self.runtime()
+        self.client
+            .runtime()
             .block_on(self.nats.load_snapshot_async(stream))
     }
 }
