@@ -501,9 +501,33 @@ mod three_processes {
             .as_millis() as u64
     }
 
+    /// The worker number of the probes in the tags.
+    const PROBES: u64 = 900;
+
+    /// Sends `tag` to `id` and writes its outcome as a line of the output.
+    async fn ask_logged(
+        tallies: &VirtualActors<Tally>,
+        ctx: &mut Ctx<()>,
+        out: &Mutex<std::fs::File>,
+        id: String,
+        tag: u64,
+    ) {
+        let issued = now_ms();
+        let text = match tallies.ask(ctx, &id, tag).await {
+            Ok(c) => format!("OK {issued} {} {id} {tag} {}\n", now_ms(), c.version),
+            Err(error) => format!("ERR {issued} {} {id} {tag} {error:?}\n", now_ms()),
+        };
+        line(out, text);
+    }
+
+    fn line(out: &Mutex<std::fs::File>, text: String) {
+        out.lock().unwrap().write_all(text.as_bytes()).unwrap();
+    }
+
     /// One runtime of the three-process test: `WORKERS` processes send tagged commands to
-    /// random ids until the deadline; each outcome is a line of the output file, and every
-    /// 100 ms a line lists the ids active here.
+    /// ids in turn until the deadline, and probes (a process each) two more every 100 ms;
+    /// each outcome is a line of the output file, and every 100 ms a line lists the ids
+    /// active here.
     #[test]
     #[ignore = "a runtime of the three-process test, run by it"]
     fn cluster_node_child() {
@@ -517,9 +541,6 @@ mod three_processes {
             .open(var("BAOBAB_CLUSTER_OUT"))
             .unwrap();
         let out = Arc::new(Mutex::new(out));
-        let line = move |out: &Mutex<std::fs::File>, text: String| {
-            out.lock().unwrap().write_all(text.as_bytes()).unwrap();
-        };
         let n = Node::start(
             &url,
             "three",
@@ -534,7 +555,7 @@ mod three_processes {
             },
         );
         let deadline = Instant::now() + Duration::from_secs(secs);
-        let mut workers = Vec::new();
+        let mut watches = Vec::new();
         for worker in 0..WORKERS {
             let (tallies, out) = (n.tallies.clone(), Arc::clone(&out));
             let watch =
@@ -545,28 +566,35 @@ mod three_processes {
                             i += 1;
                             let id = format!("k{}", (i * 7 + worker * 5 + node) as usize % IDS);
                             let tag = node * 1_000_000_000 + worker * 1_000_000 + i;
-                            let issued = now_ms();
-                            match tallies.ask(&mut ctx, &id, tag).await {
-                                Ok(c) => line(
-                                    &out,
-                                    format!("OK {issued} {} {id} {tag} {}\n", now_ms(), c.version),
-                                ),
-                                Err(error) => line(
-                                    &out,
-                                    format!("ERR {issued} {} {id} {tag} {error:?}\n", now_ms()),
-                                ),
-                            }
+                            ask_logged(&tallies, &mut ctx, &out, id, tag).await;
                         }
                     })
                     .unwrap();
-            workers.push(n.rt.handle().watch(watch.pid()));
+            watches.push(n.rt.handle().watch(watch.pid()));
         }
+        // Probes, each in a process of its own, two every 100 ms over every id: a worker
+        // stuck on a command whose runtime died cannot hold up the sampling of the others.
+        let mut probe = 0u64;
         while Instant::now() < deadline {
             let active = n.tallies.active().join(",");
             line(&out, format!("OWN {} {active}\n", now_ms()));
+            for _ in 0..2 {
+                probe += 1;
+                let (tallies, out) = (n.tallies.clone(), Arc::clone(&out));
+                let id = format!("k{}", probe as usize % IDS);
+                let tag = node * 1_000_000_000 + PROBES * 1_000_000 + probe;
+                let pid =
+                    n.rt.handle()
+                        .spawn(move |mut ctx: Ctx<()>| async move {
+                            ask_logged(&tallies, &mut ctx, &out, id, tag).await;
+                        })
+                        .unwrap()
+                        .pid();
+                watches.push(n.rt.handle().watch(pid));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
-        for watch in workers {
+        for watch in watches {
             watch.wait_timeout(Duration::from_secs(30)).unwrap();
         }
         n.tallies.shutdown(n.rt.handle());
