@@ -639,3 +639,57 @@ fn the_scripts_see_their_job_context() {
     );
     pool.shutdown(Duration::from_secs(1)).unwrap();
 }
+
+#[test]
+fn the_embedded_store_runs_a_failed_job_again_after_its_backoff_and_keeps_each_failure() {
+    let rt = runtime();
+    let store = Arc::new(MemoryStore::new());
+    let pool = pool(&rt, &store, 2);
+    let backoff = Duration::from_millis(200);
+    let job = |script: &str, retries: u32| {
+        let job = Job::builder(script)
+            .retries(retries)
+            .backoff(backoff)
+            .build()
+            .unwrap();
+        let id = job.id.clone();
+        store.submit(job).unwrap();
+        id
+    };
+    let started = Instant::now();
+    let failing = job(r#"throw "boom""#, 2);
+    let fine = job("6 * 7", 2);
+    let ended_failing = ended(&store, &failing);
+    assert_eq!(ended_failing.status, JobStatus::Error);
+    assert_eq!(ended_failing.attempts, 3, "{ended_failing:?}");
+    assert_eq!(
+        ended_failing
+            .errors
+            .iter()
+            .map(|e| e.attempt)
+            .collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert!(
+        ended_failing
+            .errors
+            .iter()
+            .all(|e| e.error.contains("boom"))
+    );
+    assert!(started.elapsed() >= 2 * backoff);
+    // A job that succeeds runs once, whatever its retries.
+    let ended_fine = ended(&store, &fine);
+    assert_eq!(ended_fine.status, JobStatus::Finished);
+    assert_eq!((ended_fine.attempts, ended_fine.errors.len()), (1, 0));
+    // A job for later waits until then in the embedded store too.
+    let later = Job::builder("1")
+        .run_at(std::time::SystemTime::now() + Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let id = later.id.clone();
+    let submitted = Instant::now();
+    store.submit(later).unwrap();
+    assert_eq!(ended(&store, &id).status, JobStatus::Finished);
+    assert!(submitted.elapsed() >= Duration::from_millis(290));
+    pool.shutdown(Duration::from_secs(1)).unwrap();
+}

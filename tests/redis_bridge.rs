@@ -171,7 +171,8 @@ fn a_dead_runners_jobs_are_requeued_by_the_reaper() {
     let redis = TestRedis::start();
     let actor = unique("actor");
     let mut conn = redis.conn();
-    // A runner that took three jobs and died: its heartbeat is gone, its processing list not.
+    // A runner that took three jobs, started two of them, and died: its heartbeat is gone,
+    // its processing list not.
     let dead = store(&redis, Profile::Hero);
     dead.heartbeat(&actor).unwrap();
     let ids: Vec<String> = (0..3)
@@ -179,6 +180,7 @@ fn a_dead_runners_jobs_are_requeued_by_the_reaper() {
             let job = Job::builder(format!("{i}"))
                 .actor_id(&actor)
                 .retries(1)
+                .backoff(Duration::ZERO)
                 .build()
                 .unwrap();
             let id = job.id.clone();
@@ -186,35 +188,87 @@ fn a_dead_runners_jobs_are_requeued_by_the_reaper() {
             id
         })
         .collect();
-    let taken = dead.take(&actor, 10, Duration::from_secs(1)).unwrap();
+    let start = |store: &RedisStore, job: &mut Job| {
+        job.attempts += 1;
+        job.status = JobStatus::Started;
+        job.started_at = Some(std::time::SystemTime::now());
+        store.start(job).unwrap();
+    };
+    let mut taken = dead.take(&actor, 10, Duration::from_secs(1)).unwrap();
     assert_eq!(taken.len(), 3);
+    assert!(taken.iter().all(|job| job.attempts == 0));
+    start(&dead, &mut taken[0]);
+    start(&dead, &mut taken[1]);
+    let hash: HashMap<String, String> = conn.hgetall(format!("hero:job:{}", ids[0])).unwrap();
+    assert_eq!(
+        (hash["status"].as_str(), hash["attempts"].as_str()),
+        ("started", "1")
+    );
     let _: () = conn
         .del(format!("hero:runner:{}:heartbeat", dead.runner_id()))
         .unwrap();
-    // Another runner reaps: the jobs are back in the queue, in order, and run there.
+    // Another runner reaps: the job never started goes straight back to the queue, using no
+    // retry; the two that were running failed a run: they wait their backoff (none here) in
+    // the delayed set, their error noted.
     let alive = store(&redis, Profile::Hero);
     alive.heartbeat(&actor).unwrap();
     assert_eq!(alive.reap(&actor).unwrap(), (3, 0));
-    assert_eq!(alive.queued(&actor).unwrap(), 3);
-    let retaken = alive.take(&actor, 10, Duration::from_secs(1)).unwrap();
-    assert_eq!(
-        retaken.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
-        ids
+    assert_eq!(alive.queued(&actor).unwrap(), 1);
+    let delayed: usize = conn.zcard(format!("hero:job:delayed:{actor}")).unwrap();
+    assert_eq!(delayed, 2);
+    let job = alive.get(&ids[0]).unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Dispatched);
+    assert_eq!(job.attempts, 1);
+    assert_eq!(job.errors.len(), 1, "{job:?}");
+    assert!(
+        job.errors[0]
+            .error
+            .contains("its runner died while running it"),
+        "{job:?}"
     );
-    // It dies too: the jobs were requeued once already and allow one retry: they fail now.
+    assert!(alive.get(&ids[2]).unwrap().unwrap().errors.is_empty());
+    let mut retaken = alive.take(&actor, 10, Duration::from_secs(1)).unwrap();
+    while retaken.len() < 3 {
+        retaken.extend(alive.take(&actor, 10, Duration::from_secs(1)).unwrap());
+    }
+    let mut got: Vec<String> = retaken.iter().map(|j| j.id.clone()).collect();
+    got.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(got, want);
+    for job in &mut retaken {
+        start(&alive, job);
+    }
+    // It dies too, all three running: the two on their second run have no retry left and
+    // fail for good (listed dead); the third, on its first, waits for another run.
     let _: () = conn
         .del(format!("hero:runner:{}:heartbeat", alive.runner_id()))
         .unwrap();
     let third = store(&redis, Profile::Hero);
     third.heartbeat(&actor).unwrap();
-    assert_eq!(third.reap(&actor).unwrap(), (0, 3));
+    assert_eq!(third.reap(&actor).unwrap(), (1, 2));
     let job = third.get(&ids[0]).unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Error);
-    assert!(job.error.unwrap().contains("its runners died"));
+    assert_eq!(job.attempts, 2);
+    assert_eq!(job.errors.len(), 2, "{job:?}");
+    assert!(job.error.unwrap().contains("no retries left"));
     let reply: Vec<String> = conn
         .lrange(format!("hero:reply:{}", ids[0]), 0, -1)
         .unwrap();
     assert_eq!(reply, ["error"]);
+    let mut dead_ids: Vec<String> = conn
+        .zrange(format!("hero:job:dead:{actor}"), 0, -1)
+        .unwrap();
+    dead_ids.sort();
+    let mut want = vec![ids[0].clone(), ids[1].clone()];
+    want.sort();
+    assert_eq!(dead_ids, want);
+    let ttl: i64 = conn.ttl(format!("hero:job:dead:{actor}")).unwrap();
+    assert!(ttl > 0, "the dead set expires: {ttl}");
+    assert_eq!(
+        third.get(&ids[2]).unwrap().unwrap().status,
+        JobStatus::Dispatched
+    );
     // A live runner's jobs are left alone.
     assert_eq!(third.reap(&actor).unwrap(), (0, 0));
 }
@@ -229,10 +283,11 @@ fn the_reaper_answers_a_failed_rhailib_task_with_json_on_its_reply_queue() {
     let task = Job::builder("1").actor_id(&circle).build().unwrap();
     let id = task.id.clone();
     dead.submit(task).unwrap();
-    assert_eq!(
-        dead.take(&circle, 1, Duration::from_secs(1)).unwrap().len(),
-        1
-    );
+    let mut taken = dead.take(&circle, 1, Duration::from_secs(1)).unwrap();
+    assert_eq!(taken.len(), 1);
+    // It was running when its runner died.
+    taken[0].attempts = 1;
+    dead.start(&taken[0]).unwrap();
     let _: () = conn
         .del(format!("rhai:runner:{}:heartbeat", dead.runner_id()))
         .unwrap();
@@ -247,11 +302,14 @@ fn the_reaper_answers_a_failed_rhailib_task_with_json_on_its_reply_queue() {
     assert_eq!(reply["task_id"], id.as_str());
     assert_eq!(reply["status"], "error");
     assert_eq!(reply["output"], serde_json::Value::Null);
+    // Listed dead in the circle's own dead set.
+    let dead_ids: Vec<String> = conn.zrange(format!("rhai_dead:{circle}"), 0, -1).unwrap();
+    assert_eq!(dead_ids, std::slice::from_ref(&id));
     assert!(
         reply["error"]
             .as_str()
             .unwrap()
-            .contains("its runners died"),
+            .contains("its runner died while running it"),
         "{reply}"
     );
 }
@@ -513,23 +571,29 @@ fn stops_in_the_shared_stop_queue_reach_their_jobs_whichever_runner_pops_them() 
             id
         })
         .collect();
-    // Four run (one per worker), four wait in the runners, two in the queue.
+    // Four run (one per worker: `started`), four wait in the runners (taken, not started:
+    // still `dispatched`), two in the queue.
+    let mut conn = redis.conn();
+    let queue = format!("hero:job:actor_queue:{actor}");
     let start = std::time::Instant::now();
-    while ids
-        .iter()
-        .filter(|id| runners[0].store().status(id).unwrap() == Some(JobStatus::Started))
-        .count()
-        < 8
-    {
-        assert!(start.elapsed() < SAFETY);
+    loop {
+        let running = ids
+            .iter()
+            .filter(|id| runners[0].store().status(id).unwrap() == Some(JobStatus::Started))
+            .count();
+        let waiting: usize = conn.llen(&queue).unwrap();
+        if running == 4 && waiting == 2 {
+            break;
+        }
+        assert!(
+            start.elapsed() < SAFETY,
+            "{running} running, {waiting} queued"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
-    let queued: Vec<&String> = ids
-        .iter()
-        .filter(|id| runners[0].store().status(id).unwrap() == Some(JobStatus::Dispatched))
-        .collect();
+    let queued: Vec<String> = conn.lrange(&queue, 0, -1).unwrap();
     assert_eq!(queued.len(), 2);
-    let mut conn = redis.conn();
+    let queued: Vec<&String> = queued.iter().collect();
     let stop_queue = format!("hero:stop_queue:{actor}");
     let ended = |id: &String| {
         let job = runners[0].store().wait(id, SAFETY).unwrap();

@@ -132,14 +132,14 @@ fn jobs_whose_runners_died_too_often_and_cancelled_jobs_expire_as_dead() {
     let redis = TestRedis::start();
     let mut conn = redis.conn();
     let actor = unique("actor");
-    // A runner takes a job that allows no retry, then dies.
+    // A runner takes a job that allows no retry, starts it, then dies.
     let dead = store(&redis, Profile::Hero);
     dead.heartbeat(&actor).unwrap();
     let id = submitted(&dead, &actor, 0);
-    assert_eq!(
-        dead.take(&actor, 1, Duration::from_secs(1)).unwrap().len(),
-        1
-    );
+    let mut taken = dead.take(&actor, 1, Duration::from_secs(1)).unwrap();
+    assert_eq!(taken.len(), 1);
+    taken[0].attempts = 1;
+    dead.start(&taken[0]).unwrap();
     let _: () = conn
         .del(format!("hero:runner:{}:heartbeat", dead.runner_id()))
         .unwrap();
@@ -147,6 +147,9 @@ fn jobs_whose_runners_died_too_often_and_cancelled_jobs_expire_as_dead() {
     alive.heartbeat(&actor).unwrap();
     assert_eq!(alive.reap(&actor).unwrap(), (0, 1));
     let left = ttl(&mut conn, &format!("hero:job:{id}"));
+    assert!(fresh(left, DEAD_TTL), "{left}");
+    // Its actor's dead set lists it, and expires as dead jobs do.
+    let left = ttl(&mut conn, &format!("hero:job:dead:{actor}"));
     assert!(fresh(left, DEAD_TTL), "{left}");
 
     // A queued job is cancelled by a stop.

@@ -41,10 +41,13 @@ fn a_poison_entry_does_not_stop_the_reaper() {
     dead.heartbeat(&actor).unwrap();
     let failing = submit(&dead, &actor, 0);
     let requeued = submit(&dead, &actor, 1);
-    assert_eq!(
-        dead.take(&actor, 10, Duration::from_secs(1)).unwrap().len(),
-        2
-    );
+    let mut taken = dead.take(&actor, 10, Duration::from_secs(1)).unwrap();
+    assert_eq!(taken.len(), 2);
+    // The first was running when its runner died (no retries: it fails); the second had
+    // not started (it goes back to the queue).
+    let running = taken.iter_mut().find(|job| job.id == failing).unwrap();
+    running.attempts = 1;
+    dead.start(running).unwrap();
     let _: () = conn
         .del(format!("hero:runner:{}:heartbeat", dead.runner_id()))
         .unwrap();
@@ -64,7 +67,10 @@ fn a_poison_entry_does_not_stop_the_reaper() {
     assert_eq!(queued, [requeued]);
     let hash: HashMap<String, String> = conn.hgetall(format!("hero:job:{failing}")).unwrap();
     assert_eq!(hash["status"], "error");
-    assert!(hash["error"].contains("its runners died"), "{hash:?}");
+    assert!(
+        hash["error"].contains("its runner died while running it"),
+        "{hash:?}"
+    );
     assert!(
         hash["updated_at"].ends_with('Z'),
         "a time: {}",
@@ -137,14 +143,14 @@ fn the_reaper_takes_back_a_long_list_in_bounded_calls_and_stops_at_a_queue_that_
     let redis = TestRedis::private();
     let actor = unique("actor");
     let mut conn = redis.conn();
-    // A dead runner holding 2,500 ids (more than one call takes back), each with its hash,
-    // and ids with no hash among them.
+    // A dead runner holding 2,500 ids (more than one call takes back) it had not started,
+    // each with its hash, and ids with no hash among them.
     let ids: Vec<String> = (0..2_500).map(|n| format!("{actor}-{n}")).collect();
     let mut pipe = redis::pipe();
     for id in &ids {
         pipe.hset_multiple(
             format!("hero:job:{id}"),
-            &[("status", "started"), ("retries", "1")],
+            &[("status", "dispatched"), ("retries", "1")],
         )
         .ignore();
     }

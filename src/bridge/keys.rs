@@ -81,6 +81,16 @@ impl Keys {
         }
     }
 
+    /// The dead jobs of an actor (a sorted set of job ids, scored by the millisecond since
+    /// the epoch they ended): jobs that ended `error` after running, their retries used.
+    /// `hero:job:dead:{actor}` or `rhai_dead:{circle}`.
+    pub fn dead(&self, actor: &str) -> String {
+        match self.profile {
+            Profile::Hero => format!("hero:job:dead:{actor}"),
+            Profile::Rhailib => format!("rhai_dead:{actor}"),
+        }
+    }
+
     /// The stop queue of an actor (job ids to cancel): `hero:stop_queue:{actor}` (rhailib
     /// has none of its own; the same name under `rhai_stop:` is used).
     pub fn stop_queue(&self, actor: &str) -> String {
@@ -148,9 +158,12 @@ mod tests {
         assert_eq!(hero.queue("a1"), "hero:job:actor_queue:a1");
         assert_eq!(hero.stop_queue("a1"), "hero:stop_queue:a1");
         assert_eq!(hero.reply("j1"), "hero:reply:j1");
+        assert_eq!(hero.delayed("a1"), "hero:job:delayed:a1");
+        assert_eq!(hero.dead("a1"), "hero:job:dead:a1");
         let rhai = Keys::new(Profile::Rhailib);
         assert_eq!(rhai.job("t1"), "rhai_task_details:t1");
         assert_eq!(rhai.queue("c1"), "rhai_tasks:c1");
+        assert_eq!(rhai.dead("c1"), "rhai_dead:c1");
         assert_eq!("hero".parse::<Profile>(), Ok(Profile::Hero));
         assert!("v".parse::<Profile>().is_err());
     }

@@ -17,7 +17,7 @@ pub use client::{Client, QueueInfo};
 pub use keys::{Keys, Profile};
 pub use runner::{Runner, RunnerConfig, RunnerError, WIND_DOWN_MARGIN};
 pub use stops::StopRoute;
-pub use store::{MAX_FIELD_BYTES, RedisConfig, RedisStore};
+pub use store::{MAX_DEAD_JOBS, MAX_FIELD_BYTES, RedisConfig, RedisStore};
 
 /// Reads an ISO 8601 UTC time as the wire format writes them (`2026-11-27T01:02:03.456Z`,
 /// fractions optional), or seconds since the epoch.

@@ -10,9 +10,9 @@ use tracing::warn;
 
 use super::connection::reply;
 use super::keys::{RUNNER, around_runner};
-use super::store::{RedisStore, scripts};
+use super::store::{MAX_DEAD_JOBS, RedisStore, scripts};
 use super::wire::{iso8601, reply_named_in_hash, status_to_wire};
-use crate::jobs::{JobStatus, StoreError};
+use crate::jobs::{JobStatus, MAX_ERRORS_KEPT, StoreError};
 
 impl RedisStore {
     /// Refreshes this runner's heartbeat and its place in the actor's set of runners.
@@ -30,8 +30,10 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Takes back the jobs of runners of `actor` whose heartbeat expired: requeued, or ended
-    /// `error` if requeued more often than their retries allow. Returns (requeued, failed).
+    /// Takes back the jobs of runners of `actor` whose heartbeat expired: a job no worker had
+    /// started goes back to the queue, using no retry; a job that was running has failed a
+    /// run, and runs again after its backoff if it has retries left, else ends `error` and is
+    /// listed dead. Returns (requeued, failed).
     /// What it cannot take back (a processing list that is no list, a queue that takes no
     /// id) is logged and left as it is; it does not stop the rest.
     pub fn reap(&self, actor: &str) -> Result<(u64, u64), StoreError> {
@@ -53,7 +55,13 @@ impl RedisStore {
             .arg("finished")
             .arg(REAP_BUDGET)
             .arg(self.config.reply_ttl.as_secs().max(1))
-            .arg(self.config.keep_secs(JobStatus::Error));
+            .arg(self.config.keep_secs(JobStatus::Error))
+            .arg(status_to_wire(keys.profile, JobStatus::Started))
+            .arg(status_to_wire(keys.profile, JobStatus::Dispatched))
+            .arg(keys.delayed(actor))
+            .arg(keys.dead(actor))
+            .arg(MAX_DEAD_JOBS)
+            .arg(MAX_ERRORS_KEPT);
         // Each call takes back a bounded number of ids, so none holds Redis for long; every
         // call that stops at its budget has taken ids out of a dead runner's list for good.
         let mut totals = [0u64; 3];

@@ -27,16 +27,18 @@ use redis::{RedisResult, Value};
 use tracing::warn;
 
 use super::connection::{Failure, Link, describe, reply};
-use super::store::{MAX_FIELD_BYTES, RedisStore, scripts};
-use super::wire::{iso8601, result_fields, status_to_wire};
+use super::store::{MAX_DEAD_JOBS, MAX_FIELD_BYTES, RedisStore, scripts};
+use super::wire::{iso8601, result_fields, started_fields, status_to_wire};
 use super::wire::{reply_list_in_hash, reply_payload};
-use crate::jobs::{Job, JobStatus, StoreError};
+use crate::jobs::{Job, JobStatus, MAX_ERRORS_KEPT, StoreError};
 
-/// A result waiting to be written.
+/// A write waiting to be done: a job's start or its result.
 pub(super) struct Ended {
     job: Job,
     /// Sent before, in a write that failed: it may be written already.
     tried: bool,
+    /// A start (status `started`, `started_at`, `attempts`), not a result.
+    start: bool,
 }
 
 impl RedisStore {
@@ -44,8 +46,26 @@ impl RedisStore {
         let mut job = job.clone();
         // Its time is fixed here, whatever retries follow.
         job.finished_at.get_or_insert_with(SystemTime::now);
+        self.queue_write(Ended {
+            job,
+            tried: false,
+            start: false,
+        })
+    }
+
+    /// Records that a worker starts `job`, with the results and other starts pending (group
+    /// commit): written at once if no write is under way, else by the writer that is.
+    pub(super) fn start_job(&self, job: &Job) -> Result<(), StoreError> {
+        self.queue_write(Ended {
+            job: job.clone(),
+            tried: false,
+            start: true,
+        })
+    }
+
+    fn queue_write(&self, write: Ended) -> Result<(), StoreError> {
         let mut writes = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
-        writes.pending.push(Ended { job, tried: false });
+        writes.pending.push(write);
         if writes.writing {
             return Ok(());
         }
@@ -54,6 +74,37 @@ impl RedisStore {
         // Until nothing is pending: a writer that stopped earlier could leave the last results
         // of a run unwritten, with no later completion to write them.
         self.write_pending(usize::MAX)
+    }
+
+    /// Puts a job whose run failed, with retries left, back to wait `delay` for its next run
+    /// (`lua/retry.lua`): its failed run joins `errors`, its status is `dispatched` again,
+    /// and its id leaves the processing list for the delayed set.
+    pub(super) fn retry_job(
+        &self,
+        job: &Job,
+        delay: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        // Its start first, if still pending: the retry must not be overwritten by it.
+        self.flush();
+        let profile = self.keys.profile;
+        let now = SystemTime::now();
+        let error = job.error.clone().unwrap_or_default();
+        let mut call = scripts().retry.call(4);
+        call.arg(self.keys.job(&job.id))
+            .arg(self.keys.delayed(&job.actor_id))
+            .arg(self.keys.processing(&job.actor_id, &self.config.runner_id))
+            .arg(self.keys.queue(&job.actor_id))
+            .arg(&job.id)
+            .arg(status_to_wire(profile, JobStatus::Dispatched))
+            .arg(&error)
+            .arg(job.attempts)
+            .arg(iso8601(job.finished_at.unwrap_or(now)))
+            .arg(delay.as_millis().min(u64::MAX as u128) as u64)
+            .arg(MAX_ERRORS_KEPT)
+            .arg(iso8601(now.checked_add(delay).unwrap_or(now)));
+        let outcome = self.run("retry", |c| c.eval_one(&scripts().retry, call.clone()));
+        self.forget(job);
+        outcome.map(|_| ())
     }
 
     /// Where each job's reply goes: its default reply list, or (rhailib) the list its hash
@@ -109,6 +160,7 @@ impl RedisStore {
         let profile = self.keys.profile;
         let ttl = self.config.reply_ttl.as_secs().max(1);
         let mut jobs: Vec<&Job> = group.iter().map(|ended| &ended.job).collect();
+        let mut starts: Vec<bool> = group.iter().map(|ended| ended.start).collect();
         let mut replies = self.reply_keys(&jobs)?;
         // Jobs sent before may be written: checked first (on each later attempt, all are).
         let mut check: Vec<bool> = group.iter().map(|ended| ended.tried).collect();
@@ -120,12 +172,22 @@ impl RedisStore {
                     .zip(listed)
                     .map(|(&check, listed)| !check || listed);
                 let mut keep_reply = keep.clone();
+                let mut keep_start = keep.clone();
                 jobs.retain(|_| keep.next().unwrap_or(true));
                 replies.retain(|_| keep_reply.next().unwrap_or(true));
+                starts.retain(|_| keep_start.next().unwrap_or(true));
             }
             check = vec![true; jobs.len()];
             let mut pipe = redis::pipe();
-            for (job, reply) in jobs.iter().zip(&replies) {
+            for ((job, reply), &start) in jobs.iter().zip(&replies).zip(&starts) {
+                if start {
+                    let started_at = iso8601(job.started_at.unwrap_or_else(SystemTime::now));
+                    pipe.hset_multiple(
+                        self.keys.job(&job.id),
+                        &started_fields(profile, &started_at, job.attempts),
+                    );
+                    continue;
+                }
                 let payload = reply_payload(
                     profile,
                     &job.id,
@@ -150,24 +212,40 @@ impl RedisStore {
         match results {
             Ok(results) => {
                 let mut results = results.into_iter();
-                for (job, reply) in jobs.iter().zip(&replies) {
+                let mut dead = Vec::new();
+                for ((job, reply), &start) in jobs.iter().zip(&replies).zip(&starts) {
                     let mut next = || results.next().unwrap_or(Ok(Value::Nil));
+                    if start {
+                        if let Err(error) = next() {
+                            warn!(job = %job.id, %error, "could not record a job's start; it runs all the same");
+                        }
+                        continue;
+                    }
                     let (fields, _, pushed, _, removed) = (next(), next(), next(), next(), next());
+                    if job.status == JobStatus::Error && fields.is_ok() {
+                        dead.push(*job);
+                    }
                     self.recorded(job, reply, fields, pushed, removed)?;
                 }
+                self.list_dead(&dead);
                 Ok(())
             }
             Err(Failure::Closed) => Err(StoreError::Closed),
             Err(Failure::Rejected(error) | Failure::Poisoned(error)) if jobs.len() > 1 => {
                 // One of them is at fault: each alone (those written already are found so).
                 warn!(jobs = jobs.len(), %error, "a group of results could not be written; writing them one at a time");
-                for job in jobs {
+                for (job, start) in jobs.into_iter().zip(starts) {
                     let alone = Ended {
                         job: job.clone(),
                         tried: true,
+                        start,
                     };
                     self.write_results(std::slice::from_ref(&alone))?;
                 }
+                Ok(())
+            }
+            Err(Failure::Rejected(error) | Failure::Poisoned(error)) if starts[0] => {
+                warn!(job = %jobs[0].id, %error, "could not record a job's start; it runs all the same");
                 Ok(())
             }
             Err(Failure::Rejected(error)) => {
@@ -257,6 +335,45 @@ impl RedisStore {
         }
         self.forget(job);
         Ok(())
+    }
+
+    /// Lists jobs that ended `error` after running in their actors' dead sets, their last
+    /// failed run added to `errors` (`lua/dead.lua`). A failure is logged: the results are
+    /// written already.
+    fn list_dead(&self, jobs: &[&Job]) {
+        if jobs.is_empty() {
+            return;
+        }
+        let dead_ttl = self.config.keep_secs(JobStatus::Error);
+        let calls: Vec<_> = jobs
+            .iter()
+            .map(|job| {
+                let mut call = scripts().dead.call(2);
+                call.arg(self.keys.job(&job.id))
+                    .arg(self.keys.dead(&job.actor_id))
+                    .arg(&job.id)
+                    .arg(job.attempts)
+                    .arg(iso8601(job.finished_at.unwrap_or_else(SystemTime::now)))
+                    .arg(job.error.as_deref().unwrap_or_default())
+                    .arg(MAX_ERRORS_KEPT)
+                    .arg(MAX_DEAD_JOBS)
+                    .arg(dead_ttl);
+                call
+            })
+            .collect();
+        match self.try_run("dead", |c| c.eval(&scripts().dead, &calls)) {
+            Ok(replies) => {
+                for (job, reply) in jobs.iter().zip(replies) {
+                    if let Err(error) = reply {
+                        warn!(job = %job.id, %error, "could not list a failed job as dead");
+                    }
+                }
+            }
+            Err(failure) => {
+                let error = failure.store_error("dead");
+                warn!(jobs = jobs.len(), %error, "could not list failed jobs as dead");
+            }
+        }
     }
 
     /// `job` is no longer in flight.

@@ -86,6 +86,10 @@ impl RedisConfig {
     }
 }
 
+/// The most ids an actor's dead set keeps (the oldest are dropped from the set; their hashes
+/// expire after `dead_ttl`).
+pub const MAX_DEAD_JOBS: usize = 10_000;
+
 /// The Lua scripts the store runs.
 pub(super) struct Scripts {
     pub(super) reap: Lua,
@@ -95,6 +99,8 @@ pub(super) struct Scripts {
     pub(super) fallback: Lua,
     pub(super) read: Lua,
     pub(super) promote: Lua,
+    pub(super) retry: Lua,
+    pub(super) dead: Lua,
 }
 
 pub(super) fn scripts() -> &'static Scripts {
@@ -119,6 +125,14 @@ pub(super) fn scripts() -> &'static Scripts {
         )),
         read: Lua::new(include_str!("lua/read.lua")),
         promote: Lua::new(include_str!("lua/promote.lua")),
+        retry: Lua::new(concat!(
+            include_str!("lua/shared.lua"),
+            include_str!("lua/retry.lua")
+        )),
+        dead: Lua::new(concat!(
+            include_str!("lua/shared.lua"),
+            include_str!("lua/dead.lua")
+        )),
     })
 }
 
@@ -349,6 +363,14 @@ impl JobStore for RedisStore {
         self.taking(actor_id, || {
             RedisStore::take_jobs(self, actor_id, max, wait)
         })
+    }
+
+    fn start(&self, job: &Job) -> Result<(), StoreError> {
+        RedisStore::start_job(self, job)
+    }
+
+    fn retry(&self, job: &Job, delay: Duration) -> Result<(), StoreError> {
+        RedisStore::retry_job(self, job, delay)
     }
 
     fn complete(&self, job: &Job) -> Result<(), StoreError> {

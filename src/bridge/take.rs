@@ -25,7 +25,7 @@ use super::connection::{Failure, reply};
 use super::store::{MAX_FIELD_BYTES, RedisStore, job_key, reply_key, scripts};
 use super::wire::{
     WireError, iso8601, job_within, read_fields, reply_named_in_hash, reply_payload,
-    started_fields, status_to_wire, text_fields,
+    status_to_wire, text_fields,
 };
 use crate::jobs::{Job, JobStatus, StoreError};
 
@@ -157,9 +157,9 @@ impl RedisStore {
                 return Err(error);
             }
         };
-        let jobs = self.load(actor_id, valid.into_iter().zip(entries).collect());
-        self.mark_started(&jobs);
-        Ok(jobs)
+        // Not marked `started` here: a worker marks each when it starts it (`start`), so a
+        // dead runner's jobs that never started use no retry.
+        Ok(self.load(actor_id, valid.into_iter().zip(entries).collect()))
     }
 
     /// Moves `actor`'s delayed jobs that are due into its queue, at most every
@@ -352,7 +352,6 @@ impl RedisStore {
     /// The jobs that can run; the others ended, dropped, or given back to the queue.
     fn load(&self, actor: &str, entries: Vec<(String, HashRead)>) -> Vec<Job> {
         let profile = self.keys.profile;
-        let now = SystemTime::now();
         let mut jobs = Vec::with_capacity(entries.len());
         for (id, read) in entries {
             let values = match read {
@@ -404,8 +403,6 @@ impl RedisStore {
                     // that actor's, whatever the hash says.
                     job.actor_id = actor.to_string();
                     job.timeout = job.timeout.min(self.config.max_timeout);
-                    job.status = JobStatus::Started;
-                    job.started_at = Some(now);
                     jobs.push(job);
                 }
             }
@@ -416,30 +413,5 @@ impl RedisStore {
             ids.insert(job.id.clone());
         }
         jobs
-    }
-
-    /// Marks taken jobs `started` in the store; one that cannot be marked runs all the same.
-    fn mark_started(&self, jobs: &[Job]) {
-        if jobs.is_empty() {
-            return;
-        }
-        let fields = started_fields(self.keys.profile, &iso8601(SystemTime::now()));
-        let mut pipe = redis::pipe();
-        for job in jobs {
-            pipe.hset_multiple(self.keys.job(&job.id), &fields);
-        }
-        match self.run("mark started", |c| c.pipeline(&pipe)) {
-            Ok(replies) => {
-                for (job, reply) in jobs.iter().zip(replies) {
-                    if let Err(error) = reply {
-                        warn!(job = %job.id, %error, "could not mark a job started; it runs all the same");
-                    }
-                }
-            }
-            Err(error) => {
-                // They are taken (in the processing list): run them all the same.
-                warn!(%error, jobs = jobs.len(), "could not mark jobs started");
-            }
-        }
     }
 }

@@ -2,9 +2,10 @@
 //! a hash back into a job with an error naming the field that is wrong.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use super::keys::Profile;
+pub(crate) use crate::jobs::time::{iso8601, parse_time};
 use crate::jobs::{Job, JobStatus};
 
 /// Why a hash is not a job.
@@ -47,66 +48,6 @@ pub(crate) fn status_from_wire(profile: Profile, text: &str) -> Result<JobStatus
     Ok(status)
 }
 
-/// ISO 8601 in UTC, to the millisecond: `2026-11-27T01:02:03.456Z`.
-pub(crate) fn iso8601(time: SystemTime) -> String {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_millis()
-    )
-}
-
-/// Parses `YYYY-MM-DDTHH:MM:SS[.fff][Z]`, or a number of seconds since the epoch.
-pub(crate) fn parse_time(text: &str) -> Option<SystemTime> {
-    if let Ok(secs) = text.parse::<u64>() {
-        return UNIX_EPOCH.checked_add(Duration::from_secs(secs));
-    }
-    let text = text.strip_suffix('Z').unwrap_or(text);
-    let (date, time) = text.split_once('T')?;
-    let mut date = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, d) = (date.next()??, date.next()??, date.next()??);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let mut hms = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
-    let (h, min, s) = (hms.next()??, hms.next()??, hms.next()??);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || h > 23 || min > 59 || s > 60 {
-        return None;
-    }
-    let millis: u64 = format!("{frac:0<3}")[..3].parse().ok()?;
-    let secs = days_from_civil(y, m, d) * 86_400 + h * 3600 + min * 60 + s;
-    let secs = u64::try_from(secs).ok()?;
-    UNIX_EPOCH.checked_add(Duration::from_secs(secs) + Duration::from_millis(millis))
-}
-
-// Howard Hinnant's algorithms for the proleptic Gregorian calendar.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// A job's fields as `profile` writes them when it is submitted.
 pub(crate) fn job_to_fields(profile: Profile, job: &Job) -> Vec<(&'static str, String)> {
     let now = iso8601(SystemTime::now());
@@ -135,7 +76,13 @@ pub(crate) fn job_to_fields(profile: Profile, job: &Job) -> Vec<(&'static str, S
         }
         Profile::Rhailib => {
             fields.push(("reply_queue_name", format!("rhai_reply:{}", job.id)));
+            if job.retries > 0 {
+                fields.push(("retries", job.retries.to_string()));
+            }
         }
+    }
+    if let Some(backoff) = job.backoff {
+        fields.push(("backoff", format!("{}", backoff.as_secs_f64())));
     }
     if let Some(at) = job.run_at {
         fields.push(("run_at", iso8601(at)));
@@ -251,6 +198,26 @@ pub(crate) fn job_within(
             .parse()
             .map_err(|_| wrong("retries", format!("{text:?} is not a whole number")))?,
     };
+    let attempts: u32 = match get("attempts") {
+        None | Some("") => 0,
+        Some(text) => text
+            .parse()
+            .map_err(|_| wrong("attempts", format!("{text:?} is not a whole number")))?,
+    };
+    let backoff = match get("backoff") {
+        None | Some("") => None,
+        Some(text) => Some(
+            text.parse::<f64>()
+                .ok()
+                .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+                .ok_or_else(|| {
+                    wrong(
+                        "backoff",
+                        format!("{text:?} is not a number of seconds (0 or more)"),
+                    )
+                })?,
+        ),
+    };
     let env_vars: BTreeMap<String, String> = match get("env_vars") {
         None | Some("") => BTreeMap::new(),
         Some(text) => serde_json::from_str(text)
@@ -281,6 +248,9 @@ pub(crate) fn job_within(
         .timeout(timeout)
         .retries(retries)
         .max_script_bytes(max_script_bytes);
+    if let Some(backoff) = backoff {
+        builder = builder.backoff(backoff);
+    }
     for (name, value) in env_vars {
         builder = builder.env(name, value);
     }
@@ -289,6 +259,11 @@ pub(crate) fn job_within(
         reason: error.to_string(),
     })?;
     job.status = status;
+    job.attempts = attempts;
+    // The runner writes `errors`; one it cannot read is shown as none.
+    job.errors = get("errors")
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default();
     job.created_at = created_at;
     job.output = get("output").filter(|s| !s.is_empty()).map(str::to_string);
     job.error = get("error").filter(|s| !s.is_empty()).map(str::to_string);
@@ -344,7 +319,7 @@ pub(crate) fn reply_payload(
 }
 
 /// The fields of a job hash the runner reads (rhailib: and `reply_queue_name`).
-const READ_FIELDS: [&str; 10] = [
+const READ_FIELDS: [&str; 12] = [
     "script",
     "status",
     "timeout",
@@ -354,25 +329,33 @@ const READ_FIELDS: [&str; 10] = [
     "caller_id",
     "context_id",
     "actor_id",
+    "attempts",
+    "backoff",
     "reply_queue_name",
 ];
 
 /// The fields of a job hash the runner reads to run it.
 pub(crate) fn read_fields(profile: Profile) -> &'static [&'static str] {
     match profile {
-        Profile::Hero => &READ_FIELDS[..9],
+        Profile::Hero => &READ_FIELDS[..11],
         Profile::Rhailib => &READ_FIELDS[..],
     }
 }
 
-/// The fields a taken job's hash gets: its status `started`, and when.
-pub(crate) fn started_fields(profile: Profile, now: &str) -> Vec<(&'static str, String)> {
+/// The fields a job's hash gets when a worker starts it: its status `started`, when, and its
+/// runs so far (this one counted).
+pub(crate) fn started_fields(
+    profile: Profile,
+    now: &str,
+    attempts: u32,
+) -> Vec<(&'static str, String)> {
     let mut fields = vec![
         (
             "status",
             status_to_wire(profile, JobStatus::Started).to_string(),
         ),
         ("updated_at", now.to_string()),
+        ("attempts", attempts.to_string()),
     ];
     if profile == Profile::Hero {
         fields.push(("started_at", now.to_string()));
@@ -383,6 +366,7 @@ pub(crate) fn started_fields(profile: Profile, now: &str) -> Vec<(&'static str, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn times_round_trip_through_iso_8601() {

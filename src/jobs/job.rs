@@ -119,14 +119,22 @@ pub struct Job {
     pub finished_at: Option<SystemTime>,
     /// How long it may run (whole seconds on the wire).
     pub timeout: Duration,
-    /// How many times it may be run again if its runner dies (used by the Redis store).
+    /// How many times it is run again after a failed run: a script error, a timeout, a
+    /// panic, or (Redis store) its runner's death while it ran. Default 0.
     pub retries: u32,
+    /// How many times a worker has started it (the run now going on included).
+    pub attempts: u32,
+    /// The wait before each run again: fixed, or `None` for the default schedule
+    /// ([`retry_delay`]: exponential, with jitter, as Sidekiq's).
+    pub backoff: Option<Duration>,
+    /// The errors of its failed runs, oldest first (the last [`MAX_ERRORS_KEPT`]).
+    pub errors: Vec<AttemptError>,
     /// Values the script sees as constants.
     pub env_vars: BTreeMap<String, String>,
     /// What the script printed (`print` and `debug`), in order.
     pub log: Vec<String>,
-    /// Not to run before this time (the Redis store keeps it out of its queue until then;
-    /// the in-memory store runs it at once).
+    /// Not to run before this time: both stores keep it out of its queue until then. Between
+    /// the runs of a job that failed with retries left, the time of its next run.
     pub run_at: Option<SystemTime>,
 }
 
@@ -156,6 +164,7 @@ impl Job {
             script: script.into(),
             timeout: Duration::from_secs(30),
             retries: 0,
+            backoff: None,
             env_vars: BTreeMap::new(),
             max_script_bytes: DEFAULT_MAX_SCRIPT_BYTES,
             run_at: None,
@@ -186,11 +195,62 @@ impl Job {
         Ok(())
     }
 
+    /// Whether a run that just failed leaves it a run again: it has been started at most
+    /// `retries` times.
+    pub fn may_retry(&self) -> bool {
+        self.attempts <= self.retries
+    }
+
+    /// How long to wait before running it again after its latest failed run: its
+    /// [`backoff`](Job::backoff), or the default schedule ([`retry_delay`]).
+    pub fn next_delay(&self) -> Duration {
+        self.backoff
+            .unwrap_or_else(|| retry_delay(self.attempts, rand_jitter()))
+    }
+
     /// How long it ran, once it has ended.
     pub fn run_time(&self) -> Option<Duration> {
         let (start, end) = (self.started_at?, self.finished_at?);
         end.duration_since(start).ok()
     }
+}
+
+/// The errors kept per job ([`Job::errors`]): the latest this many.
+pub const MAX_ERRORS_KEPT: usize = 25;
+
+/// A failed run of a job: which one, when, and why.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AttemptError {
+    /// Which run failed (1 for the first).
+    pub attempt: u32,
+    /// When it failed, ISO 8601 UTC as the wire format writes times (empty if unknown).
+    #[serde(default)]
+    pub at: String,
+    /// Why.
+    pub error: String,
+}
+
+/// The default wait before running a job again after its `attempts`-th run failed, as
+/// Sidekiq spaces retries: `attempts⁴ + 15 + jitter × (attempts + 1)` seconds, the jitter a
+/// number in `0..10` (so 16–36 s after the first failure, 31–61 s after the second, 96–136 s
+/// after the third, about 3 hours after the tenth).
+///
+/// ```
+/// use std::time::Duration;
+/// use baobab::jobs::retry_delay;
+///
+/// assert_eq!(retry_delay(1, 0.0), Duration::from_secs(16));
+/// assert_eq!(retry_delay(2, 9.0), Duration::from_secs(16 + 15 + 27));
+/// ```
+pub fn retry_delay(attempts: u32, jitter: f64) -> Duration {
+    let n = f64::from(attempts.max(1));
+    let secs = n.powi(4) + 15.0 + jitter.clamp(0.0, 10.0) * (n + 1.0);
+    Duration::from_secs_f64(secs.min(30.0 * 24.0 * 3600.0))
+}
+
+/// A jitter in `0..10` for [`retry_delay`].
+fn rand_jitter() -> f64 {
+    f64::from(uuid::Uuid::new_v4().as_u128() as u32 % 10_000) / 1000.0
 }
 
 /// Names the script sees whatever the job's env vars say; an env var may not take them.
@@ -242,6 +302,7 @@ pub struct JobBuilder {
     script: String,
     timeout: Duration,
     retries: u32,
+    backoff: Option<Duration>,
     env_vars: BTreeMap<String, String>,
     max_script_bytes: usize,
     run_at: Option<SystemTime>,
@@ -278,9 +339,16 @@ impl JobBuilder {
         self
     }
 
-    /// Sets how many times the job may be run again if its runner dies (default 0).
+    /// Sets how many times the job is run again after a failed run (default 0; see
+    /// [`Job::retries`]).
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = retries;
+        self
+    }
+
+    /// Sets a fixed wait before each run again (default: the schedule of [`retry_delay`]).
+    pub fn backoff(mut self, backoff: Duration) -> Self {
+        self.backoff = Some(backoff);
         self
     }
 
@@ -318,6 +386,9 @@ impl JobBuilder {
             finished_at: None,
             timeout: self.timeout,
             retries: self.retries,
+            attempts: 0,
+            backoff: self.backoff,
+            errors: Vec::new(),
             env_vars: self.env_vars,
             log: Vec::new(),
             run_at: self.run_at,

@@ -8,11 +8,13 @@ mod actor;
 mod job;
 mod pool;
 mod store;
+pub(crate) mod time;
 
 pub use actor::{CancelToken, JobActor, JobResult};
 pub use pool::{ActorFactory, HealthCheck, PoolConfig, PoolError, PoolStats, WorkerPool};
 
 pub use job::{
-    DEFAULT_MAX_SCRIPT_BYTES, Job, JobBuilder, JobError, JobStatus, MAX_ID_LEN, RESERVED_NAMES,
+    AttemptError, DEFAULT_MAX_SCRIPT_BYTES, Job, JobBuilder, JobError, JobStatus, MAX_ERRORS_KEPT,
+    MAX_ID_LEN, RESERVED_NAMES, retry_delay,
 };
 pub use store::{JobStore, MemoryStore, StoreError};

@@ -36,8 +36,29 @@ pub trait JobStore: Send + Sync + 'static {
     fn submit(&self, job: Job) -> Result<(), StoreError>;
 
     /// Takes up to `max` queued jobs of `actor_id`, oldest first, waiting up to `wait` for the
-    /// first; marks them `started`. Empty when nothing came in time.
+    /// first. Empty when nothing came in time. A worker marks each one `started` when it
+    /// starts it ([`start`](JobStore::start)).
     fn take(&self, actor_id: &str, max: usize, wait: Duration) -> Result<Vec<Job>, StoreError>;
+
+    /// Records that a worker starts `job` now (status `started`, its `started_at`, and its
+    /// `attempts`, this run counted). A job taken and never started does not count as run:
+    /// a store that takes back a dead runner's jobs requeues those without using a retry.
+    /// The default records nothing.
+    fn start(&self, job: &Job) -> Result<(), StoreError> {
+        let _ = job;
+        Ok(())
+    }
+
+    /// Records the end of a run that failed while the job has retries left
+    /// ([`Job::may_retry`]): `job.error` says why, and `job.errors` holds this failure last.
+    /// The job waits `delay`, then is queued again (status `dispatched`). The default, for a
+    /// store that cannot wait, ends the job as [`complete`](JobStore::complete) would.
+    fn retry(&self, job: &Job, delay: Duration) -> Result<(), StoreError> {
+        let _ = delay;
+        let mut ended = job.clone();
+        ended.status = JobStatus::Error;
+        self.complete(&ended)
+    }
 
     /// Records the job's end: its status (`finished` or `error`), output, error, log and times.
     fn complete(&self, job: &Job) -> Result<(), StoreError>;
@@ -103,6 +124,8 @@ pub struct MemoryStore {
 struct State {
     jobs: HashMap<String, Job>,
     queues: HashMap<String, VecDeque<String>>,
+    /// Ids not to queue before their time (a `run_at` to come, a retry's backoff).
+    delayed: Vec<(Instant, String)>,
     takers: usize,
     waiters: usize,
     closed: bool,
@@ -138,6 +161,35 @@ impl MemoryStore {
     }
 }
 
+impl State {
+    /// Keeps `id` out of its queue for `wait`.
+    fn delay(&mut self, id: String, wait: Duration) {
+        let due = Instant::now()
+            .checked_add(wait)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600));
+        self.delayed.push((due, id));
+    }
+
+    /// Queues the delayed ids that are due at `now`, soonest first; returns when the next
+    /// one is due.
+    fn promote(&mut self, now: Instant) -> Option<Instant> {
+        if self.delayed.is_empty() {
+            return None;
+        }
+        self.delayed.sort_by_key(|(due, _)| *due);
+        let due = self.delayed.partition_point(|(at, _)| *at <= now);
+        for (_, id) in self.delayed.drain(..due) {
+            if let Some(job) = self.jobs.get(&id) {
+                self.queues
+                    .entry(job.actor_id.clone())
+                    .or_default()
+                    .push_back(id);
+            }
+        }
+        self.delayed.first().map(|(due, _)| *due)
+    }
+}
+
 impl JobStore for MemoryStore {
     fn submit(&self, job: Job) -> Result<(), StoreError> {
         let mut state = self.lock();
@@ -147,11 +199,17 @@ impl JobStore for MemoryStore {
         if state.jobs.contains_key(&job.id) {
             return Err(StoreError::Duplicate(job.id));
         }
-        state
-            .queues
-            .entry(job.actor_id.clone())
-            .or_default()
-            .push_back(job.id.clone());
+        let wait = job
+            .run_at
+            .and_then(|at| at.duration_since(SystemTime::now()).ok());
+        match wait {
+            Some(wait) => state.delay(job.id.clone(), wait),
+            None => state
+                .queues
+                .entry(job.actor_id.clone())
+                .or_default()
+                .push_back(job.id.clone()),
+        }
         state.jobs.insert(job.id.clone(), job);
         let wake = state.takers > 0;
         drop(state);
@@ -168,17 +226,20 @@ impl JobStore for MemoryStore {
             if state.closed {
                 return Ok(Vec::new());
             }
+            let now = Instant::now();
+            let next_due = state.promote(now);
             let available = state.queues.get(actor_id).map_or(0, VecDeque::len);
             if available > 0 || max == 0 {
                 break;
             }
-            let now = Instant::now();
             let Some(left) = deadline.and_then(|d| d.checked_duration_since(now)) else {
                 return Ok(Vec::new());
             };
             if left.is_zero() {
                 return Ok(Vec::new());
             }
+            // Awake again when the next delayed job is due.
+            let left = next_due.map_or(left, |due| left.min(due.saturating_duration_since(now)));
             state.takers += 1;
             state = self
                 .queued
@@ -203,6 +264,40 @@ impl JobStore for MemoryStore {
         Ok(taken)
     }
 
+    fn start(&self, job: &Job) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let stored = state
+            .jobs
+            .get_mut(&job.id)
+            .ok_or_else(|| StoreError::NotFound(job.id.clone()))?;
+        stored.status = JobStatus::Started;
+        stored.started_at = job.started_at;
+        stored.attempts = job.attempts;
+        Ok(())
+    }
+
+    fn retry(&self, job: &Job, delay: Duration) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let stored = state
+            .jobs
+            .get_mut(&job.id)
+            .ok_or_else(|| StoreError::NotFound(job.id.clone()))?;
+        stored.status = JobStatus::Dispatched;
+        stored.error = job.error.clone();
+        stored.errors = job.errors.clone();
+        stored.attempts = job.attempts;
+        stored.log = job.log.clone();
+        stored.run_at = SystemTime::now().checked_add(delay);
+        state.delay(job.id.clone(), delay);
+        let wake = state.takers > 0;
+        drop(state);
+        if wake {
+            // Takers wait for the soonest delayed job: this one may be sooner.
+            self.queued.notify_all();
+        }
+        Ok(())
+    }
+
     fn complete(&self, job: &Job) -> Result<(), StoreError> {
         let mut state = self.lock();
         let stored = state
@@ -212,6 +307,20 @@ impl JobStore for MemoryStore {
         stored.status = job.status;
         stored.output = job.output.clone();
         stored.error = job.error.clone();
+        stored.attempts = stored.attempts.max(job.attempts);
+        if job.status == JobStatus::Error && job.attempts > 0 {
+            stored.errors = job.errors.clone();
+            stored.errors.push(crate::jobs::AttemptError {
+                attempt: job.attempts,
+                at: crate::jobs::time::iso8601(SystemTime::now()),
+                error: job.error.clone().unwrap_or_default(),
+            });
+            let excess = stored
+                .errors
+                .len()
+                .saturating_sub(crate::jobs::MAX_ERRORS_KEPT);
+            stored.errors.drain(..excess);
+        }
         stored.log = job.log.clone();
         stored.started_at = job.started_at.or(stored.started_at);
         stored.finished_at = job.finished_at.or(Some(SystemTime::now()));

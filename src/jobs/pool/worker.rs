@@ -5,10 +5,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::SystemTime;
 
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::jobs::actor::{CancelToken, JobActor};
-use crate::jobs::job::JobStatus;
+use crate::jobs::job::{AttemptError, Job, JobStatus, MAX_ERRORS_KEPT};
 use crate::jobs::store::JobStore;
 use crate::signal::reason::panic_message;
 use crate::{Addr, Ctx, ExitReason, Handle, Message};
@@ -111,8 +111,13 @@ pub(super) fn run_batch(
         };
         // Nothing left: the batch is done.
         let mut job = next?;
-        // Started now (the store marked it when it was taken; it may have waited in the batch).
+        // Started now: this run counts as an attempt (a job taken and never started does not).
         job.started_at = Some(SystemTime::now());
+        job.status = JobStatus::Started;
+        job.attempts = job.attempts.saturating_add(1);
+        if let Err(error) = store.start(&job) {
+            warn!(job = %job.id, %error, "could not record a job's start; it runs all the same");
+        }
         if batch.cancel.is_cancelled() {
             token.cancel();
         }
@@ -138,7 +143,13 @@ pub(super) fn run_batch(
                                 .unwrap_or_else(PoisonError::into_inner)
                                 .clone()
                         };
+                        let stopped = batch.stopped.load(Ordering::SeqCst);
                         match abandoned {
+                            None if !stopped && job.may_retry() => {
+                                job.error = Some(error);
+                                retry(store, job);
+                                continue;
+                            }
                             Some(Abandon::Requeue) => {
                                 if let Err(error) = store.release(&job) {
                                     warn!(job = %job.id, %error, "could not requeue a job");
@@ -158,6 +169,10 @@ pub(super) fn run_batch(
                 let message = panic_message(&*payload).to_string();
                 job.status = JobStatus::Error;
                 job.error = Some(format!("worker crashed: panic: {message}"));
+                if job.may_retry() {
+                    retry(store, job);
+                    return Some(message);
+                }
                 Some(message)
             }
         };
@@ -168,5 +183,25 @@ pub(super) fn run_batch(
         if panic.is_some() {
             return panic;
         }
+    }
+}
+
+/// Hands a job whose run failed (`job.error` says why) and that has retries left back to the
+/// store, to run again after its backoff.
+fn retry(store: &dyn JobStore, mut job: Job) {
+    let delay = job.next_delay();
+    job.status = JobStatus::Dispatched;
+    let error = job.error.clone().unwrap_or_default();
+    let at = job.finished_at.unwrap_or_else(SystemTime::now);
+    job.errors.push(AttemptError {
+        attempt: job.attempts,
+        at: crate::jobs::time::iso8601(at),
+        error,
+    });
+    let excess = job.errors.len().saturating_sub(MAX_ERRORS_KEPT);
+    job.errors.drain(..excess);
+    debug!(job = %job.id, attempt = job.attempts, ?delay, "a job's run failed; it runs again later");
+    if let Err(error) = store.retry(&job, delay) {
+        warn!(job = %job.id, %error, "could not queue a failed job to run again");
     }
 }
