@@ -381,11 +381,11 @@ fn queues_counts_queued_delayed_and_running_jobs_per_actor() {
     };
     assert_eq!(
         row(&a),
-        serde_json::json!({"actor": a, "queued": 3, "delayed": 0, "running": 0, "runners": 0})
+        serde_json::json!({"actor": a, "queued": 3, "delayed": 0, "running": 0, "dead": 0, "runners": 0})
     );
     assert_eq!(
         row(&b),
-        serde_json::json!({"actor": b, "queued": 0, "delayed": 2, "running": 0, "runners": 0})
+        serde_json::json!({"actor": b, "queued": 0, "delayed": 2, "running": 0, "dead": 0, "runners": 0})
     );
     // A runner for `a` holding an endless job: one running, one runner.
     let runner = ServingRunner::start(&redis, &a);

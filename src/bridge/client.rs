@@ -20,6 +20,8 @@ pub struct QueueInfo {
     pub delayed: u64,
     /// Jobs its runners have taken and not ended (their processing lists).
     pub running: u64,
+    /// Jobs in its dead set: ended `error` after running, their retries used.
+    pub dead: u64,
     /// Runners listed as serving it (a dead one stays listed until a reaper removes it).
     pub runners: u64,
 }
@@ -29,8 +31,8 @@ pub struct QueueInfo {
 /// `await_result` waits on the job's reply list (`BLPOP`), falling back to the job's hash if
 /// the reply was already taken or expired.
 pub struct Client {
-    store: RedisStore,
-    keys: Keys,
+    pub(super) store: RedisStore,
+    pub(super) keys: Keys,
     client: redis::Client,
 }
 
@@ -114,7 +116,8 @@ impl Client {
         Ok(true)
     }
 
-    /// Every actor with a queue, delayed jobs or runners, and their counts, sorted by actor.
+    /// Every actor with a queue, delayed jobs, dead jobs or runners, and their counts, sorted
+    /// by actor.
     /// Keys are found with `SCAN` (never `KEYS`), so a large Redis is not held up.
     pub fn queues(&self) -> Result<Vec<QueueInfo>, StoreError> {
         let backend = |e: redis::RedisError| StoreError::Backend(e.to_string());
@@ -123,6 +126,7 @@ impl Client {
         for template in [
             self.keys.queue("*"),
             self.keys.delayed("*"),
+            self.keys.dead("*"),
             self.keys.runners("*"),
         ] {
             let (head, tail) = template.split_once('*').expect("a pattern");
@@ -148,6 +152,7 @@ impl Client {
         for actor in actors {
             let queued = len("LLEN", self.keys.queue(&actor), &mut conn);
             let delayed = len("ZCARD", self.keys.delayed(&actor), &mut conn);
+            let dead = len("ZCARD", self.keys.dead(&actor), &mut conn);
             let runners: Vec<String> = redis::cmd("SMEMBERS")
                 .arg(self.keys.runners(&actor))
                 .query(&mut conn)
@@ -160,6 +165,7 @@ impl Client {
                 actor,
                 queued,
                 delayed,
+                dead,
                 running,
                 runners: runners.len() as u64,
             });

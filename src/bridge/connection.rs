@@ -515,7 +515,7 @@ impl Lua {
         cmd
     }
 
-    fn load(&self) -> Cmd {
+    pub(super) fn load(&self) -> Cmd {
         let mut cmd = redis::cmd("SCRIPT");
         cmd.arg("LOAD").arg(self.code);
         cmd

@@ -119,6 +119,13 @@ impl Keys {
         format!("{}:runner:{runner}:heartbeat", self.prefix())
     }
 
+    /// A runner's announcement (a hash: actor, host, pid, workers, running, done, rate,
+    /// heartbeat_ttl_ms, started_at), refreshed with each heartbeat and expiring ten
+    /// heartbeats after the last.
+    pub fn runner_info(&self, runner: &str) -> String {
+        format!("{}:runner:{runner}:info", self.prefix())
+    }
+
     /// The set of runners serving an actor.
     pub fn runners(&self, actor: &str) -> String {
         format!("{}:runners:{actor}", self.prefix())

@@ -4,6 +4,7 @@
 
 mod client;
 mod connection;
+mod control;
 mod keys;
 mod reaper;
 mod results;
@@ -14,6 +15,7 @@ mod take;
 mod wire;
 
 pub use client::{Client, QueueInfo};
+pub use control::{JobFilter, JobPage, JobSummary, RunnerInfo};
 pub use keys::{Keys, Profile};
 pub use runner::{Runner, RunnerConfig, RunnerError, WIND_DOWN_MARGIN};
 pub use stops::StopRoute;
@@ -23,4 +25,10 @@ pub use store::{MAX_DEAD_JOBS, MAX_FIELD_BYTES, RedisConfig, RedisStore};
 /// fractions optional), or seconds since the epoch.
 pub fn parse_iso8601(text: &str) -> Option<std::time::SystemTime> {
     wire::parse_time(text)
+}
+
+/// Writes a time as the wire format does: ISO 8601 UTC to the millisecond
+/// (`2026-11-27T01:02:03.456Z`).
+pub fn format_iso8601(time: std::time::SystemTime) -> String {
+    wire::iso8601(time)
 }

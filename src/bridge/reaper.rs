@@ -3,7 +3,9 @@
 //! the jobs of a runner whose heartbeat expired back to the queue (`lua/reap.lua`), in calls
 //! of a bounded number of ids.
 
-use std::time::SystemTime;
+use std::sync::OnceLock;
+use std::sync::PoisonError;
+use std::time::{Instant, SystemTime};
 
 use redis::Value;
 use tracing::warn;
@@ -23,11 +25,49 @@ impl RedisStore {
         let mut pipe = redis::pipe();
         pipe.cmd("SET").arg(&key).arg("alive").arg("PX").arg(ttl);
         pipe.cmd("SADD").arg(&runners).arg(&self.config.runner_id);
+        // What `baobab runners` shows: refreshed with each beat, gone ten beats after the last.
+        let info = self.keys.runner_info(&self.config.runner_id);
+        let running = self.in_flight().get(actor).map_or(0, |ids| ids.len());
+        let (workers, done, rate) = {
+            let load = self.load.lock().unwrap_or_else(PoisonError::into_inner);
+            (load.workers, load.done, load.rate)
+        };
+        pipe.hset_multiple(
+            &info,
+            &[
+                ("actor", actor.to_string()),
+                ("host", host().to_string()),
+                ("pid", std::process::id().to_string()),
+                ("workers", workers.to_string()),
+                ("running", running.to_string()),
+                ("done", done.to_string()),
+                ("rate", format!("{rate:.1}")),
+                ("heartbeat_ttl_ms", ttl.to_string()),
+                ("started_at", iso8601(self.started_at)),
+            ],
+        );
+        pipe.cmd("PEXPIRE").arg(&info).arg(ttl.saturating_mul(10));
         let replies = self.run("heartbeat", |c| c.pipeline(&pipe))?;
         for reply in replies {
             reply.map_err(|e| StoreError::Backend(format!("heartbeat: {e}")))?;
         }
         Ok(())
+    }
+
+    /// Notes this runner's workers and the jobs it has ended so far, for its next heartbeat
+    /// to announce (with the rate since the previous report).
+    pub fn report_load(&self, workers: u64, done: u64) {
+        let mut load = self.load.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if let Some((then, before)) = load.last {
+            let secs = now.duration_since(then).as_secs_f64();
+            if secs > 0.0 {
+                load.rate = done.saturating_sub(before) as f64 / secs;
+            }
+        }
+        load.last = Some((now, done));
+        load.workers = workers;
+        load.done = done;
     }
 
     /// Takes back the jobs of runners of `actor` whose heartbeat expired: a job no worker had
@@ -111,3 +151,16 @@ fn counts(value: Value) -> redis::RedisResult<[u64; 4]> {
 
 /// The most ids of dead runners one call of the reaper's script looks at.
 const REAP_BUDGET: u64 = 1000;
+
+/// This machine's host name (`/proc/sys/kernel/hostname`, else `$HOSTNAME`, else `unknown`).
+fn host() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unknown".into())
+    })
+}

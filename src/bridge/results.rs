@@ -21,6 +21,7 @@
 //!   taken back by a reaper or a stop meanwhile is not written then.
 
 use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use redis::{RedisResult, Value};
@@ -178,6 +179,13 @@ impl RedisStore {
                 starts.retain(|_| keep_start.next().unwrap_or(true));
             }
             check = vec![true; jobs.len()];
+            if !self.dead_loaded.load(Ordering::Relaxed)
+                && jobs.iter().any(|job| job.status == JobStatus::Error)
+            {
+                // The pipeline calls it by its hash: loaded first.
+                c.query(&scripts().dead.load())?;
+                self.dead_loaded.store(true, Ordering::Relaxed);
+            }
             let mut pipe = redis::pipe();
             for ((job, reply), &start) in jobs.iter().zip(&replies).zip(&starts) {
                 if start {
@@ -197,8 +205,13 @@ impl RedisStore {
                 );
                 let key = self.keys.job(&job.id);
                 pipe.hset_multiple(&key, &result_fields(profile, job))
-                    .expire(&key, self.config.keep_secs(job.status) as i64)
-                    .lpush(reply.as_slice(), payload)
+                    .expire(&key, self.config.keep_secs(job.status) as i64);
+                if job.status == JobStatus::Error {
+                    // Listed dead before its reply is pushed, so a client woken by the reply
+                    // reads every failed run in `errors`.
+                    pipe.add_command(self.dead_call(job));
+                }
+                pipe.lpush(reply.as_slice(), payload)
                     .expire(reply.as_slice(), ttl as i64)
                     // The oldest ids are at the tail: search from there.
                     .lrem(
@@ -221,10 +234,13 @@ impl RedisStore {
                         }
                         continue;
                     }
-                    let (fields, _, pushed, _, removed) = (next(), next(), next(), next(), next());
-                    if job.status == JobStatus::Error && fields.is_ok() {
+                    let (fields, _) = (next(), next());
+                    if job.status == JobStatus::Error && next().is_err() && fields.is_ok() {
+                        // The script was not loaded (Redis restarted): again, loading it.
+                        self.dead_loaded.store(false, Ordering::Relaxed);
                         dead.push(*job);
                     }
+                    let (pushed, _, removed) = (next(), next(), next());
                     self.recorded(job, reply, fields, pushed, removed)?;
                 }
                 self.list_dead(&dead);
@@ -344,23 +360,7 @@ impl RedisStore {
         if jobs.is_empty() {
             return;
         }
-        let dead_ttl = self.config.keep_secs(JobStatus::Error);
-        let calls: Vec<_> = jobs
-            .iter()
-            .map(|job| {
-                let mut call = scripts().dead.call(2);
-                call.arg(self.keys.job(&job.id))
-                    .arg(self.keys.dead(&job.actor_id))
-                    .arg(&job.id)
-                    .arg(job.attempts)
-                    .arg(iso8601(job.finished_at.unwrap_or_else(SystemTime::now)))
-                    .arg(job.error.as_deref().unwrap_or_default())
-                    .arg(MAX_ERRORS_KEPT)
-                    .arg(MAX_DEAD_JOBS)
-                    .arg(dead_ttl);
-                call
-            })
-            .collect();
+        let calls: Vec<_> = jobs.iter().map(|job| self.dead_call(job)).collect();
         match self.try_run("dead", |c| c.eval(&scripts().dead, &calls)) {
             Ok(replies) => {
                 for (job, reply) in jobs.iter().zip(replies) {
@@ -374,6 +374,21 @@ impl RedisStore {
                 warn!(jobs = jobs.len(), %error, "could not list failed jobs as dead");
             }
         }
+    }
+
+    /// The call of `lua/dead.lua` for `job`, which ended in error.
+    fn dead_call(&self, job: &Job) -> redis::Cmd {
+        let mut call = scripts().dead.call(2);
+        call.arg(self.keys.job(&job.id))
+            .arg(self.keys.dead(&job.actor_id))
+            .arg(&job.id)
+            .arg(job.attempts)
+            .arg(iso8601(job.finished_at.unwrap_or_else(SystemTime::now)))
+            .arg(job.error.as_deref().unwrap_or_default())
+            .arg(MAX_ERRORS_KEPT)
+            .arg(MAX_DEAD_JOBS)
+            .arg(self.config.keep_secs(JobStatus::Error));
+        call
     }
 
     /// `job` is no longer in flight.

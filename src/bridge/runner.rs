@@ -230,11 +230,17 @@ async fn bridge(
     loop {
         match ctx.recv().await {
             Message::User(BridgeMsg::Tick) => {
-                let (store, actor) = (store.clone(), actor.clone());
+                let (store, actor, pool) = (store.clone(), actor.clone(), pool.clone());
                 ctx.spawn_blocking(
                     move || {
                         store.heartbeat(&actor)?;
-                        store.reap(&actor)
+                        let reaped = store.reap(&actor);
+                        // For the next beat to announce (after this one: a busy pool never
+                        // delays a heartbeat).
+                        if let Ok(stats) = pool.stats_within(Duration::from_secs(1)) {
+                            store.report_load(stats.workers as u64, stats.finished + stats.failed);
+                        }
+                        reaped
                     },
                     BridgeMsg::Beat,
                 );

@@ -90,6 +90,16 @@ impl RedisConfig {
 /// expire after `dead_ttl`).
 pub const MAX_DEAD_JOBS: usize = 10_000;
 
+/// A runner's work as its heartbeat announces it.
+#[derive(Debug, Default)]
+pub(super) struct Load {
+    pub(super) workers: u64,
+    pub(super) done: u64,
+    pub(super) rate: f64,
+    /// The previous report: when, and the jobs done then.
+    pub(super) last: Option<(Instant, u64)>,
+}
+
 /// The Lua scripts the store runs.
 pub(super) struct Scripts {
     pub(super) reap: Lua,
@@ -101,6 +111,8 @@ pub(super) struct Scripts {
     pub(super) promote: Lua,
     pub(super) retry: Lua,
     pub(super) dead: Lua,
+    pub(super) revive: Lua,
+    pub(super) purge: Lua,
 }
 
 pub(super) fn scripts() -> &'static Scripts {
@@ -133,6 +145,11 @@ pub(super) fn scripts() -> &'static Scripts {
             include_str!("lua/shared.lua"),
             include_str!("lua/dead.lua")
         )),
+        revive: Lua::new(concat!(
+            include_str!("lua/shared.lua"),
+            include_str!("lua/revive.lua")
+        )),
+        purge: Lua::new(include_str!("lua/purge.lua")),
     })
 }
 
@@ -157,6 +174,12 @@ pub struct RedisStore {
     pub(super) taking: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// When the delayed jobs of each actor were last moved into its queue.
     pub(super) promoted: Mutex<HashMap<String, Instant>>,
+    /// What the heartbeat announces of this runner's work ([`RedisStore::report_load`]).
+    pub(super) load: Mutex<Load>,
+    /// When this store was made (the runner's start, as announced).
+    pub(super) started_at: SystemTime,
+    /// Whether Redis is known to hold `lua/dead.lua` (the results pipeline calls it by hash).
+    pub(super) dead_loaded: AtomicBool,
     /// Results waiting to be written, and whether a thread is writing them.
     pub(super) writes: Mutex<Writes>,
     pub(super) written: Condvar,
@@ -194,6 +217,9 @@ impl RedisStore {
             taking_stopped: AtomicBool::new(false),
             taking: Mutex::new(HashMap::new()),
             promoted: Mutex::new(HashMap::new()),
+            load: Mutex::new(Load::default()),
+            started_at: SystemTime::now(),
+            dead_loaded: AtomicBool::new(false),
             writes: Mutex::new(Writes::default()),
             written: Condvar::new(),
         })

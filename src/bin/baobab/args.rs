@@ -60,9 +60,14 @@ pub(crate) struct SubmitArgs {
     /// A constant the scripts see, as `NAME=VALUE` (repeatable).
     #[arg(long = "env", value_parser = parse_env)]
     pub(crate) env: Vec<(String, String)>,
-    /// How many times each job may be run again after its runner died (0 to 1000).
+    /// How many times each job is run again after a failed run (a script error, a timeout,
+    /// its runner's death while it ran; 0 to 1000).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub(crate) retries: u32,
+    /// Seconds (0 to 31536000) to wait before each run again; default: Sidekiq's schedule,
+    /// attempts⁴ + 15 s plus jitter.
+    #[arg(long, value_parser = parse_delay)]
+    pub(crate) backoff: Option<Duration>,
     /// The job's id (one file only; default: a fresh UUID).
     #[arg(long, value_parser = parse_job_id)]
     pub(crate) id: Option<String>,
@@ -79,6 +84,83 @@ pub(crate) struct QueuesArgs {
     #[command(flatten)]
     pub(crate) redis: RedisArgs,
     /// One JSON object per actor instead of the table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct RetryArgs {
+    /// The job to run again (it must have ended in error).
+    #[arg(required_unless_present = "dead", conflicts_with = "dead", value_parser = parse_job_id)]
+    pub(crate) job_id: Option<String>,
+    #[command(flatten)]
+    pub(crate) redis: RedisArgs,
+    /// Run every job in the actor's dead set again.
+    #[arg(long, requires = "actor")]
+    pub(crate) dead: bool,
+    /// The actor (default for one job: the hash's `actor_id`; a rhailib task's circle must
+    /// be given).
+    #[arg(long, value_parser = parse_actor)]
+    pub(crate) actor: Option<String>,
+    /// Print as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct PurgeArgs {
+    #[command(flatten)]
+    pub(crate) redis: RedisArgs,
+    /// Delete the actor's dead jobs (needs `--actor`).
+    #[arg(long, requires = "actor", required_unless_present = "finished")]
+    pub(crate) dead: bool,
+    /// Delete every job that ended `finished` (with `--actor`: that actor's only).
+    #[arg(long)]
+    pub(crate) finished: bool,
+    /// The actor.
+    #[arg(long, value_parser = parse_actor)]
+    pub(crate) actor: Option<String>,
+    /// Print as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct JobsArgs {
+    #[command(flatten)]
+    pub(crate) redis: RedisArgs,
+    /// Only this actor's jobs.
+    #[arg(long, value_parser = parse_actor)]
+    pub(crate) actor: Option<String>,
+    /// Only jobs with this status, as the profile spells it (`dispatched`, `started`,
+    /// `finished`, `error`; rhailib: `pending`, `processing`, `completed`, `error`).
+    #[arg(long)]
+    pub(crate) status: Option<String>,
+    /// Only jobs last changed at least this many seconds ago.
+    #[arg(long, value_parser = parse_delay)]
+    pub(crate) older_than: Option<Duration>,
+    /// Only jobs last changed at most this many seconds ago.
+    #[arg(long, value_parser = parse_delay)]
+    pub(crate) newer_than: Option<Duration>,
+    /// About how many keys one page looks at (1 to 100000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub(crate) limit: u64,
+    /// Where to go on: the cursor a previous page printed (0: from the start).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) cursor: u64,
+    /// Every page, not only the first.
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// One JSON object per job, and a last line `{"cursor": N}`.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct RunnersArgs {
+    #[command(flatten)]
+    pub(crate) redis: RedisArgs,
+    /// One JSON object per runner instead of the table.
     #[arg(long)]
     pub(crate) json: bool,
 }

@@ -5,6 +5,7 @@
 //! baobab run a.rhai b.rhai --workers 4 --timeout 10
 //! ```
 
+mod admin;
 mod args;
 mod files;
 mod run;
@@ -22,7 +23,10 @@ use baobab::script::CountingAllocator;
 use clap::{Parser, Subcommand};
 use tracing::warn;
 
-use args::{QueuesArgs, RunArgs, StatusArgs, StopArgs, SubmitArgs};
+use args::{
+    JobsArgs, PurgeArgs, QueuesArgs, RetryArgs, RunArgs, RunnersArgs, StatusArgs, StopArgs,
+    SubmitArgs,
+};
 
 /// Allocations are counted per thread, so the sandbox can hold each job to `--max-memory`.
 #[global_allocator]
@@ -56,8 +60,18 @@ enum Command {
     Submit(SubmitArgs),
     /// Prints a job's status, output, error and log.
     Status(StatusArgs),
-    /// Lists the actors with jobs in Redis: queued, delayed, running, and their runners.
+    /// Lists the actors with jobs in Redis: queued, delayed, running, dead, and their
+    /// runners.
     Queues(QueuesArgs),
+    /// Lists jobs in Redis, filtered by actor, status and age, a page at a time (`SCAN`).
+    Jobs(JobsArgs),
+    /// Lists the runners serving from Redis: host, pid, heartbeat age, workers, running jobs,
+    /// jobs per second.
+    Runners(RunnersArgs),
+    /// Runs a job that ended in error again (or, with `--dead`, every dead job of an actor).
+    Retry(RetryArgs),
+    /// Deletes ended jobs: an actor's dead jobs (`--dead`), or finished ones (`--finished`).
+    Purge(PurgeArgs),
     /// Stops a job: a running one ends `error: cancelled`, a queued one is cancelled before
     /// it runs.
     Stop(StopArgs),
@@ -72,6 +86,10 @@ fn main() -> ExitCode {
         Command::Submit(args) => submit::submit(args),
         Command::Status(args) => status::status(args),
         Command::Queues(args) => status::queues(args),
+        Command::Jobs(args) => admin::jobs(args),
+        Command::Runners(args) => admin::runners(args),
+        Command::Retry(args) => admin::retry(args),
+        Command::Purge(args) => admin::purge(args),
         Command::Stop(args) => stop::stop(args),
     }
 }

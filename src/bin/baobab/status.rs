@@ -24,6 +24,18 @@ pub(crate) fn status(args: StatusArgs) -> ExitCode {
                 if let Some(error) = &job.error {
                     println!("error:  {error}");
                 }
+                if job.attempts > 0 || job.retries > 0 {
+                    println!("runs:   {} (retries {})", job.attempts, job.retries);
+                }
+                if let Some(at) = job.run_at.filter(|_| !job.status.is_final()) {
+                    println!("run at: {}", baobab::bridge::format_iso8601(at));
+                }
+                if !job.errors.is_empty() {
+                    println!("errors:");
+                    for failed in &job.errors {
+                        println!("  #{} {} {}", failed.attempt, failed.at, failed.error);
+                    }
+                }
                 if !job.log.is_empty() {
                     println!("log:");
                     for line in &job.log {
@@ -64,19 +76,20 @@ pub(crate) fn queues(args: QueuesArgs) -> ExitCode {
                 "queued": queue.queued,
                 "delayed": queue.delayed,
                 "running": queue.running,
+                "dead": queue.dead,
                 "runners": queue.runners,
             });
             println!("{line}");
         }
     } else {
         println!(
-            "{:<32}  {:>8}  {:>8}  {:>8}  {:>7}",
-            "ACTOR", "QUEUED", "DELAYED", "RUNNING", "RUNNERS"
+            "{:<32}  {:>8}  {:>8}  {:>8}  {:>8}  {:>7}",
+            "ACTOR", "QUEUED", "DELAYED", "RUNNING", "DEAD", "RUNNERS"
         );
         for queue in &queues {
             println!(
-                "{:<32}  {:>8}  {:>8}  {:>8}  {:>7}",
-                queue.actor, queue.queued, queue.delayed, queue.running, queue.runners
+                "{:<32}  {:>8}  {:>8}  {:>8}  {:>8}  {:>7}",
+                queue.actor, queue.queued, queue.delayed, queue.running, queue.dead, queue.runners
             );
         }
     }

@@ -32,6 +32,9 @@ pub(crate) fn job_json(file: Option<&str>, job: &Job) -> serde_json::Value {
         "error": job.error,
         "log": job.log,
         "time_ms": job.run_time().map(|t| t.as_secs_f64() * 1000.0),
+        "retries": job.retries,
+        "attempts": job.attempts,
+        "errors": job.errors,
     })
 }
 
@@ -76,6 +79,9 @@ pub(crate) fn submit(args: SubmitArgs) -> ExitCode {
                     .timeout(Duration::from_secs(args.timeout))
                     .retries(args.retries)
                     .max_script_bytes(args.max_script_size);
+                if let Some(backoff) = args.backoff {
+                    builder = builder.backoff(backoff);
+                }
                 if let Some(id) = &args.id {
                     builder = builder.id(id);
                 }

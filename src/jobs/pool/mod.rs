@@ -304,6 +304,11 @@ impl WorkerPool {
         self.call(DispatchMsg::Stats, Duration::from_secs(30))
     }
 
+    /// [`stats`](Self::stats), waiting at most `timeout` for the answer.
+    pub fn stats_within(&self, timeout: Duration) -> Result<PoolStats, PoolError> {
+        self.call(DispatchMsg::Stats, timeout)
+    }
+
     /// The workers' pids.
     pub fn workers(&self) -> Result<Vec<Pid>, PoolError> {
         self.call(DispatchMsg::Workers, Duration::from_secs(30))
