@@ -101,7 +101,8 @@ impl RedisStore {
             .arg(keys.delayed(actor))
             .arg(keys.dead(actor))
             .arg(MAX_DEAD_JOBS)
-            .arg(MAX_ERRORS_KEPT);
+            .arg(MAX_ERRORS_KEPT)
+            .arg(self.settle_config());
         // Each call takes back a bounded number of ids, so none holds Redis for long; every
         // call that stops at its budget has taken ids out of a dead runner's list for good.
         let mut totals = [0u64; 3];

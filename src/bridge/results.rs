@@ -205,7 +205,10 @@ impl RedisStore {
                 );
                 let key = self.keys.job(&job.id);
                 pipe.hset_multiple(&key, &result_fields(profile, job))
-                    .expire(&key, self.config.keep_secs(job.status) as i64);
+                    .expire(&key, self.config.keep_secs(job.status) as i64)
+                    // After its status: a job that starts waiting on it later sees it ended;
+                    // one that waited before is listed here, and released below.
+                    .hget(&key, "dependents");
                 if job.status == JobStatus::Error {
                     // Listed dead before its reply is pushed, so a client woken by the reply
                     // reads every failed run in `errors`.
@@ -226,6 +229,7 @@ impl RedisStore {
             Ok(results) => {
                 let mut results = results.into_iter();
                 let mut dead = Vec::new();
+                let mut settle = Vec::new();
                 for ((job, reply), &start) in jobs.iter().zip(&replies).zip(&starts) {
                     let mut next = || results.next().unwrap_or(Ok(Value::Nil));
                     if start {
@@ -234,7 +238,12 @@ impl RedisStore {
                         }
                         continue;
                     }
-                    let (fields, _) = (next(), next());
+                    let (fields, _, dependents) = (next(), next(), next());
+                    if let Ok(Value::BulkString(list)) = dependents
+                        && list.iter().any(|b| !matches!(b, b'[' | b']' | b' '))
+                    {
+                        settle.push((job.id.clone(), job.status == JobStatus::Finished));
+                    }
                     if job.status == JobStatus::Error && next().is_err() && fields.is_ok() {
                         // The script was not loaded (Redis restarted): again, loading it.
                         self.dead_loaded.store(false, Ordering::Relaxed);
@@ -244,6 +253,7 @@ impl RedisStore {
                     self.recorded(job, reply, fields, pushed, removed)?;
                 }
                 self.list_dead(&dead);
+                self.release_dependents(&settle);
                 Ok(())
             }
             Err(Failure::Closed) => Err(StoreError::Closed),
@@ -326,7 +336,8 @@ impl RedisStore {
             .arg(&message)
             .arg(&payload)
             .arg("1")
-            .arg(self.config.keep_secs(JobStatus::Error));
+            .arg(self.config.keep_secs(JobStatus::Error))
+            .arg(self.settle_config());
         let outcome = self.try_run("complete", |c| {
             c.eval_one(&scripts().fallback, call.clone())
         });

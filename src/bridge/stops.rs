@@ -89,6 +89,7 @@ impl RedisStore {
         for (field, value) in &fields {
             call.arg(*field).arg(value);
         }
+        call.arg(self.settle_config());
         let found = self.run("route stop", |c| {
             c.eval_one(&scripts().route_stop, call.clone())
         })?;

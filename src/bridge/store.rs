@@ -20,6 +20,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::Value;
+use tracing::warn;
 
 use super::connection::{Connections, Failure, Link, Lua, reply};
 use super::keys::{Keys, Profile};
@@ -113,6 +114,8 @@ pub(super) struct Scripts {
     pub(super) dead: Lua,
     pub(super) revive: Lua,
     pub(super) purge: Lua,
+    pub(super) gate: Lua,
+    pub(super) release: Lua,
 }
 
 pub(super) fn scripts() -> &'static Scripts {
@@ -150,6 +153,11 @@ pub(super) fn scripts() -> &'static Scripts {
             include_str!("lua/revive.lua")
         )),
         purge: Lua::new(include_str!("lua/purge.lua")),
+        gate: Lua::new(include_str!("lua/gate.lua")),
+        release: Lua::new(concat!(
+            include_str!("lua/shared.lua"),
+            include_str!("lua/release.lua")
+        )),
     })
 }
 
@@ -252,6 +260,44 @@ impl RedisStore {
     pub fn wind_down(&self, deadline: Instant) {
         self.taking_stopped.store(true, Ordering::SeqCst);
         self.conns.wind_down(deadline);
+    }
+
+    /// How the Lua scripts settle the dependents of a job that ended (`settle_dependents` in
+    /// `lua/shared.lua`), as JSON.
+    pub(super) fn settle_config(&self) -> String {
+        let profile = self.keys.profile;
+        serde_json::json!({
+            "prefix": self.keys.job(""),
+            "queue": self.keys.queue(""),
+            "reply": self.keys.reply(""),
+            "named": super::wire::reply_named_in_hash(profile),
+            "waiting": status_to_wire(profile, JobStatus::Waiting),
+            "dispatched": status_to_wire(profile, JobStatus::Dispatched),
+            "error": status_to_wire(profile, JobStatus::Error),
+            "finished": [status_to_wire(profile, JobStatus::Finished), "finished"],
+            "now": super::wire::iso8601(SystemTime::now()),
+            "keep": self.config.keep_secs(JobStatus::Error),
+            "ttl": self.config.reply_ttl.as_secs().max(1),
+        })
+        .to_string()
+    }
+
+    /// Queues the jobs waiting on `ended` (id, and whether it finished) whose prerequisites
+    /// have now all finished, or ends them `error` if it failed (`lua/release.lua`). A
+    /// failure is logged: the waiting jobs stay waiting.
+    pub(super) fn release_dependents(&self, ended: &[(String, bool)]) {
+        if ended.is_empty() {
+            return;
+        }
+        let script = &scripts().release;
+        let mut call = script.call(0);
+        call.arg(self.settle_config());
+        for (id, finished) in ended {
+            call.arg(id).arg(if *finished { "1" } else { "0" });
+        }
+        if let Err(error) = self.run("release", |c| c.eval_one(script, call.clone())) {
+            warn!(jobs = ended.len(), %error, "could not settle the jobs waiting on ended jobs");
+        }
     }
 
     /// Runs `op` on a connection, retrying while Redis is unreachable (see `connection.rs`);

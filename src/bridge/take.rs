@@ -162,6 +162,55 @@ impl RedisStore {
         Ok(self.load(actor_id, valid.into_iter().zip(entries).collect()))
     }
 
+    /// Whether a taken job with prerequisites may run now (`lua/gate.lua`): they have all
+    /// finished. If not, it waits (out of the processing list, listed as a dependent of each
+    /// prerequisite not finished yet), or, if one is missing or failed, ends `error` naming
+    /// it. A gate that cannot be run leaves the job where it is, to be given back to the
+    /// queue.
+    fn gate(&self, actor: &str, job: &Job) -> bool {
+        let profile = self.keys.profile;
+        let mut call = scripts().gate.call(2);
+        call.arg(self.keys.job(&job.id))
+            .arg(self.keys.processing(actor, &self.config.runner_id))
+            .arg(&job.id)
+            .arg(self.keys.job(""))
+            .arg(status_to_wire(profile, JobStatus::Waiting))
+            .arg(status_to_wire(profile, JobStatus::Finished))
+            .arg("finished")
+            .arg(status_to_wire(profile, JobStatus::Error))
+            .arg(iso8601(SystemTime::now()))
+            .arg(actor)
+            .arg(&job.prerequisites);
+        let verdict = match self.run("gate", |c| c.eval_one(&scripts().gate, call.clone())) {
+            Ok(verdict) => verdict,
+            Err(error) => {
+                warn!(job = %job.id, %error, "could not check a job's prerequisites; it goes back to the queue");
+                self.lost_track.store(true, Ordering::SeqCst);
+                return false;
+            }
+        };
+        let verdict: Vec<String> = reply::items(verdict)
+            .unwrap_or_default()
+            .into_iter()
+            .map(reply::lossy)
+            .collect();
+        match verdict.first().map(String::as_str) {
+            Some("run") => true,
+            Some("fail") => {
+                let message = verdict
+                    .get(1)
+                    .map_or("a prerequisite failed", String::as_str);
+                self.reject(actor, job.id.as_bytes(), message, true);
+                false
+            }
+            Some("wait") => {
+                debug!(job = %job.id, waiting_on = verdict.get(1).map_or("", String::as_str), "a job waits for its prerequisites");
+                false
+            }
+            _ => false,
+        }
+    }
+
     /// Moves `actor`'s delayed jobs that are due into its queue, at most every
     /// [`PROMOTE_EVERY`] per actor (a failure is logged: the next take tries again).
     fn promote_due(&self, actor: &str) {
@@ -259,7 +308,8 @@ impl RedisStore {
             .arg(&payload)
             .arg(self.config.reply_ttl.as_secs().max(1))
             .arg(reply_named_in_hash(profile))
-            .arg(self.config.keep_secs(JobStatus::Error));
+            .arg(self.config.keep_secs(JobStatus::Error))
+            .arg(self.settle_config());
         if let Err(error) = self.run("reject", |c| c.eval_one(&scripts().reject, call.clone())) {
             warn!(job = %shown(id), %error, "could not record a malformed job");
             // Its id may still be listed: the next take gives it back to the queue.
@@ -398,6 +448,7 @@ impl RedisStore {
                     let message = "an ended job was queued again; not run";
                     self.reject(actor, id.as_bytes(), message, false);
                 }
+                Ok(job) if !job.prerequisites.is_empty() && !self.gate(actor, &job) => {}
                 Ok(mut job) => {
                     // The queue it was taken from decides its actor: its processing list is
                     // that actor's, whatever the hash says.

@@ -30,6 +30,7 @@ pub(crate) fn status_to_wire(profile: Profile, status: JobStatus) -> &'static st
     match (profile, status) {
         (Profile::Hero, status) => status.as_str(),
         (Profile::Rhailib, JobStatus::Dispatched) => "pending",
+        (Profile::Rhailib, JobStatus::Waiting) => "waiting",
         (Profile::Rhailib, JobStatus::Started) => "processing",
         (Profile::Rhailib, JobStatus::Finished) => "completed",
         (Profile::Rhailib, JobStatus::Error) => "error",
@@ -40,6 +41,9 @@ pub(crate) fn status_to_wire(profile: Profile, status: JobStatus) -> &'static st
 pub(crate) fn status_from_wire(profile: Profile, text: &str) -> Result<JobStatus, WireError> {
     let status = match (profile, text) {
         (Profile::Hero, "dispatched") | (Profile::Rhailib, "pending") => JobStatus::Dispatched,
+        (Profile::Hero, "waiting_for_prerequisites") | (Profile::Rhailib, "waiting") => {
+            JobStatus::Waiting
+        }
         (Profile::Hero, "started") | (Profile::Rhailib, "processing") => JobStatus::Started,
         (Profile::Hero, "finished") | (Profile::Rhailib, "completed") => JobStatus::Finished,
         (_, "error") => JobStatus::Error,
@@ -51,6 +55,7 @@ pub(crate) fn status_from_wire(profile: Profile, text: &str) -> Result<JobStatus
 /// A job's fields as `profile` writes them when it is submitted.
 pub(crate) fn job_to_fields(profile: Profile, job: &Job) -> Vec<(&'static str, String)> {
     let now = iso8601(SystemTime::now());
+    let prerequisites = serde_json::to_string(&job.prerequisites).expect("a list of strings");
     let mut fields = vec![
         ("id", job.id.clone()),
         ("caller_id", job.caller_id.clone()),
@@ -70,12 +75,17 @@ pub(crate) fn job_to_fields(profile: Profile, job: &Job) -> Vec<(&'static str, S
                 ("concurrent", "false".to_string()),
                 ("log_path", String::new()),
                 ("env_vars", env),
-                ("prerequisites", "[]".to_string()),
+                ("prerequisites", prerequisites.clone()),
                 ("dependents", "[]".to_string()),
             ]);
         }
         Profile::Rhailib => {
             fields.push(("reply_queue_name", format!("rhai_reply:{}", job.id)));
+            if !job.prerequisites.is_empty() {
+                fields.push(("prerequisites", prerequisites));
+                // Where a released task is queued (a rhailib task names no circle).
+                fields.push(("actor_id", job.actor_id.clone()));
+            }
             if job.retries > 0 {
                 fields.push(("retries", job.retries.to_string()));
             }
@@ -218,6 +228,11 @@ pub(crate) fn job_within(
                 })?,
         ),
     };
+    let prerequisites: Vec<String> = match get("prerequisites") {
+        None | Some("") => Vec::new(),
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| wrong("prerequisites", format!("not a JSON array of job ids: {e}")))?,
+    };
     let env_vars: BTreeMap<String, String> = match get("env_vars") {
         None | Some("") => BTreeMap::new(),
         Some(text) => serde_json::from_str(text)
@@ -250,6 +265,9 @@ pub(crate) fn job_within(
         .max_script_bytes(max_script_bytes);
     if let Some(backoff) = backoff {
         builder = builder.backoff(backoff);
+    }
+    for id in prerequisites {
+        builder = builder.prerequisite(id);
     }
     for (name, value) in env_vars {
         builder = builder.env(name, value);
@@ -319,7 +337,7 @@ pub(crate) fn reply_payload(
 }
 
 /// The fields of a job hash the runner reads (rhailib: and `reply_queue_name`).
-const READ_FIELDS: [&str; 12] = [
+const READ_FIELDS: [&str; 13] = [
     "script",
     "status",
     "timeout",
@@ -331,13 +349,14 @@ const READ_FIELDS: [&str; 12] = [
     "actor_id",
     "attempts",
     "backoff",
+    "prerequisites",
     "reply_queue_name",
 ];
 
 /// The fields of a job hash the runner reads to run it.
 pub(crate) fn read_fields(profile: Profile) -> &'static [&'static str] {
     match profile {
-        Profile::Hero => &READ_FIELDS[..11],
+        Profile::Hero => &READ_FIELDS[..12],
         Profile::Rhailib => &READ_FIELDS[..],
     }
 }

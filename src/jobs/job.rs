@@ -17,6 +17,8 @@ pub const MAX_ID_LEN: usize = 256;
 pub enum JobStatus {
     /// Submitted, waiting for a worker.
     Dispatched,
+    /// Waiting for its prerequisites to finish before it is queued.
+    Waiting,
     /// A worker is running it.
     Started,
     /// It ran to the end; `output` holds its value.
@@ -26,10 +28,12 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
-    /// The wire spelling: `dispatched`, `started`, `finished`, `error`.
+    /// The wire spelling: `dispatched`, `waiting_for_prerequisites`, `started`, `finished`,
+    /// `error`.
     pub fn as_str(self) -> &'static str {
         match self {
             JobStatus::Dispatched => "dispatched",
+            JobStatus::Waiting => "waiting_for_prerequisites",
             JobStatus::Started => "started",
             JobStatus::Finished => "finished",
             JobStatus::Error => "error",
@@ -54,6 +58,7 @@ impl FromStr for JobStatus {
     fn from_str(s: &str) -> Result<Self, JobError> {
         match s {
             "dispatched" => Ok(JobStatus::Dispatched),
+            "waiting_for_prerequisites" => Ok(JobStatus::Waiting),
             "started" => Ok(JobStatus::Started),
             "finished" => Ok(JobStatus::Finished),
             "error" => Ok(JobStatus::Error),
@@ -129,6 +134,9 @@ pub struct Job {
     pub backoff: Option<Duration>,
     /// The errors of its failed runs, oldest first (the last [`MAX_ERRORS_KEPT`]).
     pub errors: Vec<AttemptError>,
+    /// Jobs that must all finish before this one is queued; if one of them ends in error
+    /// for good, this one ends in error naming it, without running.
+    pub prerequisites: Vec<String>,
     /// Values the script sees as constants.
     pub env_vars: BTreeMap<String, String>,
     /// What the script printed (`print` and `debug`), in order.
@@ -165,6 +173,7 @@ impl Job {
             timeout: Duration::from_secs(30),
             retries: 0,
             backoff: None,
+            prerequisites: Vec::new(),
             env_vars: BTreeMap::new(),
             max_script_bytes: DEFAULT_MAX_SCRIPT_BYTES,
             run_at: None,
@@ -192,6 +201,24 @@ impl Job {
         for name in self.env_vars.keys() {
             check_env_name(name)?;
         }
+        for id in &self.prerequisites {
+            check_id("prerequisites", id)?;
+            if *id == self.id {
+                return Err(JobError::InvalidField {
+                    field: "prerequisites",
+                    reason: "a job cannot wait for itself".into(),
+                });
+            }
+        }
+        if self.prerequisites.len() > MAX_PREREQUISITES {
+            return Err(JobError::InvalidField {
+                field: "prerequisites",
+                reason: format!(
+                    "{} ids is over the limit of {MAX_PREREQUISITES}",
+                    self.prerequisites.len()
+                ),
+            });
+        }
         Ok(())
     }
 
@@ -214,6 +241,9 @@ impl Job {
         end.duration_since(start).ok()
     }
 }
+
+/// The most prerequisites a job may have.
+pub const MAX_PREREQUISITES: usize = 64;
 
 /// The errors kept per job ([`Job::errors`]): the latest this many.
 pub const MAX_ERRORS_KEPT: usize = 25;
@@ -303,6 +333,7 @@ pub struct JobBuilder {
     timeout: Duration,
     retries: u32,
     backoff: Option<Duration>,
+    prerequisites: Vec<String>,
     env_vars: BTreeMap<String, String>,
     max_script_bytes: usize,
     run_at: Option<SystemTime>,
@@ -343,6 +374,12 @@ impl JobBuilder {
     /// [`Job::retries`]).
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = retries;
+        self
+    }
+
+    /// Adds a job that must finish before this one is queued (see [`Job::prerequisites`]).
+    pub fn prerequisite(mut self, id: impl Into<String>) -> Self {
+        self.prerequisites.push(id.into());
         self
     }
 
@@ -389,6 +426,7 @@ impl JobBuilder {
             attempts: 0,
             backoff: self.backoff,
             errors: Vec::new(),
+            prerequisites: self.prerequisites,
             env_vars: self.env_vars,
             log: Vec::new(),
             run_at: self.run_at,

@@ -126,6 +126,8 @@ struct State {
     queues: HashMap<String, VecDeque<String>>,
     /// Ids not to queue before their time (a `run_at` to come, a retry's backoff).
     delayed: Vec<(Instant, String)>,
+    /// Per job, the jobs waiting for it to end (their prerequisite).
+    dependents: HashMap<String, Vec<String>>,
     takers: usize,
     waiters: usize,
     closed: bool,
@@ -161,7 +163,66 @@ impl MemoryStore {
     }
 }
 
+/// What a job's prerequisites allow.
+enum Gate {
+    /// All finished (or none): queue it.
+    Run,
+    /// Some not ended yet: wait for these.
+    Wait(Vec<String>),
+    /// One is missing or failed: end it `error`, with this.
+    Fail(String),
+}
+
 impl State {
+    fn gate(&self, job: &Job) -> Gate {
+        let mut pending = Vec::new();
+        for id in &job.prerequisites {
+            match self.jobs.get(id).map(|p| p.status) {
+                None => return Gate::Fail(format!("prerequisite {id}: no such job")),
+                Some(JobStatus::Error) => {
+                    return Gate::Fail(format!("prerequisite {id} ended in error"));
+                }
+                Some(JobStatus::Finished) => {}
+                Some(_) => pending.push(id.clone()),
+            }
+        }
+        if pending.is_empty() {
+            Gate::Run
+        } else {
+            Gate::Wait(pending)
+        }
+    }
+
+    /// Queues the jobs waiting on `id`, which ended (`finished` or not), whose prerequisites
+    /// have all finished; or ends them `error` naming it, and theirs in turn.
+    fn settle(&mut self, id: &str, finished: bool) {
+        let mut todo = vec![(id.to_owned(), finished)];
+        while let Some((id, finished)) = todo.pop() {
+            for dependent in self.dependents.remove(&id).unwrap_or_default() {
+                let Some(job) = self.jobs.get(&dependent) else {
+                    continue;
+                };
+                if job.status != JobStatus::Waiting {
+                    continue;
+                }
+                if finished {
+                    if matches!(self.gate(job), Gate::Run) {
+                        let actor = job.actor_id.clone();
+                        let job = self.jobs.get_mut(&dependent).expect("present");
+                        job.status = JobStatus::Dispatched;
+                        self.queues.entry(actor).or_default().push_back(dependent);
+                    }
+                } else {
+                    let job = self.jobs.get_mut(&dependent).expect("present");
+                    job.status = JobStatus::Error;
+                    job.error = Some(format!("prerequisite {id} ended in error"));
+                    job.finished_at = Some(SystemTime::now());
+                    todo.push((dependent, false));
+                }
+            }
+        }
+    }
+
     /// Keeps `id` out of its queue for `wait`.
     fn delay(&mut self, id: String, wait: Duration) {
         let due = Instant::now()
@@ -202,6 +263,31 @@ impl JobStore for MemoryStore {
         let wait = job
             .run_at
             .and_then(|at| at.duration_since(SystemTime::now()).ok());
+        let mut job = job;
+        match state.gate(&job) {
+            Gate::Run => {}
+            Gate::Fail(why) => {
+                job.status = JobStatus::Error;
+                job.error = Some(why);
+                job.finished_at = Some(SystemTime::now());
+                state.jobs.insert(job.id.clone(), job);
+                drop(state);
+                self.ended.notify_all();
+                return Ok(());
+            }
+            Gate::Wait(pending) => {
+                job.status = JobStatus::Waiting;
+                for prerequisite in pending {
+                    state
+                        .dependents
+                        .entry(prerequisite)
+                        .or_default()
+                        .push(job.id.clone());
+                }
+                state.jobs.insert(job.id.clone(), job);
+                return Ok(());
+            }
+        }
         match wait {
             Some(wait) => state.delay(job.id.clone(), wait),
             None => state
@@ -324,6 +410,12 @@ impl JobStore for MemoryStore {
         stored.log = job.log.clone();
         stored.started_at = job.started_at.or(stored.started_at);
         stored.finished_at = job.finished_at.or(Some(SystemTime::now()));
+        if job.status.is_final() {
+            state.settle(&job.id, job.status == JobStatus::Finished);
+            if state.takers > 0 {
+                self.queued.notify_all();
+            }
+        }
         let wake = state.waiters > 0;
         drop(state);
         if wake {

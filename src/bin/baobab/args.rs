@@ -68,6 +68,10 @@ pub(crate) struct SubmitArgs {
     /// attempts⁴ + 15 s plus jitter.
     #[arg(long, value_parser = parse_delay)]
     pub(crate) backoff: Option<Duration>,
+    /// A job that must finish first (repeatable, up to 64): the job waits, and ends in error
+    /// without running if that one fails.
+    #[arg(long = "prerequisite", value_parser = parse_job_id)]
+    pub(crate) prerequisites: Vec<String>,
     /// The job's id (one file only; default: a fresh UUID).
     #[arg(long, value_parser = parse_job_id)]
     pub(crate) id: Option<String>,

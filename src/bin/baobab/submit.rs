@@ -82,6 +82,9 @@ pub(crate) fn submit(args: SubmitArgs) -> ExitCode {
                 if let Some(backoff) = args.backoff {
                     builder = builder.backoff(backoff);
                 }
+                for id in &args.prerequisites {
+                    builder = builder.prerequisite(id);
+                }
                 if let Some(id) = &args.id {
                     builder = builder.id(id);
                 }

@@ -18,7 +18,8 @@
 -- spelling, 13 the most ids one call takes back (so no call holds Redis for long), 14 a
 -- reply's time to live (s), 15 how long the hash of a job ended here is kept (s), 16 the
 -- started status, 17 the waiting status, 18 the delayed set, 19 the dead set, 20 the most
--- ids a dead set keeps, 21 the most errors kept per job.
+-- ids a dead set keeps, 21 the most errors kept per job, 22 the settle configuration of
+-- dependents (JSON, see `settle_dependents`).
 -- Returns {requeued, failed, skipped, more}: requeued counts jobs put back (in the queue, or
 -- in the delayed set to run again); skipped counts what was left as it was (a processing
 -- list that is no list; an id the queue would not take: the call ends there, and every id
@@ -26,6 +27,7 @@
 -- ids left. A call that says more has taken ids out of a list for good.
 
 local MAX_FREE_REQUEUES = 100
+local settle = cjson.decode(ARGV[22])
 
 local runners = redis.pcall('SMEMBERS', KEYS[1])
 if failed(runners) then
@@ -93,6 +95,7 @@ for _, runner in ipairs(runners) do
               .. ',"output":null,"error":' .. cjson.encode(message) .. '}'
           end
           push_reply(job, ARGV[8] .. id, ARGV[9], payload, ARGV[14])
+          settle_dependents(id, false, settle)
           ended = ended + 1
         elseif running then
           -- A run failed with retries left: it waits its backoff (`backoff` seconds, or the

@@ -9,10 +9,12 @@
 -- after the runner id, 8 the reply payload, 9 the reply's time to live (s), 10 `1` if the
 -- hash's `reply_queue_name` names the reply list, 11 how long a cancelled job's hash is kept
 -- (s), 12 the number N of ended statuses, then N ended statuses, then the cancelled job's
--- fields as name/value pairs.
+-- fields as name/value pairs, then (last) the settle configuration of dependents (JSON, see
+-- `settle_dependents`).
 -- Returns {where, runner, problem}: `unknown` (no hash), `ended`, `here` (in this runner's
 -- processing list), `forwarded` (in live `runner`'s: `stop ID` pushed to its control list),
--- `cancelled` (it was queued, or held by a runner whose heartbeat expired: ended here),
+-- `cancelled` (it was queued, waiting for its prerequisites, or held by a runner whose
+-- heartbeat expired: ended here),
 -- `nowhere` (with `problem` if the stop could not be passed on).
 
 -- Whether list `key` holds the id (a key of another type holds nothing).
@@ -32,14 +34,22 @@ for i = 13, 12 + ended do
   end
 end
 
+local settle = cjson.decode(ARGV[#ARGV])
+
 local function cancel()
   local fields = {}
-  for i = 13 + ended, #ARGV do
+  for i = 13 + ended, #ARGV - 1 do
     table.insert(fields, ARGV[i])
   end
   redis.pcall('HSET', KEYS[3], unpack(fields))
   redis.pcall('EXPIRE', KEYS[3], ARGV[11])
   push_reply(KEYS[3], KEYS[5], ARGV[10], ARGV[8], ARGV[9])
+  settle_dependents(ARGV[1], false, settle)
+end
+
+if status == settle.waiting then
+  cancel()
+  return {'cancelled'}
 end
 
 if holds(KEYS[4]) then

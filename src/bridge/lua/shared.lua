@@ -60,3 +60,72 @@ local function list_dead(dead, id, most, ttl)
   redis.pcall('ZREMRANGEBYRANK', dead, 0, -(tonumber(most) + 1))
   redis.pcall('EXPIRE', dead, ttl)
 end
+
+-- Whether every prerequisite of the waiting job `key` has finished (a prerequisite whose hash
+-- is gone finished and expired: it counts as finished).
+local function prerequisites_finished(key, cfg)
+  local ok, ids = pcall(cjson.decode, redis.call('HGET', key, 'prerequisites') or '[]')
+  if not ok or type(ids) ~= 'table' then
+    return true
+  end
+  for _, p in ipairs(ids) do
+    local status = redis.pcall('HGET', cfg.prefix .. tostring(p), 'status')
+    if type(status) == 'string' and status ~= cfg.finished[1] and status ~= cfg.finished[2] then
+      return false
+    end
+  end
+  return true
+end
+
+-- Settles the jobs waiting on job `id` (listed in its hash's `dependents`, a JSON list) now
+-- that it has ended: if it finished (`ok`), each dependent whose prerequisites have all
+-- finished is queued; if it failed for good, each dependent ends `error` naming it, its reply
+-- pushed, and so on down their own dependents. Idempotent: only a job still waiting moves.
+-- `cfg` (JSON in ARGV): prefix (job hashes), queue (queues, before the actor), reply (reply
+-- lists), named ('1': rhailib replies), waiting, dispatched, error, finished (both
+-- spellings), now, keep (s), ttl (s).
+local function settle_dependents(id, ok, cfg)
+  local todo = {{id, ok}}
+  local budget = 10000
+  while #todo > 0 and budget > 0 do
+    local item = table.remove(todo)
+    local list = redis.pcall('HGET', cfg.prefix .. item[1], 'dependents')
+    local deps = {}
+    if type(list) == 'string' then
+      local decoded_ok, decoded = pcall(cjson.decode, list)
+      if decoded_ok and type(decoded) == 'table' and (#decoded > 0 or next(decoded) == nil) then
+        deps = decoded
+      end
+    end
+    for _, dep in ipairs(deps) do
+      budget = budget - 1
+      if type(dep) == 'string' then
+        local key = cfg.prefix .. dep
+        if redis.call('TYPE', key).ok == 'hash'
+            and redis.call('HGET', key, 'status') == cfg.waiting then
+          if item[2] then
+            if prerequisites_finished(key, cfg) then
+              local actor = redis.call('HGET', key, 'actor_id') or ''
+              if not failed(redis.pcall('LPUSH', cfg.queue .. actor, dep)) then
+                redis.call('HSET', key, 'status', cfg.dispatched, 'prerequisites_met', '1',
+                  'updated_at', cfg.now)
+              end
+            end
+          else
+            local message = 'prerequisite ' .. item[1] .. ' ended in error'
+            redis.call('HSET', key, 'status', cfg.error, 'error', message, 'updated_at', cfg.now,
+              'finished_at', cfg.now)
+            redis.pcall('EXPIRE', key, cfg.keep)
+            local payload = cfg.error
+            if cfg.named == '1' then
+              payload = cjson.encode({task_id = dep, status = cfg.error, output = cjson.null,
+                error = message})
+            end
+            push_reply(key, cfg.reply .. dep, cfg.named, payload, cfg.ttl)
+            table.insert(todo, {dep, false})
+          end
+        end
+      end
+    end
+  end
+end
