@@ -7,14 +7,14 @@ use redis::Commands;
 use super::keys::{Keys, Profile};
 use super::store::{RedisConfig, RedisStore};
 use super::wire::reply_list_in_hash;
-use crate::jobs::{Job, JobStatus, JobStore, StoreError};
+use crate::jobs::{Job, JobStatus, JobStore, Priority, StoreError};
 
 /// One actor's jobs in Redis, as [`Client::queues`] counts them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueInfo {
     /// The actor (the rhailib profile's circle).
     pub actor: String,
-    /// Jobs in its queue, waiting for a runner.
+    /// Jobs in its queues (of every priority), waiting for a runner.
     pub queued: u64,
     /// Jobs in its delayed set, waiting for their time.
     pub delayed: u64,
@@ -125,6 +125,8 @@ impl Client {
         let mut actors = std::collections::BTreeSet::new();
         for template in [
             self.keys.queue("*"),
+            self.keys.queue_of("*", Priority::High),
+            self.keys.queue_of("*", Priority::Low),
             self.keys.delayed("*"),
             self.keys.dead("*"),
             self.keys.runners("*"),
@@ -150,7 +152,10 @@ impl Client {
         };
         let mut queues = Vec::with_capacity(actors.len());
         for actor in actors {
-            let queued = len("LLEN", self.keys.queue(&actor), &mut conn);
+            let queued = [Priority::High, Priority::Normal, Priority::Low]
+                .into_iter()
+                .map(|p| len("LLEN", self.keys.queue_of(&actor, p), &mut conn))
+                .sum();
             let delayed = len("ZCARD", self.keys.delayed(&actor), &mut conn);
             let dead = len("ZCARD", self.keys.dead(&actor), &mut conn);
             let runners: Vec<String> = redis::cmd("SMEMBERS")

@@ -92,11 +92,13 @@ impl Client {
             None => self.actor_of(id)?,
         };
         let profile = self.keys.profile;
-        let mut call = super::store::scripts().revive.call(4);
+        let mut call = super::store::scripts().revive.call(6);
         call.arg(self.keys.job(id))
             .arg(self.keys.dead(&actor))
             .arg(self.keys.queue(&actor))
             .arg(self.keys.reply(id))
+            .arg(self.keys.queue_of(&actor, crate::jobs::Priority::High))
+            .arg(self.keys.queue_of(&actor, crate::jobs::Priority::Low))
             .arg(id)
             .arg(status_to_wire(profile, JobStatus::Error))
             .arg(status_to_wire(profile, JobStatus::Dispatched))

@@ -72,6 +72,22 @@ impl Keys {
         }
     }
 
+    /// The queue of an actor's jobs of `priority`: [`queue`](Self::queue) for normal ones,
+    /// `hero:job:actor_queue_high:{actor}` / `…_low:` (`rhai_tasks_high:{circle}` /
+    /// `rhai_tasks_low:`) for the others.
+    pub fn queue_of(&self, actor: &str, priority: crate::jobs::Priority) -> String {
+        use crate::jobs::Priority;
+        let tag = match priority {
+            Priority::Normal => return self.queue(actor),
+            Priority::High => "high",
+            Priority::Low => "low",
+        };
+        match self.profile {
+            Profile::Hero => format!("hero:job:actor_queue_{tag}:{actor}"),
+            Profile::Rhailib => format!("rhai_tasks_{tag}:{actor}"),
+        }
+    }
+
     /// The delayed jobs of an actor (a sorted set of job ids, scored by the millisecond since
     /// the epoch they may run from): `hero:job:delayed:{actor}` or `rhai_delayed:{circle}`.
     pub fn delayed(&self, actor: &str) -> String {
@@ -163,6 +179,16 @@ mod tests {
         let hero = Keys::new(Profile::Hero);
         assert_eq!(hero.job("j1"), "hero:job:j1");
         assert_eq!(hero.queue("a1"), "hero:job:actor_queue:a1");
+        use crate::jobs::Priority;
+        assert_eq!(hero.queue_of("a1", Priority::Normal), hero.queue("a1"));
+        assert_eq!(
+            hero.queue_of("a1", Priority::High),
+            "hero:job:actor_queue_high:a1"
+        );
+        assert_eq!(
+            Keys::new(Profile::Rhailib).queue_of("c1", Priority::Low),
+            "rhai_tasks_low:c1"
+        );
         assert_eq!(hero.stop_queue("a1"), "hero:stop_queue:a1");
         assert_eq!(hero.reply("j1"), "hero:reply:j1");
         assert_eq!(hero.delayed("a1"), "hero:job:delayed:a1");

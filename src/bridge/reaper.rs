@@ -14,7 +14,7 @@ use super::connection::reply;
 use super::keys::{RUNNER, around_runner};
 use super::store::{MAX_DEAD_JOBS, RedisStore, scripts};
 use super::wire::{iso8601, reply_named_in_hash, status_to_wire};
-use crate::jobs::{JobStatus, MAX_ERRORS_KEPT, StoreError};
+use crate::jobs::{JobStatus, MAX_ERRORS_KEPT, Priority, StoreError};
 
 impl RedisStore {
     /// Refreshes this runner's heartbeat and its place in the actor's set of runners.
@@ -102,7 +102,9 @@ impl RedisStore {
             .arg(keys.dead(actor))
             .arg(MAX_DEAD_JOBS)
             .arg(MAX_ERRORS_KEPT)
-            .arg(self.settle_config());
+            .arg(self.settle_config())
+            .arg(keys.queue_of(actor, Priority::High))
+            .arg(keys.queue_of(actor, Priority::Low));
         // Each call takes back a bounded number of ids, so none holds Redis for long; every
         // call that stops at its budget has taken ids out of a dead runner's list for good.
         let mut totals = [0u64; 3];

@@ -67,12 +67,14 @@ impl RedisStore {
             status_to_wire(profile, JobStatus::Finished),
             "finished",
         ];
-        let mut call = scripts().route_stop.call(5);
+        let mut call = scripts().route_stop.call(7);
         call.arg(keys.runners(actor))
             .arg(keys.queue(actor))
             .arg(keys.job(id))
             .arg(keys.processing(actor, &self.config.runner_id))
             .arg(keys.reply(id))
+            .arg(keys.queue_of(actor, crate::jobs::Priority::High))
+            .arg(keys.queue_of(actor, crate::jobs::Priority::Low))
             .arg(id)
             .arg(&self.config.runner_id)
             .arg(keys.processing(actor, ""))

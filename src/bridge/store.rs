@@ -25,7 +25,7 @@ use tracing::warn;
 use super::connection::{Connections, Failure, Link, Lua, reply};
 use super::keys::{Keys, Profile};
 use super::wire::{job_from_fields, job_to_fields, status_to_wire};
-use crate::jobs::{DEFAULT_MAX_SCRIPT_BYTES, Job, JobStatus, JobStore, StoreError};
+use crate::jobs::{DEFAULT_MAX_SCRIPT_BYTES, Job, JobStatus, JobStore, Priority, StoreError};
 
 /// How a [`RedisStore`] connects and identifies itself.
 #[derive(Clone, Debug)]
@@ -110,6 +110,7 @@ pub(super) struct Scripts {
     pub(super) fallback: Lua,
     pub(super) read: Lua,
     pub(super) promote: Lua,
+    pub(super) take: Lua,
     pub(super) retry: Lua,
     pub(super) dead: Lua,
     pub(super) revive: Lua,
@@ -129,7 +130,11 @@ pub(super) fn scripts() -> &'static Scripts {
             include_str!("lua/shared.lua"),
             include_str!("lua/route_stop.lua")
         )),
-        requeue: Lua::new(include_str!("lua/requeue.lua")),
+        requeue: Lua::new(concat!(
+            include_str!("lua/shared.lua"),
+            include_str!("lua/requeue.lua")
+        )),
+        take: Lua::new(include_str!("lua/take.lua")),
         reject: Lua::new(concat!(
             include_str!("lua/shared.lua"),
             include_str!("lua/reject.lua")
@@ -139,7 +144,10 @@ pub(super) fn scripts() -> &'static Scripts {
             include_str!("lua/fallback.lua")
         )),
         read: Lua::new(include_str!("lua/read.lua")),
-        promote: Lua::new(include_str!("lua/promote.lua")),
+        promote: Lua::new(concat!(
+            include_str!("lua/shared.lua"),
+            include_str!("lua/promote.lua")
+        )),
         retry: Lua::new(concat!(
             include_str!("lua/shared.lua"),
             include_str!("lua/retry.lua")
@@ -186,6 +194,8 @@ pub struct RedisStore {
     pub(super) load: Mutex<Load>,
     /// When this store was made (the runner's start, as announced).
     pub(super) started_at: SystemTime,
+    /// Takes so far: whose turn it is among the priorities (`take.rs`).
+    pub(super) takes: std::sync::atomic::AtomicU64,
     /// Whether Redis is known to hold `lua/dead.lua` (the results pipeline calls it by hash).
     pub(super) dead_loaded: AtomicBool,
     /// Results waiting to be written, and whether a thread is writing them.
@@ -228,6 +238,7 @@ impl RedisStore {
             load: Mutex::new(Load::default()),
             started_at: SystemTime::now(),
             dead_loaded: AtomicBool::new(false),
+            takes: std::sync::atomic::AtomicU64::new(0),
             writes: Mutex::new(Writes::default()),
             written: Condvar::new(),
         })
@@ -269,6 +280,8 @@ impl RedisStore {
         serde_json::json!({
             "prefix": self.keys.job(""),
             "queue": self.keys.queue(""),
+            "queue_high": self.keys.queue_of("", Priority::High),
+            "queue_low": self.keys.queue_of("", Priority::Low),
             "reply": self.keys.reply(""),
             "named": super::wire::reply_named_in_hash(profile),
             "waiting": status_to_wire(profile, JobStatus::Waiting),
@@ -340,10 +353,12 @@ impl RedisStore {
         stop: impl Fn() -> bool,
     ) -> Result<bool, StoreError> {
         let processing = self.keys.processing(actor, &self.config.runner_id);
-        let mut call = scripts().requeue.call(3);
+        let mut call = scripts().requeue.call(5);
         call.arg(&processing)
             .arg(self.keys.queue(actor))
             .arg(job_key(self.keys, id))
+            .arg(self.keys.queue_of(actor, Priority::High))
+            .arg(self.keys.queue_of(actor, Priority::Low))
             .arg(id)
             .arg(status);
         let moved = self.run_unless("release", stop, |c| {
@@ -374,7 +389,7 @@ impl JobStore for RedisStore {
         }
         let key = self.keys.job(&job.id);
         let fields = job_to_fields(self.keys.profile, &job);
-        let queue = self.keys.queue(&job.actor_id);
+        let queue = self.keys.queue_of(&job.actor_id, job.priority);
         let field = |name: &str| {
             fields
                 .iter()
@@ -499,11 +514,22 @@ impl JobStore for RedisStore {
         self.conns.close();
     }
 
+    /// Queued jobs of every priority.
     fn queued(&self, actor_id: &str) -> Result<usize, StoreError> {
-        let mut llen = redis::cmd("LLEN");
-        llen.arg(self.keys.queue(actor_id));
-        let len = self.run("queued", |c| c.query(&llen))?;
-        Ok(reply::int(len).unwrap_or(0).max(0) as usize)
+        let mut pipe = redis::pipe();
+        for priority in [Priority::High, Priority::Normal, Priority::Low] {
+            pipe.cmd("LLEN").arg(self.keys.queue_of(actor_id, priority));
+        }
+        let lens = self.run("queued", |c| c.pipeline(&pipe))?;
+        Ok(lens
+            .into_iter()
+            .map(|len| {
+                len.ok()
+                    .and_then(|l| reply::int(l).ok())
+                    .unwrap_or(0)
+                    .max(0) as usize
+            })
+            .sum())
     }
 
     fn release(&self, job: &Job) -> Result<(), StoreError> {

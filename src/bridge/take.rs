@@ -27,7 +27,7 @@ use super::wire::{
     WireError, iso8601, job_within, read_fields, reply_named_in_hash, reply_payload,
     status_to_wire, text_fields,
 };
-use crate::jobs::{Job, JobStatus, StoreError};
+use crate::jobs::{Job, JobStatus, Priority, StoreError};
 
 /// How often a runner moves due delayed jobs into an actor's queue (and so the longest a
 /// blocking take waits before looking again).
@@ -98,8 +98,69 @@ impl RedisStore {
         }
         let queue = self.keys.queue(actor_id);
         let processing = self.keys.processing(actor_id, &self.config.runner_id);
-        // The wait, in slices of 100 ms: a wind-down ends it within one, and due delayed jobs
-        // are moved into the queue between them.
+        let order = self.priority_order(actor_id);
+        // Whatever is queued, in priority order, at once; else the wait.
+        self.promote_due(actor_id);
+        let ids = self.take_ordered(&processing, &order, max, stopped)?;
+        let ids = if ids.is_empty() {
+            self.wait_for_first(actor_id, &queue, &processing, &order, max, wait, stopped)?
+        } else {
+            ids
+        };
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.load_taken(actor_id, ids)
+    }
+
+    /// The order the queues of `actor` are taken from this time: of every ten takes, six
+    /// start with the high queue, three with the normal one and one with the low one (each
+    /// then going on down), so a full queue of a higher priority starves no lower one.
+    fn priority_order(&self, actor: &str) -> [String; 3] {
+        let turn = self.takes.fetch_add(1, Ordering::Relaxed) % 10;
+        let [high, normal, low] =
+            [Priority::High, Priority::Normal, Priority::Low].map(|p| self.keys.queue_of(actor, p));
+        match turn {
+            0..=5 => [high, normal, low],
+            6..=8 => [normal, high, low],
+            _ => [low, high, normal],
+        }
+    }
+
+    /// Moves up to `max` ids from the queues, in `order`, into the processing list, in one
+    /// script (`lua/take.lua`).
+    fn take_ordered(
+        &self,
+        processing: &str,
+        order: &[String; 3],
+        max: usize,
+        stopped: impl Fn() -> bool,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut call = scripts().take.call(4);
+        call.arg(processing).arg(&order[..]).arg(max);
+        let moved = self.moving(stopped, |c| c.eval_one(&scripts().take, call.clone()))?;
+        Ok(reply::items(moved)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|id| reply::bytes(id).ok().flatten())
+            .collect())
+    }
+
+    /// Waits up to `wait` for a job of `actor` (blocking on its normal queue, looking at every
+    /// queue between slices of 100 ms), then takes up to `max` in all.
+    #[allow(clippy::too_many_arguments)]
+    fn wait_for_first(
+        &self,
+        actor_id: &str,
+        queue: &str,
+        processing: &str,
+        order: &[String; 3],
+        max: usize,
+        wait: Duration,
+        stopped: impl Fn() -> bool + Copy,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        // The wait, in slices of 100 ms: a wind-down ends it within one, due delayed jobs are
+        // moved into the queues between them, and the other priorities' queues are looked at.
         let until = Instant::now() + wait;
         let first = loop {
             self.promote_due(actor_id);
@@ -108,8 +169,8 @@ impl RedisStore {
                 .clamp(Duration::from_millis(10), PROMOTE_EVERY);
             let mut blmove = redis::cmd("BLMOVE");
             blmove
-                .arg(&queue)
-                .arg(&processing)
+                .arg(queue)
+                .arg(processing)
                 .arg("RIGHT")
                 .arg("LEFT")
                 .arg(slice.as_secs_f64());
@@ -120,25 +181,26 @@ impl RedisStore {
             if Instant::now() >= until || stopped() {
                 return Ok(Vec::new());
             }
+            self.promote_due(actor_id);
+            let found = self.take_ordered(processing, order, max, stopped)?;
+            if !found.is_empty() {
+                return Ok(found);
+            }
         };
         let mut ids = vec![first];
         if max > 1 {
-            let mut pipe = redis::pipe();
-            for _ in 1..max {
-                pipe.cmd("LMOVE")
-                    .arg(&queue)
-                    .arg(&processing)
-                    .arg("RIGHT")
-                    .arg("LEFT");
-            }
             // On an error, run with the one id known (the rest is given back next time).
-            let more = self.moving(stopped, |c| c.pipeline(&pipe));
-            for moved in more.unwrap_or_default().into_iter().flatten() {
-                if let Ok(Some(id)) = reply::bytes(moved) {
-                    ids.push(id);
-                }
-            }
+            ids.extend(
+                self.take_ordered(processing, order, max - 1, stopped)
+                    .unwrap_or_default(),
+            );
         }
+        Ok(ids)
+    }
+
+    /// Checks the taken ids, reads their hashes, and returns the jobs that can run (see
+    /// `load`).
+    fn load_taken(&self, actor_id: &str, ids: Vec<Vec<u8>>) -> Result<Vec<Job>, StoreError> {
         let mut valid = Vec::with_capacity(ids.len());
         for id in &ids {
             match check_id(id) {
@@ -224,10 +286,13 @@ impl RedisStore {
             }
             promoted.insert(actor.to_owned(), Instant::now());
         }
-        let mut call = scripts().promote.call(2);
+        let mut call = scripts().promote.call(4);
         call.arg(self.keys.delayed(actor))
             .arg(self.keys.queue(actor))
-            .arg(PROMOTE_BATCH);
+            .arg(self.keys.queue_of(actor, Priority::High))
+            .arg(self.keys.queue_of(actor, Priority::Low))
+            .arg(PROMOTE_BATCH)
+            .arg(self.keys.job(""));
         match self.run("promote", |c| c.eval_one(&scripts().promote, call.clone())) {
             Ok(moved) => {
                 let moved = reply::int(moved).unwrap_or(0);

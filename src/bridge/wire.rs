@@ -94,6 +94,9 @@ pub(crate) fn job_to_fields(profile: Profile, job: &Job) -> Vec<(&'static str, S
     if let Some(backoff) = job.backoff {
         fields.push(("backoff", format!("{}", backoff.as_secs_f64())));
     }
+    if job.priority != crate::jobs::Priority::Normal {
+        fields.push(("priority", job.priority.as_str().to_string()));
+    }
     if let Some(at) = job.run_at {
         fields.push(("run_at", iso8601(at)));
     }
@@ -269,6 +272,12 @@ pub(crate) fn job_within(
     for id in prerequisites {
         builder = builder.prerequisite(id);
     }
+    // Only where a client queues it: an unknown priority reads as normal.
+    builder = builder.priority(
+        get("priority")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_default(),
+    );
     for (name, value) in env_vars {
         builder = builder.env(name, value);
     }

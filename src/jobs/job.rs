@@ -134,6 +134,8 @@ pub struct Job {
     pub backoff: Option<Duration>,
     /// The errors of its failed runs, oldest first (the last [`MAX_ERRORS_KEPT`]).
     pub errors: Vec<AttemptError>,
+    /// How soon it is served among its actor's queued jobs.
+    pub priority: Priority,
     /// Jobs that must all finish before this one is queued; if one of them ends in error
     /// for good, this one ends in error naming it, without running.
     pub prerequisites: Vec<String>,
@@ -173,6 +175,7 @@ impl Job {
             timeout: Duration::from_secs(30),
             retries: 0,
             backoff: None,
+            priority: Priority::Normal,
             prerequisites: Vec::new(),
             env_vars: BTreeMap::new(),
             max_script_bytes: DEFAULT_MAX_SCRIPT_BYTES,
@@ -239,6 +242,54 @@ impl Job {
     pub fn run_time(&self) -> Option<Duration> {
         let (start, end) = (self.started_at?, self.finished_at?);
         end.duration_since(start).ok()
+    }
+}
+
+/// How soon a job is served among its actor's queued jobs: runners take from the `high`
+/// queue first, then `normal`, then `low`, except that a share of takes starts lower so
+/// that no priority starves (see the wire format's documentation).
+/// Ordered as served: `High < Normal < Low`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    /// Served first.
+    High,
+    /// The default.
+    #[default]
+    Normal,
+    /// Served last.
+    Low,
+}
+
+impl Priority {
+    /// `high`, `normal` or `low`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+        }
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Priority {
+    type Err = JobError;
+
+    fn from_str(s: &str) -> Result<Self, JobError> {
+        match s {
+            "high" => Ok(Priority::High),
+            "normal" | "" => Ok(Priority::Normal),
+            "low" => Ok(Priority::Low),
+            other => Err(JobError::InvalidField {
+                field: "priority",
+                reason: format!("unknown priority {other:?} (high, normal or low)"),
+            }),
+        }
     }
 }
 
@@ -333,6 +384,7 @@ pub struct JobBuilder {
     timeout: Duration,
     retries: u32,
     backoff: Option<Duration>,
+    priority: Priority,
     prerequisites: Vec<String>,
     env_vars: BTreeMap<String, String>,
     max_script_bytes: usize,
@@ -374,6 +426,12 @@ impl JobBuilder {
     /// [`Job::retries`]).
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = retries;
+        self
+    }
+
+    /// Sets its priority (default [`Priority::Normal`]).
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
         self
     }
 
@@ -426,6 +484,7 @@ impl JobBuilder {
             attempts: 0,
             backoff: self.backoff,
             errors: Vec::new(),
+            priority: self.priority,
             prerequisites: self.prerequisites,
             env_vars: self.env_vars,
             log: Vec::new(),

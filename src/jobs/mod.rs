@@ -15,6 +15,6 @@ pub use pool::{ActorFactory, HealthCheck, PoolConfig, PoolError, PoolStats, Work
 
 pub use job::{
     AttemptError, DEFAULT_MAX_SCRIPT_BYTES, Job, JobBuilder, JobError, JobStatus, MAX_ERRORS_KEPT,
-    MAX_ID_LEN, MAX_PREREQUISITES, RESERVED_NAMES, retry_delay,
+    MAX_ID_LEN, MAX_PREREQUISITES, Priority, RESERVED_NAMES, retry_delay,
 };
 pub use store::{JobStore, MemoryStore, StoreError};

@@ -68,6 +68,9 @@ pub(crate) struct SubmitArgs {
     /// attempts⁴ + 15 s plus jitter.
     #[arg(long, value_parser = parse_delay)]
     pub(crate) backoff: Option<Duration>,
+    /// How soon the jobs are served: `high`, `normal` or `low`.
+    #[arg(long, default_value = "normal", value_parser = parse_priority)]
+    pub(crate) priority: baobab::jobs::Priority,
     /// A job that must finish first (repeatable, up to 64): the job waits, and ends in error
     /// without running if that one fails.
     #[arg(long = "prerequisite", value_parser = parse_job_id)]
@@ -358,6 +361,12 @@ fn parse_delay(text: &str) -> Result<Duration, String> {
 fn parse_at(text: &str) -> Result<std::time::SystemTime, String> {
     baobab::bridge::parse_iso8601(text)
         .ok_or_else(|| format!("{text:?} is not an ISO 8601 UTC time such as 2026-12-01T10:00:00Z"))
+}
+
+/// `high`, `normal` or `low`.
+fn parse_priority(text: &str) -> Result<baobab::jobs::Priority, String> {
+    text.parse()
+        .map_err(|e: baobab::jobs::JobError| e.to_string())
 }
 
 /// A job id, checked as a job checks it.

@@ -82,6 +82,7 @@ pub(crate) fn submit(args: SubmitArgs) -> ExitCode {
                 if let Some(backoff) = args.backoff {
                     builder = builder.backoff(backoff);
                 }
+                builder = builder.priority(args.priority);
                 for id in &args.prerequisites {
                     builder = builder.prerequisite(id);
                 }

@@ -19,7 +19,8 @@
 -- reply's time to live (s), 15 how long the hash of a job ended here is kept (s), 16 the
 -- started status, 17 the waiting status, 18 the delayed set, 19 the dead set, 20 the most
 -- ids a dead set keeps, 21 the most errors kept per job, 22 the settle configuration of
--- dependents (JSON, see `settle_dependents`).
+-- dependents (JSON, see `settle_dependents`), 23 the high queue, 24 the low queue (a job goes
+-- back to the queue of its `priority`).
 -- Returns {requeued, failed, skipped, more}: requeued counts jobs put back (in the queue, or
 -- in the delayed set to run again); skipped counts what was left as it was (a processing
 -- list that is no list; an id the queue would not take: the call ends there, and every id
@@ -109,10 +110,11 @@ for _, runner in ipairs(runners) do
             'error', 'its runner died while running it (attempt ' .. attempts .. ')',
             'updated_at', ARGV[10])
           if failed(redis.pcall('ZADD', ARGV[18], due, id)) then
-            redis.pcall('RPUSH', ARGV[5], id)
+            redis.pcall('RPUSH', queue_by_priority(job, ARGV[5], ARGV[23], ARGV[24]), id)
           end
           moved = moved + 1
-        elseif failed(redis.pcall('RPUSH', ARGV[5], id)) then
+        elseif failed(redis.pcall('RPUSH', queue_by_priority(job, ARGV[5], ARGV[23], ARGV[24]),
+            id)) then
           -- The queue takes no id (it is the one queue of every runner here): this id goes
           -- back where it was, and every list waits for a later reap.
           redis.call('LPUSH', processing, id)

@@ -3,7 +3,8 @@
 -- `finished_at`) is cleared while `error` and `errors` are kept as history, its hash no longer
 -- expires, its old reply is dropped, and its id leaves the dead set for the queue.
 --
--- KEYS: 1 the job hash, 2 the dead set, 3 the queue, 4 the job's default reply list.
+-- KEYS: 1 the job hash, 2 the dead set, 3 the queue, 4 the job's default reply list, 5 the
+-- high queue, 6 the low queue (it goes to the queue of its `priority`).
 -- ARGV: 1 the id, 2 the error status, 3 the waiting status, 4 now (ISO 8601), 5 `1` if the
 -- hash's `reply_queue_name` names the reply list.
 -- Returns 1 if queued; 0 if there is no such job or it has not ended in error (a dead-set
@@ -17,8 +18,9 @@ if redis.call('HGET', KEYS[1], 'status') ~= ARGV[2] then
   redis.pcall('ZREM', KEYS[2], ARGV[1])
   return 0
 end
-if failed(redis.pcall('LPUSH', KEYS[3], ARGV[1])) then
-  return redis.error_reply('the queue ' .. KEYS[3] .. ' is no list')
+local queue = queue_by_priority(KEYS[1], KEYS[3], KEYS[5], KEYS[6])
+if failed(redis.pcall('LPUSH', queue, ARGV[1])) then
+  return redis.error_reply('the queue ' .. queue .. ' is no list')
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'attempts', '0', 'updated_at', ARGV[4])
 redis.call('HDEL', KEYS[1], 'output', 'result', 'finished_at', 'run_at')

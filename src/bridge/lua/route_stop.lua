@@ -3,7 +3,7 @@
 -- and a write that fails is reported, so no bad key stops the routing of other jobs.
 --
 -- KEYS: 1 the actor's set of runners, 2 the queue, 3 the job hash, 4 this runner's
--- processing list, 5 the job's default reply list.
+-- processing list, 5 the job's default reply list, 6 the high queue, 7 the low queue.
 -- ARGV: 1 the job id, 2 this runner, 3 the actor's processing-list prefix, 4 and 5 a
 -- control list's key before and after the runner id, 6 and 7 a heartbeat key before and
 -- after the runner id, 8 the reply payload, 9 the reply's time to live (s), 10 `1` if the
@@ -80,9 +80,11 @@ for _, runner in ipairs(runners) do
     return {'cancelled', runner}
   end
 end
-local removed = redis.pcall('LREM', KEYS[2], 0, ARGV[1])
-if not failed(removed) and removed > 0 then
-  cancel()
-  return {'cancelled'}
+for _, queue in ipairs({KEYS[2], KEYS[6], KEYS[7]}) do
+  local removed = redis.pcall('LREM', queue, 0, ARGV[1])
+  if not failed(removed) and removed > 0 then
+    cancel()
+    return {'cancelled'}
+  end
 end
 return {'nowhere'}

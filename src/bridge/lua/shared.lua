@@ -5,6 +5,17 @@ local function failed(reply)
   return type(reply) == 'table' and reply.err ~= nil
 end
 
+-- The queue a job goes (back) to, by its hash's `priority`: `high`, `low`, or else normal.
+local function queue_by_priority(job, normal, high, low)
+  local priority = redis.pcall('HGET', job, 'priority')
+  if priority == 'high' then
+    return high
+  elseif priority == 'low' then
+    return low
+  end
+  return normal
+end
+
 -- Pushes `payload` on a job's reply list, kept `ttl` seconds: `default`, or, if `named` is
 -- `1`, the list the job's hash names in `reply_queue_name` (when it names one). A list that
 -- refuses the push (a key of another type) is left as it is.
@@ -106,7 +117,9 @@ local function settle_dependents(id, ok, cfg)
           if item[2] then
             if prerequisites_finished(key, cfg) then
               local actor = redis.call('HGET', key, 'actor_id') or ''
-              if not failed(redis.pcall('LPUSH', cfg.queue .. actor, dep)) then
+              local queue = queue_by_priority(key, cfg.queue .. actor, cfg.queue_high .. actor,
+                cfg.queue_low .. actor)
+              if not failed(redis.pcall('LPUSH', queue, dep)) then
                 redis.call('HSET', key, 'status', cfg.dispatched, 'prerequisites_met', '1',
                   'updated_at', cfg.now)
               end
