@@ -40,9 +40,10 @@ mod hero;
 use redis_server::TestRedis as Server;
 
 /// Empties the database, then queues `n` jobs of `40 + 2` for `actor`, pipelined.
-fn preload(server: &Server, actor: &str, n: usize) {
+fn preload(server: &Server, actor: &str, n: usize) -> Vec<String> {
     let mut conn = server.conn();
     let _: () = redis::cmd("FLUSHALL").query(&mut conn).unwrap();
+    let mut ids = Vec::with_capacity(n);
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
         let mut pipe = redis::pipe();
         for _ in chunk {
@@ -51,9 +52,11 @@ fn preload(server: &Server, actor: &str, n: usize) {
                 .ignore()
                 .lpush(format!("hero:job:actor_queue:{actor}"), &job.id)
                 .ignore();
+            ids.push(job.id);
         }
         pipe.query::<()>(&mut conn).unwrap();
     }
+    ids
 }
 
 /// Redis's CPU seconds so far (user + system), from `INFO cpu`.
@@ -134,6 +137,44 @@ fn runner(server: &Server, n: usize, run: usize) -> f64 {
     );
     runner.shutdown(Duration::from_secs(1)).expect("shutdown");
     n as f64 / elapsed.as_secs_f64()
+}
+
+/// Jobs/s through four runners (each with two workers and a runner id of its own) sharing
+/// one Redis; and how many jobs ran more than once (none should: no runner dies here).
+fn four_runners(server: &Server, n: usize, run: usize) -> (f64, usize) {
+    let actor = format!("four-{run}");
+    let ids = preload(server, &actor, n);
+    let rt = runtime();
+    let start = Instant::now();
+    let runners: Vec<Runner> = (0..4).map(|_| start_runner(&rt, server, &actor)).collect();
+    loop {
+        let ended: u64 = runners
+            .iter()
+            .map(|r| r.pool().stats().map_or(0, |s| s.finished + s.failed))
+            .sum();
+        if ended >= n as u64 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    for runner in &runners {
+        runner.store().flush();
+    }
+    let elapsed = start.elapsed();
+    let mut conn = server.conn();
+    let mut twice = 0;
+    for chunk in ids.chunks(1000) {
+        let mut pipe = redis::pipe();
+        for id in chunk {
+            pipe.hget(format!("hero:job:{id}"), "attempts");
+        }
+        let attempts: Vec<Option<u32>> = pipe.query(&mut conn).unwrap();
+        twice += attempts.iter().filter(|a| a.unwrap_or(0) > 1).count();
+    }
+    for runner in &runners {
+        runner.shutdown(Duration::from_secs(1)).expect("shutdown");
+    }
+    (n as f64 / elapsed.as_secs_f64(), twice)
 }
 
 /// Jobs/s consumed one command at a time on one connection (on a thread with the stack the
@@ -244,6 +285,19 @@ fn main() {
         "baseline, one at a time"
     );
     println!("ratio (medians): {:.1}x", median / b_median);
+    let mut four = Vec::new();
+    let mut twice = 0;
+    for run in 0..runs {
+        let (rate, again) = four_runners(&server, n, run);
+        four.push(rate);
+        twice += again;
+    }
+    let (f_median, f_min, f_max) = summary(four);
+    println!(
+        "{:<28} {f_median:>10.0} {f_min:>10.0} {f_max:>10.0}  jobs/s ({n} jobs; {twice} run twice)",
+        "four runners, 2 workers each"
+    );
+    println!("ratio four runners / one: {:.2}x", f_median / median);
     let n_latency = env("BAOBAB_BENCH_REDIS_LATENCY_JOBS", 2_000);
     let mut micros = latency(&server, n_latency);
     micros.sort_by(f64::total_cmp);
