@@ -10,6 +10,9 @@ pub struct TestRedis {
     pub url: String,
     child: Option<Child>,
     dir: Option<PathBuf>,
+    /// Every write on disk before it is acknowledged (`appendfsync always`), so a restart
+    /// keeps what Redis acknowledged.
+    durable: bool,
 }
 
 impl TestRedis {
@@ -19,6 +22,7 @@ impl TestRedis {
                 url,
                 child: None,
                 dir: None,
+                durable: false,
             };
         }
         TestRedis::private()
@@ -42,9 +46,44 @@ impl TestRedis {
     /// A server listening on [`TestRedis::socket_in`]`(dir)`; `dir` (which must exist) is
     /// removed when it is dropped.
     pub fn at(dir: PathBuf) -> TestRedis {
+        TestRedis::launch(dir, false)
+    }
+
+    /// A private server that keeps every acknowledged write on disk (append-only file,
+    /// fsynced before each reply), so [`TestRedis::restart`] loses nothing it acknowledged.
+    pub fn durable() -> TestRedis {
+        let dir = std::env::temp_dir().join(format!(
+            "baobab-redis-durable-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TestRedis::launch(dir, true)
+    }
+
+    /// Kills the server (SIGKILL) and starts it again on the same socket and data.
+    pub fn restart(&mut self, down: Duration) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        std::thread::sleep(down);
+        let dir = self.dir.take().expect("a private server");
+        let _ = std::fs::remove_file(TestRedis::socket_in(&dir));
+        let again = TestRedis::launch(dir, self.durable);
+        *self = again;
+    }
+
+    fn launch(dir: PathBuf, durable: bool) -> TestRedis {
         let socket = TestRedis::socket_in(&dir);
+        let persistence: &[&str] = if durable {
+            &["--appendonly", "yes", "--appendfsync", "always"]
+        } else {
+            &["--appendonly", "no"]
+        };
         let child = Command::new("redis-server")
-            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .args(["--port", "0", "--save", ""])
+            .args(persistence)
             .arg("--unixsocket")
             .arg(&socket)
             .arg("--dir")
@@ -58,6 +97,7 @@ impl TestRedis {
             url,
             child: Some(child),
             dir: Some(dir),
+            durable,
         };
         let start = Instant::now();
         loop {
