@@ -17,6 +17,11 @@ use common::redis_server::{TestRedis, unique};
 use redis::Commands;
 
 fn runner(redis: &TestRedis, actor: &str) -> RunnerProcess {
+    runner_with(redis, actor, "1")
+}
+
+/// A runner process with two workers and a heartbeat of `heartbeat_ttl` seconds.
+fn runner_with(redis: &TestRedis, actor: &str, heartbeat_ttl: &str) -> RunnerProcess {
     Command::new(env!("CARGO_BIN_EXE_baobab"))
         .args([
             "run",
@@ -27,7 +32,7 @@ fn runner(redis: &TestRedis, actor: &str) -> RunnerProcess {
             "--workers",
             "2",
         ])
-        .args(["--heartbeat-ttl", "1"])
+        .args(["--heartbeat-ttl", heartbeat_ttl])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -460,24 +465,7 @@ fn retries_delays_and_dependencies_survive_a_redis_restart() {
     .unwrap();
     let mixed = submit_mixed(&store, &actor);
     // Heartbeats outlive the outage, so no live runner's jobs are taken back meanwhile.
-    let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_baobab"))
-            .args([
-                "run",
-                "--redis",
-                &redis.url,
-                "--actor",
-                &actor,
-                "--workers",
-                "2",
-            ])
-            .args(["--heartbeat-ttl", "10"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map(RunnerProcess)
-            .unwrap()
-    };
+    let spawn = || runner_with(&redis, &actor, "10");
     let runners = [spawn(), spawn()];
     std::thread::sleep(random_delay(200, 400));
     redis.restart(Duration::from_millis(500));

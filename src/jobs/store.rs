@@ -174,6 +174,13 @@ enum Gate {
 }
 
 impl State {
+    /// The stored job `id`.
+    fn stored(&mut self, id: &str) -> Result<&mut Job, StoreError> {
+        self.jobs
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_owned()))
+    }
+
     fn gate(&self, job: &Job) -> Gate {
         let mut pending = Vec::new();
         for id in &job.prerequisites {
@@ -352,10 +359,7 @@ impl JobStore for MemoryStore {
 
     fn start(&self, job: &Job) -> Result<(), StoreError> {
         let mut state = self.lock();
-        let stored = state
-            .jobs
-            .get_mut(&job.id)
-            .ok_or_else(|| StoreError::NotFound(job.id.clone()))?;
+        let stored = state.stored(&job.id)?;
         stored.status = JobStatus::Started;
         stored.started_at = job.started_at;
         stored.attempts = job.attempts;
@@ -364,10 +368,7 @@ impl JobStore for MemoryStore {
 
     fn retry(&self, job: &Job, delay: Duration) -> Result<(), StoreError> {
         let mut state = self.lock();
-        let stored = state
-            .jobs
-            .get_mut(&job.id)
-            .ok_or_else(|| StoreError::NotFound(job.id.clone()))?;
+        let stored = state.stored(&job.id)?;
         stored.status = JobStatus::Dispatched;
         stored.error = job.error.clone();
         stored.errors = job.errors.clone();
@@ -386,10 +387,7 @@ impl JobStore for MemoryStore {
 
     fn complete(&self, job: &Job) -> Result<(), StoreError> {
         let mut state = self.lock();
-        let stored = state
-            .jobs
-            .get_mut(&job.id)
-            .ok_or_else(|| StoreError::NotFound(job.id.clone()))?;
+        let stored = state.stored(&job.id)?;
         stored.status = job.status;
         stored.output = job.output.clone();
         stored.error = job.error.clone();
@@ -464,10 +462,7 @@ impl JobStore for MemoryStore {
 
     fn release(&self, job: &Job) -> Result<(), StoreError> {
         let mut state = self.lock();
-        let stored = state
-            .jobs
-            .get_mut(&job.id)
-            .ok_or_else(|| StoreError::NotFound(job.id.clone()))?;
+        let stored = state.stored(&job.id)?;
         stored.status = JobStatus::Dispatched;
         stored.started_at = None;
         state
