@@ -117,14 +117,35 @@ fn settle(redis: &TestRedis, ids: &[String], limit: Duration) -> (usize, Vec<Str
         if start.elapsed() >= limit {
             // Where the open jobs are, to tell a lost id from a slow runner.
             let mut lists = Vec::new();
-            for pattern in ["hero:processing:*", "hero:job:actor_queue:*"] {
+            for pattern in [
+                "hero:processing:*",
+                "hero:job:actor_queue*",
+                "hero:job:delayed:*",
+            ] {
                 for key in conn.keys::<_, Vec<String>>(pattern).unwrap() {
-                    let len: usize = conn.llen(&key).unwrap();
+                    let len: usize = redis::cmd("TYPE")
+                        .arg(&key)
+                        .query::<String>(&mut conn)
+                        .map(|t| if t == "zset" { "ZCARD" } else { "LLEN" })
+                        .and_then(|len| redis::cmd(len).arg(&key).query(&mut conn))
+                        .unwrap_or(0);
                     lists.push(format!("{key}: {len}"));
                 }
             }
+            // The first open job as its hash has it.
+            let first = ids
+                .iter()
+                .zip(&rows)
+                .find(|(_, (status, _, _))| {
+                    !matches!(status.as_deref(), Some("finished" | "error"))
+                })
+                .map(|(id, _)| {
+                    let hash: std::collections::HashMap<String, String> =
+                        conn.hgetall(format!("hero:job:{id}")).unwrap();
+                    format!("{id}: {hash:?}")
+                });
             panic!(
-                "{open} of {} jobs still open after {limit:?}; lists: {lists:?}",
+                "{open} of {} jobs still open after {limit:?}; lists: {lists:?}; first: {first:?}",
                 ids.len()
             );
         }

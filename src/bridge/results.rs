@@ -165,18 +165,26 @@ impl RedisStore {
         let mut replies = self.reply_keys(&jobs)?;
         // Jobs sent before may be written: checked first (on each later attempt, all are).
         let mut check: Vec<bool> = group.iter().map(|ended| ended.tried).collect();
+        let mut written = Vec::new();
         let results = self.try_run("complete", |c| {
             if check.iter().any(|&check| check) {
                 let listed = self.still_listed(c, &jobs)?;
-                let mut keep = check
+                let keep: Vec<bool> = check
                     .iter()
                     .zip(listed)
-                    .map(|(&check, listed)| !check || listed);
-                let mut keep_reply = keep.clone();
-                let mut keep_start = keep.clone();
-                jobs.retain(|_| keep.next().unwrap_or(true));
-                replies.retain(|_| keep_reply.next().unwrap_or(true));
-                starts.retain(|_| keep_start.next().unwrap_or(true));
+                    .map(|(&check, listed)| !check || listed)
+                    .collect();
+                // Written already (their reply lost with the connection): their dependents
+                // may not have been settled yet (settling twice is harmless).
+                for ((job, &start), &kept) in jobs.iter().zip(&starts).zip(&keep) {
+                    if !kept && !start && job.status.is_final() {
+                        written.push((job.id.clone(), job.status == JobStatus::Finished));
+                    }
+                }
+                let (mut a, mut b, mut d) = (keep.iter(), keep.iter(), keep.iter());
+                jobs.retain(|_| *a.next().unwrap_or(&true));
+                replies.retain(|_| *b.next().unwrap_or(&true));
+                starts.retain(|_| *d.next().unwrap_or(&true));
             }
             check = vec![true; jobs.len()];
             if !self.dead_loaded.load(Ordering::Relaxed)
@@ -225,6 +233,7 @@ impl RedisStore {
             }
             c.pipeline(&pipe)
         });
+        self.release_dependents(&written);
         match results {
             Ok(results) => {
                 let mut results = results.into_iter();

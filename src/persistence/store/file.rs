@@ -568,13 +568,24 @@ fn lock_dir(dir: &Path) -> Result<File, StoreError> {
     #[cfg(unix)]
     {
         use std::os::fd::AsRawFd;
-        // SAFETY: `flock` on a descriptor this function owns, open for as long as the call.
-        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if locked != 0 {
-            return Err(StoreError::Unavailable(format!(
-                "{} is open in another store (its LOCK is held)",
-                dir.display()
-            )));
+        // A lock released a moment ago may still be held for a moment by a child process
+        // this one forked while the store was open (until the child's `exec` closes its copy
+        // of the descriptor): so a held lock is tried again for up to half a second.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        loop {
+            // SAFETY: `flock` on a descriptor this function owns, open for as long as the
+            // call.
+            let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if locked == 0 {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(StoreError::Unavailable(format!(
+                    "{} is open in another store (its LOCK is held)",
+                    dir.display()
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
     Ok(file)
