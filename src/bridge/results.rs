@@ -66,6 +66,18 @@ impl RedisStore {
 
     fn queue_write(&self, write: Ended) -> Result<(), StoreError> {
         let mut writes = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+        if !write.start {
+            // Its start not written yet: the result writes the start's fields too (one
+            // command less per job when jobs end faster than their starts are written).
+            // Searched from the end: a start is queued shortly before its job ends.
+            if let Some(at) = writes
+                .pending
+                .iter()
+                .rposition(|w| w.start && !w.tried && w.job.id == write.job.id)
+            {
+                writes.pending.remove(at);
+            }
+        }
         writes.pending.push(write);
         if writes.writing {
             return Ok(());

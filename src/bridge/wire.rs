@@ -116,6 +116,15 @@ pub(crate) fn result_fields(profile: Profile, job: &Job) -> Vec<(&'static str, S
     if !job.log.is_empty() {
         fields.push(("log", job.log.join("\n")));
     }
+    // The start's fields too, in case its own write was folded into this one.
+    if job.attempts > 0 {
+        fields.push(("attempts", job.attempts.to_string()));
+    }
+    if profile == Profile::Hero
+        && let Some(started) = job.started_at
+    {
+        fields.push(("started_at", iso8601(started)));
+    }
     fields
 }
 
