@@ -192,14 +192,26 @@ impl Client {
 
     /// One `SCAN` step over job hash keys: the next cursor and the keys found.
     fn scan_jobs(&self, cursor: u64) -> Result<(u64, Vec<String>), StoreError> {
+        self.scan_step(cursor, &self.keys.job("*"), Some("hash"))
+    }
+
+    /// One `SCAN` step over the keys matching `pattern` (of `kind`, if given): the next
+    /// cursor and the keys found (keys that are no UTF-8 are skipped).
+    fn scan_step(
+        &self,
+        cursor: u64,
+        pattern: &str,
+        kind: Option<&str>,
+    ) -> Result<(u64, Vec<String>), StoreError> {
         let mut scan = redis::cmd("SCAN");
         scan.arg(cursor)
             .arg("MATCH")
-            .arg(self.keys.job("*"))
+            .arg(pattern)
             .arg("COUNT")
-            .arg(BATCH)
-            .arg("TYPE")
-            .arg("hash");
+            .arg(BATCH);
+        if let Some(kind) = kind {
+            scan.arg("TYPE").arg(kind);
+        }
         let found = self.store.run("scan", |c| c.query(&scan))?;
         let mut parts = reply::items(found).unwrap_or_default().into_iter();
         let next = parts
@@ -305,32 +317,13 @@ impl Client {
         let mut cursor = 0u64;
         let mut ids = Vec::new();
         loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(&template)
-                .arg("COUNT")
-                .arg(BATCH);
-            let found = self.store.run("runners", |c| c.query(&scan))?;
-            let mut parts = reply::items(found).unwrap_or_default().into_iter();
-            cursor = parts
-                .next()
-                .and_then(|c| reply::bytes(c).ok().flatten())
-                .and_then(|c| String::from_utf8(c).ok())
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0);
-            for key in parts
-                .next()
-                .map(|keys| reply::items(keys).unwrap_or_default())
-                .unwrap_or_default()
-            {
-                if let Some(key) = reply::bytes(key).ok().flatten()
-                    && let Ok(key) = String::from_utf8(key)
-                    && let Some(id) = key.strip_prefix(head).and_then(|k| k.strip_suffix(tail))
-                {
-                    ids.push(id.to_owned());
-                }
-            }
+            let (next, keys) = self.scan_step(cursor, &template, None)?;
+            cursor = next;
+            ids.extend(
+                keys.iter()
+                    .filter_map(|key| key.strip_prefix(head)?.strip_suffix(tail))
+                    .map(str::to_owned),
+            );
             if cursor == 0 {
                 break;
             }

@@ -238,6 +238,18 @@ impl Job {
             .unwrap_or_else(|| retry_delay(self.attempts, rand_jitter()))
     }
 
+    /// Adds its latest run, which failed with `error` at `at`, to [`errors`](Job::errors),
+    /// keeping the last [`MAX_ERRORS_KEPT`].
+    pub fn note_failure(&mut self, at: SystemTime) {
+        self.errors.push(AttemptError {
+            attempt: self.attempts,
+            at: crate::jobs::time::iso8601(at),
+            error: self.error.clone().unwrap_or_default(),
+        });
+        let excess = self.errors.len().saturating_sub(MAX_ERRORS_KEPT);
+        self.errors.drain(..excess);
+    }
+
     /// How long it ran, once it has ended.
     pub fn run_time(&self) -> Option<Duration> {
         let (start, end) = (self.started_at?, self.finished_at?);

@@ -50,7 +50,8 @@ pub trait JobStore: Send + Sync + 'static {
     }
 
     /// Records the end of a run that failed while the job has retries left
-    /// ([`Job::may_retry`]): `job.error` says why, and `job.errors` holds this failure last.
+    /// ([`Job::may_retry`]): `job.error` says why; the store adds the failure to its
+    /// `errors`.
     /// The job waits `delay`, then is queued again (status `dispatched`). The default, for a
     /// store that cannot wait, ends the job as [`complete`](JobStore::complete) would.
     fn retry(&self, job: &Job, delay: Duration) -> Result<(), StoreError> {
@@ -373,6 +374,7 @@ impl JobStore for MemoryStore {
         stored.error = job.error.clone();
         stored.errors = job.errors.clone();
         stored.attempts = job.attempts;
+        stored.note_failure(job.finished_at.unwrap_or_else(SystemTime::now));
         stored.log = job.log.clone();
         stored.run_at = SystemTime::now().checked_add(delay);
         state.delay(job.id.clone(), delay);
@@ -394,16 +396,7 @@ impl JobStore for MemoryStore {
         stored.attempts = stored.attempts.max(job.attempts);
         if job.status == JobStatus::Error && job.attempts > 0 {
             stored.errors = job.errors.clone();
-            stored.errors.push(crate::jobs::AttemptError {
-                attempt: job.attempts,
-                at: crate::jobs::time::iso8601(SystemTime::now()),
-                error: job.error.clone().unwrap_or_default(),
-            });
-            let excess = stored
-                .errors
-                .len()
-                .saturating_sub(crate::jobs::MAX_ERRORS_KEPT);
-            stored.errors.drain(..excess);
+            stored.note_failure(SystemTime::now());
         }
         stored.log = job.log.clone();
         stored.started_at = job.started_at.or(stored.started_at);

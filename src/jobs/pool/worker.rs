@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use tracing::{debug, warn};
 
 use crate::jobs::actor::{CancelToken, JobActor};
-use crate::jobs::job::{AttemptError, Job, JobStatus, MAX_ERRORS_KEPT};
+use crate::jobs::job::{Job, JobStatus};
 use crate::jobs::store::JobStore;
 use crate::signal::reason::panic_message;
 use crate::{Addr, Ctx, ExitReason, Handle, Message};
@@ -191,15 +191,6 @@ pub(super) fn run_batch(
 fn retry(store: &dyn JobStore, mut job: Job) {
     let delay = job.next_delay();
     job.status = JobStatus::Dispatched;
-    let error = job.error.clone().unwrap_or_default();
-    let at = job.finished_at.unwrap_or_else(SystemTime::now);
-    job.errors.push(AttemptError {
-        attempt: job.attempts,
-        at: crate::jobs::time::iso8601(at),
-        error,
-    });
-    let excess = job.errors.len().saturating_sub(MAX_ERRORS_KEPT);
-    job.errors.drain(..excess);
     debug!(job = %job.id, attempt = job.attempts, ?delay, "a job's run failed; it runs again later");
     if let Err(error) = store.retry(&job, delay) {
         warn!(job = %job.id, %error, "could not queue a failed job to run again");
