@@ -72,6 +72,33 @@ fn redis_cpu(server: &Server) -> f64 {
         .sum()
 }
 
+/// Redis's commands since its statistics were last reset (`INFO commandstats`): per command,
+/// its calls and the microseconds Redis spent in them, most time first.
+fn redis_commands(server: &Server) -> Vec<(String, u64, u64)> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut server.conn())
+        .unwrap();
+    let mut rows: Vec<(String, u64, u64)> = info
+        .lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(name, stats)| {
+            let field = |key: &str| {
+                stats
+                    .split(',')
+                    .filter_map(|kv| kv.split_once('='))
+                    .find(|(k, _)| *k == key)
+                    .and_then(|(_, v)| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            (name.to_string(), field("calls"), field("usec"))
+        })
+        .collect();
+    rows.sort_by(|a, b| b.2.cmp(&a.2));
+    rows
+}
+
 /// This process's CPU seconds so far (user + system), from `/proc/self/stat`.
 fn own_cpu() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -116,6 +143,10 @@ fn runner(server: &Server, n: usize, run: usize) -> f64 {
     let actor = format!("bench-{run}");
     preload(server, &actor, n);
     let rt = runtime();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut server.conn())
+        .unwrap();
     let (redis_before, own_before) = (redis_cpu(server), own_cpu());
     let start = Instant::now();
     let runner = start_runner(&rt, server, &actor);
@@ -135,6 +166,18 @@ fn runner(server: &Server, n: usize, run: usize) -> f64 {
         redis_cpu(server) - redis_before,
         own_cpu() - own_before
     );
+    let per_job: Vec<String> = redis_commands(server)
+        .iter()
+        .filter(|(name, _, _)| name != "info" && name != "config|resetstat")
+        .map(|(name, calls, usec)| {
+            format!(
+                "{name} {:.3} calls {:.2} µs",
+                *calls as f64 / n as f64,
+                *usec as f64 / n as f64
+            )
+        })
+        .collect();
+    println!("#   Redis per job: {}", per_job.join(", "));
     runner.shutdown(Duration::from_secs(1)).expect("shutdown");
     n as f64 / elapsed.as_secs_f64()
 }
