@@ -599,6 +599,32 @@ fn main() {
         row("commands, 10k actors, JetStream", "commands/s", &|| {
             jetstream::actors_10k(&rt, &url, appends * 5)
         });
+        // The same two measured in turn, run after run, so a slower or faster spell of this
+        // shared machine moves both: each pair's ratio, then their median.
+        let paired = |name: &str, ours: &dyn Fn() -> f64, ceiling: &dyn Fn() -> f64| {
+            if !chosen(name) {
+                return;
+            }
+            let ratios = (0..runs)
+                .map(|_| {
+                    let ceiling = ceiling();
+                    100.0 * ours() / ceiling
+                })
+                .collect();
+            CPU.lock().unwrap().clear();
+            let (median, min, max) = summary(ratios);
+            println!("{name:<34} {median:>12.0} {min:>12.0} {max:>12.0}  % (pairs in turn)");
+        };
+        paired(
+            "JetStream: 1 actor / raw, 1",
+            &|| jetstream::append_one(&url, appends),
+            &|| jetstream::raw_publish(&url, appends, 1, false),
+        );
+        paired(
+            "JetStream: 10k actors / raw CAS",
+            &|| jetstream::actors_10k(&rt, &url, appends * 5),
+            &|| jetstream::raw_publish(&url, appends * 5, 64, true),
+        );
         row("cluster: ask, active here", "us", &|| {
             jetstream::cluster_ask_us(&url, appends / 4, false)
         });

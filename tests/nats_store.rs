@@ -124,6 +124,79 @@ fn a_payload_over_the_servers_limit_is_refused_with_that_limit() {
     assert_eq!(store.version(&s).unwrap(), 0);
 }
 
+/// An append is polled by the activation's own process, on a baobab scheduler thread, with
+/// the store's timers: with the server gone, the command ends with the store's error after its
+/// timeout (no hang, no panic), and the runtime goes on.
+#[test]
+fn a_command_whose_server_is_gone_fails_after_the_stores_timeout_and_the_runtime_goes_on() {
+    use std::time::{Duration, Instant};
+
+    use baobab::persistence::{ActorError, EventSourced, VirtualActors, VirtualConfig};
+    use baobab::{Ctx, Runtime};
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Default, Serialize, Deserialize)]
+    struct Count(u64);
+
+    #[derive(Serialize, Deserialize)]
+    struct Counted;
+
+    impl EventSourced for Count {
+        const KIND: &'static str = "count";
+        type Command = ();
+        type Event = Counted;
+        type Rejection = ();
+
+        fn decide(&self, _: &()) -> Result<Vec<Counted>, ()> {
+            Ok(vec![Counted])
+        }
+
+        fn apply(&mut self, _: &Counted) {
+            self.0 += 1;
+        }
+    }
+
+    let server = common::nats_server::NatsServer::start();
+    let store = NatsStore::connect(
+        &server.url,
+        NatsStoreConfig {
+            prefix: "gone".into(),
+            timeout: Duration::from_millis(500),
+        },
+    )
+    .unwrap();
+    let rt = Runtime::new();
+    let counts = VirtualActors::<Count>::start(
+        rt.handle(),
+        Arc::new(store),
+        VirtualConfig {
+            call_timeout: Duration::from_secs(20),
+            ..VirtualConfig::default()
+        },
+    )
+    .unwrap();
+    let ask = |counts: VirtualActors<Count>| {
+        rt.block_on(move |mut ctx: Ctx<()>| async move { counts.ask(&mut ctx, "c", ()).await })
+            .unwrap()
+    };
+    ask(counts.clone()).expect("stored while the server runs");
+    drop(server);
+    let started = Instant::now();
+    match ask(counts.clone()) {
+        Err(ActorError::Store(StoreError::Unavailable(_))) => {}
+        other => panic!("expected the store's error, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the error came after {:?}",
+        started.elapsed()
+    );
+    // Every scheduler thread still runs processes.
+    for _ in 0..8 {
+        assert_eq!(rt.block_on(|_: Ctx<()>| async { 7 }).unwrap(), 7);
+    }
+}
+
 mod two_processes {
     use std::process::{Command, Stdio};
 

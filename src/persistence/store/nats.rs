@@ -562,7 +562,7 @@ impl EventStore for NatsStore {
     ) -> Result<Pending<u64>, Vec<NewEvent>> {
         let nats = Arc::clone(&self.nats);
         let stream = stream.clone();
-        Ok(self.client.run(async move {
+        Ok(self.client.in_place(async move {
             check_events(&events)?;
             nats.append_async(&stream, expected, &events).await
         }))

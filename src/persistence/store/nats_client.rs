@@ -52,6 +52,22 @@ impl NatsClient {
             .expect("the runtime lives as long as the client")
     }
 
+    /// Polls `future` where the returned future is polled (any executor: a baobab process, a
+    /// thread's `block_on`), inside the client's runtime's context, so its timers and I/O are
+    /// that runtime's: no task of its own, and no hop through the runtime's thread to start
+    /// or to finish it.
+    pub(crate) fn in_place<T: Send + 'static>(
+        &self,
+        future: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> Pending<T> {
+        let handle = self.runtime().handle().clone();
+        let mut future = Box::pin(future);
+        Box::pin(std::future::poll_fn(move |cx| {
+            let _inside = handle.enter();
+            future.as_mut().poll(cx)
+        }))
+    }
+
     /// Runs `future` on the client's runtime; the returned future waits for it from any
     /// executor (a baobab process, a thread's `block_on`).
     pub(crate) fn run<T: Send + 'static>(
