@@ -95,7 +95,7 @@ fn redis_commands(server: &Server) -> Vec<(String, u64, u64)> {
             (name.to_string(), field("calls"), field("usec"))
         })
         .collect();
-    rows.sort_by(|a, b| b.2.cmp(&a.2));
+    rows.sort_by_key(|row| std::cmp::Reverse(row.2));
     rows
 }
 
